@@ -1,0 +1,7 @@
+//! relayguard: a transparent SMTP submission proxy with Postfix-compatible relay and AUTH policy.
+//!
+//! Bytes are parsed in [`smtp`], decisions are made in [`policy`], bytes move in `session` and the
+//! edges (`net`, `upstream`). See `README.md` for the layout.
+
+pub mod policy;
+pub mod smtp;

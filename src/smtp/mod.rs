@@ -1,0 +1,8 @@
+//! The SMTP wire format, sans I/O: commands, replies, capabilities and the DATA terminator.
+//!
+//! Nothing here reads a socket, starts a task, reads a clock or logs. Callers hand in bytes and
+//! get values back; "need more input" is a normal return, never an error.
+
+pub mod reply;
+
+pub use reply::{EnhancedStatus, Reply};

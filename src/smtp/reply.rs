@@ -1,0 +1,129 @@
+//! SMTP replies: a code, an optional RFC 3463 enhanced status and text, written on the wire.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// An RFC 3463 enhanced status code such as `5.7.1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EnhancedStatus {
+    pub class: u8,
+    pub subject: u16,
+    pub detail: u16,
+}
+
+impl EnhancedStatus {
+    pub const fn new(class: u8, subject: u16, detail: u16) -> Self {
+        Self {
+            class,
+            subject,
+            detail,
+        }
+    }
+}
+
+impl fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// One SMTP reply. `lines` holds the text of each line without code or enhanced status;
+/// a single-line reply has one entry. The enhanced status, when present, is written on every line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub enhanced: Option<EnhancedStatus>,
+    pub lines: Vec<Cow<'static, str>>,
+}
+
+impl Reply {
+    /// A single-line reply with an enhanced status: `Reply::new(250, (2, 0, 0), "Ok")`.
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            enhanced: Some(EnhancedStatus::new(enhanced.0, enhanced.1, enhanced.2)),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A single-line reply without an enhanced status (greeting, HELO, EHLO, 354).
+    pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            enhanced: None,
+            lines: vec![text.into()],
+        }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// 421 and 521 close the connection wherever they come from (Postfix, RFC 5321 3.8).
+    pub fn closes_connection(&self) -> bool {
+        self.code == 421 || self.code == 521
+    }
+
+    /// The first line's text, after the enhanced status.
+    pub fn text(&self) -> &str {
+        self.lines.first().map(|l| l.as_ref()).unwrap_or("")
+    }
+
+    /// Appends the reply in wire form, each line ending in CRLF.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        if self.lines.is_empty() {
+            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+            return;
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            match self.enhanced {
+                Some(e) => out.extend_from_slice(
+                    format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes(),
+                ),
+                None => {
+                    out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes())
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    /// The first line as Postfix logs it: `454 4.7.1 <x@y>: Relay access denied`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.enhanced {
+            Some(e) => write!(f, "{} {} {}", self.code, e, self.text()),
+            None => write!(f, "{} {}", self.code, self.text()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_single_and_multi_line() {
+        let mut out = Vec::new();
+        Reply::new(454, (4, 7, 1), "<x@y.example>: Relay access denied").write_to(&mut out);
+        assert_eq!(out, b"454 4.7.1 <x@y.example>: Relay access denied\r\n");
+        out.clear();
+        let r = Reply {
+            code: 250,
+            enhanced: None,
+            lines: vec!["mx.test".into(), "PIPELINING".into()],
+        };
+        r.write_to(&mut out);
+        assert_eq!(out, b"250-mx.test\r\n250 PIPELINING\r\n");
+    }
+}
