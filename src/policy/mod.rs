@@ -298,18 +298,18 @@ impl Policy {
 
     /// The SASL gate for an AUTH command: `Err` means it is answered here and never reaches the
     /// upstream.
-    pub fn check_auth(&self, facts: &Facts<'_>) -> Result<(), AuthRefusal> {
+    pub fn check_auth(&self, facts: &Facts<'_>) -> Result<(), Box<AuthRefusal>> {
         if self.offers_auth(facts) {
             Ok(())
         } else {
-            Err(AuthRefusal {
+            Err(Box::new(AuthRefusal {
                 reply: Reply::new(503, (5, 5, 1), "Error: authentication not enabled"),
                 reason: Reason {
                     parameter: "smtpd_sasl_auth_enable".into(),
                     restriction: "smtpd_sasl_auth_enable".into(),
                     ..Reason::default()
                 },
-            })
+            }))
         }
     }
 }
