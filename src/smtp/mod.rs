@@ -4,5 +4,6 @@
 //! get values back; "need more input" is a normal return, never an error.
 
 pub mod reply;
+pub mod xtext;
 
 pub use reply::{EnhancedStatus, Reply};
