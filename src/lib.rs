@@ -6,3 +6,4 @@
 pub mod net;
 pub mod policy;
 pub mod smtp;
+pub mod upstream;

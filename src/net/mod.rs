@@ -3,4 +3,5 @@
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 
 pub mod proxy_header;
+pub mod resolve;
 pub mod tls;
