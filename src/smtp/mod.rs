@@ -5,9 +5,12 @@
 
 pub mod command;
 pub mod dot;
+pub mod ehlo;
 pub mod line;
 pub mod replies;
 pub mod reply;
+pub mod response;
+pub mod sasl;
 pub mod xtext;
 
 pub use command::{parse, Command, CommandError};

@@ -1,0 +1,176 @@
+//! EHLO capabilities: what the upstream offered, and relayguard's own EHLO reply built from it.
+//!
+//! relayguard offers a client only what it implements itself (PIPELINING, SIZE, VRFY,
+//! STARTTLS, ENHANCEDSTATUSCODES) and what it relays and the upstream supports (AUTH and its
+//! mechanisms, 8BITMIME, DSN, SMTPUTF8, CHUNKING). XCLIENT, XFORWARD and any extension it does
+//! not parse are never offered: it relays only what it understands.
+
+use std::borrow::Cow;
+
+use super::reply::Reply;
+
+/// The extensions an upstream listed in its EHLO reply, keywords upper-cased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    keywords: Vec<(String, String)>,
+}
+
+/// What relayguard may offer this client, decided by the session.
+#[derive(Clone, Debug)]
+pub struct Offer {
+    pub hostname: String,
+    pub starttls: bool,
+    pub auth: bool,
+    /// message_size_limit; 0 means none.
+    pub size_limit: u64,
+    pub chunking: bool,
+    pub vrfy: bool,
+}
+
+impl Capabilities {
+    /// Reads an EHLO reply (the first line is the server's name and is skipped).
+    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+        let keywords = reply
+            .lines
+            .iter()
+            .skip(1)
+            .map(|line| {
+                let (kw, params) = line.split_once([' ', '=']).unwrap_or((line, ""));
+                (kw.to_ascii_uppercase(), params.trim().to_owned())
+            })
+            .collect();
+        Capabilities { keywords }
+    }
+
+    pub fn offers(&self, keyword: &str) -> bool {
+        self.keywords
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(keyword))
+    }
+
+    pub fn params(&self, keyword: &str) -> Option<&str> {
+        self.keywords
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(keyword))
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// The upstream's SASL mechanisms, in its order, without duplicates (`AUTH=` lines too).
+    pub fn auth_mechanisms(&self) -> Vec<&str> {
+        let mut mechs: Vec<&str> = Vec::new();
+        for (k, p) in &self.keywords {
+            if k == "AUTH" {
+                for m in p.split_ascii_whitespace() {
+                    if !mechs.iter().any(|x| x.eq_ignore_ascii_case(m)) {
+                        mechs.push(m);
+                    }
+                }
+            }
+        }
+        mechs
+    }
+
+    /// The upstream's SIZE limit; `Some(0)` for a plain `SIZE`.
+    pub fn size(&self) -> Option<u64> {
+        self.params("SIZE").map(|p| p.parse().unwrap_or(0))
+    }
+
+    /// relayguard's EHLO reply for a client, in Postfix's keyword order.
+    pub fn advertise(&self, offer: &Offer) -> Reply {
+        let mut lines: Vec<Cow<'static, str>> =
+            vec![offer.hostname.clone().into(), "PIPELINING".into()];
+        let size = match (offer.size_limit, self.size().unwrap_or(0)) {
+            (0, 0) => 0,
+            (0, up) => up,
+            (ours, 0) => ours,
+            (ours, up) => ours.min(up),
+        };
+        lines.push(if size == 0 {
+            "SIZE".into()
+        } else {
+            format!("SIZE {size}").into()
+        });
+        if offer.vrfy {
+            lines.push("VRFY".into());
+        }
+        if offer.starttls {
+            lines.push("STARTTLS".into());
+        }
+        let mechs = self.auth_mechanisms();
+        if offer.auth && !mechs.is_empty() {
+            lines.push(format!("AUTH {}", mechs.join(" ")).into());
+        }
+        lines.push("ENHANCEDSTATUSCODES".into());
+        for kw in ["8BITMIME", "DSN", "SMTPUTF8"] {
+            if self.offers(kw) {
+                lines.push(kw.into());
+            }
+        }
+        if offer.chunking && self.offers("CHUNKING") {
+            lines.push("CHUNKING".into());
+        }
+        Reply {
+            code: 250,
+            enhanced: None,
+            lines,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::response::parse_reply;
+
+    const POSTFIX: &[u8] = b"250-mx.relayguard.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n250-XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250-X-UNKNOWN foo\r\n250 CHUNKING\r\n";
+
+    fn offer() -> Offer {
+        Offer {
+            hostname: "relayguard.test".into(),
+            starttls: true,
+            auth: true,
+            size_limit: 5_000_000,
+            chunking: false,
+            vrfy: true,
+        }
+    }
+
+    fn wire(r: &Reply) -> String {
+        let mut out = Vec::new();
+        r.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn filters_the_upstream_offer() {
+        let caps = Capabilities::from_ehlo(&parse_reply(POSTFIX).unwrap().unwrap().0);
+        assert_eq!(caps.auth_mechanisms(), vec!["PLAIN", "LOGIN"]);
+        assert_eq!(caps.size(), Some(10_240_000));
+        assert_eq!(
+            wire(&caps.advertise(&offer())),
+            "250-relayguard.test\r\n250-PIPELINING\r\n250-SIZE 5000000\r\n250-VRFY\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 SMTPUTF8\r\n"
+        );
+        let quiet = Offer {
+            starttls: false,
+            auth: false,
+            vrfy: false,
+            chunking: true,
+            size_limit: 0,
+            ..offer()
+        };
+        assert_eq!(
+            wire(&caps.advertise(&quiet)),
+            "250-relayguard.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+        );
+    }
+
+    #[test]
+    fn a_bare_upstream_gets_only_what_relayguard_does_itself() {
+        let caps = Capabilities::from_ehlo(&Reply::plain(250, "tiny.example"));
+        let text = wire(&caps.advertise(&Offer {
+            size_limit: 0,
+            ..offer()
+        }));
+        assert_eq!(text, "250-relayguard.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-VRFY\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n");
+    }
+}
