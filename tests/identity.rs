@@ -1,6 +1,7 @@
 //! The upstream learns the real client: each identity mode end to end against a private
 //! Postfix 3.7, proven by the Received: header Postfix writes and its log; and the start-up
 //! trust-boundary check that refuses an upstream which would relay for relayguard itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -17,7 +18,10 @@ fn relayguard(pf: &Postfix, identity: Identity) -> Relayguard {
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml("lb", r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
         .upstream_postfix(pf, identity)
         .start()
 }
@@ -29,10 +33,18 @@ async fn deliver_as(rg: &Relayguard, pf: &Postfix, proxy_line: &str, subject: &s
     c.send_raw(proxy_line.as_bytes()).await;
     c.greeting().await;
     c.ehlo("client.example").await;
-    let reply = c.send_mail("s@sender.example", &["u@local.test"], &format!("Subject: {subject}\n\nhi\n")).await;
+    let reply = c
+        .send_mail(
+            "s@sender.example",
+            &["u@local.test"],
+            &format!("Subject: {subject}\n\nhi\n"),
+        )
+        .await;
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
-    let msg = pf.maildir().wait_for_containing(&format!("Subject: {subject}"), WAIT);
+    let msg = pf
+        .maildir()
+        .wait_for_containing(&format!("Subject: {subject}"), WAIT);
     msg.received()[0].clone()
 }
 
@@ -40,10 +52,25 @@ async fn deliver_as(rg: &Relayguard, pf: &Postfix, proxy_line: &str, subject: &s
 async fn xclient_carries_address_and_helo() {
     let pf = Postfix::builder().start();
     let rg = relayguard(&pf, Identity::Xclient);
-    let r4 = deliver_as(&rg, &pf, "PROXY TCP4 198.51.100.7 127.0.0.1 40001 25\r\n", "xclient v4").await;
+    let r4 = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 198.51.100.7 127.0.0.1 40001 25\r\n",
+        "xclient v4",
+    )
+    .await;
     assert!(r4.starts_with("from client.example (unknown [198.51.100.7]) by mx.relayguard.test (Postfix) with ESMTP id "), "{r4}");
-    let r6 = deliver_as(&rg, &pf, "PROXY TCP6 2001:db8::7 ::1 40002 25\r\n", "xclient v6").await;
-    assert!(r6.starts_with("from client.example (unknown [IPv6:2001:db8::7]) by mx.relayguard.test"), "{r6}");
+    let r6 = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP6 2001:db8::7 ::1 40002 25\r\n",
+        "xclient v6",
+    )
+    .await;
+    assert!(
+        r6.starts_with("from client.example (unknown [IPv6:2001:db8::7]) by mx.relayguard.test"),
+        "{r6}"
+    );
     pf.wait_for_log("client=unknown[198.51.100.7]", WAIT);
     rg.wait_for_log("client=unknown[198.51.100.7]", WAIT);
 }
@@ -51,10 +78,22 @@ async fn xclient_carries_address_and_helo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_v2_and_v1_carry_the_address() {
     let pf = Postfix::builder().start();
-    for (identity, subject) in [(Identity::ProxyV2, "proxy v2"), (Identity::ProxyV1, "proxy v1")] {
+    for (identity, subject) in [
+        (Identity::ProxyV2, "proxy v2"),
+        (Identity::ProxyV1, "proxy v1"),
+    ] {
         let rg = relayguard(&pf, identity);
-        let r = deliver_as(&rg, &pf, "PROXY TCP4 203.0.113.9 127.0.0.1 40003 25\r\n", subject).await;
-        assert!(r.starts_with("from client.example (unknown [203.0.113.9]) by mx.relayguard.test"), "{identity:?}: {r}");
+        let r = deliver_as(
+            &rg,
+            &pf,
+            "PROXY TCP4 203.0.113.9 127.0.0.1 40003 25\r\n",
+            subject,
+        )
+        .await;
+        assert!(
+            r.starts_with("from client.example (unknown [203.0.113.9]) by mx.relayguard.test"),
+            "{identity:?}: {r}"
+        );
     }
     pf.wait_for_log("connect from unknown[203.0.113.9]", WAIT);
 }
@@ -64,7 +103,13 @@ async fn identity_none_shows_relayguard_and_warns() {
     let pf = Postfix::builder().start();
     let rg = relayguard(&pf, Identity::None);
     rg.wait_for_log("identity = \"none\"", WAIT);
-    let r = deliver_as(&rg, &pf, "PROXY TCP4 203.0.113.10 127.0.0.1 40004 25\r\n", "identity none").await;
+    let r = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 203.0.113.10 127.0.0.1 40004 25\r\n",
+        "identity none",
+    )
+    .await;
     assert!(r.contains("[127.0.0.1]"), "{r}");
 }
 

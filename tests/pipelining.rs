@@ -1,5 +1,6 @@
 //! PIPELINING: replies come in command order, and a pipelined group gives the same replies
 //! whether it arrives in one read or byte by byte.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -15,14 +16,18 @@ fn relayguard() -> Relayguard {
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml("lb", r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
         .upstream_maildir()
         .start()
 }
 
 async fn session(rg: &Relayguard, byte_by_byte: bool) -> Vec<String> {
     let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(b"PROXY TCP4 192.0.2.9 127.0.0.1 40001 25\r\n").await;
+    c.send_raw(b"PROXY TCP4 192.0.2.9 127.0.0.1 40001 25\r\n")
+        .await;
     c.greeting().await;
     let mut replies = vec![c.ehlo("c.example").await];
     if byte_by_byte {
@@ -36,7 +41,8 @@ async fn session(rg: &Relayguard, byte_by_byte: bool) -> Vec<String> {
     for _ in 0..5 {
         replies.push(c.read_reply().await);
     }
-    c.send_raw(b"Subject: pipelined\r\n\r\nhi\r\n.\r\nQUIT\r\n").await;
+    c.send_raw(b"Subject: pipelined\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        .await;
     let queued = c.read_reply().await;
     assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
     replies.push(c.read_reply().await);

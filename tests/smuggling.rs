@@ -2,6 +2,7 @@
 //! client's real end of data, the upstream never gets a fake end of data, and the session stays
 //! in step. Checked against the built-in Maildir upstream and against a real Postfix 3.7, whose
 //! default (`smtpd_forbid_bare_newline = no`) would end DATA at `<LF>.<LF>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -33,17 +34,38 @@ fn attacks() -> Vec<(&'static str, &'static [u8], String)> {
 async fn run_attacks(addr: std::net::SocketAddr) {
     for (name, body, expected) in attacks() {
         let mut c = Client::after_ehlo(addr).await;
-        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok", "{name}");
-        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok", "{name}");
-        assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>", "{name}");
+        assert_eq!(
+            c.cmd("MAIL FROM:<a@sender.example>").await,
+            "250 2.1.0 Ok",
+            "{name}"
+        );
+        assert_eq!(
+            c.cmd("RCPT TO:<u@local.test>").await,
+            "250 2.1.5 Ok",
+            "{name}"
+        );
+        assert_eq!(
+            c.cmd("DATA").await,
+            "354 End data with <CR><LF>.<CR><LF>",
+            "{name}"
+        );
         let mut bytes = body.to_vec();
         bytes.extend_from_slice(b"\r\n.\r\n");
         c.send_raw(&bytes).await;
         assert_eq!(c.read_reply().await, expected, "{name}");
         // In step: the next command is answered as a command, and a clean message goes through.
         assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{name}");
-        let reply = c.send_mail("a@sender.example", &["u@local.test"], &format!("Subject: clean {name}\n\nok\n")).await;
-        assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{name}: {reply}");
+        let reply = c
+            .send_mail(
+                "a@sender.example",
+                &["u@local.test"],
+                &format!("Subject: clean {name}\n\nok\n"),
+            )
+            .await;
+        assert!(
+            reply.starts_with("250 2.0.0 Ok: queued as "),
+            "{name}: {reply}"
+        );
         assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     }
 }
@@ -63,7 +85,10 @@ async fn maildir_upstream_gets_no_smuggled_message() {
     for m in &messages {
         let text = m.text();
         assert!(text.contains("Subject: clean "), "{text}");
-        assert!(!text.contains("evil") && !text.contains("smuggled"), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("smuggled"),
+            "{text}"
+        );
     }
 }
 
@@ -86,7 +111,10 @@ async fn lenient_postfix_upstream_gets_no_smuggled_message() {
     for m in &messages_after {
         let text = m.text();
         assert!(text.contains("Subject: clean "), "{text}");
-        assert!(!text.contains("evil") && !text.contains("smuggled"), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("smuggled"),
+            "{text}"
+        );
     }
     // Postfix saw a dropped DATA for each attack, never an end of data.
     let log = pf.smtpd_log().join("\n");

@@ -1,6 +1,7 @@
 //! When the upstream fails, the client hears a 4xx, never a 250: an upstream that drops the
 //! connection mid-message, one that refuses at the end, one that goes silent, and one that is
 //! gone when the session needs it. The upstream here is a scripted SMTP server in the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -31,7 +32,9 @@ async fn fake_upstream(at_body: AtBody) -> (SocketAddr, tokio::task::JoinHandle<
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
                 let mut r = BufReader::new(r);
@@ -123,8 +126,15 @@ async fn upstream_dropping_mid_message_gives_451() {
     let (addr, _task) = fake_upstream(AtBody::DropAfter(1000)).await;
     let rg = relayguard(addr);
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert_eq!(send_body(&mut c, 300_000).await, "451 4.3.0 Error: queue file write error");
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "the client session goes on");
+    assert_eq!(
+        send_body(&mut c, 300_000).await,
+        "451 4.3.0 Error: queue file write error"
+    );
+    assert_eq!(
+        c.cmd("NOOP").await,
+        "250 2.0.0 Ok",
+        "the client session goes on"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +150,10 @@ async fn a_silent_upstream_times_out_with_451() {
     let (addr, _task) = fake_upstream(AtBody::Silent).await;
     let rg = relayguard(addr);
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert_eq!(send_body(&mut c, 100).await, "451 4.3.0 Error: queue file write error");
+    assert_eq!(
+        send_body(&mut c, 100).await,
+        "451 4.3.0 Error: queue file write error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     match crate::config::load(path) {
         Ok(snapshot) => {
-            println!("{}: OK ({} listener(s))", path.display(), snapshot.listeners.len());
+            println!(
+                "{}: OK ({} listener(s))",
+                path.display(),
+                snapshot.listeners.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "relayguard", version, about = "Transparent SMTP submission proxy with Postfix-compatible policy")]
+#[command(
+    name = "relayguard",
+    version,
+    about = "Transparent SMTP submission proxy with Postfix-compatible policy"
+)]
 pub struct Cli {
     /// The config file (TOML). Running without a subcommand starts the proxy.
     #[arg(long, short, global = true, default_value = "config/relayguard.toml")]

@@ -22,9 +22,16 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let host = snapshot.listeners.first().map(|l| l.smtpd.myhostname.clone()).unwrap_or_default();
+    let host = snapshot
+        .listeners
+        .first()
+        .map(|l| l.smtpd.myhostname.clone())
+        .unwrap_or_default();
     crate::observe::log::init(&snapshot.log_format, &host);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(serve(path, snapshot))
 }
 
@@ -48,13 +55,22 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         TrustBoundary::Closed(_) | TrustBoundary::NotChecked => {}
     }
     if settings.identity == IdentityMode::None {
-        tracing::warn!("[upstream] identity = \"none\": the upstream sees every client as relayguard itself");
+        tracing::warn!(
+            "[upstream] identity = \"none\": the upstream sees every client as relayguard itself"
+        );
     }
     let upstream = Arc::new(Upstream::new(settings.clone(), report.capabilities));
     let mut listeners = Vec::new();
     for l in &snapshot.listeners {
-        let bound = Listener::bind(l).await.with_context(|| format!("listener `{}` on {}", l.name, l.address))?;
-        tracing::info!("listener {} ({:?}) ready on {}", l.name, l.role, bound.local_addr()?);
+        let bound = Listener::bind(l)
+            .await
+            .with_context(|| format!("listener `{}` on {}", l.name, l.address))?;
+        tracing::info!(
+            "listener {} ({:?}) ready on {}",
+            l.name,
+            l.role,
+            bound.local_addr()?
+        );
         listeners.push(bound);
     }
     let cell = Arc::new(SnapshotCell::new(snapshot));
@@ -72,7 +88,9 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
 
 /// The upstream may start after relayguard (a sidecar, a service manager): keep asking for up to
 /// the connect timeout before giving up.
-async fn probe_with_retry(settings: &config::UpstreamSettings) -> anyhow::Result<crate::upstream::probe::ProbeReport> {
+async fn probe_with_retry(
+    settings: &config::UpstreamSettings,
+) -> anyhow::Result<crate::upstream::probe::ProbeReport> {
     let give_up = tokio::time::Instant::now() + settings.connect_timeout;
     loop {
         match probe(settings).await {
@@ -89,7 +107,10 @@ async fn probe_with_retry(settings: &config::UpstreamSettings) -> anyhow::Result
 /// Returns on SIGINT or SIGTERM; SIGHUP reloads the config (listeners keep their sockets).
 async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

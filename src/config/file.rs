@@ -77,24 +77,12 @@ pub enum UpstreamKind {
     Maildir,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum IdentityFile {
-    #[serde(rename = "xclient")]
-    Xclient,
-    #[serde(rename = "proxy-v2")]
-    ProxyV2,
-    #[serde(rename = "proxy-v1")]
-    ProxyV1,
-    #[serde(rename = "none")]
-    None,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
     pub kind: UpstreamKind,
     pub address: Option<Spanned<String>>,
-    pub identity: Option<IdentityFile>,
+    pub identity: Option<crate::upstream::identity::IdentityMode>,
     #[serde(default)]
     pub starttls: bool,
     pub ca_file: Option<PathBuf>,

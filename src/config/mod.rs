@@ -15,7 +15,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ipnetwork::IpNetwork;
 
-pub use file::{IdentityFile as IdentityMode, Role};
+pub use crate::upstream::identity::IdentityMode;
+pub use file::Role;
 pub use load::{load, load_str, ConfigError};
 pub use settings::{BareNewline, SmtpdSettings, TlsLevel};
 
@@ -87,7 +88,11 @@ pub struct UpstreamSettings {
 
 pub enum UpstreamTarget {
     /// A real MTA over TCP; `tls` set means STARTTLS to it, verified against `server_name`.
-    Smtp { address: String, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>, server_name: String },
+    Smtp {
+        address: String,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        server_name: String,
+    },
     /// The built-in Maildir delivery agent, served in-process.
     Maildir { path: PathBuf },
 }
@@ -95,13 +100,19 @@ pub enum UpstreamTarget {
 impl std::fmt::Debug for UpstreamTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpstreamTarget::Smtp { address, tls, server_name } => f
+            UpstreamTarget::Smtp {
+                address,
+                tls,
+                server_name,
+            } => f
                 .debug_struct("Smtp")
                 .field("address", address)
                 .field("starttls", &tls.is_some())
                 .field("server_name", server_name)
                 .finish(),
-            UpstreamTarget::Maildir { path } => f.debug_struct("Maildir").field("path", path).finish(),
+            UpstreamTarget::Maildir { path } => {
+                f.debug_struct("Maildir").field("path", path).finish()
+            }
         }
     }
 }

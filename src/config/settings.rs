@@ -61,8 +61,15 @@ pub struct SmtpdSettings {
 }
 
 impl SmtpdSettings {
-    pub fn compile(params: &ParamMap, default_tls: TlsLevel, errors: &mut Vec<ConfigError>) -> SmtpdSettings {
-        let myhostname = params.value("myhostname").map(str::to_owned).unwrap_or_else(system_hostname);
+    pub fn compile(
+        params: &ParamMap,
+        default_tls: TlsLevel,
+        errors: &mut Vec<ConfigError>,
+    ) -> SmtpdSettings {
+        let myhostname = params
+            .value("myhostname")
+            .map(str::to_owned)
+            .unwrap_or_else(system_hostname);
         let mail_name = params.value("mail_name").unwrap_or("relayguard").to_owned();
         let banner = params
             .value("smtpd_banner")
@@ -123,29 +130,52 @@ impl SmtpdSettings {
 }
 
 fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigError>) -> u64 {
-    let Some(v) = params.get(name) else { return default };
+    let Some(v) = params.get(name) else {
+        return default;
+    };
     v.value.trim().parse().unwrap_or_else(|_| {
-        errors.push(ConfigError::bad_value(name, v, format!("`{}` is not a whole number", v.value)));
+        errors.push(ConfigError::bad_value(
+            name,
+            v,
+            format!("`{}` is not a whole number", v.value),
+        ));
         default
     })
 }
 
 fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigError>) -> bool {
-    let Some(v) = params.get(name) else { return default };
+    let Some(v) = params.get(name) else {
+        return default;
+    };
     match v.value.trim().to_ascii_lowercase().as_str() {
         "yes" | "true" => true,
         "no" | "false" => false,
         _ => {
-            errors.push(ConfigError::bad_value(name, v, format!("`{}` is not yes or no", v.value)));
+            errors.push(ConfigError::bad_value(
+                name,
+                v,
+                format!("`{}` is not yes or no", v.value),
+            ));
             default
         }
     }
 }
 
-fn duration(params: &ParamMap, name: &str, default: Duration, errors: &mut Vec<ConfigError>) -> Duration {
-    let Some(v) = params.get(name) else { return default };
+fn duration(
+    params: &ParamMap,
+    name: &str,
+    default: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
+    let Some(v) = params.get(name) else {
+        return default;
+    };
     parse_duration(&v.value).unwrap_or_else(|| {
-        errors.push(ConfigError::bad_value(name, v, format!("`{}` is not a time like 300s, 5m or 1h", v.value)));
+        errors.push(ConfigError::bad_value(
+            name,
+            v,
+            format!("`{}` is not a time like 300s, 5m or 1h", v.value),
+        ));
         default
     })
 }

@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use crate::config::{ListenerSnapshot, SnapshotCell, TlsLevel};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
+use crate::net::resolve::{ClientNames, HostName};
 use crate::net::stream::BoxStream;
-use crate::policy::Client;
 use crate::session::{Session, SessionContext};
 use crate::smtp::replies;
 use crate::upstream::Upstream;
@@ -28,7 +28,11 @@ pub struct Listener {
 impl Listener {
     pub async fn bind(config: &ListenerSnapshot) -> std::io::Result<Listener> {
         let socket = TcpListener::bind(config.address).await?;
-        Ok(Listener { name: config.name.clone(), socket, limit: Arc::new(Semaphore::new(config.max_connections)) })
+        Ok(Listener {
+            name: config.name.clone(),
+            socket,
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -41,7 +45,9 @@ impl Listener {
         loop {
             // The permit is taken before accept, so a full listener stops accepting instead of
             // accepting and dropping; the kernel backlog holds the rest.
-            let Ok(permit) = self.limit.clone().acquire_owned().await else { return };
+            let Ok(permit) = self.limit.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, peer) = match self.socket.accept().await {
                 Ok(s) => s,
                 Err(e) => {
@@ -51,9 +57,15 @@ impl Listener {
                 }
             };
             let snapshot = snapshots.load();
-            let Some(listener) = snapshot.listener(&self.name).cloned() else { continue };
+            let Some(listener) = snapshot.listener(&self.name).cloned() else {
+                continue;
+            };
             next_id += 1;
-            let ctx = SessionContext { snapshot, listener, upstream: upstream.clone() };
+            let ctx = SessionContext {
+                snapshot,
+                listener,
+                upstream: upstream.clone(),
+            };
             let span = tracing::info_span!("session", session = next_id, listener = %self.name, client = %peer);
             tokio::spawn(
                 async move {
@@ -74,7 +86,10 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
     let (client_addr, server_addr) = match &ctx.listener.proxy {
         Some(trust) if trust.trusts(peer.ip()) => {
             match read_proxy_header(&mut stream, ctx.snapshot.handshake_timeout).await {
-                Ok(ProxiedAddrs::Proxied { client, destination }) => (client, destination),
+                Ok(ProxiedAddrs::Proxied {
+                    client,
+                    destination,
+                }) => (client, destination),
                 Ok(ProxiedAddrs::Local) => (peer, local),
                 Err(e) => {
                     tracing::warn!("haproxy read: {e} from {peer}");
@@ -91,7 +106,10 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
         Some(_) => {
             // Not trusted: it may talk SMTP directly, but never claim another address.
             let mut first = [0u8; 16];
-            if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(0), stream.peek(&mut first)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(0), stream.peek(&mut first))
+                    .await
+            {
                 if looks_like_proxy_header(&first[..n]) {
                     tracing::warn!("PROXY header from untrusted {peer} refused");
                     refuse(stream, &host).await;
@@ -102,11 +120,21 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
         }
         None => (peer, local),
     };
-    let client = Client::unnamed(client_addr.ip(), client_addr.port());
+    let names = ClientNames {
+        name: HostName::Unavailable,
+        reverse_name: HostName::Unavailable,
+    };
     let implicit_tls = ctx.listener.smtpd.tls_level == TlsLevel::Wrapper;
     let boxed: BoxStream = if implicit_tls {
-        let Some(config) = ctx.listener.tls.clone() else { return };
-        match tokio::time::timeout(ctx.snapshot.handshake_timeout, TlsAcceptor::from(config).accept(stream)).await {
+        let Some(config) = ctx.listener.tls.clone() else {
+            return;
+        };
+        match tokio::time::timeout(
+            ctx.snapshot.handshake_timeout,
+            TlsAcceptor::from(config).accept(stream),
+        )
+        .await
+        {
             Ok(Ok(tls)) => Box::new(tls),
             Ok(Err(e)) => {
                 tracing::info!("TLS handshake failed for {client_addr}: {e}");
@@ -120,7 +148,7 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
     } else {
         Box::new(stream)
     };
-    let session = Session::new(ctx, boxed, client, client_addr, server_addr, implicit_tls);
+    let session = Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls);
     let end = session.run().await;
     tracing::debug!(?end, "session ended");
 }

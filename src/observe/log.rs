@@ -16,10 +16,17 @@ use super::time::Civil;
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides the level.
 pub fn init(format: &str, host: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match format {
         "text" => builder.try_init(),
-        _ => builder.event_format(PostfixFormat { host: short_host(host), pid: std::process::id() }).try_init(),
+        _ => builder
+            .event_format(PostfixFormat {
+                host: short_host(host),
+                pid: std::process::id(),
+            })
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
@@ -65,20 +72,33 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let now = Civil::now().syslog();
         match fields.tag {
             // A Postfix-shaped event: the message is the whole line, as smtpd would log it.
-            Some(tag) => writeln!(writer, "{now} {} {tag}[{}]: {}", self.host, self.pid, fields.message),
+            Some(tag) => writeln!(
+                writer,
+                "{now} {} {tag}[{}]: {}",
+                self.host, self.pid, fields.message
+            ),
             None => {
                 let level = match *event.metadata().level() {
                     Level::ERROR => "error: ",
                     Level::WARN => "warning: ",
                     _ => "",
                 };
-                writeln!(writer, "{now} {} relayguard[{}]: {level}{}{}", self.host, self.pid, fields.message, fields.rest)
+                writeln!(
+                    writer,
+                    "{now} {} relayguard[{}]: {level}{}{}",
+                    self.host, self.pid, fields.message, fields.rest
+                )
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 /// UTC calendar fields of a moment.
@@ -19,7 +21,10 @@ pub struct Civil {
 
 impl Civil {
     pub fn now() -> Civil {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         Civil::from_unix(secs as i64)
     }
 
@@ -50,7 +55,10 @@ impl Civil {
     /// `Nov 24 06:33:22`, as syslog and Postfix's maillog_file write it.
     pub fn syslog(&self) -> String {
         let month = MONTHS.get(self.month as usize - 1).unwrap_or(&"Jan");
-        format!("{month} {:>2} {:02}:{:02}:{:02}", self.day, self.hour, self.minute, self.second)
+        format!(
+            "{month} {:>2} {:02}:{:02}:{:02}",
+            self.day, self.hour, self.minute, self.second
+        )
     }
 
     /// `Tue, 24 Nov 2026 06:33:22 +0000`, for Received: and Date: headers.

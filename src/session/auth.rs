@@ -26,7 +26,8 @@ impl Session {
         }
         if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {
             // Its own event, apart from a failed password: the credentials never left here.
-            self.log.rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
+            self.log
+                .rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
             tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
             return self.refuse(refusal.reply);
         }
@@ -76,26 +77,42 @@ impl Session {
         }
     }
 
-    fn auth_finished(&mut self, mechanism: &str, reply: Reply, username: Option<String>, aborted: bool) -> Step {
+    fn auth_finished(
+        &mut self,
+        mechanism: &str,
+        reply: Reply,
+        username: Option<String>,
+        aborted: bool,
+    ) -> Step {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
         if reply.code == 235 {
-            self.login = Some(Login { name: username.unwrap_or_else(|| "unknown".into()), method: mechanism.to_owned() });
+            self.login = Some(Login {
+                name: username.unwrap_or_else(|| "unknown".into()),
+                method: mechanism.to_owned(),
+            });
             return Step::Ok;
         }
         if aborted {
-            self.log.warning(format_args!("{client}: SASL {mechanism} authentication aborted"));
+            self.log.warning(format_args!(
+                "{client}: SASL {mechanism} authentication aborted"
+            ));
         } else {
             // The wording fail2ban's postfix[mode=auth] filter matches (postfix-semantics 7.3).
             let text = reply.text();
-            let reason = text.split_once("authentication failed: ").map(|(_, r)| r).unwrap_or(text);
+            let reason = text
+                .split_once("authentication failed: ")
+                .map(|(_, r)| r)
+                .unwrap_or(text);
             self.log.warning(format_args!(
                 "{client}: SASL {mechanism} authentication failed: {reason}, sasl_username={}",
                 username.as_deref().unwrap_or("(unavailable)")
             ));
         }
         if reply.closes_connection() {
-            Step::End(SessionEnd::Closed { reason: reply.to_string() })
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
         } else {
             Step::Failed
         }
@@ -104,7 +121,9 @@ impl Session {
     /// Sends one command line upstream and reads its reply; a broken upstream becomes the
     /// reply the client gets, and the upstream leg is dropped.
     pub(super) async fn upstream_command(&mut self, line: &[u8]) -> Result<Reply, Reply> {
-        let Some(up) = self.upstream.as_mut() else { return Err(replies::upstream_unavailable()) };
+        let Some(up) = self.upstream.as_mut() else {
+            return Err(self.upstream_unavailable());
+        };
         match up.command(line).await {
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.upstream_failed(&e)),

@@ -31,8 +31,16 @@ impl Session {
             return self.refuse(replies::no_valid_recipients());
         }
         let sender = txn.sender.clone();
-        let mut policy_state = self.txn.as_mut().map(|t| std::mem::take(&mut t.policy)).unwrap_or_default();
-        let decision = self.ctx.listener.policy.evaluate(Stage::Data, &self.facts(Some(&sender), None), &mut policy_state);
+        let mut policy_state = self
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.policy))
+            .unwrap_or_default();
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Data,
+            &self.facts(Some(&sender), None),
+            &mut policy_state,
+        );
         if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
             return self.refuse(reply);
         }
@@ -60,7 +68,11 @@ impl Session {
             BodyEnd::Refused(violation) => {
                 self.upstream = None;
                 let reply = violation.reply(&host);
-                self.log.rejected("END-OF-MESSAGE", &reply, &self.reject_context(Some(&sender), None));
+                self.log.rejected(
+                    "END-OF-MESSAGE",
+                    &reply,
+                    &self.reject_context(Some(&sender), None),
+                );
                 reply
             }
             BodyEnd::UpstreamFailed(e) => {
@@ -76,20 +88,32 @@ impl Session {
         if ok {
             Step::Ok
         } else if reply.closes_connection() {
-            Step::End(SessionEnd::Closed { reason: reply.to_string() })
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
         } else {
             Step::Failed
         }
     }
 
     /// End-of-data policy, then the held-back `.<CR><LF>`, then the upstream's verdict.
-    async fn finish_message(&mut self, sender: &str, state: &mut crate::policy::TransactionState) -> Reply {
-        let decision = self.ctx.listener.policy.evaluate(Stage::EndOfData, &self.facts(Some(sender), None), state);
+    async fn finish_message(
+        &mut self,
+        sender: &str,
+        state: &mut crate::policy::TransactionState,
+    ) -> Reply {
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::EndOfData,
+            &self.facts(Some(sender), None),
+            state,
+        );
         if let Some(reply) = self.judge("END-OF-MESSAGE", decision, Some(sender), None) {
             self.upstream = None;
             return reply;
         }
-        let Some(up) = self.upstream.as_mut() else { return replies::queue_file_write_error() };
+        let Some(up) = self.upstream.as_mut() else {
+            return replies::queue_file_write_error();
+        };
         let result = match up.write_body(b".\r\n").await {
             Ok(()) => up.read_reply().await,
             Err(e) => Err(e),
@@ -113,7 +137,10 @@ impl Session {
     /// taken from the upstream's `250 2.0.0 Ok: queued as ID`.
     fn log_accepted(&self, reply: &Reply) {
         let text = reply.text();
-        let queue_id = text.rsplit_once("queued as ").map(|(_, id)| id.trim()).unwrap_or("UNKNOWN");
+        let queue_id = text
+            .rsplit_once("queued as ")
+            .map(|(_, id)| id.trim())
+            .unwrap_or("UNKNOWN");
         match &self.login {
             Some(login) => self.log.info(format_args!(
                 "{queue_id}: client={}, sasl_method={}, sasl_username={}",
@@ -121,7 +148,9 @@ impl Session {
                 login.method,
                 login.name
             )),
-            None => self.log.info(format_args!("{queue_id}: client={}", self.log.client())),
+            None => self
+                .log
+                .info(format_args!("{queue_id}: client={}", self.log.client())),
         }
     }
 
@@ -177,12 +206,22 @@ impl Session {
                 let bytes = scanner.body_bytes();
                 return Err(match self.read_failed(e) {
                     SessionEnd::ClientClosed { .. } => {
-                        self.log.info(format_args!("lost connection after DATA ({bytes} bytes) from {}", self.log.client()));
-                        SessionEnd::Closed { reason: "lost connection during DATA".into() }
+                        self.log.info(format_args!(
+                            "lost connection after DATA ({bytes} bytes) from {}",
+                            self.log.client()
+                        ));
+                        SessionEnd::Closed {
+                            reason: "lost connection during DATA".into(),
+                        }
                     }
                     SessionEnd::Timeout { .. } => {
-                        self.log.info(format_args!("timeout after DATA ({bytes} bytes) from {}", self.log.client()));
-                        SessionEnd::Closed { reason: "timeout during DATA".into() }
+                        self.log.info(format_args!(
+                            "timeout after DATA ({bytes} bytes) from {}",
+                            self.log.client()
+                        ));
+                        SessionEnd::Closed {
+                            reason: "timeout during DATA".into(),
+                        }
                     }
                     other => other,
                 });

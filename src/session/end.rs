@@ -6,11 +6,17 @@ use std::fmt::Write;
 #[derive(Debug)]
 pub enum SessionEnd {
     Quit,
-    ClientClosed { after: &'static str },
-    Timeout { after: &'static str },
+    ClientClosed {
+        after: &'static str,
+    },
+    Timeout {
+        after: &'static str,
+    },
     SessionTimeLimit,
     /// The session was closed with a 421/521 or a non-SMTP command.
-    Closed { reason: String },
+    Closed {
+        reason: String,
+    },
     TlsHandshake(String),
     Io(String),
     Shutdown,
@@ -18,8 +24,8 @@ pub enum SessionEnd {
 
 /// Postfix's disconnect-line order (smtpd_format_cmd_stats).
 const ORDER: [&str; 16] = [
-    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
-    "etrn", "quit", "unknown",
+    "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt", "data", "bdat",
+    "rset", "noop", "vrfy", "etrn", "quit", "unknown",
 ];
 
 /// How often each command was used, and how often it succeeded.
@@ -32,7 +38,10 @@ pub struct CommandCounts {
 impl CommandCounts {
     /// Counts one command by its Postfix name (`unknown` for anything unrecognised).
     pub fn record(&mut self, name: &str, ok: bool) {
-        let i = ORDER.iter().position(|n| *n == name).unwrap_or(ORDER.len() - 1);
+        let i = ORDER
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or(ORDER.len() - 1);
         self.total[i] += 1;
         if ok {
             self.ok[i] += 1;
@@ -79,6 +88,9 @@ mod tests {
         c.record("rcpt", true);
         c.record("quit", true);
         c.record("FOO", false);
-        assert_eq!(c.summary(), "ehlo=1 mail=1 rcpt=1/2 quit=1 unknown=0/1 commands=4/6");
+        assert_eq!(
+            c.summary(),
+            "ehlo=1 mail=1 rcpt=1/2 quit=1 unknown=0/1 commands=4/6"
+        );
     }
 }

@@ -8,7 +8,9 @@ use crate::smtp::{replies, Reply};
 
 impl Session {
     pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
-        let Command::Mail { from, params } = command else { return Step::Failed };
+        let Command::Mail { from, params } = command else {
+            return Step::Failed;
+        };
         if let Some(reply) = self.tls_required() {
             return self.refuse(reply);
         }
@@ -20,12 +22,17 @@ impl Session {
         }
         let limit = self.ctx.listener.smtpd.message_size_limit;
         if limit > 0 && params.size.is_some_and(|s| s > limit) {
-            let reply = replies::size_exceeds_limit();
-            self.log.rejected("MAIL", &reply, &self.reject_context(Some(from), None));
+            let reply = replies::message_size_exceeds_limit();
+            self.log
+                .rejected("MAIL", &reply, &self.reject_context(Some(from), None));
             return self.refuse(reply);
         }
         let mut state = Default::default();
-        let decision = self.ctx.listener.policy.evaluate(Stage::Mail, &self.facts(Some(from), None), &mut state);
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Mail,
+            &self.facts(Some(from), None),
+            &mut state,
+        );
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
@@ -41,7 +48,11 @@ impl Session {
         let accepted = reply.code == 250;
         self.io.reply(&reply);
         if accepted {
-            self.txn = Some(Transaction { sender: from.to_string(), policy: state, ..Transaction::default() });
+            self.txn = Some(Transaction {
+                sender: from.to_string(),
+                policy: state,
+                ..Transaction::default()
+            });
             Step::Ok
         } else {
             Step::Failed
@@ -49,7 +60,9 @@ impl Session {
     }
 
     pub(super) async fn rcpt(&mut self, command: &Command<'_>) -> Step {
-        let Command::Rcpt { to, .. } = command else { return Step::Failed };
+        let Command::Rcpt { to, .. } = command else {
+            return Step::Failed;
+        };
         let Some(mut txn) = self.txn.take() else {
             return self.refuse(replies::need_mail());
         };
@@ -60,7 +73,10 @@ impl Session {
         }
         let decision = {
             let facts = self.facts(Some(&txn.sender), Some(to));
-            self.ctx.listener.policy.evaluate(Stage::Rcpt, &facts, &mut txn.policy)
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Rcpt, &facts, &mut txn.policy)
         };
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.txn = Some(txn);
@@ -108,7 +124,11 @@ impl Session {
             return self.refuse(replies::vrfy_disabled());
         }
         let mut state = Default::default();
-        let decision = self.ctx.listener.policy.evaluate(Stage::Vrfy, &self.facts(None, Some(address)), &mut state);
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Vrfy,
+            &self.facts(None, Some(address)),
+            &mut state,
+        );
         if let Some(reply) = self.judge("VRFY", decision, None, Some(address)) {
             return self.refuse(reply);
         }
@@ -117,7 +137,13 @@ impl Session {
     }
 
     /// Logs what the policy decided and returns the reply when it refused.
-    pub(super) fn judge(&self, stage: &str, decision: Decision, from: Option<&str>, to: Option<&str>) -> Option<Reply> {
+    pub(super) fn judge(
+        &self,
+        stage: &str,
+        decision: Decision,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Option<Reply> {
         let ctx = self.reject_context(from, to);
         self.log.notes(stage, &decision.notes, &ctx);
         match decision.outcome {

@@ -26,15 +26,14 @@ pub struct RejectContext<'a> {
 
 impl EventLog {
     pub fn new(syslog_name: &str, client: String) -> Self {
-        Self { tag: format!("{syslog_name}/smtpd"), client }
+        Self {
+            tag: format!("{syslog_name}/smtpd"),
+            client,
+        }
     }
 
     pub fn client(&self) -> &str {
         &self.client
-    }
-
-    pub fn set_client(&mut self, client: String) {
-        self.client = client;
     }
 
     pub fn info(&self, text: fmt::Arguments<'_>) {
@@ -46,7 +45,13 @@ impl EventLog {
     }
 
     /// `NOQUEUE: reject: RCPT from NAME[ADDR]: 454 4.7.1 <x>: Relay access denied; from=<a> to=<x> proto=ESMTP helo=<h>`
-    pub fn reject(&self, action: &str, stage: &str, reply: &dyn fmt::Display, ctx: &RejectContext<'_>) {
+    pub fn reject(
+        &self,
+        action: &str,
+        stage: &str,
+        reply: &dyn fmt::Display,
+        ctx: &RejectContext<'_>,
+    ) {
         let mut tail = String::new();
         if let Some(from) = ctx.from {
             tail.push_str(&format!(" from=<{from}>"));
@@ -54,7 +59,11 @@ impl EventLog {
         if let Some(to) = ctx.to {
             tail.push_str(&format!(" to=<{to}>"));
         }
-        tail.push_str(if ctx.esmtp { " proto=ESMTP" } else { " proto=SMTP" });
+        tail.push_str(if ctx.esmtp {
+            " proto=ESMTP"
+        } else {
+            " proto=SMTP"
+        });
         if let Some(helo) = ctx.helo {
             tail.push_str(&format!(" helo=<{helo}>"));
         }

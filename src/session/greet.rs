@@ -13,8 +13,13 @@ impl Session {
     /// Runs the connect stage and writes the 220. `Some` ends the session at once.
     pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
         let mut state = Default::default();
-        let decision = self.ctx.listener.policy.evaluate(Stage::Connect, &self.facts(None, None), &mut state);
-        self.log.notes("CONNECT", &decision.notes, &self.reject_context(None, None));
+        let decision =
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Connect, &self.facts(None, None), &mut state);
+        self.log
+            .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
         match decision.outcome {
             Outcome::Accept => {
                 let banner = &self.ctx.listener.smtpd.banner;
@@ -23,11 +28,14 @@ impl Session {
             Outcome::Reject(reply) => {
                 // smtpd_delay_reject = no: the reject replaces the greeting and every later
                 // command but QUIT is refused (postfix-semantics 2.3).
-                self.log.rejected("CONNECT", &reply, &self.reject_context(None, None));
+                self.log
+                    .rejected("CONNECT", &reply, &self.reject_context(None, None));
                 self.io.reply(&reply);
                 if reply.closes_connection() {
                     let _ = self.io.flush().await;
-                    return Some(SessionEnd::Closed { reason: reply.to_string() });
+                    return Some(SessionEnd::Closed {
+                        reason: reply.to_string(),
+                    });
                 }
                 self.denied = true;
             }
@@ -39,11 +47,17 @@ impl Session {
         let mut state = Default::default();
         let previous = self.helo.replace(name.to_owned());
         let previous_esmtp = std::mem::replace(&mut self.esmtp, esmtp);
-        let decision = self.ctx.listener.policy.evaluate(Stage::Helo, &self.facts(None, None), &mut state);
+        let decision =
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Helo, &self.facts(None, None), &mut state);
         let stage = if esmtp { "EHLO" } else { "HELO" };
-        self.log.notes(stage, &decision.notes, &self.reject_context(None, None));
+        self.log
+            .notes(stage, &decision.notes, &self.reject_context(None, None));
         if let Outcome::Reject(reply) = decision.outcome {
-            self.log.rejected(stage, &reply, &self.reject_context(None, None));
+            self.log
+                .rejected(stage, &reply, &self.reject_context(None, None));
             self.helo = previous;
             self.esmtp = previous_esmtp;
             return self.refuse(reply);
@@ -60,7 +74,10 @@ impl Session {
             let reply = self.ehlo_reply();
             self.io.reply(&reply);
         } else {
-            self.io.reply(&Reply::plain(250, self.ctx.listener.smtpd.myhostname.clone()));
+            self.io.reply(&Reply::plain(
+                250,
+                self.ctx.listener.smtpd.myhostname.clone(),
+            ));
         }
         Step::Ok
     }
@@ -72,7 +89,9 @@ impl Session {
         let facts = self.facts(None, None);
         let offer = Offer {
             hostname: settings.myhostname.clone(),
-            starttls: !self.tls && self.ctx.listener.tls.is_some() && settings.tls_level != TlsLevel::None,
+            starttls: !self.tls
+                && self.ctx.listener.tls.is_some()
+                && settings.tls_level != TlsLevel::None,
             auth: self.ctx.listener.policy.offers_auth(&facts) && self.tls_required().is_none(),
             size_limit: settings.message_size_limit,
             chunking: false,
@@ -86,10 +105,10 @@ impl Session {
             return self.refuse(replies::tls_already_active());
         }
         let Some(config) = self.ctx.listener.tls.clone() else {
-            return self.refuse(replies::not_implemented());
+            return self.refuse(replies::command_not_implemented());
         };
         if self.ctx.listener.smtpd.tls_level == TlsLevel::None {
-            return self.refuse(replies::not_implemented());
+            return self.refuse(replies::command_not_implemented());
         }
         self.io.reply(&replies::ready_to_start_tls());
         if let Err(e) = self.io.flush().await {
@@ -125,7 +144,9 @@ impl Session {
         let closes = reply.closes_connection();
         self.io.reply(&reply);
         if closes {
-            Step::End(SessionEnd::Closed { reason: reply.to_string() })
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
         } else {
             Step::Failed
         }
@@ -136,6 +157,12 @@ impl Session {
         from: Option<&'a str>,
         to: Option<&'a str>,
     ) -> super::events::RejectContext<'a> {
-        super::events::RejectContext { queue_id: None, from, to, esmtp: self.esmtp, helo: self.helo.as_deref() }
+        super::events::RejectContext {
+            queue_id: None,
+            from,
+            to,
+            esmtp: self.esmtp,
+            helo: self.helo.as_deref(),
+        }
     }
 }

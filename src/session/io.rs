@@ -32,7 +32,11 @@ pub struct ClientIo {
 
 impl ClientIo {
     pub fn new(stream: BoxStream) -> Self {
-        Self { stream, rbuf: BytesMut::new(), wbuf: Vec::new() }
+        Self {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+        }
     }
 
     /// Queues a reply; it is written at the next flush.
@@ -58,7 +62,10 @@ impl ClientIo {
     /// Flushes pending replies, then reads more input before `deadline`.
     pub async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
         self.flush().await.map_err(ReadError::Io)?;
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * COMMAND_READ && read_size == COMMAND_READ {
+        if self.rbuf.is_empty()
+            && self.rbuf.capacity() > 2 * COMMAND_READ
+            && read_size == COMMAND_READ
+        {
             // Give back a large body buffer while the session waits for its next command.
             self.rbuf = BytesMut::new();
         }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{ListenerSnapshot, Snapshot, TlsLevel};
+use crate::net::resolve::ClientNames;
 use crate::net::stream::BoxStream;
 use crate::policy::{Client, Facts, TransactionState};
 use crate::smtp::command::{parse, Command};
@@ -69,6 +70,7 @@ enum Step {
 pub struct Session {
     ctx: SessionContext,
     client: Client,
+    names: ClientNames,
     peer: SocketAddr,
     local: SocketAddr,
     io: ClientIo,
@@ -92,11 +94,28 @@ pub struct Session {
 
 impl Session {
     /// `tls` is true when the transport is already encrypted (implicit TLS on 465).
-    pub fn new(ctx: SessionContext, stream: BoxStream, client: Client, peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
-        let log = EventLog::new(&ctx.listener.smtpd.syslog_name, format!("{}[{}]", client.name, client.addr));
+    pub fn new(
+        ctx: SessionContext,
+        stream: BoxStream,
+        names: ClientNames,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Self {
+        let client = Client {
+            addr: peer.ip(),
+            port: peer.port(),
+            name: names.name.as_str().to_owned(),
+            reverse_name: names.reverse_name.as_str().to_owned(),
+        };
+        let log = EventLog::new(
+            &ctx.listener.smtpd.syslog_name,
+            format!("{}[{}]", client.name, client.addr),
+        );
         Session {
             ctx,
             client,
+            names,
             peer,
             local,
             io: ClientIo::new(stream),
@@ -119,21 +138,30 @@ impl Session {
 
     /// Runs the session to its end and logs the disconnect line.
     pub async fn run(mut self) -> SessionEnd {
-        self.log.info(format_args!("connect from {}", self.log.client()));
+        self.log
+            .info(format_args!("connect from {}", self.log.client()));
         let end = self.serve().await;
+        // Whatever was queued last (a 421 for a timeout) still goes out.
+        let _ = self.io.flush().await;
         match &end {
-            SessionEnd::ClientClosed { after } => {
-                self.log.info(format_args!("lost connection after {after} from {}", self.log.client()))
-            }
-            SessionEnd::Timeout { after } => {
-                self.log.info(format_args!("timeout after {after} from {}", self.log.client()))
-            }
+            SessionEnd::ClientClosed { after } => self.log.info(format_args!(
+                "lost connection after {after} from {}",
+                self.log.client()
+            )),
+            SessionEnd::Timeout { after } => self.log.info(format_args!(
+                "timeout after {after} from {}",
+                self.log.client()
+            )),
             _ => {}
         }
         if let Some(upstream) = self.upstream.take() {
             upstream.quit().await;
         }
-        self.log.info(format_args!("disconnect from {} {}", self.log.client(), self.counts.summary()));
+        self.log.info(format_args!(
+            "disconnect from {} {}",
+            self.log.client(),
+            self.counts.summary()
+        ));
         end
     }
 
@@ -153,10 +181,18 @@ impl Session {
                 Step::Failed => {
                     self.errors += 1;
                     if self.errors >= HARD_ERROR_LIMIT {
-                        self.log.info(format_args!("too many errors after {} from {}", self.last, self.log.client()));
-                        self.io.reply(&replies::too_many_errors(&self.ctx.listener.smtpd.myhostname));
+                        self.log.info(format_args!(
+                            "too many errors after {} from {}",
+                            self.last,
+                            self.log.client()
+                        ));
+                        self.io.reply(&replies::too_many_errors(
+                            &self.ctx.listener.smtpd.myhostname,
+                        ));
                         let _ = self.io.flush().await;
-                        return SessionEnd::Closed { reason: "too many errors".into() };
+                        return SessionEnd::Closed {
+                            reason: "too many errors".into(),
+                        };
                     }
                 }
                 Step::End(end) => {
@@ -184,15 +220,18 @@ impl Session {
         let mut line = std::mem::take(&mut self.line);
         loop {
             match self.framer.next(&self.io.rbuf, max) {
-                LineScan::Complete { line: bytes, consumed } => {
+                LineScan::Complete {
+                    line: bytes,
+                    consumed,
+                } => {
                     line.clear();
                     line.extend_from_slice(bytes);
                     bytes::Buf::advance(&mut self.io.rbuf, consumed);
                     return Ok(line);
                 }
-                LineScan::TooLong { consumed } => {
+                LineScan::TooLong { consumed, ended } => {
                     bytes::Buf::advance(&mut self.io.rbuf, consumed);
-                    if !self.framer.is_discarding() {
+                    if ended {
                         self.reject_long_line();
                     }
                     continue;
@@ -207,7 +246,11 @@ impl Session {
     }
 
     fn reject_long_line(&mut self) {
-        self.log.warning(format_args!("{}: request longer than {}", self.log.client(), MAX_COMMAND_LINE));
+        self.log.warning(format_args!(
+            "{}: request longer than {}",
+            self.log.client(),
+            MAX_COMMAND_LINE
+        ));
         self.io.reply(&replies::line_too_long());
         self.counts.record("unknown", false);
         self.errors += 1;
@@ -219,7 +262,9 @@ impl Session {
             ReadError::Closed => SessionEnd::ClientClosed { after: self.last },
             ReadError::Io(e) => SessionEnd::Io(e.to_string()),
             ReadError::Timeout => {
-                self.io.reply(&replies::timeout(&self.ctx.listener.smtpd.myhostname));
+                self.io.reply(&replies::timeout_exceeded(
+                    &self.ctx.listener.smtpd.myhostname,
+                ));
                 if Instant::now() >= self.session_deadline() {
                     SessionEnd::SessionTimeLimit
                 } else {
@@ -243,7 +288,9 @@ impl Session {
                     ));
                     self.io.reply(&reply);
                     self.counts.record("unknown", false);
-                    return Step::End(SessionEnd::Closed { reason: reply.to_string() });
+                    return Step::End(SessionEnd::Closed {
+                        reason: reply.to_string(),
+                    });
                 }
                 self.io.reply(&reply);
                 self.counts.record(verb, false);
@@ -261,13 +308,16 @@ impl Session {
             Command::Ehlo(name) => self.helo(name, true).await,
             Command::Helo(name) => self.helo(name, false).await,
             Command::StartTls => self.starttls().await,
-            Command::Auth { mechanism, initial_response } => self.auth(mechanism, initial_response).await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
             Command::Mail { .. } => self.mail(&command).await,
             Command::Rcpt { .. } => self.rcpt(&command).await,
             Command::Data => self.data().await,
             Command::Bdat { .. } => {
                 // CHUNKING is not offered, so BDAT is refused like any command we do not serve.
-                self.io.reply(&replies::not_implemented());
+                self.io.reply(&replies::command_not_implemented());
                 Step::Failed
             }
             Command::Rset => self.rset().await,
@@ -310,15 +360,16 @@ impl Session {
 
     /// `Some(reply)` when TLS is required first (smtpd_tls_security_level = encrypt).
     fn tls_required(&self) -> Option<Reply> {
-        (self.ctx.listener.smtpd.tls_level == TlsLevel::Encrypt && !self.tls).then(replies::starttls_first)
+        (self.ctx.listener.smtpd.tls_level == TlsLevel::Encrypt && !self.tls)
+            .then(replies::must_issue_starttls)
     }
 
     fn identity(&self) -> ClientIdentity {
         ClientIdentity {
             addr: self.peer,
             server: self.local,
-            name: (self.client.name != "unknown").then(|| self.client.name.clone()),
-            reverse_name: (self.client.reverse_name != "unknown").then(|| self.client.reverse_name.clone()),
+            name: self.names.name.clone(),
+            reverse_name: self.names.reverse_name.clone(),
             helo: self.helo.clone(),
             login: self.login.as_ref().map(|l| l.name.clone()),
             esmtp: self.esmtp,
@@ -332,11 +383,12 @@ impl Session {
                 Ok(conn) => self.upstream = Some(conn),
                 Err(e) => {
                     tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
-                    return Err(replies::upstream_unavailable());
+                    return Err(self.upstream_unavailable());
                 }
             }
         }
-        self.upstream.as_mut().ok_or_else(replies::upstream_unavailable)
+        let reply = self.upstream_unavailable();
+        self.upstream.as_mut().ok_or(reply)
     }
 
     /// Drops the upstream leg after a failure; the next transaction opens a new one.
@@ -344,7 +396,11 @@ impl Session {
         tracing::warn!(upstream = %e, "upstream failed for {}", self.log.client());
         self.upstream = None;
         self.txn = None;
-        replies::upstream_unavailable()
+        self.upstream_unavailable()
+    }
+
+    fn upstream_unavailable(&self) -> Reply {
+        replies::upstream_unavailable(&self.ctx.listener.smtpd.myhostname)
     }
 
     fn handshake_timeout(&self) -> Duration {
@@ -355,9 +411,15 @@ impl Session {
 /// The Postfix counter name for a command line (`unknown` for anything else).
 fn verb_name(line: &[u8]) -> &'static str {
     let verb = line.split(|b| *b == b' ').next().unwrap_or(b"");
-    const NAMES: [&str; 13] =
-        ["helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "quit", "etrn"];
-    NAMES.iter().find(|n| verb.eq_ignore_ascii_case(n.as_bytes())).copied().unwrap_or("unknown")
+    const NAMES: [&str; 13] = [
+        "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
+        "quit", "etrn",
+    ];
+    NAMES
+        .iter()
+        .find(|n| verb.eq_ignore_ascii_case(n.as_bytes()))
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// The stage word for `lost connection after X`.

@@ -17,7 +17,10 @@ use crate::smtp::Reply;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("connect to {address}: {source}")]
-    Connect { address: String, source: std::io::Error },
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
     #[error("timeout after {0:?} waiting for the upstream")]
     Timeout(Duration),
     #[error("upstream closed the connection")]
@@ -42,7 +45,13 @@ pub struct UpstreamConn {
 
 impl UpstreamConn {
     pub(crate) fn new(stream: BoxStream, reply_timeout: Duration) -> Self {
-        Self { stream, rbuf: Vec::new(), wbuf: Vec::new(), reply_timeout, capabilities: Capabilities::default() }
+        Self {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            reply_timeout,
+            capabilities: Capabilities::default(),
+        }
     }
 
     pub(crate) fn into_stream(self) -> BoxStream {
@@ -78,7 +87,9 @@ impl UpstreamConn {
                 self.wbuf = Vec::new();
             }
         }
-        timeout(self.reply_timeout, self.stream.flush()).await.map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        timeout(self.reply_timeout, self.stream.flush())
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
         Ok(())
     }
 

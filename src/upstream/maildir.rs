@@ -41,9 +41,14 @@ struct Envelope {
 
 async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
     let host = "maildir.relayguard";
-    io.write_all(format!("220 {host} ESMTP relayguard-maildir\r\n").as_bytes()).await?;
+    io.write_all(format!("220 {host} ESMTP relayguard-maildir\r\n").as_bytes())
+        .await?;
     let mut buf = Vec::with_capacity(4096);
-    let mut env = Envelope { client: "unknown".into(), client_name: "unknown".into(), ..Envelope::default() };
+    let mut env = Envelope {
+        client: "unknown".into(),
+        client_name: "unknown".into(),
+        ..Envelope::default()
+    };
     loop {
         let (reply, consumed, data) = match next_line(&buf, 4096) {
             LineScan::Incomplete => {
@@ -52,7 +57,11 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
                 }
                 continue;
             }
-            LineScan::TooLong { consumed } => ("500 5.5.0 Error: line too long\r\n".to_owned(), consumed, false),
+            LineScan::TooLong { consumed, .. } => (
+                "500 5.5.0 Error: line too long\r\n".to_owned(),
+                consumed,
+                false,
+            ),
             LineScan::Complete { line, consumed } => {
                 let (reply, data) = answer(line, &mut env, host);
                 (reply, consumed, data)
@@ -76,7 +85,9 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
 fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     if line.len() > 8 && line[..8].eq_ignore_ascii_case(b"XCLIENT ") {
         for attr in String::from_utf8_lossy(&line[8..]).split(' ') {
-            let Some((name, value)) = attr.split_once('=') else { continue };
+            let Some((name, value)) = attr.split_once('=') else {
+                continue;
+            };
             let value = xtext::decode(value.as_bytes())
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_else(|_| value.to_owned());
@@ -114,7 +125,9 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
             "250 2.1.5 Ok".into()
         }
         Ok(Command::Rcpt { .. }) => "503 5.5.1 Error: need MAIL command".into(),
-        Ok(Command::Data) if env.recipients.is_empty() => "554 5.5.1 Error: no valid recipients".into(),
+        Ok(Command::Data) if env.recipients.is_empty() => {
+            "554 5.5.1 Error: no valid recipients".into()
+        }
         Ok(Command::Data) => return ("354 End data with <CR><LF>.<CR><LF>\r\n".into(), true),
         Ok(Command::Rset) => {
             env.sender = None;
@@ -130,14 +143,26 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
 }
 
 /// Reads the body to CRLF.CRLF, undoing dot-stuffing, into tmp/ and then new/.
-async fn receive_body(io: &mut DuplexStream, buf: &mut Vec<u8>, env: &Envelope, root: &Path) -> std::io::Result<String> {
-    let id = format!("{:X}{:05X}", std::process::id(), DELIVERIES.fetch_add(1, Ordering::Relaxed));
+async fn receive_body(
+    io: &mut DuplexStream,
+    buf: &mut Vec<u8>,
+    env: &Envelope,
+    root: &Path,
+) -> std::io::Result<String> {
+    let id = format!(
+        "{:X}{:05X}",
+        std::process::id(),
+        DELIVERIES.fetch_add(1, Ordering::Relaxed)
+    );
     for dir in ["tmp", "new", "cur"] {
         tokio::fs::create_dir_all(root.join(dir)).await?;
     }
     let name = format!(
         "{}.{id}.relayguard",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     );
     let tmp = root.join("tmp").join(&name);
     let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&tmp).await?);

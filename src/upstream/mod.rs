@@ -26,7 +26,10 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(settings: Arc<UpstreamSettings>, capabilities: Capabilities) -> Self {
-        Self { settings, capabilities: ArcSwap::from_pointee(capabilities) }
+        Self {
+            settings,
+            capabilities: ArcSwap::from_pointee(capabilities),
+        }
     }
 
     pub fn settings(&self) -> &UpstreamSettings {
@@ -42,7 +45,8 @@ impl Upstream {
     pub async fn connect(&self, client: &ClientIdentity) -> Result<UpstreamConn, UpstreamError> {
         let conn = connect::open(&self.settings, Some(client)).await?;
         if **self.capabilities.load() != *conn.capabilities() {
-            self.capabilities.store(Arc::new(conn.capabilities().clone()));
+            self.capabilities
+                .store(Arc::new(conn.capabilities().clone()));
         }
         Ok(conn)
     }

@@ -39,7 +39,9 @@ pub async fn probe(settings: &UpstreamSettings) -> Result<ProbeReport, UpstreamE
             if mail.code != 250 {
                 TrustBoundary::Closed(mail)
             } else {
-                let rcpt = conn.command(format!("RCPT TO:<{PROBE_RECIPIENT}>\r\n").as_bytes()).await?;
+                let rcpt = conn
+                    .command(format!("RCPT TO:<{PROBE_RECIPIENT}>\r\n").as_bytes())
+                    .await?;
                 let _ = conn.command(b"RSET\r\n").await;
                 if rcpt.is_positive() {
                     TrustBoundary::OpenRelay(rcpt)
@@ -50,5 +52,8 @@ pub async fn probe(settings: &UpstreamSettings) -> Result<ProbeReport, UpstreamE
         }
     };
     conn.quit().await;
-    Ok(ProbeReport { capabilities, trust })
+    Ok(ProbeReport {
+        capabilities,
+        trust,
+    })
 }

@@ -217,6 +217,12 @@ impl Client {
         self.read_reply().await
     }
 
+    /// The TLS handshake alone, for a test that sent STARTTLS itself (with pipelined bytes).
+    pub async fn tls_handshake(&mut self, server_name: &str) {
+        self.handshake(server_name).await;
+        self.capabilities.clear();
+    }
+
     async fn handshake(&mut self, server_name: &str) {
         let ca = self
             .ca

@@ -101,6 +101,7 @@ pub struct Relayguard {
 impl RelayguardBuilder {
     /// A `[policy]` parameter (Postfix name and syntax).
     pub fn policy(mut self, name: &str, value: &str) -> Self {
+        self.policy.retain(|(n, _)| n != name);
         self.policy.push((name.to_owned(), value.to_owned()));
         self
     }
