@@ -3,5 +3,6 @@
 //! Bytes are parsed in [`smtp`], decisions are made in [`policy`], bytes move in `session` and the
 //! edges (`net`, `upstream`). See `README.md` for the layout.
 
+pub mod net;
 pub mod policy;
 pub mod smtp;
