@@ -95,6 +95,7 @@ struct Front {
 
 struct Ctx {
     binary: PathBuf,
+    haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
 }
 
@@ -108,7 +109,7 @@ impl Ctx {
                 _relayguard: None,
             }),
             Path::Haproxy => {
-                let p = procs::haproxy(sink)?;
+                let p = procs::haproxy(sink, self.haproxy_maxconn)?;
                 Ok(Front {
                     addr: p.addr,
                     pid: Some(p.pid()),
@@ -375,8 +376,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    procs::raise_nofile();
     let mut ctx = Ctx {
         binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+        haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
     };
     let start = Instant::now();

@@ -89,14 +89,16 @@ pub fn smtp_sink() -> Result<Proc, String> {
 }
 
 /// HAProxy in TCP mode in front of `upstream`: the L4 splice relayguard is compared with.
-pub fn haproxy(upstream: SocketAddr) -> Result<Proc, String> {
+/// `maxconn` covers the idle-session workload; HAProxy needs two descriptors per connection and
+/// refuses to start if it cannot raise its limit that far.
+pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
     let dir = tempfile::Builder::new()
         .prefix("rg-haproxy-")
         .tempdir()
         .map_err(|e| e.to_string())?;
     let port = free_port();
     let cfg = format!(
-        "global\n    maxconn 8000\n    tune.bufsize 65536\n\n\
+        "global\n    maxconn {maxconn}\n    tune.bufsize 65536\n\n\
          defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\n\
          frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\n\
          backend be\n    server sink {upstream}\n"
@@ -121,6 +123,30 @@ pub fn relayguard(binary: &Path, upstream: SocketAddr) -> Result<Relayguard, Str
         // The sinks accept any recipient: relayguard's open-relay check would refuse them.
         .upstream_toml("allow_open_relay = true")
         .try_start()
+}
+
+/// Raises this process's soft open-files limit to its hard limit (children inherit it):
+/// 2,000 idle sessions need client, proxy and sink descriptors. util-linux prlimit(1) does it
+/// without a libc binding.
+pub fn raise_nofile() {
+    let pid = std::process::id().to_string();
+    let hard = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid,
+            "--nofile",
+            "--noheadings",
+            "--output",
+            "HARD",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(hard) = hard.filter(|h| h.parse::<u64>().is_ok()) {
+        let _ = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+            .status();
+    }
 }
 
 /// Proportional set size of a process in KiB (/proc/PID/smaps_rollup).
