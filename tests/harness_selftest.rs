@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::client::{auth_plain, Client, Smtplib, SmtplibMode, Swaks};
+use support::client::{auth_plain, Client};
+use support::external::{Smtplib, SmtplibMode, Swaks};
 use support::maildir::Maildir;
 use support::postfix::Postfix;
 
