@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::client::{auth_plain, Client, Smtplib, SmtplibMode, Swaks};
+use support::client::{auth_plain, Client};
+use support::external::{Smtplib, SmtplibMode, Swaks};
 use support::maildir::Maildir;
 use support::postfix::Postfix;
 
@@ -255,4 +256,133 @@ fn maildir_headers_unfold_and_body_splits() {
     );
     assert_eq!(msgs[0].subject().as_deref(), Some("one two"));
     assert_eq!(msgs[0].body(), b"body\n\nmore\n");
+}
+
+/// Stands in for the relayguard binary to test the harness's side of the contract: it reads
+/// `--config` as TOML (the format in the README), listens on every `[[listener]]` address,
+/// and logs what it understood to stderr.
+const STAND_IN: &str = r#"
+import socket, sys, time, tomllib
+assert sys.argv[1] == "--config", sys.argv
+cfg = tomllib.load(open(sys.argv[2], "rb"))
+socks = []
+for l in cfg["listener"]:
+    host, port = l["address"].rsplit(":", 1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen()
+    socks.append(s)
+    print(f"listener {l['name']} role={l['role']} policy={l.get('policy', {})}", file=sys.stderr, flush=True)
+u = cfg["upstream"]
+print(f"upstream kind={u['kind']} address={u.get('address')} identity={u.get('identity')} path={u.get('path')}", file=sys.stderr, flush=True)
+print(f"policy {cfg['policy']} tls={sorted(cfg['tls'])}", file=sys.stderr, flush=True)
+time.sleep(60)
+"#;
+
+#[test]
+fn relayguard_harness_writes_the_config_and_manages_the_process() {
+    use support::relayguard::{Identity, Relayguard, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = dir.path().join("relayguard");
+    std::fs::write(&stand_in, format!("#!/usr/bin/env python3\n{STAND_IN}")).unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let pf = Postfix::builder().starttls(false).start();
+    let mut rg = Relayguard::builder()
+        .binary(&stand_in)
+        .policy("mynetworks", "127.0.0.0/8 [::1]/128")
+        .listener("smtp", Role::Smtp)
+        .listener_with(
+            "sub",
+            Role::Submission,
+            &[(
+                "smtpd_relay_restrictions",
+                "permit_sasl_authenticated, reject",
+            )],
+        )
+        .listener_toml("sub", "max_connections = 5")
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    assert_ne!(rg.port("smtp"), rg.port("sub"));
+    rg.wait_for_log("listener sub role=submission policy={'smtpd_relay_restrictions': 'permit_sasl_authenticated, reject'}", WAIT);
+    assert!(
+        rg.log_lines()
+            .contains(&"listener smtp role=smtp policy={}".to_string()),
+        "{:?}",
+        rg.log_lines()
+    );
+    rg.wait_for_log(
+        &format!(
+            "upstream kind=smtp address=127.0.0.1:{} identity=xclient path=None",
+            pf.port_xclient()
+        ),
+        WAIT,
+    );
+    rg.wait_for_log(
+        "policy {'myhostname': 'relayguard.test', 'mynetworks': '127.0.0.0/8 [::1]/128'} tls=['cert', 'key']",
+        WAIT,
+    );
+    let pid = rg.pid().unwrap();
+    assert!(rg.is_running());
+    drop(rg);
+    assert!(
+        !support::process::pid_alive(pid),
+        "the stand-in outlived its Relayguard"
+    );
+
+    // A binary that exits at once is reported, not waited for.
+    let started = std::time::Instant::now();
+    let err = Relayguard::builder()
+        .binary(std::path::Path::new("/bin/false"))
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .try_start()
+        .err()
+        .expect("/bin/false must not count as started");
+    assert!(
+        err.starts_with("relayguard exited with exit status: 1 (listener smtp"),
+        "{err}"
+    );
+    assert!(err.contains("kind = \"maildir\""), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The real binary in front of the real Postfix: un-ignore when `relayguard --config` runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a runnable relayguard binary (src/cli/run.rs)"]
+async fn relayguard_in_front_of_postfix_delivers_with_the_real_client() {
+    use support::relayguard::{Identity, Relayguard, Role};
+    let pf = Postfix::builder().start();
+    let rg = Relayguard::builder()
+        .policy("mynetworks", "127.0.0.0/8")
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    let reply = c
+        .send_mail(
+            "s@sender.example",
+            &["u@local.test"],
+            "Subject: through relayguard\n\nhi\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    let msg = pf
+        .maildir()
+        .wait_for_containing("Subject: through relayguard", WAIT);
+    assert!(
+        msg.received()[0].starts_with("from client.example ("),
+        "{:?}",
+        msg.received()
+    );
+    assert!(
+        msg.received()[0].contains(" [127.0.0.1]) by mx.relayguard.test"),
+        "{:?}",
+        msg.received()
+    );
 }

@@ -8,11 +8,13 @@
 //! - [`postfix::Postfix`]: a private Postfix 3.7 (XCLIENT and PROXY listeners, SASL, Maildir delivery).
 //! - [`relayguard::Relayguard`]: the binary under test with a generated config.
 //! - [`maildir::Maildir`]: delivered messages and their headers.
-//! - [`client::Client`]: exact-reply SMTP client (plain, STARTTLS, implicit TLS), plus swaks and smtplib.
+//! - [`client::Client`]: exact-reply SMTP client (plain, STARTTLS, implicit TLS).
+//! - [`external`]: swaks and smtplib wrappers returning transcripts.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
+pub mod external;
 pub mod maildir;
 pub mod postfix;
 pub mod process;
