@@ -352,9 +352,8 @@ fn relayguard_harness_writes_the_config_and_manages_the_process() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// The real binary in front of the real Postfix: un-ignore when `relayguard --config` runs.
+/// The real binary in front of the real Postfix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a runnable relayguard binary (src/cli/run.rs)"]
 async fn relayguard_in_front_of_postfix_delivers_with_the_real_client() {
     use support::relayguard::{Identity, Relayguard, Role};
     let pf = Postfix::builder().start();

@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::client::{Client, Smtplib, Swaks};
+use support::client::Client;
+use support::external::{Smtplib, Swaks};
 use support::relayguard::{Relayguard, Role};
 
 const WAIT: Duration = Duration::from_secs(15);
