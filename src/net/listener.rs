@@ -85,7 +85,12 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
     let mut stream = stream;
     let (client_addr, server_addr) = match &ctx.listener.proxy {
         Some(trust) if trust.trusts(peer.ip()) => {
-            match read_proxy_header(&mut stream, ctx.snapshot.handshake_timeout).await {
+            match Box::pin(read_proxy_header(
+                &mut stream,
+                ctx.snapshot.handshake_timeout,
+            ))
+            .await
+            {
                 Ok(ProxiedAddrs::Proxied {
                     client,
                     destination,
@@ -131,7 +136,7 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
         };
         match tokio::time::timeout(
             ctx.snapshot.handshake_timeout,
-            TlsAcceptor::from(config).accept(stream),
+            Box::pin(TlsAcceptor::from(config).accept(stream)),
         )
         .await
         {

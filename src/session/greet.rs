@@ -130,7 +130,7 @@ impl Session {
                 self.login = None;
                 self.txn = None;
                 if let Some(up) = self.upstream.take() {
-                    up.quit().await;
+                    tokio::spawn(up.quit());
                 }
                 Step::Ok
             }

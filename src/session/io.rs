@@ -13,7 +13,7 @@ use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
 /// Read size while waiting for commands: small, so an idle session stays small.
-const COMMAND_READ: usize = 1024;
+const COMMAND_READ: usize = 512;
 /// Read size while a body streams through.
 pub const BODY_READ: usize = 64 * 1024;
 
@@ -80,6 +80,11 @@ impl ClientIo {
 
     pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.fill(deadline, COMMAND_READ).await
+    }
+
+    /// Closes the client's side of the connection (after a final flush by the caller).
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
     }
 
     /// Takes the stream out for a TLS handshake, leaving a closed one in its place.

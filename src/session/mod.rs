@@ -154,8 +154,10 @@ impl Session {
             )),
             _ => {}
         }
+        // The client is let go first; the upstream's goodbye is not its business.
+        self.io.shutdown().await;
         if let Some(upstream) = self.upstream.take() {
-            upstream.quit().await;
+            tokio::spawn(upstream.quit());
         }
         self.log.info(format_args!(
             "disconnect from {} {}",
@@ -307,14 +309,15 @@ impl Session {
         let step = match command {
             Command::Ehlo(name) => self.helo(name, true).await,
             Command::Helo(name) => self.helo(name, false).await,
-            Command::StartTls => self.starttls().await,
+            // Rare, large futures are boxed so an idle session's task stays small.
+            Command::StartTls => Box::pin(self.starttls()).await,
             Command::Auth {
                 mechanism,
                 initial_response,
-            } => self.auth(mechanism, initial_response).await,
+            } => Box::pin(self.auth(mechanism, initial_response)).await,
             Command::Mail { .. } => self.mail(&command).await,
             Command::Rcpt { .. } => self.rcpt(&command).await,
-            Command::Data => self.data().await,
+            Command::Data => Box::pin(self.data()).await,
             Command::Bdat { .. } => {
                 // CHUNKING is not offered, so BDAT is refused like any command we do not serve.
                 self.io.reply(&replies::command_not_implemented());
@@ -379,7 +382,7 @@ impl Session {
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
         if self.upstream.is_none() {
-            match self.ctx.upstream.connect(&self.identity()).await {
+            match Box::pin(self.ctx.upstream.connect(&self.identity())).await {
                 Ok(conn) => self.upstream = Some(conn),
                 Err(e) => {
                     tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
