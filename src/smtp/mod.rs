@@ -8,8 +8,11 @@ pub mod dot;
 pub mod line;
 pub mod replies;
 pub mod reply;
+pub mod response;
+pub mod sasl;
 
 pub use command::{parse, Command, CommandError};
 pub use dot::{DotMode, DotScanner, Scan, Violation};
 pub use line::{next_line, LineFramer, LineScan};
 pub use reply::{EnhancedStatus, Reply};
+pub use response::{parse_reply, ReplyError};
