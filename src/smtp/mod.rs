@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod dot;
+pub mod ehlo;
 pub mod line;
 pub mod replies;
 pub mod reply;
@@ -13,6 +14,7 @@ pub mod sasl;
 
 pub use command::{parse, Command, CommandError};
 pub use dot::{DotMode, DotScanner, Scan, Violation};
+pub use ehlo::{Capabilities, Offer};
 pub use line::{next_line, LineFramer, LineScan};
 pub use reply::{EnhancedStatus, Reply};
 pub use response::{parse_reply, ReplyError};
