@@ -1,6 +1,5 @@
-//! Process entry: parse the command line, start tracing, dispatch, map errors to exit codes.
+//! Process entry: parse the command line, dispatch, turn errors into exit codes.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("relayguard: not yet runnable");
-    std::process::ExitCode::FAILURE
+    relayguard::cli::main()
 }

@@ -11,6 +11,7 @@ pub mod replies;
 pub mod reply;
 pub mod response;
 pub mod sasl;
+pub mod xtext;
 
 pub use command::{parse, Command, CommandError};
 pub use dot::{DotMode, DotScanner, Scan, Violation};

@@ -257,6 +257,25 @@ pub fn pipelining_sync_error() -> Reply {
     Reply::new(554, (5, 5, 0), "Error: SMTP protocol synchronization")
 }
 
+/// smtpd_hard_error_limit reached (Postfix: 20 errors). The connection closes.
+pub fn too_many_errors(host: &str) -> Reply {
+    Reply::new(421, (4, 7, 0), format!("{host} Error: too many errors"))
+}
+
+/// Every command after a connect-stage reject under `smtpd_delay_reject = no` (postfix-semantics 2.3).
+pub fn access_denied(client: &str) -> Reply {
+    Reply::new(503, (5, 7, 0), format!("Error: access denied for {client}"))
+}
+
+/// The upstream could not be asked about the credentials (Postfix's reply for a lost SASL backend).
+pub fn temporary_auth_failure() -> Reply {
+    Reply::new(
+        454,
+        (4, 7, 0),
+        "Temporary authentication failure: (reason unavailable)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -206,10 +206,7 @@ impl fmt::Debug for Command<'_> {
             } => f
                 .debug_struct("Auth")
                 .field("mechanism", mechanism)
-                .field(
-                    "initial_response",
-                    &initial_response.map(|_| crate::smtp::sasl::REDACTED),
-                )
+                .field("initial_response", &initial_response.map(|_| "<redacted>"))
                 .finish(),
             Command::Mail { from, params } => f
                 .debug_struct("Mail")

@@ -1,0 +1,409 @@
+//! End-to-end load harness: the same workloads straight to a sink (baseline), through HAProxy
+//! in TCP mode (an L4 splice that parses nothing), and through relayguard, in one run.
+//!
+//! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
+//! short run) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
+//! Ratios are reported, never asserted; a measurement that fails (a refused message, a
+//! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
+//! argument) it runs a smoke pass with tiny counts so that CI proves the harness still works.
+//! Everything runs on 127.0.0.1; every process is started here and killed by PID.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod procs;
+mod sink;
+mod workloads;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use support::relayguard::Relayguard;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Direct,
+    Haproxy,
+    Relayguard,
+}
+
+const PATHS: [Path; 3] = [Path::Direct, Path::Haproxy, Path::Relayguard];
+
+/// Counts for one run; every loop in the workloads is bounded by these and by `limit`.
+struct Sizes {
+    name: &'static str,
+    one_per_conn: u32,
+    many_per_conn: u32,
+    tp_sessions: usize,
+    tp_messages: usize,
+    tp_size: usize,
+    idle: usize,
+    big: usize,
+    latency_runs: usize,
+    limit: Duration,
+}
+
+const FULL: Sizes = Sizes {
+    name: "full",
+    one_per_conn: 20_000,
+    many_per_conn: 200_000,
+    tp_sessions: 2,
+    tp_messages: 30,
+    tp_size: 10 << 20,
+    idle: 2_000,
+    big: 100 << 20,
+    latency_runs: 2_000,
+    limit: Duration::from_secs(120),
+};
+
+const QUICK: Sizes = Sizes {
+    name: "quick",
+    one_per_conn: 2_000,
+    many_per_conn: 10_000,
+    tp_sessions: 2,
+    tp_messages: 2,
+    tp_size: 10 << 20,
+    idle: 2_000,
+    big: 100 << 20,
+    latency_runs: 100,
+    limit: Duration::from_secs(60),
+};
+
+const SMOKE: Sizes = Sizes {
+    name: "smoke (cargo test)",
+    one_per_conn: 100,
+    many_per_conn: 400,
+    tp_sessions: 1,
+    tp_messages: 1,
+    tp_size: 1 << 20,
+    idle: 50,
+    big: 5 << 20,
+    latency_runs: 20,
+    limit: Duration::from_secs(30),
+};
+
+/// A front end for one path; holds its process so it is killed when dropped.
+struct Front {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    _haproxy: Option<procs::Proc>,
+    _relayguard: Option<Relayguard>,
+}
+
+struct Ctx {
+    binary: PathBuf,
+    haproxy_maxconn: usize,
+    relayguard_unavailable: Option<String>,
+}
+
+impl Ctx {
+    fn front(&mut self, path: Path, sink: SocketAddr) -> Result<Front, String> {
+        match path {
+            Path::Direct => Ok(Front {
+                addr: sink,
+                pid: None,
+                _haproxy: None,
+                _relayguard: None,
+            }),
+            Path::Haproxy => {
+                let p = procs::haproxy(sink, self.haproxy_maxconn)?;
+                Ok(Front {
+                    addr: p.addr,
+                    pid: Some(p.pid()),
+                    _haproxy: Some(p),
+                    _relayguard: None,
+                })
+            }
+            Path::Relayguard => {
+                if let Some(why) = &self.relayguard_unavailable {
+                    return Err(why.clone());
+                }
+                match procs::relayguard(&self.binary, sink) {
+                    Ok(rg) => Ok(Front {
+                        addr: rg.addr("smtp"),
+                        pid: rg.pid(),
+                        _haproxy: None,
+                        _relayguard: Some(rg),
+                    }),
+                    Err(e) => {
+                        eprintln!("relayguard did not start:\n{e}");
+                        let why = "not available".to_string();
+                        self.relayguard_unavailable = Some(why.clone());
+                        Err(why)
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Cell = Option<Result<f64, String>>;
+
+/// One table row: a value per path (None where the path has no meaning), and how to compare.
+struct Row {
+    label: String,
+    unit: &'static str,
+    cells: [Cell; 3],
+    ratio: Option<Result<f64, String>>,
+    target: &'static str,
+}
+
+fn ratio(rg: &Cell, ha: &Cell) -> Option<Result<f64, String>> {
+    match (rg, ha) {
+        (Some(Ok(r)), Some(Ok(h))) if *h != 0.0 => Some(Ok(r / h)),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
+        _ => None,
+    }
+}
+
+async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let smtp_sink = procs::smtp_sink()?;
+    let fast = sink::start().await?;
+
+    for (label, count, per_conn, target) in [
+        (
+            "5 KB, 1 msg/connection, 20 sessions",
+            sizes.one_per_conn,
+            true,
+            ">= 0.9",
+        ),
+        (
+            "5 KB, many msgs/connection, 20 sessions",
+            sizes.many_per_conn,
+            false,
+            ">= 1.0",
+        ),
+    ] {
+        let mut cells: [Cell; 3] = [None, None, None];
+        for (i, path) in PATHS.iter().enumerate() {
+            let r = ctx.front(*path, smtp_sink.addr).and_then(|f| {
+                workloads::smtp_source(f.addr, 20, count, per_conn, sizes.limit)
+                    .map(|d| f64::from(count) / d.as_secs_f64())
+            });
+            cells[i] = Some(r);
+        }
+        let ratio = ratio(&cells[2], &cells[1]);
+        rows.push(Row {
+            label: format!("{label} ({count} msgs)"),
+            unit: "msgs/s",
+            cells,
+            ratio,
+            target,
+        });
+    }
+
+    let mut cells: [Cell; 3] = [None, None, None];
+    for (i, path) in PATHS.iter().enumerate() {
+        let before = fast.messages.load(Ordering::Relaxed);
+        let want = (sizes.tp_sessions * sizes.tp_messages) as u64;
+        let r = match ctx.front(*path, fast.addr) {
+            Ok(f) => {
+                workloads::throughput(f.addr, sizes.tp_sessions, sizes.tp_messages, sizes.tp_size)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+        .and_then(|v| {
+            // Each 250 the client saw must be a message the sink ended, not a proxy's own.
+            let got = fast.messages.load(Ordering::Relaxed) - before;
+            if got == want {
+                Ok(v)
+            } else {
+                Err(format!("sink got {got} messages, sent {want}"))
+            }
+        });
+        cells[i] = Some(r);
+    }
+    rows.push(Row {
+        label: format!(
+            "{} MB messages, {} session(s) x {} (fast sink)",
+            sizes.tp_size >> 20,
+            sizes.tp_sessions,
+            sizes.tp_messages
+        ),
+        unit: "MiB/s",
+        ratio: ratio(&cells[2], &cells[1]),
+        cells,
+        target: ">= 1.0",
+    });
+
+    let mut cells: [Cell; 3] = [None, None, None];
+    for (i, path) in PATHS.iter().enumerate().skip(1) {
+        let r = match ctx.front(*path, fast.addr) {
+            Ok(f) => idle_pss(&f, sizes.idle).await,
+            Err(e) => Err(e),
+        };
+        cells[i] = Some(r);
+    }
+    rows.push(Row {
+        label: format!("{} idle sessions after EHLO: PSS per session", sizes.idle),
+        unit: "KiB",
+        ratio: ratio(&cells[2], &cells[1]),
+        cells,
+        target: "rg <= 6 KiB",
+    });
+
+    let mut cells: [Cell; 3] = [None, None, None];
+    for (i, path) in PATHS.iter().enumerate().skip(1) {
+        let r = match ctx.front(*path, fast.addr) {
+            Ok(f) => big_message_rise(&f, sizes.big).await,
+            Err(e) => Err(e),
+        };
+        cells[i] = Some(r);
+    }
+    rows.push(Row {
+        label: format!(
+            "one {} MB message: peak memory rise (VmHWM)",
+            sizes.big >> 20
+        ),
+        unit: "MiB",
+        ratio: ratio(&cells[2], &cells[1]),
+        cells,
+        target: "rg < 8 MiB",
+    });
+
+    let mut p50: [Cell; 3] = [None, None, None];
+    let mut p99: [Cell; 3] = [None, None, None];
+    for (i, path) in PATHS.iter().enumerate() {
+        let r = match ctx.front(*path, smtp_sink.addr) {
+            Ok(f) => workloads::latency(f.addr, sizes.latency_runs, 5120).await,
+            Err(e) => Err(e),
+        };
+        p50[i] = Some(r.clone().map(|(a, _)| a));
+        p99[i] = Some(r.map(|(_, b)| b));
+    }
+    for (q, cells) in [("p50", p50), ("p99", p99)] {
+        let added = |c: &Cell| match (c, &cells[0]) {
+            (Some(Ok(v)), Some(Ok(d))) => Some(Ok(v - d)),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
+            _ => None,
+        };
+        rows.push(Row {
+            label: format!(
+                "one-message session, one at a time ({} runs): {q}",
+                sizes.latency_runs
+            ),
+            unit: "us",
+            ratio: ratio(&added(&cells[2]), &added(&cells[1])),
+            cells,
+            target: if q == "p50" {
+                "added: rg <= haproxy (<= 1.0)"
+            } else {
+                "added (reported)"
+            },
+        });
+    }
+    Ok(rows)
+}
+
+async fn idle_pss(f: &Front, n: usize) -> Result<f64, String> {
+    let pid = f.pid.ok_or("no process")?;
+    // Warm up allocator pools and lazy statics before the baseline.
+    workloads::hold_idle(f.addr, 10, || Ok(())).await?;
+    let before = procs::pss_kib(pid)?;
+    let after = workloads::hold_idle(f.addr, n, || procs::pss_kib(pid)).await?;
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+async fn big_message_rise(f: &Front, size: usize) -> Result<f64, String> {
+    let pid = f.pid.ok_or("no process")?;
+    workloads::throughput(f.addr, 1, 1, 5120).await?;
+    let before = procs::hwm_kib(pid)?;
+    workloads::throughput(f.addr, 1, 1, size).await?;
+    let after = procs::hwm_kib(pid)?;
+    Ok(after.saturating_sub(before) as f64 / 1024.0)
+}
+
+fn fmt_cell(c: &Cell) -> String {
+    match c {
+        None => "-".into(),
+        Some(Ok(v)) if *v >= 100.0 => format!("{v:.0}"),
+        Some(Ok(v)) => format!("{v:.2}"),
+        Some(Err(e)) if e == "not available" => "not available".into(),
+        Some(Err(e)) => format!("error: {}", e.lines().next().unwrap_or("")),
+    }
+}
+
+fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration) {
+    println!(
+        "\n### relayguard load run: {} ({:.0} s)\n",
+        sizes.name,
+        elapsed.as_secs_f64()
+    );
+    println!("| workload | unit | direct | haproxy | relayguard | relayguard/haproxy | target |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for r in rows {
+        let ratio = match &r.ratio {
+            Some(Ok(v)) => format!("{v:.2}"),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.label,
+            r.unit,
+            fmt_cell(&r.cells[0]),
+            fmt_cell(&r.cells[1]),
+            fmt_cell(&r.cells[2]),
+            ratio,
+            r.target
+        );
+    }
+    println!(
+        "\nLatency ratio = (relayguard - direct) / (haproxy - direct). Sinks: smtp-sink for message \
+         rates and latency, the in-process fast sink for MiB/s and memory. relayguard: identity none."
+    );
+}
+
+fn main() -> ExitCode {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let sizes = match (bench, std::env::var_os("LOAD_QUICK").is_some()) {
+        (false, _) => &SMOKE,
+        (true, true) => &QUICK,
+        (true, false) => &FULL,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("load: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    procs::raise_nofile();
+    let mut ctx = Ctx {
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+        haproxy_maxconn: sizes.idle + 200,
+        relayguard_unavailable: None,
+    };
+    let start = Instant::now();
+    match rt.block_on(run(sizes, &mut ctx)) {
+        Ok(rows) => {
+            print_table(sizes, &rows, start.elapsed());
+            // Ratios are never judged here. A measurement that failed is: relayguard may only
+            // be "not available" (while it is being written), never wrong.
+            let cells = || rows.iter().flat_map(|r| r.cells.iter()).flatten();
+            let passed = cells().filter(|c| c.is_ok()).count();
+            let skipped = cells()
+                .filter(|c| matches!(c, Err(e) if e == "not available"))
+                .count();
+            let failed = cells().count() - passed - skipped;
+            println!("\nload: {passed} passed, {failed} failed, {skipped} skipped");
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

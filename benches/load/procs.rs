@@ -1,0 +1,169 @@
+//! The processes a load run compares: Postfix's smtp-sink, HAProxy in TCP mode, relayguard;
+//! and their memory as the kernel accounts it. Every process is started here, on 127.0.0.1,
+//! and killed by its PID on drop.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::support::process::{free_port, wait_listening};
+use crate::support::relayguard::{Identity, Relayguard, Role};
+
+const START: Duration = Duration::from_secs(10);
+
+/// A child process killed by PID when dropped.
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: Option<TempDir>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_listening(
+    mut cmd: Command,
+    port: u16,
+    what: &str,
+    dir: Option<TempDir>,
+) -> Result<Proc, String> {
+    // stderr goes to a file in the scratch directory, quoted if the process fails to listen.
+    let log_path = dir.as_ref().map(|d| d.path().join("stderr.log"));
+    let stderr = match &log_path {
+        Some(p) => Stdio::from(fs::File::create(p).map_err(|e| e.to_string())?),
+        None => Stdio::null(),
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut p = Proc {
+        child,
+        addr: (Ipv4Addr::LOCALHOST, port).into(),
+        _dir: dir,
+    };
+    let ok = wait_listening(port, START, || matches!(p.child.try_wait(), Ok(None)));
+    if ok {
+        Ok(p)
+    } else {
+        let log = log_path
+            .and_then(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        Err(format!(
+            "{what} did not listen on 127.0.0.1:{port}: {}",
+            log.trim()
+        ))
+    }
+}
+
+/// Postfix's smtp-sink: one event-driven process, up to 10,000 sessions, no delays.
+/// It must drop root (`-u postfix`), as smtp-sink refuses to run privileged.
+pub fn smtp_sink() -> Result<Proc, String> {
+    let port = free_port();
+    let mut cmd = Command::new("smtp-sink");
+    cmd.args([
+        "-u",
+        "postfix",
+        "-m",
+        "10000",
+        &format!("127.0.0.1:{port}"),
+        "4096",
+    ]);
+    spawn_listening(cmd, port, "smtp-sink", None)
+}
+
+/// HAProxy in TCP mode in front of `upstream`: the L4 splice relayguard is compared with.
+/// `maxconn` covers the idle-session workload; HAProxy needs two descriptors per connection and
+/// refuses to start if it cannot raise its limit that far.
+pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("rg-haproxy-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let port = free_port();
+    let cfg = format!(
+        "global\n    maxconn {maxconn}\n    tune.bufsize 65536\n\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\n\
+         frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\n\
+         backend be\n    server sink {upstream}\n"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&path);
+    spawn_listening(cmd, port, "haproxy", Some(dir))
+}
+
+/// relayguard (the binary this bench was built with) relaying to `upstream` with no identity:
+/// neither sink speaks XCLIENT or PROXY for every path, and the splice sends none either.
+pub fn relayguard(binary: &Path, upstream: SocketAddr) -> Result<Relayguard, String> {
+    Relayguard::builder()
+        .binary(binary)
+        .policy("mynetworks", "127.0.0.0/8")
+        .policy("message_size_limit", "209715200")
+        .listener("smtp", Role::Smtp)
+        .listener_toml("smtp", "max_connections = 10000")
+        .upstream_smtp(upstream, Identity::None)
+        // The sinks accept any recipient: relayguard's open-relay check would refuse them.
+        .upstream_toml("allow_open_relay = true")
+        .try_start()
+}
+
+/// Raises this process's soft open-files limit to its hard limit (children inherit it):
+/// 2,000 idle sessions need client, proxy and sink descriptors. util-linux prlimit(1) does it
+/// without a libc binding.
+pub fn raise_nofile() {
+    let pid = std::process::id().to_string();
+    let hard = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid,
+            "--nofile",
+            "--noheadings",
+            "--output",
+            "HARD",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(hard) = hard.filter(|h| h.parse::<u64>().is_ok()) {
+        let _ = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+            .status();
+    }
+}
+
+/// Proportional set size of a process in KiB (/proc/PID/smaps_rollup).
+pub fn pss_kib(pid: u32) -> Result<u64, String> {
+    field_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// Peak resident set size in KiB (/proc/PID/status VmHWM).
+pub fn hwm_kib(pid: u32) -> Result<u64, String> {
+    field_kib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+fn field_kib(path: &str, name: &str) -> Result<u64, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{path}: no {name}"))
+}

@@ -1,0 +1,134 @@
+//! `run`: load the snapshot, check the upstream, bind the listeners, serve until a signal.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{self, IdentityMode, SnapshotCell};
+use crate::net::listener::Listener;
+use crate::upstream::probe::{probe, TrustBoundary};
+use crate::upstream::Upstream;
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let snapshot = match config::load(path) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("relayguard: {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let host = snapshot
+        .listeners
+        .first()
+        .map(|l| l.smtpd.myhostname.clone())
+        .unwrap_or_default();
+    crate::observe::log::init(&snapshot.log_format, &host);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(path, snapshot))
+}
+
+async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCode> {
+    let settings = snapshot.upstream.clone();
+    let report = probe_with_retry(&settings).await?;
+    match &report.trust {
+        TrustBoundary::OpenRelay(reply) if !settings.allow_open_relay => {
+            tracing::error!(
+                "the upstream accepted RCPT TO:<{}> from relayguard's own address without the client's identity ({reply}): \
+                 anyone who reaches it through relayguard without identity forwarding, or directly, can relay. \
+                 Remove relayguard's address from the upstream's mynetworks (keep it in smtpd_authorized_xclient_hosts), \
+                 or set [upstream] allow_open_relay = true to start anyway",
+                crate::upstream::probe::PROBE_RECIPIENT
+            );
+            return Ok(ExitCode::from(3));
+        }
+        TrustBoundary::OpenRelay(reply) => {
+            tracing::warn!("the upstream relays for relayguard's own address ({reply}); starting because allow_open_relay = true")
+        }
+        TrustBoundary::Closed(_) | TrustBoundary::NotChecked => {}
+    }
+    if settings.identity == IdentityMode::None {
+        tracing::warn!(
+            "[upstream] identity = \"none\": the upstream sees every client as relayguard itself"
+        );
+    }
+    let upstream = Arc::new(Upstream::new(settings.clone(), report.capabilities));
+    let mut listeners = Vec::new();
+    for l in &snapshot.listeners {
+        let bound = Listener::bind(l)
+            .await
+            .with_context(|| format!("listener `{}` on {}", l.name, l.address))?;
+        tracing::info!(
+            "listener {} ({:?}) ready on {}",
+            l.name,
+            l.role,
+            bound.local_addr()?
+        );
+        listeners.push(bound);
+    }
+    let cell = Arc::new(SnapshotCell::new(snapshot));
+    let mut tasks = Vec::new();
+    for l in listeners {
+        tasks.push(tokio::spawn(l.serve(cell.clone(), upstream.clone())));
+    }
+    wait_for_shutdown(path, &cell).await;
+    tracing::info!("stopping");
+    for t in tasks {
+        t.abort();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The upstream may start after relayguard (a sidecar, a service manager): keep asking for up to
+/// the connect timeout before giving up.
+async fn probe_with_retry(
+    settings: &config::UpstreamSettings,
+) -> anyhow::Result<crate::upstream::probe::ProbeReport> {
+    let give_up = tokio::time::Instant::now() + settings.connect_timeout;
+    loop {
+        match probe(settings).await {
+            Ok(report) => return Ok(report),
+            Err(e) if tokio::time::Instant::now() < give_up => {
+                tracing::warn!("upstream probe failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("probing the upstream at start-up"),
+        }
+    }
+}
+
+/// Returns on SIGINT or SIGTERM; SIGHUP reloads the config (listeners keep their sockets).
+async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match config::load(path) {
+                Ok(snapshot) => {
+                    cell.store(snapshot);
+                    tracing::info!("reloaded {}", path.display());
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!("reload failed, keeping the running config: {e}");
+                    }
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The config file as the admin wrote it: serde types that mirror the TOML, nothing compiled.
+//!
+//! Every struct denies unknown fields so a typo is an error at load, not a silent default.
+//! Values that carry Postfix syntax keep their byte span so errors can name the line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A `[policy]` or `[listener.policy]` table: Postfix parameter names to values.
+pub type PolicyTable = BTreeMap<String, Spanned<toml::Value>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub policy: PolicyTable,
+    pub tls: Option<TlsFile>,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerFile>,
+    pub upstream: UpstreamFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub log: LogFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// MX on port 25: STARTTLS offered when a certificate is configured.
+    Smtp,
+    /// Port 587: STARTTLS required, AUTH only after TLS.
+    Submission,
+    /// Port 465: implicit TLS.
+    Submissions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub name: String,
+    pub address: Spanned<String>,
+    pub role: Role,
+    pub max_connections: Option<usize>,
+    pub proxy_protocol: Option<ProxyProtocolFile>,
+    pub tls: Option<TlsFile>,
+    #[serde(default)]
+    pub policy: PolicyTable,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolFile {
+    /// Peers allowed to send a PROXY v1/v2 header (load balancers).
+    pub trusted: Vec<Spanned<String>>,
+    /// With `true` (the default) every connection must come from a trusted peer with a header.
+    /// With `false`, other peers may connect directly but a header from them is refused.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    Smtp,
+    Maildir,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub kind: UpstreamKind,
+    pub address: Option<Spanned<String>>,
+    pub identity: Option<crate::upstream::identity::IdentityMode>,
+    #[serde(default)]
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub reply_timeout: Option<Spanned<String>>,
+    /// The name relayguard gives in its own EHLO to the upstream (defaults to myhostname).
+    pub helo_name: Option<String>,
+    #[serde(default)]
+    pub allow_open_relay: bool,
+    /// Maildir root for `kind = "maildir"`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Whole-session limit, however busy the client keeps it.
+    pub session_timeout: Option<Spanned<String>>,
+    /// Time allowed for the PROXY header and the TLS handshake.
+    pub handshake_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `postfix` (syslog-shaped lines fail2ban's postfix filter matches), `text` or `json`.
+    pub format: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}

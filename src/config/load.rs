@@ -1,0 +1,476 @@
+//! Turns the config file into a [`Snapshot`]: parse, merge listener overrides, compile, check.
+//!
+//! Every mistake an admin can fix is a [`ConfigError`] naming the file and line; all of them are
+//! collected, so `check-config` prints the whole list at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use toml::Spanned;
+
+use super::file::{ConfigFile, ListenerFile, PolicyTable, Role, UpstreamKind};
+use super::settings::{self, parse_duration, SmtpdSettings, TlsLevel};
+use super::{
+    IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot, UpstreamSettings, UpstreamTarget,
+};
+use crate::policy::{self, Origin, ParamMap, ParamValue, Policy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}:{}: unknown parameter `{name}`{hint}", origin.file.display(), origin.line)]
+    UnknownParameter {
+        name: String,
+        origin: Origin,
+        hint: String,
+    },
+    #[error("{}:{}: bad value for `{name}`: {why}", origin.file.display(), origin.line)]
+    BadValue {
+        name: String,
+        origin: Origin,
+        why: String,
+    },
+    #[error("{}:{line}: {why}", file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        why: String,
+    },
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyError),
+}
+
+impl ConfigError {
+    pub fn bad_value(name: &str, value: &ParamValue, why: String) -> Self {
+        ConfigError::BadValue {
+            name: name.to_owned(),
+            origin: value.origin.clone(),
+            why,
+        }
+    }
+}
+
+/// Reads and compiles a config file. `Err` holds every problem found.
+pub fn load(path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        vec![ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        }]
+    })?;
+    load_str(&text, path)
+}
+
+/// Compiles config text; `path` names the file in errors and anchors relative paths.
+pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
+    let source = Source {
+        text,
+        file: path.to_owned(),
+        dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+    };
+    let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| source.line_of(s.start)).unwrap_or(1);
+        vec![ConfigError::Syntax {
+            file: path.to_owned(),
+            line,
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let mut errors = Vec::new();
+    let main_params = source.params(&file.policy);
+    check_names(&main_params, &mut errors);
+
+    let mut names = HashSet::new();
+    let mut listeners = Vec::new();
+    for l in &file.listeners {
+        if !names.insert(l.name.clone()) {
+            errors.push(source.invalid(
+                l.address.span().start,
+                format!("listener name `{}` is used twice", l.name),
+            ));
+        }
+        if let Some(listener) = compile_listener(&source, &file, l, &main_params, &mut errors) {
+            listeners.push(Arc::new(listener));
+        }
+    }
+    if file.listeners.is_empty() {
+        errors.push(ConfigError::Invalid {
+            file: path.to_owned(),
+            line: 1,
+            why: "no [[listener]] is configured".into(),
+        });
+    }
+    let upstream = compile_upstream(&source, &file, &main_params, &mut errors);
+    let session_timeout = source.duration(
+        file.limits.session_timeout.as_ref(),
+        Duration::from_secs(3600),
+        &mut errors,
+    );
+    let handshake_timeout = source.duration(
+        file.limits.handshake_timeout.as_ref(),
+        Duration::from_secs(30),
+        &mut errors,
+    );
+    match (errors.is_empty(), upstream) {
+        (true, Some(upstream)) => Ok(Snapshot {
+            listeners,
+            upstream: Arc::new(upstream),
+            session_timeout,
+            handshake_timeout,
+            log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn compile_listener(
+    source: &Source<'_>,
+    file: &ConfigFile,
+    l: &ListenerFile,
+    main_params: &ParamMap,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ListenerSnapshot> {
+    let address: Option<SocketAddr> = match l.address.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(source.invalid(
+                l.address.span().start,
+                format!("`{}` is not an IP:port address", l.address.get_ref()),
+            ));
+            None
+        }
+    };
+    let overrides = source.params(&l.policy);
+    check_names(&overrides, errors);
+    let params = main_params
+        .overlaid(&role_defaults(l.role, source, l.address.span().start))
+        .overlaid(&overrides);
+
+    let tls_files = l.tls.as_ref().or(file.tls.as_ref());
+    let default_tls = match (l.role, tls_files.is_some()) {
+        (Role::Submissions, _) => TlsLevel::Wrapper,
+        (Role::Submission, _) => TlsLevel::Encrypt,
+        (Role::Smtp, true) => TlsLevel::May,
+        (Role::Smtp, false) => TlsLevel::None,
+    };
+    let mut smtpd = SmtpdSettings::compile(&params, default_tls, errors);
+    if l.role == Role::Submissions {
+        smtpd.tls_level = TlsLevel::Wrapper;
+    }
+    let tls = match tls_files {
+        Some(t) => match crate::net::tls::server_config(
+            &source.dir.join(&t.cert),
+            &source.dir.join(&t.key),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(source.invalid(
+                    l.address.span().start,
+                    format!("listener `{}`: {e}", l.name),
+                ));
+                None
+            }
+        },
+        None => {
+            if smtpd.tls_level != TlsLevel::None {
+                errors.push(source.invalid(
+                    l.address.span().start,
+                    format!("listener `{}` needs TLS (role or smtpd_tls_security_level) but no [tls] cert/key is configured", l.name),
+                ));
+            }
+            None
+        }
+    };
+    let policy = match Policy::compile(&params) {
+        Ok(p) => Some(p),
+        Err(es) => {
+            errors.extend(es.into_iter().map(ConfigError::Policy));
+            None
+        }
+    };
+    let proxy = l.proxy_protocol.as_ref().map(|p| ProxyTrust {
+        trusted: p
+            .trusted
+            .iter()
+            .filter_map(|n| source.network(n, errors))
+            .collect(),
+        required: p.required,
+    });
+    Some(ListenerSnapshot {
+        name: l.name.clone(),
+        address: address?,
+        role: l.role,
+        max_connections: l.max_connections.unwrap_or(1000),
+        proxy,
+        policy: policy?,
+        smtpd,
+        tls,
+    })
+}
+
+/// What a master.cf service of this kind usually carries as `-o` overrides (Debian's
+/// submission/submissions templates), applied under the listener's own overrides.
+fn role_defaults(role: Role, source: &Source<'_>, at: usize) -> ParamMap {
+    let origin = Origin {
+        file: source.file.clone(),
+        line: source.line_of(at),
+    };
+    let mut map = ParamMap::new();
+    let mut set = |k: &str, v: &str| {
+        map.insert(
+            k,
+            ParamValue {
+                value: v.into(),
+                origin: origin.clone(),
+            },
+        )
+    };
+    match role {
+        Role::Smtp => {}
+        Role::Submission => {
+            set("smtpd_sasl_auth_enable", "yes");
+            set("smtpd_tls_auth_only", "yes");
+            set("syslog_name", "postfix/submission");
+        }
+        Role::Submissions => {
+            set("smtpd_sasl_auth_enable", "yes");
+            set("syslog_name", "postfix/submissions");
+        }
+    }
+    map
+}
+
+fn compile_upstream(
+    source: &Source<'_>,
+    file: &ConfigFile,
+    main_params: &ParamMap,
+    errors: &mut Vec<ConfigError>,
+) -> Option<UpstreamSettings> {
+    let u = &file.upstream;
+    let connect_timeout =
+        source.duration(u.connect_timeout.as_ref(), Duration::from_secs(30), errors);
+    let reply_timeout = source.duration(u.reply_timeout.as_ref(), Duration::from_secs(300), errors);
+    let helo_name = u
+        .helo_name
+        .clone()
+        .or_else(|| main_params.value("myhostname").map(str::to_owned))
+        .unwrap_or_else(|| "relayguard.localhost".into());
+    let target = match u.kind {
+        UpstreamKind::Maildir => {
+            let Some(path) = &u.path else {
+                errors.push(ConfigError::Invalid {
+                    file: source.file.clone(),
+                    line: 1,
+                    why: "[upstream] kind = \"maildir\" needs path = \"...\"".into(),
+                });
+                return None;
+            };
+            UpstreamTarget::Maildir {
+                path: source.dir.join(path),
+            }
+        }
+        UpstreamKind::Smtp => {
+            let Some(address) = &u.address else {
+                errors.push(ConfigError::Invalid {
+                    file: source.file.clone(),
+                    line: 1,
+                    why: "[upstream] kind = \"smtp\" needs address = \"host:port\"".into(),
+                });
+                return None;
+            };
+            let tls = if u.starttls {
+                match crate::net::tls::client_config(
+                    u.ca_file.as_ref().map(|p| source.dir.join(p)).as_deref(),
+                    u.tls_verify,
+                ) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.push(
+                            source.invalid(address.span().start, format!("[upstream] TLS: {e}")),
+                        );
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let host = address
+                .get_ref()
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']))
+                .unwrap_or("");
+            UpstreamTarget::Smtp {
+                address: address.get_ref().clone(),
+                tls,
+                server_name: u.server_name.clone().unwrap_or_else(|| host.to_owned()),
+            }
+        }
+    };
+    Some(UpstreamSettings {
+        target,
+        identity: u.identity.unwrap_or(IdentityMode::Xclient),
+        connect_timeout,
+        reply_timeout,
+        helo_name,
+        allow_open_relay: u.allow_open_relay,
+    })
+}
+
+/// Every parameter name must be implemented by the policy engine or the session.
+fn check_names(params: &ParamMap, errors: &mut Vec<ConfigError>) {
+    let class_names: Vec<String> = params
+        .value("smtpd_restriction_classes")
+        .map(|v| {
+            v.split([',', ' ', '\t', '\n'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, value) in params.iter() {
+        let known = policy::PARAMETERS.contains(&name)
+            || settings::PARAMETERS.contains(&name)
+            || class_names.iter().any(|c| c == name);
+        if !known {
+            errors.push(ConfigError::UnknownParameter {
+                name: name.to_owned(),
+                origin: value.origin.clone(),
+                hint: nearest_name(name)
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+}
+
+fn nearest_name(name: &str) -> Option<&'static str> {
+    policy::PARAMETERS
+        .iter()
+        .chain(settings::PARAMETERS)
+        .map(|candidate| (edit_distance(name, candidate), *candidate))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The config text, for turning byte spans into line numbers and relative paths into real ones.
+struct Source<'a> {
+    text: &'a str,
+    file: PathBuf,
+    dir: PathBuf,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text
+            .as_bytes()
+            .iter()
+            .take(offset)
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn invalid(&self, offset: usize, why: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line: self.line_of(offset),
+            why,
+        }
+    }
+
+    /// `[policy]` values as main.cf text: arrays are joined with ", ", booleans become yes/no.
+    fn params(&self, table: &PolicyTable) -> ParamMap {
+        let mut map = ParamMap::new();
+        for (name, value) in table {
+            let origin = Origin {
+                file: self.file.clone(),
+                line: self.line_of(value.span().start),
+            };
+            map.insert(
+                name.clone(),
+                ParamValue {
+                    value: main_cf_text(value.get_ref()),
+                    origin,
+                },
+            );
+        }
+        map
+    }
+
+    fn duration(
+        &self,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        errors: &mut Vec<ConfigError>,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        parse_duration(v.get_ref()).unwrap_or_else(|| {
+            errors.push(self.invalid(
+                v.span().start,
+                format!("`{}` is not a time like 300s, 5m or 1h", v.get_ref()),
+            ));
+            default
+        })
+    }
+
+    fn network(&self, text: &Spanned<String>, errors: &mut Vec<ConfigError>) -> Option<IpNetwork> {
+        let raw = text.get_ref().trim();
+        let cleaned = raw.replace(['[', ']'], "");
+        match cleaned.parse::<IpNetwork>() {
+            Ok(n) if n.network() == n.ip() => Some(n),
+            Ok(_) => {
+                errors.push(self.invalid(text.span().start, format!("`{raw}` has host bits set")));
+                None
+            }
+            Err(_) => {
+                errors
+                    .push(self.invalid(text.span().start, format!("`{raw}` is not an IP network")));
+                None
+            }
+        }
+    }
+}
+
+fn main_cf_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Boolean(true) => "yes".into(),
+        toml::Value::Boolean(false) => "no".into(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(main_cf_text)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,135 @@
+//! The running configuration: compiled once into an immutable [`Snapshot`] that sessions share.
+//!
+//! A session keeps the `Arc<Snapshot>` it started with until it ends; a reload builds a new one
+//! and swaps it in [`SnapshotCell`] without touching live sessions.
+
+pub mod file;
+pub mod load;
+pub mod settings;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ipnetwork::IpNetwork;
+
+pub use crate::upstream::identity::IdentityMode;
+pub use file::Role;
+pub use load::{load, load_str, ConfigError};
+pub use settings::{BareNewline, SmtpdSettings, TlsLevel};
+
+use crate::policy::Policy;
+
+/// Everything a running relayguard needs, compiled and validated.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listeners: Vec<Arc<ListenerSnapshot>>,
+    pub upstream: Arc<UpstreamSettings>,
+    pub session_timeout: Duration,
+    /// Time allowed for a PROXY header and for a TLS handshake.
+    pub handshake_timeout: Duration,
+    pub log_format: String,
+}
+
+impl Snapshot {
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSnapshot>> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// One listener's compiled settings: its policy (with its overrides applied) and dialogue.
+pub struct ListenerSnapshot {
+    pub name: String,
+    pub address: SocketAddr,
+    pub role: Role,
+    pub max_connections: usize,
+    pub proxy: Option<ProxyTrust>,
+    pub policy: Policy,
+    pub smtpd: SmtpdSettings,
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for ListenerSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSnapshot")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("role", &self.role)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which peers may put a PROXY header in front of the session.
+#[derive(Clone, Debug)]
+pub struct ProxyTrust {
+    pub trusted: Vec<IpNetwork>,
+    pub required: bool,
+}
+
+impl ProxyTrust {
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(peer))
+    }
+}
+
+#[derive(Debug)]
+pub struct UpstreamSettings {
+    pub target: UpstreamTarget,
+    pub identity: IdentityMode,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    /// The name relayguard uses in its own EHLO to the upstream.
+    pub helo_name: String,
+    pub allow_open_relay: bool,
+}
+
+pub enum UpstreamTarget {
+    /// A real MTA over TCP; `tls` set means STARTTLS to it, verified against `server_name`.
+    Smtp {
+        address: String,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        server_name: String,
+    },
+    /// The built-in Maildir delivery agent, served in-process.
+    Maildir { path: PathBuf },
+}
+
+impl std::fmt::Debug for UpstreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamTarget::Smtp {
+                address,
+                tls,
+                server_name,
+            } => f
+                .debug_struct("Smtp")
+                .field("address", address)
+                .field("starttls", &tls.is_some())
+                .field("server_name", server_name)
+                .finish(),
+            UpstreamTarget::Maildir { path } => {
+                f.debug_struct("Maildir").field("path", path).finish()
+            }
+        }
+    }
+}
+
+/// The current snapshot, swapped whole on reload.
+pub struct SnapshotCell(ArcSwap<Snapshot>);
+
+impl SnapshotCell {
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self(ArcSwap::from_pointee(snapshot))
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    pub fn store(&self, snapshot: Snapshot) {
+        self.0.store(Arc::new(snapshot));
+    }
+}

@@ -1,0 +1,224 @@
+//! The Postfix parameters that shape the SMTP dialogue itself (not the policy): hostname, banner,
+//! size and recipient limits, timeouts, TLS level, bare-newline handling.
+
+use std::time::Duration;
+
+use crate::policy::ParamMap;
+
+use super::load::ConfigError;
+
+/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`.
+pub const PARAMETERS: &[&str] = &[
+    "myhostname",
+    "mail_name",
+    "smtpd_banner",
+    "message_size_limit",
+    "smtpd_timeout",
+    "smtpd_recipient_limit",
+    "smtpd_helo_required",
+    "disable_vrfy_command",
+    "smtpd_tls_security_level",
+    "smtpd_forbid_bare_newline",
+    "syslog_name",
+];
+
+/// What a listener's TLS allows and requires (Postfix's smtpd_tls_security_level plus wrapper mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsLevel {
+    /// No STARTTLS offered.
+    None,
+    /// STARTTLS offered, not required.
+    May,
+    /// STARTTLS required before mail or AUTH (`530 5.7.0 Must issue a STARTTLS command first`).
+    Encrypt,
+    /// Implicit TLS from the first byte (port 465).
+    Wrapper,
+}
+
+/// How the DATA body scanner treats bare CR/LF: refuse the message, or repair the line ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BareNewline {
+    Reject,
+    Normalize,
+}
+
+/// The SMTP-dialogue settings of one listener, compiled from its effective parameters.
+#[derive(Clone, Debug)]
+pub struct SmtpdSettings {
+    pub myhostname: String,
+    /// The text after `220 `: smtpd_banner with `$myhostname` and `$mail_name` expanded.
+    pub banner: String,
+    /// Bytes; 0 means no limit (plain `SIZE` in EHLO).
+    pub message_size_limit: u64,
+    pub smtpd_timeout: Duration,
+    pub recipient_limit: usize,
+    pub helo_required: bool,
+    pub vrfy_disabled: bool,
+    pub tls_level: TlsLevel,
+    pub bare_newline: BareNewline,
+    /// The syslog tag prefix for Postfix-shaped log lines (`postfix`, `postfix/submission`).
+    pub syslog_name: String,
+}
+
+impl SmtpdSettings {
+    pub fn compile(
+        params: &ParamMap,
+        default_tls: TlsLevel,
+        errors: &mut Vec<ConfigError>,
+    ) -> SmtpdSettings {
+        let myhostname = params
+            .value("myhostname")
+            .map(str::to_owned)
+            .unwrap_or_else(system_hostname);
+        let mail_name = params.value("mail_name").unwrap_or("relayguard").to_owned();
+        let banner = params
+            .value("smtpd_banner")
+            .unwrap_or("$myhostname ESMTP $mail_name")
+            .replace("${myhostname}", &myhostname)
+            .replace("$myhostname", &myhostname)
+            .replace("${mail_name}", &mail_name)
+            .replace("$mail_name", &mail_name);
+        let message_size_limit = number(params, "message_size_limit", 10_240_000, errors);
+        let recipient_limit = number(params, "smtpd_recipient_limit", 1000, errors) as usize;
+        let smtpd_timeout = duration(params, "smtpd_timeout", Duration::from_secs(300), errors);
+        let tls_level = match params.get("smtpd_tls_security_level") {
+            None => default_tls,
+            Some(v) => match v.value.trim() {
+                "" | "none" => TlsLevel::None,
+                "may" => TlsLevel::May,
+                "encrypt" => TlsLevel::Encrypt,
+                other => {
+                    errors.push(ConfigError::bad_value(
+                        "smtpd_tls_security_level",
+                        v,
+                        format!("`{other}` is not one of none, may, encrypt"),
+                    ));
+                    default_tls
+                }
+            },
+        };
+        let bare_newline = match params.get("smtpd_forbid_bare_newline") {
+            None => BareNewline::Reject,
+            Some(v) => match v.value.trim() {
+                "reject" => BareNewline::Reject,
+                "normalize" | "yes" => BareNewline::Normalize,
+                other => {
+                    errors.push(ConfigError::bad_value(
+                        "smtpd_forbid_bare_newline",
+                        v,
+                        format!(
+                            "`{other}`: relayguard always ends DATA only at <CR><LF>.<CR><LF>; use `reject` (default) or `normalize`"
+                        ),
+                    ));
+                    BareNewline::Reject
+                }
+            },
+        };
+        SmtpdSettings {
+            myhostname,
+            banner,
+            message_size_limit,
+            smtpd_timeout,
+            recipient_limit,
+            helo_required: flag(params, "smtpd_helo_required", false, errors),
+            vrfy_disabled: flag(params, "disable_vrfy_command", false, errors),
+            tls_level,
+            bare_newline,
+            syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
+        }
+    }
+}
+
+fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigError>) -> u64 {
+    let Some(v) = params.get(name) else {
+        return default;
+    };
+    v.value.trim().parse().unwrap_or_else(|_| {
+        errors.push(ConfigError::bad_value(
+            name,
+            v,
+            format!("`{}` is not a whole number", v.value),
+        ));
+        default
+    })
+}
+
+fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigError>) -> bool {
+    let Some(v) = params.get(name) else {
+        return default;
+    };
+    match v.value.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => true,
+        "no" | "false" => false,
+        _ => {
+            errors.push(ConfigError::bad_value(
+                name,
+                v,
+                format!("`{}` is not yes or no", v.value),
+            ));
+            default
+        }
+    }
+}
+
+fn duration(
+    params: &ParamMap,
+    name: &str,
+    default: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
+    let Some(v) = params.get(name) else {
+        return default;
+    };
+    parse_duration(&v.value).unwrap_or_else(|| {
+        errors.push(ConfigError::bad_value(
+            name,
+            v,
+            format!("`{}` is not a time like 300s, 5m or 1h", v.value),
+        ));
+        default
+    })
+}
+
+/// A Postfix time value: a number with an optional unit s, m, h, d or w (seconds when bare).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        "w" => n.checked_mul(604_800)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// Postfix's default myhostname is the machine's own name.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_postfix_units() {
+        assert_eq!(parse_duration("300s"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("300"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

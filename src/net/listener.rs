@@ -1,0 +1,168 @@
+//! Binds a listener, accepts under a per-listener connection limit, reads a PROXY header when the
+//! peer is trusted to send one, does implicit TLS, and spawns a session with the snapshot of the
+//! moment.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::config::{ListenerSnapshot, SnapshotCell, TlsLevel};
+use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
+use crate::net::resolve::{ClientNames, HostName};
+use crate::net::stream::BoxStream;
+use crate::session::{Session, SessionContext};
+use crate::smtp::replies;
+use crate::upstream::Upstream;
+
+/// One bound listener.
+pub struct Listener {
+    name: String,
+    socket: TcpListener,
+    limit: Arc<Semaphore>,
+}
+
+impl Listener {
+    pub async fn bind(config: &ListenerSnapshot) -> std::io::Result<Listener> {
+        let socket = TcpListener::bind(config.address).await?;
+        Ok(Listener {
+            name: config.name.clone(),
+            socket,
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Accepts until the task is dropped. Each session gets the snapshot current at accept time.
+    pub async fn serve(self, snapshots: Arc<SnapshotCell>, upstream: Arc<Upstream>) {
+        let mut next_id: u64 = 0;
+        loop {
+            // The permit is taken before accept, so a full listener stops accepting instead of
+            // accepting and dropping; the kernel backlog holds the rest.
+            let Ok(permit) = self.limit.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, peer) = match self.socket.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(listener = %self.name, "accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let snapshot = snapshots.load();
+            let Some(listener) = snapshot.listener(&self.name).cloned() else {
+                continue;
+            };
+            next_id += 1;
+            let ctx = SessionContext {
+                snapshot,
+                listener,
+                upstream: upstream.clone(),
+            };
+            let span = tracing::info_span!("session", session = next_id, listener = %self.name, client = %peer);
+            tokio::spawn(
+                async move {
+                    accept_session(ctx, stream, peer).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(ctx.listener.address);
+    let host = ctx.listener.smtpd.myhostname.clone();
+    let mut stream = stream;
+    let (client_addr, server_addr) = match &ctx.listener.proxy {
+        Some(trust) if trust.trusts(peer.ip()) => {
+            match Box::pin(read_proxy_header(
+                &mut stream,
+                ctx.snapshot.handshake_timeout,
+            ))
+            .await
+            {
+                Ok(ProxiedAddrs::Proxied {
+                    client,
+                    destination,
+                }) => (client, destination),
+                Ok(ProxiedAddrs::Local) => (peer, local),
+                Err(e) => {
+                    tracing::warn!("haproxy read: {e} from {peer}");
+                    refuse(stream, &host).await;
+                    return;
+                }
+            }
+        }
+        Some(trust) if trust.required => {
+            tracing::warn!("connection from {peer}, which is not a trusted PROXY peer, refused");
+            refuse(stream, &host).await;
+            return;
+        }
+        Some(_) => {
+            // Not trusted: it may talk SMTP directly, but never claim another address.
+            let mut first = [0u8; 16];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_millis(0), stream.peek(&mut first))
+                    .await
+            {
+                if looks_like_proxy_header(&first[..n]) {
+                    tracing::warn!("PROXY header from untrusted {peer} refused");
+                    refuse(stream, &host).await;
+                    return;
+                }
+            }
+            (peer, local)
+        }
+        None => (peer, local),
+    };
+    let names = ClientNames {
+        name: HostName::Unavailable,
+        reverse_name: HostName::Unavailable,
+    };
+    let implicit_tls = ctx.listener.smtpd.tls_level == TlsLevel::Wrapper;
+    let boxed: BoxStream = if implicit_tls {
+        let Some(config) = ctx.listener.tls.clone() else {
+            return;
+        };
+        match tokio::time::timeout(
+            ctx.snapshot.handshake_timeout,
+            Box::pin(TlsAcceptor::from(config).accept(stream)),
+        )
+        .await
+        {
+            Ok(Ok(tls)) => Box::new(tls),
+            Ok(Err(e)) => {
+                tracing::info!("TLS handshake failed for {client_addr}: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timeout for {client_addr}");
+                return;
+            }
+        }
+    } else {
+        Box::new(stream)
+    };
+    let session = Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls);
+    let end = session.run().await;
+    tracing::debug!(?end, "session ended");
+}
+
+/// Postfix's answer to a bad or missing PROXY header: 421 and close.
+async fn refuse(mut stream: TcpStream, host: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = Vec::new();
+    replies::server_local_error(host).write_to(&mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}

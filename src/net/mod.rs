@@ -1,0 +1,10 @@
+//! The network edges: listeners, TLS configurations, the inbound PROXY header, client name
+//! lookups, and the stream type sessions run over.
+//!
+//! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
+
+pub mod listener;
+pub mod proxy_header;
+pub mod resolve;
+pub mod stream;
+pub mod tls;

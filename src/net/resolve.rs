@@ -1,0 +1,281 @@
+//! The client's hostname as Postfix determines it: the PTR name, confirmed by a forward lookup
+//! of that name that must list the client's address.
+//!
+//! Follows smtpd_peer.c: a failed PTR lookup leaves both names `unknown`; a PTR name whose A
+//! (or AAAA, for an IPv6 client) records do not include the address keeps the reverse name but
+//! not the verified one. Temporary failures (timeouts, SERVFAIL) are told apart from permanent
+//! ones, as Postfix's `[TEMPUNAVAIL]` and `[UNAVAILABLE]` are. Does not log: the caller does,
+//! with the session's context.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::TokioResolver;
+
+/// The value Postfix shows (and `check_client_access` looks up) for a name it does not have.
+pub const UNKNOWN: &str = "unknown";
+
+/// One of the two names Postfix keeps for a client (`client_name`, `reverse_client_name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostName {
+    /// A name, without the trailing dot.
+    Known(String),
+    /// The lookup failed for good (no PTR, or the name does not resolve back to the address).
+    Unavailable,
+    /// The lookup failed for now (timeout, SERVFAIL): `reject_unknown_client_hostname` then
+    /// answers 450 whatever its configured code.
+    TempUnavailable,
+}
+
+impl HostName {
+    /// The name, or `unknown`, as Postfix logs it and as policy lookups see it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(name) => name,
+            Self::Unavailable | Self::TempUnavailable => UNKNOWN,
+        }
+    }
+
+    /// The XCLIENT `NAME`/`REVERSE_NAME` value before xtext: the name, `[UNAVAILABLE]` or
+    /// `[TEMPUNAVAIL]`.
+    pub fn xclient_value(&self) -> &str {
+        match self {
+            Self::Known(name) => name,
+            Self::Unavailable => "[UNAVAILABLE]",
+            Self::TempUnavailable => "[TEMPUNAVAIL]",
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        matches!(self, Self::Known(_))
+    }
+}
+
+impl From<Option<String>> for HostName {
+    /// `None` is a permanent failure, as for a client whose name was never looked up.
+    fn from(name: Option<String>) -> Self {
+        name.map_or(Self::Unavailable, Self::Known)
+    }
+}
+
+/// Both names of a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientNames {
+    /// The forward-confirmed name (Postfix's `client_name`).
+    pub name: HostName,
+    /// The PTR name, confirmed or not (Postfix's `reverse_client_name`).
+    pub reverse_name: HostName,
+}
+
+impl ClientNames {
+    fn failed(status: HostName) -> Self {
+        Self {
+            name: status.clone(),
+            reverse_name: status,
+        }
+    }
+}
+
+/// The resolver could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// `/etc/resolv.conf` could not be read or holds no usable nameserver.
+    #[error("cannot use the system resolver configuration: {0}")]
+    SystemConfig(#[source] NetError),
+    /// hickory refused the configuration.
+    #[error("cannot build the DNS resolver: {0}")]
+    Build(#[source] NetError),
+}
+
+/// Looks up client names, each lookup bounded by a deadline. Cheap to clone; share one.
+#[derive(Clone)]
+pub struct NameResolver {
+    resolver: TokioResolver,
+    deadline: Duration,
+}
+
+impl NameResolver {
+    /// A resolver asking exactly these nameservers (UDP, TCP on truncation), ignoring
+    /// `/etc/hosts` and `/etc/resolv.conf`. `deadline` bounds each whole `client_names` call.
+    pub fn with_nameservers(
+        nameservers: &[SocketAddr],
+        deadline: Duration,
+    ) -> Result<Self, ResolveError> {
+        let servers = nameservers
+            .iter()
+            .map(|addr| {
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut connection| {
+                        connection.port = addr.port();
+                        connection
+                    })
+                    .collect();
+                NameServerConfig::new(addr.ip(), true, connections)
+            })
+            .collect();
+        let mut options = ResolverOpts::default();
+        options.use_hosts_file = ResolveHosts::Never;
+        Self::build(
+            ResolverConfig::from_name_servers(servers),
+            options,
+            deadline,
+        )
+    }
+
+    /// A resolver configured from `/etc/resolv.conf`, as Postfix's own lookups would be
+    /// (including `/etc/hosts`, as the C library's `hosts: files dns` does).
+    pub fn from_system_conf(deadline: Duration) -> Result<Self, ResolveError> {
+        let (config, mut options) = hickory_resolver::system_conf::read_system_conf()
+            .map_err(ResolveError::SystemConfig)?;
+        options.use_hosts_file = ResolveHosts::Always;
+        Self::build(config, options, deadline)
+    }
+
+    fn build(
+        config: ResolverConfig,
+        mut options: ResolverOpts,
+        deadline: Duration,
+    ) -> Result<Self, ResolveError> {
+        // One try per server within the deadline; the deadline itself is enforced around the
+        // whole lookup, so a slow server cannot stretch a session's greeting.
+        options.timeout = deadline;
+        options.attempts = 1;
+        let mut builder =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        *builder.options_mut() = options;
+        let resolver = builder.build().map_err(ResolveError::Build)?;
+        Ok(Self { resolver, deadline })
+    }
+
+    /// The client's names: PTR lookup, then a forward lookup of the PTR name in the client's
+    /// address family that must include `addr`. Never fails: failures are the names' values.
+    pub async fn client_names(&self, addr: IpAddr) -> ClientNames {
+        let addr = addr.to_canonical();
+        match tokio::time::timeout(self.deadline, self.lookup(addr)).await {
+            Ok(names) => names,
+            Err(_elapsed) => ClientNames::failed(HostName::TempUnavailable),
+        }
+    }
+
+    async fn lookup(&self, addr: IpAddr) -> ClientNames {
+        let reverse_name = match self.reverse(addr).await {
+            Ok(name) => name,
+            Err(status) => return ClientNames::failed(status),
+        };
+        let name = match self.confirms(&reverse_name, addr).await {
+            Ok(true) => HostName::Known(reverse_name.clone()),
+            Ok(false) => HostName::Unavailable,
+            Err(status) => status,
+        };
+        ClientNames {
+            name,
+            reverse_name: HostName::Known(reverse_name),
+        }
+    }
+
+    /// The first PTR name, if it is a valid hostname (Postfix uses the one name getnameinfo
+    /// returns, and calls a numeric or malformed one unknown).
+    async fn reverse(&self, addr: IpAddr) -> Result<String, HostName> {
+        let lookup = self
+            .resolver
+            .reverse_lookup(Name::from(addr))
+            .await
+            .map_err(|err| failure(&err))?;
+        let name = lookup
+            .answers()
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::PTR(ptr) => Some(ptr.0.to_ascii()),
+                _ => None,
+            })
+            .ok_or(HostName::Unavailable)?;
+        let name = name.strip_suffix('.').unwrap_or(&name).to_owned();
+        if is_valid_hostname(&name) {
+            Ok(name)
+        } else {
+            Err(HostName::Unavailable)
+        }
+    }
+
+    /// Whether `name`'s A (IPv4 client) or AAAA (IPv6 client) records include `addr`.
+    async fn confirms(&self, name: &str, addr: IpAddr) -> Result<bool, HostName> {
+        // The trailing dot makes the name absolute, so no search domain is tried.
+        let fqdn = format!("{name}.");
+        let lookup = match addr {
+            IpAddr::V4(_) => self.resolver.ipv4_lookup(fqdn).await,
+            IpAddr::V6(_) => self.resolver.ipv6_lookup(fqdn).await,
+        }
+        .map_err(|err| failure(&err))?;
+        Ok(lookup.answers().iter().any(|record| match &record.data {
+            RData::A(a) => IpAddr::V4(a.0) == addr,
+            RData::AAAA(aaaa) => IpAddr::V6(aaaa.0) == addr,
+            _ => false,
+        }))
+    }
+}
+
+/// NXDOMAIN and "no such record" are answers; everything else (timeout, SERVFAIL, REFUSED,
+/// network errors) may pass, as getaddrinfo's EAI_AGAIN does for Postfix.
+fn failure(err: &NetError) -> HostName {
+    if err.is_no_records_found() {
+        HostName::Unavailable
+    } else {
+        HostName::TempUnavailable
+    }
+}
+
+/// Postfix's valid_hostname(): dot-separated labels of letters, digits, `-` and `_`, none
+/// empty, longer than 63 or starting or ending with `-`; at most 255 bytes; and not all
+/// digits and dots (a numeric "name" would pass for an address).
+pub fn is_valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_as_postfix_validates_them() {
+        assert!(is_valid_hostname("client.example"));
+        assert!(is_valid_hostname("a-b_c.example"));
+        assert!(is_valid_hostname("localhost"));
+        assert!(!is_valid_hostname(""));
+        assert!(!is_valid_hostname("bad_name!"));
+        assert!(!is_valid_hostname("a..example"));
+        assert!(!is_valid_hostname("-a.example"));
+        assert!(!is_valid_hostname("a-.example"));
+        assert!(!is_valid_hostname("198.51.100.7"));
+        assert!(!is_valid_hostname(&format!("{}.example", "a".repeat(64))));
+    }
+
+    #[test]
+    fn names_print_as_postfix_shows_them() {
+        let known = HostName::Known("client.example".into());
+        assert_eq!(known.as_str(), "client.example");
+        assert_eq!(known.xclient_value(), "client.example");
+        assert_eq!(HostName::Unavailable.as_str(), "unknown");
+        assert_eq!(HostName::Unavailable.xclient_value(), "[UNAVAILABLE]");
+        assert_eq!(HostName::TempUnavailable.as_str(), "unknown");
+        assert_eq!(HostName::TempUnavailable.xclient_value(), "[TEMPUNAVAIL]");
+        assert_eq!(HostName::from(None), HostName::Unavailable);
+    }
+}

@@ -1,0 +1,4 @@
+//! Observability edges: log output and time formatting.
+
+pub mod log;
+pub mod time;

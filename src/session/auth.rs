@@ -1,0 +1,132 @@
+//! AUTH: the SASL gate, the exchange relayed to the upstream, the login recorded.
+//!
+//! relayguard checks nothing of the credentials itself: the upstream's final reply decides
+//! (235 = authenticated). It decodes the username where the mechanism carries one, for logs and
+//! policy, and never logs a password.
+
+use super::{Login, Session, SessionEnd, Step};
+use crate::smtp::{replies, sasl, Reply};
+
+/// Postfix's smtpd_sasl_response_limit (12288) plus CRLF.
+const SASL_RESPONSE_LIMIT: usize = 12290;
+
+impl Session {
+    pub(super) async fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Step {
+        if self.login.is_some() {
+            return self.refuse(replies::already_authenticated());
+        }
+        if self.txn.is_some() {
+            return self.refuse(replies::mail_transaction_in_progress());
+        }
+        if let Some(reply) = self.tls_required() {
+            return self.refuse(reply);
+        }
+        if self.ctx.listener.smtpd.helo_required && self.helo.is_none() {
+            return self.refuse(replies::send_helo_first());
+        }
+        if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {
+            // Its own event, apart from a failed password: the credentials never left here.
+            self.log
+                .rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
+            tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
+            return self.refuse(refusal.reply);
+        }
+        if !self.ctx.upstream.capabilities().offers("AUTH") {
+            return self.refuse(replies::auth_not_enabled());
+        }
+        if let Err(reply) = self.upstream().await {
+            let _ = reply;
+            return self.refuse(replies::temporary_auth_failure());
+        }
+        let mechanism = mechanism.to_owned();
+        let mut username = initial.and_then(|r| sasl::username(&mechanism, 0, r));
+        let mut line = match initial {
+            Some(r) => format!("AUTH {mechanism} {r}\r\n"),
+            None => format!("AUTH {mechanism}\r\n"),
+        }
+        .into_bytes();
+        let mut step = usize::from(initial.is_some());
+        let mut aborted = false;
+        loop {
+            let reply = match self.upstream_command(&line).await {
+                Ok(r) => r,
+                Err(reply) => return self.refuse(reply),
+            };
+            if reply.code != 334 {
+                return self.auth_finished(&mechanism, reply, username, aborted);
+            }
+            self.io.reply(&reply);
+            let response = match self.next_line(SASL_RESPONSE_LIMIT).await {
+                Ok(r) => r,
+                Err(end) => return Step::End(end),
+            };
+            line.clear();
+            if response == b"*" {
+                aborted = true;
+                line.extend_from_slice(b"*\r\n");
+            } else {
+                let text = String::from_utf8_lossy(&response);
+                if username.is_none() {
+                    username = sasl::username(&mechanism, step, &text);
+                }
+                line.extend_from_slice(&response);
+                line.extend_from_slice(b"\r\n");
+            }
+            self.line = response;
+            step += 1;
+        }
+    }
+
+    fn auth_finished(
+        &mut self,
+        mechanism: &str,
+        reply: Reply,
+        username: Option<String>,
+        aborted: bool,
+    ) -> Step {
+        self.io.reply(&reply);
+        let client = self.log.client().to_owned();
+        if reply.code == 235 {
+            self.login = Some(Login {
+                name: username.unwrap_or_else(|| "unknown".into()),
+                method: mechanism.to_owned(),
+            });
+            return Step::Ok;
+        }
+        if aborted {
+            self.log.warning(format_args!(
+                "{client}: SASL {mechanism} authentication aborted"
+            ));
+        } else {
+            // The wording fail2ban's postfix[mode=auth] filter matches (postfix-semantics 7.3).
+            let text = reply.text();
+            let reason = text
+                .split_once("authentication failed: ")
+                .map(|(_, r)| r)
+                .unwrap_or(text);
+            self.log.warning(format_args!(
+                "{client}: SASL {mechanism} authentication failed: {reason}, sasl_username={}",
+                username.as_deref().unwrap_or("(unavailable)")
+            ));
+        }
+        if reply.closes_connection() {
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
+        } else {
+            Step::Failed
+        }
+    }
+
+    /// Sends one command line upstream and reads its reply; a broken upstream becomes the
+    /// reply the client gets, and the upstream leg is dropped.
+    pub(super) async fn upstream_command(&mut self, line: &[u8]) -> Result<Reply, Reply> {
+        let Some(up) = self.upstream.as_mut() else {
+            return Err(self.upstream_unavailable());
+        };
+        match up.command(line).await {
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(self.upstream_failed(&e)),
+        }
+    }
+}

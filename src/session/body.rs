@@ -1,0 +1,231 @@
+//! DATA: the body streams from the client through the DotScanner to the upstream in bounded
+//! buffers; the final reply is the upstream's.
+//!
+//! The upstream gets the end of data (`.<CR><LF>`) only when the whole body was clean and the
+//! end-of-data policy accepted it. On a smuggling attempt, an oversized message or a failed
+//! upstream, the upstream connection is closed without an end of data, so nothing is
+//! half-delivered; the client gets its reply after its own end of data, still in step.
+
+use super::io::BODY_READ;
+use super::{Session, SessionEnd, Step};
+use crate::config::BareNewline;
+use crate::policy::Stage;
+use crate::smtp::dot::{DotMode, DotScanner, Violation};
+use crate::smtp::{replies, Reply};
+use crate::upstream::UpstreamError;
+
+/// How a body transfer ended, before the final reply is chosen.
+enum BodyEnd {
+    /// Clean body; everything but the final `.<CR><LF>` went upstream.
+    Complete,
+    Refused(Violation),
+    UpstreamFailed(UpstreamError),
+}
+
+impl Session {
+    pub(super) async fn data(&mut self) -> Step {
+        let Some(txn) = &self.txn else {
+            return self.refuse(replies::need_rcpt());
+        };
+        if txn.recipients.is_empty() {
+            return self.refuse(replies::no_valid_recipients());
+        }
+        let sender = txn.sender.clone();
+        let mut policy_state = self
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.policy))
+            .unwrap_or_default();
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Data,
+            &self.facts(Some(&sender), None),
+            &mut policy_state,
+        );
+        if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
+            return self.refuse(reply);
+        }
+        let reply = match self.upstream_command(b"DATA\r\n").await {
+            Ok(r) => r,
+            Err(reply) => return self.refuse(reply),
+        };
+        if reply.code != 354 {
+            return self.refuse(reply);
+        }
+        self.io.reply(&replies::start_data());
+        self.last = "DATA";
+
+        let (end, body_bytes) = match self.stream_body().await {
+            Ok(r) => r,
+            Err(end) => {
+                // The client vanished mid-message: the upstream never gets an end of data.
+                self.upstream = None;
+                self.txn = None;
+                return Step::End(end);
+            }
+        };
+        let host = self.ctx.listener.smtpd.myhostname.clone();
+        let reply = match end {
+            BodyEnd::Refused(violation) => {
+                self.upstream = None;
+                let reply = violation.reply(&host);
+                self.log.rejected(
+                    "END-OF-MESSAGE",
+                    &reply,
+                    &self.reject_context(Some(&sender), None),
+                );
+                reply
+            }
+            BodyEnd::UpstreamFailed(e) => {
+                tracing::warn!(upstream = %e, "upstream failed during DATA ({body_bytes} bytes) for {}", self.log.client());
+                self.upstream = None;
+                replies::queue_file_write_error()
+            }
+            BodyEnd::Complete => self.finish_message(&sender, &mut policy_state).await,
+        };
+        self.txn = None;
+        let ok = reply.code == 250;
+        self.io.reply(&reply);
+        if ok {
+            Step::Ok
+        } else if reply.closes_connection() {
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
+        } else {
+            Step::Failed
+        }
+    }
+
+    /// End-of-data policy, then the held-back `.<CR><LF>`, then the upstream's verdict.
+    async fn finish_message(
+        &mut self,
+        sender: &str,
+        state: &mut crate::policy::TransactionState,
+    ) -> Reply {
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::EndOfData,
+            &self.facts(Some(sender), None),
+            state,
+        );
+        if let Some(reply) = self.judge("END-OF-MESSAGE", decision, Some(sender), None) {
+            self.upstream = None;
+            return reply;
+        }
+        let Some(up) = self.upstream.as_mut() else {
+            return replies::queue_file_write_error();
+        };
+        let result = match up.write_body(b".\r\n").await {
+            Ok(()) => up.read_reply().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(reply) => {
+                if reply.code == 250 {
+                    self.log_accepted(&reply);
+                }
+                reply
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %e, "upstream failed at end of DATA for {}", self.log.client());
+                self.upstream = None;
+                replies::queue_file_write_error()
+            }
+        }
+    }
+
+    /// `QUEUEID: client=NAME[ADDR], sasl_method=PLAIN, sasl_username=alice`, with the queue id
+    /// taken from the upstream's `250 2.0.0 Ok: queued as ID`.
+    fn log_accepted(&self, reply: &Reply) {
+        let text = reply.text();
+        let queue_id = text
+            .rsplit_once("queued as ")
+            .map(|(_, id)| id.trim())
+            .unwrap_or("UNKNOWN");
+        match &self.login {
+            Some(login) => self.log.info(format_args!(
+                "{queue_id}: client={}, sasl_method={}, sasl_username={}",
+                self.log.client(),
+                login.method,
+                login.name
+            )),
+            None => self
+                .log
+                .info(format_args!("{queue_id}: client={}", self.log.client())),
+        }
+    }
+
+    /// Moves the body from the client to the upstream. `Err` means the client is gone.
+    async fn stream_body(&mut self) -> Result<(BodyEnd, u64), SessionEnd> {
+        let settings = &self.ctx.listener.smtpd;
+        let mode = match settings.bare_newline {
+            BareNewline::Reject => DotMode::Reject,
+            BareNewline::Normalize => DotMode::Normalize,
+        };
+        let mut scanner = DotScanner::new(mode).with_size_limit(settings.message_size_limit);
+        let mut normalized = Vec::new();
+        let mut upstream_error: Option<UpstreamError> = None;
+        let idle = settings.smtpd_timeout;
+        loop {
+            if !self.io.rbuf.is_empty() {
+                normalized.clear();
+                let scan = scanner.scan(&self.io.rbuf, &mut normalized);
+                let mut out: &[u8] = &self.io.rbuf[..scan.forward];
+                let mut extra: &[u8] = &normalized;
+                if scan.end && scan.violation.is_none() {
+                    // Hold back `.<CR><LF>` until the end-of-data policy has spoken.
+                    if extra.len() >= 3 {
+                        extra = &extra[..extra.len() - 3];
+                    } else {
+                        out = &out[..out.len().saturating_sub(3)];
+                    }
+                }
+                if upstream_error.is_none() && scan.violation.is_none() {
+                    if let Some(up) = self.upstream.as_mut() {
+                        let mut result = up.write_body(out).await;
+                        if result.is_ok() && !extra.is_empty() {
+                            result = up.write_body(extra).await;
+                        }
+                        if let Err(e) = result {
+                            upstream_error = Some(e);
+                        }
+                    }
+                }
+                bytes::Buf::advance(&mut self.io.rbuf, scan.consumed);
+                if scan.end {
+                    let end = match (scan.violation, upstream_error) {
+                        (Some(v), _) => BodyEnd::Refused(v),
+                        (None, Some(e)) => BodyEnd::UpstreamFailed(e),
+                        (None, None) => BodyEnd::Complete,
+                    };
+                    return Ok((end, scanner.body_bytes()));
+                }
+            }
+            // Each read must arrive within smtpd_timeout; the session limit caps the whole body.
+            let deadline = (tokio::time::Instant::now() + idle).min(self.session_deadline());
+            if let Err(e) = self.io.fill(deadline, BODY_READ).await {
+                let bytes = scanner.body_bytes();
+                return Err(match self.read_failed(e) {
+                    SessionEnd::ClientClosed { .. } => {
+                        self.log.info(format_args!(
+                            "lost connection after DATA ({bytes} bytes) from {}",
+                            self.log.client()
+                        ));
+                        SessionEnd::Closed {
+                            reason: "lost connection during DATA".into(),
+                        }
+                    }
+                    SessionEnd::Timeout { .. } => {
+                        self.log.info(format_args!(
+                            "timeout after DATA ({bytes} bytes) from {}",
+                            self.log.client()
+                        ));
+                        SessionEnd::Closed {
+                            reason: "timeout during DATA".into(),
+                        }
+                    }
+                    other => other,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! MAIL, RCPT, RSET and VRFY: policy per command, the canonical command upstream, the upstream's
+//! reply back to the client.
+
+use super::{Session, Step, Transaction};
+use crate::policy::{Decision, Outcome, Stage};
+use crate::smtp::command::Command;
+use crate::smtp::{replies, Reply};
+
+impl Session {
+    pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
+        let Command::Mail { from, params } = command else {
+            return Step::Failed;
+        };
+        if let Some(reply) = self.tls_required() {
+            return self.refuse(reply);
+        }
+        if self.ctx.listener.smtpd.helo_required && self.helo.is_none() {
+            return self.refuse(replies::send_helo_first());
+        }
+        if self.txn.is_some() {
+            return self.refuse(replies::nested_mail());
+        }
+        let limit = self.ctx.listener.smtpd.message_size_limit;
+        if limit > 0 && params.size.is_some_and(|s| s > limit) {
+            let reply = replies::message_size_exceeds_limit();
+            self.log
+                .rejected("MAIL", &reply, &self.reject_context(Some(from), None));
+            return self.refuse(reply);
+        }
+        let mut state = Default::default();
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Mail,
+            &self.facts(Some(from), None),
+            &mut state,
+        );
+        if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
+            return self.refuse(reply);
+        }
+        if let Err(reply) = self.upstream().await {
+            return self.refuse(reply);
+        }
+        let mut line = Vec::with_capacity(128);
+        command.write_to(&mut line);
+        let reply = match self.upstream_command(&line).await {
+            Ok(r) => r,
+            Err(reply) => return self.refuse(reply),
+        };
+        let accepted = reply.code == 250;
+        self.io.reply(&reply);
+        if accepted {
+            self.txn = Some(Transaction {
+                sender: from.to_string(),
+                policy: state,
+                ..Transaction::default()
+            });
+            Step::Ok
+        } else {
+            Step::Failed
+        }
+    }
+
+    pub(super) async fn rcpt(&mut self, command: &Command<'_>) -> Step {
+        let Command::Rcpt { to, .. } = command else {
+            return Step::Failed;
+        };
+        let Some(mut txn) = self.txn.take() else {
+            return self.refuse(replies::need_mail());
+        };
+        txn.rcpt_attempts += 1;
+        if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
+            self.txn = Some(txn);
+            return self.refuse(replies::too_many_recipients());
+        }
+        let decision = {
+            let facts = self.facts(Some(&txn.sender), Some(to));
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Rcpt, &facts, &mut txn.policy)
+        };
+        if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
+            self.txn = Some(txn);
+            return self.refuse(reply);
+        }
+        let mut line = Vec::with_capacity(128);
+        command.write_to(&mut line);
+        self.txn = Some(txn);
+        let reply = match self.upstream_command(&line).await {
+            Ok(r) => r,
+            Err(reply) => return self.refuse(reply),
+        };
+        let accepted = reply.is_positive();
+        self.io.reply(&reply);
+        if accepted {
+            if let Some(txn) = self.txn.as_mut() {
+                txn.recipients.push(to.to_string());
+            }
+            Step::Ok
+        } else {
+            Step::Failed
+        }
+    }
+
+    pub(super) async fn rset(&mut self) -> Step {
+        self.txn = None;
+        if self.upstream.is_some() {
+            match self.upstream_command(b"RSET\r\n").await {
+                Ok(reply) => {
+                    let ok = reply.code == 250;
+                    self.io.reply(&reply);
+                    return if ok { Step::Ok } else { Step::Failed };
+                }
+                Err(reply) => return self.refuse(reply),
+            }
+        }
+        self.io.reply(&replies::ok());
+        Step::Ok
+    }
+
+    /// VRFY is answered here after the recipient restrictions: relayguard never lets it probe
+    /// the upstream's users.
+    pub(super) fn vrfy(&mut self, address: &str) -> Step {
+        if self.ctx.listener.smtpd.vrfy_disabled {
+            return self.refuse(replies::vrfy_disabled());
+        }
+        let mut state = Default::default();
+        let decision = self.ctx.listener.policy.evaluate(
+            Stage::Vrfy,
+            &self.facts(None, Some(address)),
+            &mut state,
+        );
+        if let Some(reply) = self.judge("VRFY", decision, None, Some(address)) {
+            return self.refuse(reply);
+        }
+        self.io.reply(&replies::vrfy_cannot_verify(address));
+        Step::Ok
+    }
+
+    /// Logs what the policy decided and returns the reply when it refused.
+    pub(super) fn judge(
+        &self,
+        stage: &str,
+        decision: Decision,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Option<Reply> {
+        let ctx = self.reject_context(from, to);
+        self.log.notes(stage, &decision.notes, &ctx);
+        match decision.outcome {
+            Outcome::Accept => None,
+            Outcome::Reject(reply) => {
+                self.log.rejected(stage, &reply, &ctx);
+                if let Some(reason) = &decision.reason {
+                    tracing::debug!(
+                        parameter = %reason.parameter,
+                        restriction = %reason.restriction,
+                        table = reason.table.as_deref().unwrap_or(""),
+                        key = reason.key.as_deref().unwrap_or(""),
+                        "policy decided"
+                    );
+                }
+                Some(reply)
+            }
+        }
+    }
+}

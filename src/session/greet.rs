@@ -1,0 +1,168 @@
+//! The connect stage and the greeting, EHLO/HELO answered from the upstream's filtered
+//! extensions, and STARTTLS done by relayguard itself.
+
+use tokio_rustls::TlsAcceptor;
+
+use super::{Session, SessionEnd, Step};
+use crate::config::TlsLevel;
+use crate::policy::{Outcome, Stage};
+use crate::smtp::ehlo::Offer;
+use crate::smtp::{replies, Reply};
+
+impl Session {
+    /// Runs the connect stage and writes the 220. `Some` ends the session at once.
+    pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
+        let mut state = Default::default();
+        let decision =
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Connect, &self.facts(None, None), &mut state);
+        self.log
+            .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
+        match decision.outcome {
+            Outcome::Accept => {
+                let banner = &self.ctx.listener.smtpd.banner;
+                self.io.reply(&Reply::plain(220, banner.clone()));
+            }
+            Outcome::Reject(reply) => {
+                // smtpd_delay_reject = no: the reject replaces the greeting and every later
+                // command but QUIT is refused (postfix-semantics 2.3).
+                self.log
+                    .rejected("CONNECT", &reply, &self.reject_context(None, None));
+                self.io.reply(&reply);
+                if reply.closes_connection() {
+                    let _ = self.io.flush().await;
+                    return Some(SessionEnd::Closed {
+                        reason: reply.to_string(),
+                    });
+                }
+                self.denied = true;
+            }
+        }
+        None
+    }
+
+    pub(super) async fn helo(&mut self, name: &str, esmtp: bool) -> Step {
+        let mut state = Default::default();
+        let previous = self.helo.replace(name.to_owned());
+        let previous_esmtp = std::mem::replace(&mut self.esmtp, esmtp);
+        let decision =
+            self.ctx
+                .listener
+                .policy
+                .evaluate(Stage::Helo, &self.facts(None, None), &mut state);
+        let stage = if esmtp { "EHLO" } else { "HELO" };
+        self.log
+            .notes(stage, &decision.notes, &self.reject_context(None, None));
+        if let Outcome::Reject(reply) = decision.outcome {
+            self.log
+                .rejected(stage, &reply, &self.reject_context(None, None));
+            self.helo = previous;
+            self.esmtp = previous_esmtp;
+            return self.refuse(reply);
+        }
+        // HELO/EHLO in mid-transaction resets it, here and upstream.
+        self.txn = None;
+        if let Some(up) = self.upstream.as_mut() {
+            let line = format!("{} {name}\r\n", if esmtp { "EHLO" } else { "HELO" });
+            if let Err(e) = up.command(line.as_bytes()).await {
+                let _ = self.upstream_failed(&e);
+            }
+        }
+        if esmtp {
+            let reply = self.ehlo_reply();
+            self.io.reply(&reply);
+        } else {
+            self.io.reply(&Reply::plain(
+                250,
+                self.ctx.listener.smtpd.myhostname.clone(),
+            ));
+        }
+        Step::Ok
+    }
+
+    /// relayguard's own EHLO reply: the upstream's extensions, filtered for this client.
+    fn ehlo_reply(&self) -> Reply {
+        let settings = &self.ctx.listener.smtpd;
+        let caps = self.ctx.upstream.capabilities();
+        let facts = self.facts(None, None);
+        let offer = Offer {
+            hostname: settings.myhostname.clone(),
+            starttls: !self.tls
+                && self.ctx.listener.tls.is_some()
+                && settings.tls_level != TlsLevel::None,
+            auth: self.ctx.listener.policy.offers_auth(&facts) && self.tls_required().is_none(),
+            size_limit: settings.message_size_limit,
+            chunking: false,
+            vrfy: !settings.vrfy_disabled,
+        };
+        caps.advertise(&offer)
+    }
+
+    pub(super) async fn starttls(&mut self) -> Step {
+        if self.tls {
+            return self.refuse(replies::tls_already_active());
+        }
+        let Some(config) = self.ctx.listener.tls.clone() else {
+            return self.refuse(replies::command_not_implemented());
+        };
+        if self.ctx.listener.smtpd.tls_level == TlsLevel::None {
+            return self.refuse(replies::command_not_implemented());
+        }
+        self.io.reply(&replies::ready_to_start_tls());
+        if let Err(e) = self.io.flush().await {
+            return Step::End(SessionEnd::Io(e.to_string()));
+        }
+        // Drop whatever the client pipelined behind STARTTLS: executing it after the handshake
+        // would let a man in the middle inject commands into the encrypted session.
+        self.io.rbuf.clear();
+        self.framer = Default::default();
+        let stream = self.io.take_stream();
+        let accept = TlsAcceptor::from(config).accept(stream);
+        match tokio::time::timeout(self.handshake_timeout(), accept).await {
+            Ok(Ok(tls)) => {
+                self.io.set_stream(Box::new(tls));
+                self.tls = true;
+                // RFC 3207 4.2: forget everything learned before TLS.
+                self.helo = None;
+                self.esmtp = false;
+                self.login = None;
+                self.txn = None;
+                if let Some(up) = self.upstream.take() {
+                    tokio::spawn(up.quit());
+                }
+                Step::Ok
+            }
+            Ok(Err(e)) => Step::End(SessionEnd::TlsHandshake(e.to_string())),
+            Err(_) => Step::End(SessionEnd::TlsHandshake("timeout".into())),
+        }
+    }
+
+    /// Queues a refusal and counts it as a failed command.
+    pub(super) fn refuse(&mut self, reply: Reply) -> Step {
+        let closes = reply.closes_connection();
+        self.io.reply(&reply);
+        if closes {
+            Step::End(SessionEnd::Closed {
+                reason: reply.to_string(),
+            })
+        } else {
+            Step::Failed
+        }
+    }
+
+    pub(super) fn reject_context<'a>(
+        &'a self,
+        from: Option<&'a str>,
+        to: Option<&'a str>,
+    ) -> super::events::RejectContext<'a> {
+        super::events::RejectContext {
+            queue_id: None,
+            from,
+            to,
+            esmtp: self.esmtp,
+            helo: self.helo.as_deref(),
+        }
+    }
+}

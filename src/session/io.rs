@@ -1,0 +1,102 @@
+//! The client's side of a session: one read buffer, one write buffer, deadlines on every read.
+//!
+//! Replies are queued and written when the session next needs input, so a pipelined group is
+//! answered in one write, in command order, however its bytes arrived.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
+
+use crate::net::stream::BoxStream;
+use crate::smtp::Reply;
+
+/// Read size while waiting for commands: small, so an idle session stays small.
+const COMMAND_READ: usize = 512;
+/// Read size while a body streams through.
+pub const BODY_READ: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum ReadError {
+    Closed,
+    Timeout,
+    Io(io::Error),
+}
+
+pub struct ClientIo {
+    stream: BoxStream,
+    pub rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+impl ClientIo {
+    pub fn new(stream: BoxStream) -> Self {
+        Self {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+        }
+    }
+
+    /// Queues a reply; it is written at the next flush.
+    pub fn reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.wbuf);
+    }
+
+    pub fn reply_bytes(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > 4096 {
+                self.wbuf = Vec::new();
+            }
+        }
+        self.stream.flush().await
+    }
+
+    /// Flushes pending replies, then reads more input before `deadline`.
+    pub async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
+        self.flush().await.map_err(ReadError::Io)?;
+        if self.rbuf.is_empty()
+            && self.rbuf.capacity() > 2 * COMMAND_READ
+            && read_size == COMMAND_READ
+        {
+            // Give back a large body buffer while the session waits for its next command.
+            self.rbuf = BytesMut::new();
+        }
+        self.rbuf.reserve(read_size);
+        match timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Closed),
+            Ok(Ok(n)) => Ok(n),
+        }
+    }
+
+    pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        self.fill(deadline, COMMAND_READ).await
+    }
+
+    /// Closes the client's side of the connection (after a final flush by the caller).
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Takes the stream out for a TLS handshake, leaving a closed one in its place.
+    pub fn take_stream(&mut self) -> BoxStream {
+        let closed: BoxStream = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
+        std::mem::replace(&mut self.stream, closed)
+    }
+
+    /// Puts the (now encrypted) stream in place; buffers start empty.
+    pub fn set_stream(&mut self, stream: BoxStream) {
+        self.stream = stream;
+        self.rbuf = BytesMut::new();
+        self.wbuf.clear();
+    }
+}

@@ -1,0 +1,445 @@
+//! One client, start to end: owns its sockets, runs the SMTP state machine, asks the policy,
+//! drives the upstream leg.
+//!
+//! The loop is read -> step -> write: complete command lines are taken from the read buffer one
+//! at a time, each answered in order; replies are flushed when the session needs more input.
+
+mod auth;
+mod body;
+pub mod end;
+mod envelope;
+mod events;
+mod greet;
+pub mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{ListenerSnapshot, Snapshot, TlsLevel};
+use crate::net::resolve::ClientNames;
+use crate::net::stream::BoxStream;
+use crate::policy::{Client, Facts, TransactionState};
+use crate::smtp::command::{parse, Command};
+use crate::smtp::line::{LineFramer, LineScan};
+use crate::smtp::{replies, Reply};
+use crate::upstream::{ClientIdentity, Upstream, UpstreamConn};
+
+pub use end::{CommandCounts, SessionEnd};
+use events::EventLog;
+use io::{ClientIo, ReadError};
+
+/// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
+const MAX_COMMAND_LINE: usize = 512;
+/// Postfix's smtpd_hard_error_limit.
+const HARD_ERROR_LIMIT: u32 = 20;
+
+/// What a session needs from the process: the snapshot it started with and the upstream.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub snapshot: Arc<Snapshot>,
+    pub listener: Arc<ListenerSnapshot>,
+    pub upstream: Arc<Upstream>,
+}
+
+/// The SASL login, once the upstream said 235.
+#[derive(Clone, Debug)]
+struct Login {
+    name: String,
+    method: String,
+}
+
+/// One mail transaction, from an accepted MAIL to the end of DATA or RSET.
+#[derive(Debug, Default)]
+struct Transaction {
+    sender: String,
+    recipients: Vec<String>,
+    rcpt_attempts: usize,
+    policy: TransactionState,
+}
+
+/// How handling one command went: counted as OK or failed, or the session is over.
+enum Step {
+    Ok,
+    Failed,
+    End(SessionEnd),
+}
+
+pub struct Session {
+    ctx: SessionContext,
+    client: Client,
+    names: ClientNames,
+    peer: SocketAddr,
+    local: SocketAddr,
+    io: ClientIo,
+    tls: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    login: Option<Login>,
+    txn: Option<Transaction>,
+    upstream: Option<UpstreamConn>,
+    counts: CommandCounts,
+    errors: u32,
+    /// Set when the connect stage rejected the client under smtpd_delay_reject = no.
+    denied: bool,
+    started: Instant,
+    /// The last command, for `lost connection after X` and `timeout after X`.
+    last: &'static str,
+    framer: LineFramer,
+    line: Vec<u8>,
+    log: EventLog,
+}
+
+impl Session {
+    /// `tls` is true when the transport is already encrypted (implicit TLS on 465).
+    pub fn new(
+        ctx: SessionContext,
+        stream: BoxStream,
+        names: ClientNames,
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Self {
+        let client = Client {
+            addr: peer.ip(),
+            port: peer.port(),
+            name: names.name.as_str().to_owned(),
+            reverse_name: names.reverse_name.as_str().to_owned(),
+        };
+        let log = EventLog::new(
+            &ctx.listener.smtpd.syslog_name,
+            format!("{}[{}]", client.name, client.addr),
+        );
+        Session {
+            ctx,
+            client,
+            names,
+            peer,
+            local,
+            io: ClientIo::new(stream),
+            tls,
+            helo: None,
+            esmtp: false,
+            login: None,
+            txn: None,
+            upstream: None,
+            counts: CommandCounts::default(),
+            errors: 0,
+            denied: false,
+            started: Instant::now(),
+            last: "CONNECT",
+            framer: LineFramer::default(),
+            line: Vec::new(),
+            log,
+        }
+    }
+
+    /// Runs the session to its end and logs the disconnect line.
+    pub async fn run(mut self) -> SessionEnd {
+        self.log
+            .info(format_args!("connect from {}", self.log.client()));
+        let end = self.serve().await;
+        // Whatever was queued last (a 421 for a timeout) still goes out.
+        let _ = self.io.flush().await;
+        match &end {
+            SessionEnd::ClientClosed { after } => self.log.info(format_args!(
+                "lost connection after {after} from {}",
+                self.log.client()
+            )),
+            SessionEnd::Timeout { after } => self.log.info(format_args!(
+                "timeout after {after} from {}",
+                self.log.client()
+            )),
+            _ => {}
+        }
+        // The client is let go first; the upstream's goodbye is not its business.
+        self.io.shutdown().await;
+        if let Some(upstream) = self.upstream.take() {
+            tokio::spawn(upstream.quit());
+        }
+        self.log.info(format_args!(
+            "disconnect from {} {}",
+            self.log.client(),
+            self.counts.summary()
+        ));
+        end
+    }
+
+    async fn serve(&mut self) -> SessionEnd {
+        if let Some(end) = self.greet().await {
+            return end;
+        }
+        loop {
+            let line = match self.next_line(MAX_COMMAND_LINE).await {
+                Ok(line) => line,
+                Err(end) => return end,
+            };
+            let step = self.dispatch(&line).await;
+            self.line = line;
+            match step {
+                Step::Ok => {}
+                Step::Failed => {
+                    self.errors += 1;
+                    if self.errors >= HARD_ERROR_LIMIT {
+                        self.log.info(format_args!(
+                            "too many errors after {} from {}",
+                            self.last,
+                            self.log.client()
+                        ));
+                        self.io.reply(&replies::too_many_errors(
+                            &self.ctx.listener.smtpd.myhostname,
+                        ));
+                        let _ = self.io.flush().await;
+                        return SessionEnd::Closed {
+                            reason: "too many errors".into(),
+                        };
+                    }
+                }
+                Step::End(end) => {
+                    let _ = self.io.flush().await;
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// The deadline for the next command: smtpd_timeout from now, never past the session limit.
+    /// Set once per command, so a client trickling bytes cannot stretch it.
+    fn command_deadline(&self) -> Instant {
+        let per_command = Instant::now() + self.ctx.listener.smtpd.smtpd_timeout;
+        per_command.min(self.session_deadline())
+    }
+
+    fn session_deadline(&self) -> Instant {
+        self.started + self.ctx.snapshot.session_timeout
+    }
+
+    /// Takes the next complete command line out of the read buffer, reading as needed.
+    async fn next_line(&mut self, max: usize) -> Result<Vec<u8>, SessionEnd> {
+        let deadline = self.command_deadline();
+        let mut line = std::mem::take(&mut self.line);
+        loop {
+            match self.framer.next(&self.io.rbuf, max) {
+                LineScan::Complete {
+                    line: bytes,
+                    consumed,
+                } => {
+                    line.clear();
+                    line.extend_from_slice(bytes);
+                    bytes::Buf::advance(&mut self.io.rbuf, consumed);
+                    return Ok(line);
+                }
+                LineScan::TooLong { consumed, ended } => {
+                    bytes::Buf::advance(&mut self.io.rbuf, consumed);
+                    if ended {
+                        self.reject_long_line();
+                    }
+                    continue;
+                }
+                LineScan::Incomplete => {}
+            }
+            if let Err(e) = self.io.fill_command(deadline).await {
+                self.line = line;
+                return Err(self.read_failed(e));
+            }
+        }
+    }
+
+    fn reject_long_line(&mut self) {
+        self.log.warning(format_args!(
+            "{}: request longer than {}",
+            self.log.client(),
+            MAX_COMMAND_LINE
+        ));
+        self.io.reply(&replies::line_too_long());
+        self.counts.record("unknown", false);
+        self.errors += 1;
+    }
+
+    /// Turns a failed read into the session's end, answering a timeout as Postfix does.
+    fn read_failed(&mut self, e: ReadError) -> SessionEnd {
+        match e {
+            ReadError::Closed => SessionEnd::ClientClosed { after: self.last },
+            ReadError::Io(e) => SessionEnd::Io(e.to_string()),
+            ReadError::Timeout => {
+                self.io.reply(&replies::timeout_exceeded(
+                    &self.ctx.listener.smtpd.myhostname,
+                ));
+                if Instant::now() >= self.session_deadline() {
+                    SessionEnd::SessionTimeLimit
+                } else {
+                    SessionEnd::Timeout { after: self.last }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, line: &[u8]) -> Step {
+        let verb = verb_name(line);
+        let command = match parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let reply = e.reply();
+                if e.closes_connection() {
+                    self.log.warning(format_args!(
+                        "non-SMTP command from {}: {}",
+                        self.log.client(),
+                        String::from_utf8_lossy(line)
+                    ));
+                    self.io.reply(&reply);
+                    self.counts.record("unknown", false);
+                    return Step::End(SessionEnd::Closed {
+                        reason: reply.to_string(),
+                    });
+                }
+                self.io.reply(&reply);
+                self.counts.record(verb, false);
+                return Step::Failed;
+            }
+        };
+        self.last = verb_word(&command);
+        if self.denied && !matches!(command, Command::Quit) {
+            let reply = replies::access_denied(self.log.client());
+            self.io.reply(&reply);
+            self.counts.record(verb, false);
+            return Step::Failed;
+        }
+        let step = match command {
+            Command::Ehlo(name) => self.helo(name, true).await,
+            Command::Helo(name) => self.helo(name, false).await,
+            // Rare, large futures are boxed so an idle session's task stays small.
+            Command::StartTls => Box::pin(self.starttls()).await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => Box::pin(self.auth(mechanism, initial_response)).await,
+            Command::Mail { .. } => self.mail(&command).await,
+            Command::Rcpt { .. } => self.rcpt(&command).await,
+            Command::Data => Box::pin(self.data()).await,
+            Command::Bdat { .. } => {
+                // CHUNKING is not offered, so BDAT is refused like any command we do not serve.
+                self.io.reply(&replies::command_not_implemented());
+                Step::Failed
+            }
+            Command::Rset => self.rset().await,
+            Command::Noop => {
+                self.io.reply(&replies::ok());
+                Step::Ok
+            }
+            Command::Quit => {
+                self.io.reply(&replies::bye());
+                self.counts.record("quit", true);
+                return Step::End(SessionEnd::Quit);
+            }
+            Command::Vrfy(address) => self.vrfy(address),
+            Command::Help(_) => {
+                self.io.reply(&replies::help());
+                Step::Ok
+            }
+        };
+        match &step {
+            Step::Ok => self.counts.record(verb, true),
+            Step::Failed => self.counts.record(verb, false),
+            Step::End(_) => self.counts.record(verb, false),
+        }
+        step
+    }
+
+    /// The policy's view of this session; `sender` and `recipient` are filled per command.
+    fn facts<'a>(&'a self, sender: Option<&'a str>, recipient: Option<&'a str>) -> Facts<'a> {
+        Facts {
+            client: &self.client,
+            helo: self.helo.as_deref(),
+            esmtp: self.esmtp,
+            login: self.login.as_ref().map(|l| l.name.as_str()),
+            tls: self.tls,
+            sender,
+            recipient,
+            listener: &self.ctx.listener.name,
+        }
+    }
+
+    /// `Some(reply)` when TLS is required first (smtpd_tls_security_level = encrypt).
+    fn tls_required(&self) -> Option<Reply> {
+        (self.ctx.listener.smtpd.tls_level == TlsLevel::Encrypt && !self.tls)
+            .then(replies::must_issue_starttls)
+    }
+
+    fn identity(&self) -> ClientIdentity {
+        ClientIdentity {
+            addr: self.peer,
+            server: self.local,
+            name: self.names.name.clone(),
+            reverse_name: self.names.reverse_name.clone(),
+            helo: self.helo.clone(),
+            login: self.login.as_ref().map(|l| l.name.clone()),
+            esmtp: self.esmtp,
+        }
+    }
+
+    /// The upstream connection, opened on first need. `Err` carries the reply for the client.
+    async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
+        if self.upstream.is_none() {
+            match Box::pin(self.ctx.upstream.connect(&self.identity())).await {
+                Ok(conn) => self.upstream = Some(conn),
+                Err(e) => {
+                    tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
+                    return Err(self.upstream_unavailable());
+                }
+            }
+        }
+        let reply = self.upstream_unavailable();
+        self.upstream.as_mut().ok_or(reply)
+    }
+
+    /// Drops the upstream leg after a failure; the next transaction opens a new one.
+    fn upstream_failed(&mut self, e: &crate::upstream::UpstreamError) -> Reply {
+        tracing::warn!(upstream = %e, "upstream failed for {}", self.log.client());
+        self.upstream = None;
+        self.txn = None;
+        self.upstream_unavailable()
+    }
+
+    fn upstream_unavailable(&self) -> Reply {
+        replies::upstream_unavailable(&self.ctx.listener.smtpd.myhostname)
+    }
+
+    fn handshake_timeout(&self) -> Duration {
+        self.ctx.snapshot.handshake_timeout
+    }
+}
+
+/// The Postfix counter name for a command line (`unknown` for anything else).
+fn verb_name(line: &[u8]) -> &'static str {
+    let verb = line.split(|b| *b == b' ').next().unwrap_or(b"");
+    const NAMES: [&str; 13] = [
+        "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
+        "quit", "etrn",
+    ];
+    NAMES
+        .iter()
+        .find(|n| verb.eq_ignore_ascii_case(n.as_bytes()))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The stage word for `lost connection after X`.
+fn verb_word(command: &Command<'_>) -> &'static str {
+    match command {
+        Command::Ehlo(_) => "EHLO",
+        Command::Helo(_) => "HELO",
+        Command::StartTls => "STARTTLS",
+        Command::Auth { .. } => "AUTH",
+        Command::Mail { .. } => "MAIL",
+        Command::Rcpt { .. } => "RCPT",
+        Command::Data => "DATA",
+        Command::Bdat { .. } => "BDAT",
+        Command::Rset => "RSET",
+        Command::Noop => "NOOP",
+        Command::Quit => "QUIT",
+        Command::Vrfy(_) => "VRFY",
+        Command::Help(_) => "HELP",
+    }
+}

@@ -1,0 +1,137 @@
+//! One open SMTP connection to the upstream: canonical commands out, parsed replies in.
+//!
+//! Commands can be queued and flushed together (pipelining to the upstream); replies are read
+//! in order under the reply timeout. Nothing here knows about the client.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::net::stream::BoxStream;
+use crate::smtp::ehlo::Capabilities;
+use crate::smtp::response::{parse_reply, ReplyError};
+use crate::smtp::Reply;
+
+/// Why talking to the upstream failed. Every variant means the upstream leg is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("timeout after {0:?} waiting for the upstream")]
+    Timeout(Duration),
+    #[error("upstream closed the connection")]
+    Closed,
+    #[error("upstream I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("upstream sent a bad reply: {0}")]
+    BadReply(#[from] ReplyError),
+    #[error("upstream refused {stage}: {reply}")]
+    Refused { stage: &'static str, reply: Reply },
+    #[error("upstream TLS: {0}")]
+    Tls(String),
+}
+
+pub struct UpstreamConn {
+    stream: BoxStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    reply_timeout: Duration,
+    capabilities: Capabilities,
+}
+
+impl UpstreamConn {
+    pub(crate) fn new(stream: BoxStream, reply_timeout: Duration) -> Self {
+        Self {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            reply_timeout,
+            capabilities: Capabilities::default(),
+        }
+    }
+
+    pub(crate) fn into_stream(self) -> BoxStream {
+        self.stream
+    }
+
+    /// The upstream's EHLO answer for this connection.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub(crate) fn set_capabilities(&mut self, caps: Capabilities) {
+        self.capabilities = caps;
+    }
+
+    /// Queues bytes (one or more complete command lines) to be sent at the next flush.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Gives access to the write queue, for writers that append in place (`Command::write_to`).
+    pub fn queue_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    pub async fn flush(&mut self) -> Result<(), UpstreamError> {
+        if !self.wbuf.is_empty() {
+            timeout(self.reply_timeout, self.stream.write_all(&self.wbuf))
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > 16 * 1024 {
+                self.wbuf = Vec::new();
+            }
+        }
+        timeout(self.reply_timeout, self.stream.flush())
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        Ok(())
+    }
+
+    /// Writes body bytes straight through, without copying them into the queue.
+    pub async fn write_body(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        self.flush().await?;
+        timeout(self.reply_timeout, self.stream.write_all(bytes))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        Ok(())
+    }
+
+    /// Flushes anything queued and reads the next reply.
+    pub async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
+        self.flush().await?;
+        loop {
+            if let Some((reply, used)) = parse_reply(&self.rbuf)? {
+                self.rbuf.drain(..used);
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+                    self.rbuf = Vec::new();
+                }
+                return Ok(reply);
+            }
+            self.rbuf.reserve(1024);
+            let n = timeout(self.reply_timeout, self.stream.read_buf(&mut self.rbuf))
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+            if n == 0 {
+                return Err(UpstreamError::Closed);
+            }
+        }
+    }
+
+    /// Sends one command and returns its reply.
+    pub async fn command(&mut self, line: &[u8]) -> Result<Reply, UpstreamError> {
+        self.queue(line);
+        self.read_reply().await
+    }
+
+    /// Says goodbye without waiting long for the answer; the connection is dropped after.
+    pub async fn quit(mut self) {
+        self.queue(b"QUIT\r\n");
+        let _ = timeout(Duration::from_secs(2), self.read_reply()).await;
+    }
+}

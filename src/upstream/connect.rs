@@ -1,0 +1,172 @@
+//! Opens an upstream session: dial with a timeout, optional STARTTLS, then tell the upstream who
+//! the client is (XCLIENT or a PROXY header) and EHLO as that client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+use super::conn::{UpstreamConn, UpstreamError};
+use super::identity::{proxy_header_v1, proxy_header_v2, xclient_commands, ClientIdentity};
+use crate::config::{IdentityMode, UpstreamSettings, UpstreamTarget};
+use crate::net::resolve::HostName;
+use crate::net::stream::BoxStream;
+use crate::smtp::ehlo::Capabilities;
+
+/// Dials the upstream and completes the handshake for `client`. `None` as the client means
+/// relayguard speaks as itself (the start-up probe).
+pub async fn open(
+    settings: &UpstreamSettings,
+    client: Option<&ClientIdentity>,
+) -> Result<UpstreamConn, UpstreamError> {
+    let (stream, ends) = dial(settings).await?;
+    let mut conn = UpstreamConn::new(stream, settings.reply_timeout);
+    // A PROXY listener refuses a connection without a header, so relayguard speaking as itself
+    // (the probe) sends one naming its own address.
+    let own;
+    let header_for = match (client, ends) {
+        (Some(id), _) => Some(id),
+        (None, Some((local, peer))) => {
+            own = ClientIdentity {
+                addr: local,
+                server: peer,
+                name: HostName::Unavailable,
+                reverse_name: HostName::Unavailable,
+                helo: None,
+                login: None,
+                esmtp: true,
+            };
+            Some(&own)
+        }
+        (None, None) => None,
+    };
+    if let Some(id) = header_for {
+        match settings.identity {
+            IdentityMode::ProxyV1 => conn.queue(&proxy_header_v1(id)),
+            IdentityMode::ProxyV2 => conn.queue(&proxy_header_v2(id)),
+            IdentityMode::Xclient | IdentityMode::None => {}
+        }
+    }
+    let identity = if client.is_some() {
+        settings.identity
+    } else {
+        IdentityMode::None
+    };
+    expect(&mut conn, "greeting", 220).await?;
+
+    if let UpstreamTarget::Smtp {
+        tls: Some(tls),
+        server_name,
+        ..
+    } = &settings.target
+    {
+        ehlo(&mut conn, &settings.helo_name).await?;
+        if !conn.capabilities().offers("STARTTLS") {
+            return Err(UpstreamError::Tls(
+                "upstream does not offer STARTTLS".into(),
+            ));
+        }
+        let reply = conn.command(b"STARTTLS\r\n").await?;
+        if reply.code != 220 {
+            return Err(UpstreamError::Refused {
+                stage: "STARTTLS",
+                reply,
+            });
+        }
+        conn = starttls(conn, tls.clone(), server_name, settings).await?;
+    }
+
+    if let (IdentityMode::Xclient, Some(id)) = (identity, client) {
+        // One XCLIENT at a time, each answered by a fresh 220 before anything else is sent:
+        // Postfix flags pipelining after XCLIENT, and any other reply leaves the session running
+        // as relayguard itself, which is the open-relay risk (postfix-semantics 12.1, 12.2).
+        for line in xclient_commands(id) {
+            let reply = conn.command(&line).await?;
+            if reply.code != 220 {
+                return Err(UpstreamError::Refused {
+                    stage: "XCLIENT",
+                    reply,
+                });
+            }
+        }
+    }
+    let helo = client
+        .and_then(|c| c.helo.as_deref())
+        .unwrap_or(&settings.helo_name);
+    ehlo(&mut conn, helo).await?;
+    Ok(conn)
+}
+
+/// The stream, and for TCP its local and peer addresses.
+async fn dial(
+    settings: &UpstreamSettings,
+) -> Result<(BoxStream, Option<(SocketAddr, SocketAddr)>), UpstreamError> {
+    match &settings.target {
+        UpstreamTarget::Smtp { address, .. } => {
+            let stream = timeout(
+                settings.connect_timeout,
+                TcpStream::connect(address.as_str()),
+            )
+            .await
+            .map_err(|_| UpstreamError::Timeout(settings.connect_timeout))?
+            .map_err(|source| UpstreamError::Connect {
+                address: address.clone(),
+                source,
+            })?;
+            // Small replies must not wait for delayed ACKs.
+            stream.set_nodelay(true)?;
+            let ends = (stream.local_addr()?, stream.peer_addr()?);
+            Ok((Box::new(stream), Some(ends)))
+        }
+        UpstreamTarget::Maildir { path } => Ok((super::maildir::connect(path.clone()), None)),
+    }
+}
+
+async fn expect(
+    conn: &mut UpstreamConn,
+    stage: &'static str,
+    code: u16,
+) -> Result<(), UpstreamError> {
+    let reply = conn.read_reply().await?;
+    if reply.code == code {
+        Ok(())
+    } else {
+        Err(UpstreamError::Refused { stage, reply })
+    }
+}
+
+async fn ehlo(conn: &mut UpstreamConn, name: &str) -> Result<(), UpstreamError> {
+    let reply = conn.command(format!("EHLO {name}\r\n").as_bytes()).await?;
+    if reply.code != 250 {
+        return Err(UpstreamError::Refused {
+            stage: "EHLO",
+            reply,
+        });
+    }
+    conn.set_capabilities(Capabilities::from_ehlo(&reply));
+    Ok(())
+}
+
+async fn starttls(
+    conn: UpstreamConn,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+    server_name: &str,
+    settings: &UpstreamSettings,
+) -> Result<UpstreamConn, UpstreamError> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| UpstreamError::Tls(format!("{server_name}: {e}")))?;
+    let mut stream = conn.into_stream();
+    stream.flush().await?;
+    let tls = timeout(
+        settings.connect_timeout,
+        TlsConnector::from(config).connect(name, stream),
+    )
+    .await
+    .map_err(|_| UpstreamError::Timeout(settings.connect_timeout))?
+    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+    Ok(UpstreamConn::new(Box::new(tls), settings.reply_timeout))
+}

@@ -1,0 +1,53 @@
+//! The leg to the MTA: connected lazily per session, told who the client is, spoken to in
+//! canonical commands. The built-in Maildir agent sits behind the same interface.
+
+pub mod conn;
+pub mod connect;
+pub mod identity;
+pub mod maildir;
+pub mod probe;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use conn::{UpstreamConn, UpstreamError};
+pub use identity::ClientIdentity;
+
+use crate::config::UpstreamSettings;
+use crate::smtp::ehlo::Capabilities;
+
+/// The upstream as the running process knows it: its settings and the extensions it offered
+/// most recently (probed at start-up, refreshed by every new connection).
+pub struct Upstream {
+    settings: Arc<UpstreamSettings>,
+    capabilities: ArcSwap<Capabilities>,
+}
+
+impl Upstream {
+    pub fn new(settings: Arc<UpstreamSettings>, capabilities: Capabilities) -> Self {
+        Self {
+            settings,
+            capabilities: ArcSwap::from_pointee(capabilities),
+        }
+    }
+
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
+    }
+
+    /// What the upstream offered last; the session filters it into its own EHLO reply.
+    pub fn capabilities(&self) -> Arc<Capabilities> {
+        self.capabilities.load_full()
+    }
+
+    /// Opens a connection that speaks for `client`, and remembers the extensions it offered.
+    pub async fn connect(&self, client: &ClientIdentity) -> Result<UpstreamConn, UpstreamError> {
+        let conn = connect::open(&self.settings, Some(client)).await?;
+        if **self.capabilities.load() != *conn.capabilities() {
+            self.capabilities
+                .store(Arc::new(conn.capabilities().clone()));
+        }
+        Ok(conn)
+    }
+}

@@ -1,0 +1,141 @@
+//! AUTH passes through: the exchange is relayed to a real Postfix (SASL via a fake Dovecot
+//! server), the upstream's reply decides, failures are logged in the wording fail2ban matches,
+//! and where policy does not allow AUTH it never reaches the upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::client::{auth_plain, Client};
+use support::postfix::Postfix;
+use support::relayguard::{Identity, Relayguard, Role};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn setup() -> (Postfix, Relayguard) {
+    let pf = Postfix::builder().sasl(true).start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .listener_with("auth", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
+        .listener("mx", Role::Smtp)
+        .listener_toml(
+            "auth",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    (pf, rg)
+}
+
+async fn from_outside(rg: &Relayguard) -> Client {
+    let mut c = Client::connect(rg.addr("auth")).await;
+    c.send_raw(b"PROXY TCP4 198.51.100.20 127.0.0.1 40001 587\r\n")
+        .await;
+    c.greeting().await;
+    let ehlo = c.ehlo("client.example").await;
+    assert!(
+        ehlo.lines()
+            .any(|l| l.starts_with("250-AUTH ") && l.contains("PLAIN") && l.contains("LOGIN")),
+        "{ehlo}"
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_success_lets_the_client_relay() {
+    let (pf, rg) = setup();
+    let mut c = from_outside(&rg).await;
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "secret")))
+            .await,
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(
+        c.cmd("AUTH PLAIN").await,
+        "503 5.5.1 Error: already authenticated"
+    );
+    let reply = c
+        .send_mail(
+            "alice@sender.example",
+            &["u@local.test"],
+            "Subject: authed\n\nhi\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    pf.wait_for_log("sasl_method=PLAIN, sasl_username=alice", WAIT);
+    rg.wait_for_log("sasl_method=PLAIN, sasl_username=alice", WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_exchange_is_relayed_with_its_challenges() {
+    let (_pf, rg) = setup();
+    let mut c = from_outside(&rg).await;
+    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
+    assert_eq!(c.cmd(&b64("bob")).await, "334 UGFzc3dvcmQ6");
+    assert_eq!(
+        c.cmd(&b64("hunter2")).await,
+        "235 2.7.0 Authentication successful"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_cancel_are_logged_like_postfix() {
+    let (_pf, rg) = setup();
+    let mut c = from_outside(&rg).await;
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "wrong")))
+            .await,
+        "535 5.7.8 Error: authentication failed: (reason unavailable)"
+    );
+    rg.wait_for_log(
+        "warning: unknown[198.51.100.20]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=alice",
+        WAIT,
+    );
+    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
+    assert_eq!(c.cmd("*").await, "501 5.7.0 Authentication aborted");
+    rg.wait_for_log(
+        "warning: unknown[198.51.100.20]: SASL LOGIN authentication aborted",
+        WAIT,
+    );
+    assert!(
+        !rg.log_lines()
+            .iter()
+            .any(|l| l.contains("wrong") || l.contains(&auth_plain("alice", "wrong"))),
+        "a password reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_not_enabled_never_reaches_the_upstream() {
+    let (pf, rg) = setup();
+    let mut c = Client::after_ehlo(rg.addr("mx")).await;
+    assert!(
+        !c.capabilities.iter().any(|k| k.starts_with("AUTH")),
+        "{:?}",
+        c.capabilities
+    );
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "secret")))
+            .await,
+        "503 5.5.1 Error: authentication not enabled"
+    );
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    rg.wait_for_log(
+        "reject: AUTH from unknown[127.0.0.1]: 503 5.5.1 Error: authentication not enabled",
+        WAIT,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !pf.smtpd_log()
+            .iter()
+            .any(|l| l.contains("sasl_username=alice")),
+        "the upstream saw the AUTH"
+    );
+}

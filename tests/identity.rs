@@ -1,0 +1,133 @@
+//! The upstream learns the real client: each identity mode end to end against a private
+//! Postfix 3.7, proven by the Received: header Postfix writes and its log; and the start-up
+//! trust-boundary check that refuses an upstream which would relay for relayguard itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::Client;
+use support::postfix::Postfix;
+use support::relayguard::{Identity, Relayguard, Role};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn relayguard(pf: &Postfix, identity: Identity) -> Relayguard {
+    Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .listener("lb", Role::Smtp)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
+        .upstream_postfix(pf, identity)
+        .start()
+}
+
+/// Sends one message as `client` (through relayguard's PROXY listener) and returns the
+/// Received: line Postfix wrote for it.
+async fn deliver_as(rg: &Relayguard, pf: &Postfix, proxy_line: &str, subject: &str) -> String {
+    let mut c = Client::connect(rg.addr("lb")).await;
+    c.send_raw(proxy_line.as_bytes()).await;
+    c.greeting().await;
+    c.ehlo("client.example").await;
+    let reply = c
+        .send_mail(
+            "s@sender.example",
+            &["u@local.test"],
+            &format!("Subject: {subject}\n\nhi\n"),
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    let msg = pf
+        .maildir()
+        .wait_for_containing(&format!("Subject: {subject}"), WAIT);
+    msg.received()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xclient_carries_address_and_helo() {
+    let pf = Postfix::builder().start();
+    let rg = relayguard(&pf, Identity::Xclient);
+    let r4 = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 198.51.100.7 127.0.0.1 40001 25\r\n",
+        "xclient v4",
+    )
+    .await;
+    assert!(r4.starts_with("from client.example (unknown [198.51.100.7]) by mx.relayguard.test (Postfix) with ESMTP id "), "{r4}");
+    let r6 = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP6 2001:db8::7 ::1 40002 25\r\n",
+        "xclient v6",
+    )
+    .await;
+    assert!(
+        r6.starts_with("from client.example (unknown [IPv6:2001:db8::7]) by mx.relayguard.test"),
+        "{r6}"
+    );
+    pf.wait_for_log("client=unknown[198.51.100.7]", WAIT);
+    rg.wait_for_log("client=unknown[198.51.100.7]", WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_and_v1_carry_the_address() {
+    let pf = Postfix::builder().start();
+    for (identity, subject) in [
+        (Identity::ProxyV2, "proxy v2"),
+        (Identity::ProxyV1, "proxy v1"),
+    ] {
+        let rg = relayguard(&pf, identity);
+        let r = deliver_as(
+            &rg,
+            &pf,
+            "PROXY TCP4 203.0.113.9 127.0.0.1 40003 25\r\n",
+            subject,
+        )
+        .await;
+        assert!(
+            r.starts_with("from client.example (unknown [203.0.113.9]) by mx.relayguard.test"),
+            "{identity:?}: {r}"
+        );
+    }
+    pf.wait_for_log("connect from unknown[203.0.113.9]", WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_none_shows_relayguard_and_warns() {
+    let pf = Postfix::builder().start();
+    let rg = relayguard(&pf, Identity::None);
+    rg.wait_for_log("identity = \"none\"", WAIT);
+    let r = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 203.0.113.10 127.0.0.1 40004 25\r\n",
+        "identity none",
+    )
+    .await;
+    assert!(r.contains("[127.0.0.1]"), "{r}");
+}
+
+#[test]
+fn refuses_to_start_when_the_upstream_relays_for_relayguard() {
+    let pf = Postfix::builder().mynetworks("127.0.0.0/8").start();
+    let result = Relayguard::builder()
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .try_start();
+    let err = result.err().expect("relayguard must refuse to start");
+    assert!(err.contains("relay-check.invalid"), "{err}");
+    assert!(err.contains("allow_open_relay"), "{err}");
+
+    let rg = Relayguard::builder()
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .upstream_toml("allow_open_relay = true")
+        .start();
+    rg.wait_for_log("starting because allow_open_relay = true", WAIT);
+}

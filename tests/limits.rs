@@ -1,0 +1,162 @@
+//! Limits with safe defaults, each answered with the right SMTP reply: line lengths, message
+//! size, recipients, the per-command deadline a trickle cannot stretch, the session limit, and
+//! concurrent connections per listener.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::client::Client;
+use support::relayguard::{Relayguard, Role};
+
+const HOST: &str = "relayguard.test";
+
+fn relayguard(extra: &[(&str, &str)], limits: &str) -> Relayguard {
+    let mut b = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .extra_toml(limits);
+    for (k, v) in extra {
+        b = b.policy(k, v);
+    }
+    b.start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_are_refused_not_forwarded() {
+    let rg = relayguard(&[], "");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    let long = format!("MAIL FROM:<{}@sender.example>", "a".repeat(600));
+    assert_eq!(c.cmd(&long).await, "500 5.5.2 Error: line too long");
+    assert_eq!(
+        c.cmd("NOOP").await,
+        "250 2.0.0 Ok",
+        "still in step after the long line"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(format!("Subject: long\r\n\r\n{}\r\n.\r\n", "x".repeat(999)).as_bytes())
+        .await;
+    assert_eq!(
+        c.read_reply().await,
+        format!("550 5.5.2 {HOST} Error: message line too long")
+    );
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rg.maildir().messages().is_empty(), "nothing was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_and_recipient_limits() {
+    let rg = relayguard(
+        &[
+            ("message_size_limit", "1000"),
+            ("smtpd_recipient_limit", "2"),
+        ],
+        "",
+    );
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(
+        c.capabilities.iter().any(|k| k == "SIZE 1000"),
+        "{:?}",
+        c.capabilities
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example> SIZE=2000").await,
+        "552 5.3.4 Message size exceeds fixed limit"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example> SIZE=500").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(c.cmd("RCPT TO:<u1@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u2@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<u3@local.test>").await,
+        "452 4.5.3 Error: too many recipients"
+    );
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    let mut body = String::from("Subject: big\r\n\r\n");
+    for _ in 0..30 {
+        body.push_str(&"y".repeat(60));
+        body.push_str("\r\n");
+    }
+    body.push_str(".\r\n");
+    c.send_raw(body.as_bytes()).await;
+    assert_eq!(
+        c.read_reply().await,
+        "552 5.3.4 Error: message file too big"
+    );
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rg.maildir().messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_cannot_stretch_the_command_deadline() {
+    let rg = relayguard(&[("smtpd_timeout", "2s")], "");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    let start = Instant::now();
+    for b in b"NOOP" {
+        c.send_raw(&[*b]).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let reply = c.read_reply().await;
+    assert_eq!(reply, format!("421 4.4.2 {HOST} Error: timeout exceeded"));
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "deadline stretched to {took:?}"
+    );
+    c.expect_closed().await;
+    rg.wait_for_log(
+        "timeout after EHLO from unknown[127.0.0.1]",
+        Duration::from_secs(5),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_limit_ends_a_busy_session() {
+    let rg = relayguard(&[], "[limits]\nsession_timeout = \"3s\"\n");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    let start = Instant::now();
+    loop {
+        let reply = c.cmd("NOOP").await;
+        if reply != "250 2.0.0 Ok" {
+            assert_eq!(reply, format!("421 4.4.2 {HOST} Error: timeout exceeded"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the session limit never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_listener_are_capped() {
+    let rg = Relayguard::builder()
+        .listener("smtp", Role::Smtp)
+        .listener_toml("smtp", "max_connections = 2")
+        .upstream_maildir()
+        .start();
+    let mut a = Client::greeted(rg.addr("smtp")).await;
+    let _b = Client::greeted(rg.addr("smtp")).await;
+    let mut third = Client::connect(rg.addr("smtp"))
+        .await
+        .with_timeout(Duration::from_millis(800));
+    assert!(
+        third.try_read_reply().await.is_err(),
+        "a third connection must wait for a slot"
+    );
+    assert_eq!(a.cmd("QUIT").await, "221 2.0.0 Bye");
+    let mut third = third.with_timeout(Duration::from_secs(10));
+    let greeting = third.read_reply().await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+}

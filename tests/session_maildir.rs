@@ -1,0 +1,147 @@
+//! The session end to end against the built-in Maildir upstream: the out-of-the-box path,
+//! exact replies for the commands relayguard answers itself, relay control through a PROXY
+//! header, and real clients (swaks, smtplib).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::Client;
+use support::external::{Smtplib, Swaks};
+use support::relayguard::{Relayguard, Role};
+
+const WAIT: Duration = Duration::from_secs(15);
+const HOST: &str = "relayguard.test";
+
+fn relayguard() -> Relayguard {
+    Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .listener("lb", Role::Smtp)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
+        .upstream_maildir()
+        .start()
+}
+
+/// A client that appears as `addr` through the trusted PROXY listener.
+async fn client_from(rg: &Relayguard, addr: &str) -> Client {
+    let mut c = Client::connect(rg.addr("lb")).await;
+    c.send_raw(format!("PROXY TCP4 {addr} 127.0.0.1 40001 25\r\n").as_bytes())
+        .await;
+    let greeting = c.greeting().await;
+    assert_eq!(greeting, format!("220 {HOST} ESMTP relayguard"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_and_answers_like_postfix() {
+    let rg = relayguard();
+    let mut c = Client::connect(rg.addr("smtp")).await;
+    assert_eq!(c.greeting().await, format!("220 {HOST} ESMTP relayguard"));
+    let ehlo = c.ehlo("client.example").await;
+    let lines: Vec<&str> = ehlo.lines().collect();
+    assert_eq!(lines[0], format!("250-{HOST}"));
+    assert!(lines.contains(&"250-PIPELINING"), "{ehlo}");
+    assert!(lines.contains(&"250-STARTTLS"), "{ehlo}");
+    assert!(
+        !ehlo.contains("XCLIENT"),
+        "XCLIENT must never be offered: {ehlo}"
+    );
+    assert!(
+        !ehlo.contains("AUTH"),
+        "AUTH is not enabled on this listener: {ehlo}"
+    );
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
+    assert_eq!(
+        c.cmd("FOO bar").await,
+        "500 5.5.2 Error: command not recognized"
+    );
+    assert_eq!(
+        c.cmd("XCLIENT ADDR=1.2.3.4").await,
+        "500 5.5.2 Error: command not recognized"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<u@local.test>").await,
+        "503 5.5.1 Error: need MAIL command"
+    );
+    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Error: need RCPT command");
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example>").await,
+        "503 5.5.1 Error: nested MAIL command"
+    );
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(b"Subject: first\r\n\r\n..dotted line\r\nbody\r\n.\r\n")
+        .await;
+    let reply = c.read_reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+
+    let msg = rg.maildir().wait_for_containing("Subject: first", WAIT);
+    assert_eq!(msg.body(), b".dotted line\r\nbody\r\n");
+    let received = msg.received();
+    assert!(
+        received[0].starts_with("from client.example (unknown [127.0.0.1])"),
+        "{received:?}"
+    );
+    rg.wait_for_log("postfix/smtpd", WAIT);
+    rg.wait_for_log("connect from unknown[127.0.0.1]", WAIT);
+    rg.wait_for_log("disconnect from unknown[127.0.0.1] ehlo=1 mail=1/2 rcpt=1/2 data=1/2 noop=1 quit=1 unknown=0/2", WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_clients_may_not_relay() {
+    let rg = relayguard();
+    let mut c = client_from(&rg, "192.0.2.7").await;
+    c.ehlo("c.example").await;
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<x@elsewhere.example>").await,
+        "454 4.7.1 <x@elsewhere.example>: Relay access denied"
+    );
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    rg.wait_for_log(
+        "NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 454 4.7.1 <x@elsewhere.example>: Relay access denied; from=<a@b.example> to=<x@elsewhere.example> proto=ESMTP helo=<c.example>",
+        WAIT,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_requires_proxy_refuses_a_bare_client() {
+    let rg = relayguard();
+    let mut c = Client::connect(rg.addr("lb")).await;
+    c.send_raw(b"EHLO c.example\r\n").await;
+    assert_eq!(
+        c.read_reply().await,
+        format!("421 4.3.0 {HOST} Error: server local error")
+    );
+    c.expect_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_and_smtplib_deliver() {
+    let rg = relayguard();
+    let t = Swaks::new(rg.addr("smtp"))
+        .arg("--to")
+        .arg("u@local.test")
+        .arg("--header")
+        .arg("Subject: by swaks")
+        .run();
+    assert!(t.success(), "{}", t.output);
+    rg.maildir().wait_for_containing("Subject: by swaks", WAIT);
+
+    let t = Smtplib::new(rg.addr("smtp"))
+        .envelope("a@sender.example", &["u@local.test"])
+        .message("Subject: by smtplib\r\n\r\nhello\r\n")
+        .run();
+    assert!(t.success(), "{}", t.output);
+    rg.maildir()
+        .wait_for_containing("Subject: by smtplib", WAIT);
+}

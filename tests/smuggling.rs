@@ -1,0 +1,122 @@
+//! SMTP smuggling: every CR/LF/NUL variant around the dot is refused with a 5xx after the
+//! client's real end of data, the upstream never gets a fake end of data, and the session stays
+//! in step. Checked against the built-in Maildir upstream and against a real Postfix 3.7, whose
+//! default (`smtpd_forbid_bare_newline = no`) would end DATA at `<LF>.<LF>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::Client;
+use support::postfix::Postfix;
+use support::relayguard::{Identity, Relayguard, Role};
+
+const HOST: &str = "relayguard.test";
+
+/// (name, body bytes before the real `\r\n.\r\n`, expected reply)
+fn attacks() -> Vec<(&'static str, &'static [u8], String)> {
+    let lf = format!("550 5.5.2 {HOST} Error: bare <LF> received");
+    let cr = format!("550 5.5.2 {HOST} Error: bare <CR> received");
+    let nul = format!("550 5.5.2 {HOST} Error: NUL character received");
+    vec![
+        ("lf_dot_lf", b"Subject: s1\r\n\r\nline1\n.\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@local.test>\r\nDATA\r\nSubject: smuggled\r\n", lf.clone()),
+        ("cr_dot_cr", b"Subject: s2\r\n\r\nline1\r.\rMAIL FROM:<evil@x.example>\r\n", cr.clone()),
+        ("crlf_dot_lf", b"Subject: s3\r\n\r\nline1\r\n.\nMAIL FROM:<evil@x.example>\r\n", lf.clone()),
+        ("lf_dot_crlf", b"Subject: s4\r\n\r\nline1\n.\r\nMAIL FROM:<evil@x.example>\r\n", lf.clone()),
+        ("crlf_dot_cr", b"Subject: s5\r\n\r\nline1\r\n.\rMAIL FROM:<evil@x.example>\r\n", cr.clone()),
+        ("dot_nul", b"Subject: s6\r\n\r\nline1\r\n.\0\r\nMAIL FROM:<evil@x.example>\r\n", nul),
+        ("bare_lf_line", b"Subject: s7\r\n\r\nline1\nline2\r\n", lf),
+        ("bare_cr_line", b"Subject: s8\r\n\r\nline1\rline2\r\n", cr),
+    ]
+}
+
+async fn run_attacks(addr: std::net::SocketAddr) {
+    for (name, body, expected) in attacks() {
+        let mut c = Client::after_ehlo(addr).await;
+        assert_eq!(
+            c.cmd("MAIL FROM:<a@sender.example>").await,
+            "250 2.1.0 Ok",
+            "{name}"
+        );
+        assert_eq!(
+            c.cmd("RCPT TO:<u@local.test>").await,
+            "250 2.1.5 Ok",
+            "{name}"
+        );
+        assert_eq!(
+            c.cmd("DATA").await,
+            "354 End data with <CR><LF>.<CR><LF>",
+            "{name}"
+        );
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(b"\r\n.\r\n");
+        c.send_raw(&bytes).await;
+        assert_eq!(c.read_reply().await, expected, "{name}");
+        // In step: the next command is answered as a command, and a clean message goes through.
+        assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{name}");
+        let reply = c
+            .send_mail(
+                "a@sender.example",
+                &["u@local.test"],
+                &format!("Subject: clean {name}\n\nok\n"),
+            )
+            .await;
+        assert!(
+            reply.starts_with("250 2.0.0 Ok: queued as "),
+            "{name}: {reply}"
+        );
+        assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildir_upstream_gets_no_smuggled_message() {
+    let rg = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .start();
+    run_attacks(rg.addr("smtp")).await;
+    let n = attacks().len();
+    let messages = rg.maildir().wait_for(n, Duration::from_secs(15));
+    assert_eq!(messages.len(), n, "only the clean messages are delivered");
+    for m in &messages {
+        let text = m.text();
+        assert!(text.contains("Subject: clean "), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("smuggled"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_postfix_upstream_gets_no_smuggled_message() {
+    let pf = Postfix::builder().start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    run_attacks(rg.addr("smtp")).await;
+    let n = attacks().len();
+    let messages = pf.maildir().wait_for(n, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let messages_after = pf.maildir().messages();
+    assert_eq!(messages.len(), n);
+    assert_eq!(messages_after.len(), n, "nothing else arrives later");
+    for m in &messages_after {
+        let text = m.text();
+        assert!(text.contains("Subject: clean "), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("smuggled"),
+            "{text}"
+        );
+    }
+    // Postfix saw a dropped DATA for each attack, never an end of data.
+    let log = pf.smtpd_log().join("\n");
+    assert!(!log.contains("evil@x.example"), "{log}");
+}

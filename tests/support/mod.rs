@@ -1,0 +1,22 @@
+//! The integration-test harness: real processes on loopback, each stopped by PID when dropped.
+//!
+//! Every test file declares `mod support;` and uses the parts it needs; the rest is dead code for
+//! that test crate, hence the `allow` below. The harness runs only inside tests, where a
+//! panic is a test failure with its message, so it may unwrap like the tests themselves. Nothing here reads `/work/shared`: the Postfix
+//! configuration and the fake Dovecot server are copied into `tests/support/postfix/`.
+//!
+//! - [`postfix::Postfix`]: a private Postfix 3.7 (XCLIENT and PROXY listeners, SASL, Maildir delivery).
+//! - [`relayguard::Relayguard`]: the binary under test with a generated config.
+//! - [`maildir::Maildir`]: delivered messages and their headers.
+//! - [`client::Client`]: exact-reply SMTP client (plain, STARTTLS, implicit TLS).
+//! - [`external`]: swaks and smtplib wrappers returning transcripts.
+//! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod client;
+pub mod external;
+pub mod maildir;
+pub mod postfix;
+pub mod process;
+pub mod relayguard;
+pub mod tls;

@@ -1,0 +1,171 @@
+//! When the upstream fails, the client hears a 4xx, never a 250: an upstream that drops the
+//! connection mid-message, one that refuses at the end, one that goes silent, and one that is
+//! gone when the session needs it. The upstream here is a scripted SMTP server in the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use support::client::Client;
+use support::relayguard::{Identity, Relayguard, Role};
+
+const HOST: &str = "relayguard.test";
+
+#[derive(Clone, Copy)]
+enum AtBody {
+    /// Close the connection after this many body bytes.
+    DropAfter(usize),
+    /// Read the whole body, then answer this.
+    Answer(&'static str),
+    /// Read the whole body and never answer.
+    Silent,
+}
+
+/// A scripted upstream: serves connections until the returned handle is aborted.
+async fn fake_upstream(at_body: AtBody) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 fake.upstream ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-fake.upstream\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                    } else if upper.contains("RELAY-CHECK.INVALID") {
+                        b"554 5.7.1 Relay access denied\r\n"
+                    } else if upper.starts_with("MAIL") {
+                        b"250 2.1.0 Ok\r\n"
+                    } else if upper.starts_with("RCPT") {
+                        b"250 2.1.5 Ok\r\n"
+                    } else if upper.starts_with("DATA") {
+                        w.write_all(b"354 go ahead\r\n").await.unwrap();
+                        match at_body {
+                            AtBody::DropAfter(n) => {
+                                let mut buf = vec![0u8; n];
+                                let _ = r.read_exact(&mut buf).await;
+                                return;
+                            }
+                            AtBody::Answer(text) => {
+                                read_to_end_of_data(&mut r).await;
+                                w.write_all(format!("{text}\r\n").as_bytes()).await.unwrap();
+                                continue;
+                            }
+                            AtBody::Silent => {
+                                read_to_end_of_data(&mut r).await;
+                                tokio::time::sleep(Duration::from_secs(60)).await;
+                                return;
+                            }
+                        }
+                    } else if upper.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 2.0.0 Ok\r\n"
+                    };
+                    w.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn read_to_end_of_data(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 || line == ".\r\n" {
+            return;
+        }
+    }
+}
+
+fn relayguard(upstream: SocketAddr) -> Relayguard {
+    Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_smtp(upstream, Identity::None)
+        .upstream_toml("reply_timeout = \"2s\"")
+        .start()
+}
+
+async fn send_body(c: &mut Client, body_len: usize) -> String {
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    let mut body = String::from("Subject: x\r\n\r\n");
+    while body.len() < body_len {
+        body.push_str(&"z".repeat(70));
+        body.push_str("\r\n");
+    }
+    body.push_str(".\r\n");
+    c.send_raw(body.as_bytes()).await;
+    c.read_reply().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_dropping_mid_message_gives_451() {
+    let (addr, _task) = fake_upstream(AtBody::DropAfter(1000)).await;
+    let rg = relayguard(addr);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        send_body(&mut c, 300_000).await,
+        "451 4.3.0 Error: queue file write error"
+    );
+    assert_eq!(
+        c.cmd("NOOP").await,
+        "250 2.0.0 Ok",
+        "the client session goes on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_reply_is_the_upstreams() {
+    let (addr, _task) = fake_upstream(AtBody::Answer("550 5.7.1 No thanks")).await;
+    let rg = relayguard(addr);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(send_body(&mut c, 100).await, "550 5.7.1 No thanks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_times_out_with_451() {
+    let (addr, _task) = fake_upstream(AtBody::Silent).await;
+    let rg = relayguard(addr);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        send_body(&mut c, 100).await,
+        "451 4.3.0 Error: queue file write error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_gives_421() {
+    let (addr, task) = fake_upstream(AtBody::Answer("250 2.0.0 Ok: queued as X")).await;
+    let rg = relayguard(addr);
+    task.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example>").await,
+        format!("421 4.3.0 {HOST} Error: upstream server unavailable")
+    );
+    c.expect_closed().await;
+}
