@@ -6,14 +6,17 @@
 //! reach the upstream as something else (control characters, unbalanced brackets). Does not
 //! allocate on success and never upper-cases a copy of the line.
 
+use std::fmt;
+
 mod error;
 mod params;
 
 pub use error::CommandError;
 pub use params::{Body, MailParams, Notify, RcptParams, Ret};
 
-/// One client command. String fields point into the line given to [`parse`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One client command. String fields point into the line given to [`parse`]. `Debug` never
+/// prints an AUTH initial response (it holds the password, base64-encoded).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Command<'a> {
     /// The hostname argument as given (rest of the line, blanks trimmed).
     Ehlo(&'a str),
@@ -189,6 +192,43 @@ impl Command<'_> {
             }
         }
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl fmt::Debug for Command<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Ehlo(h) => f.debug_tuple("Ehlo").field(h).finish(),
+            Command::Helo(h) => f.debug_tuple("Helo").field(h).finish(),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => f
+                .debug_struct("Auth")
+                .field("mechanism", mechanism)
+                .field("initial_response", &initial_response.map(|_| "<redacted>"))
+                .finish(),
+            Command::Mail { from, params } => f
+                .debug_struct("Mail")
+                .field("from", from)
+                .field("params", params)
+                .finish(),
+            Command::Rcpt { to, params } => f
+                .debug_struct("Rcpt")
+                .field("to", to)
+                .field("params", params)
+                .finish(),
+            Command::Bdat { size, last } => f
+                .debug_struct("Bdat")
+                .field("size", size)
+                .field("last", last)
+                .finish(),
+            Command::Vrfy(a) => f.debug_tuple("Vrfy").field(a).finish(),
+            Command::Help(a) => f.debug_tuple("Help").field(a).finish(),
+            Command::StartTls | Command::Data | Command::Rset | Command::Noop | Command::Quit => {
+                f.write_str(self.verb())
+            }
+        }
     }
 }
 

@@ -501,3 +501,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn debug_never_shows_the_auth_initial_response() {
+    let cmd = parse(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==").unwrap();
+    let shown = format!("{cmd:?}");
+    assert_eq!(
+        shown,
+        "Auth { mechanism: \"PLAIN\", initial_response: Some(\"<redacted>\") }"
+    );
+    let mail = format!("{:?}", parse(b"MAIL FROM:<a@b.example>").unwrap());
+    assert!(mail.starts_with("Mail { from: \"a@b.example\""), "{mail}");
+}

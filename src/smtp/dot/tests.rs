@@ -341,7 +341,9 @@ proptest! {
     #[test]
     fn normalize_equals_reject_on_clean_input(input in body_bytes()) {
         let reject = scan_all(DotMode::Reject, &input);
-        if reject.violation.is_none() {
+        // Unfinished input may differ: Normalize holds back a line-start dot until it knows
+        // whether the line is the end.
+        if reject.violation.is_none() && reject.end.is_some() {
             prop_assert_eq!(scan_all(DotMode::Normalize, &input), reject);
         }
     }

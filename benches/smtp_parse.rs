@@ -1,0 +1,97 @@
+//! Command framing, parsing and canonical writing for a pipelined MAIL/RCPT/DATA group, and
+//! the upstream's EHLO reply. Before measuring, checks that a steady-state group allocates
+//! nothing (STYLE 3.8), with a counting allocator scoped to this thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+
+use criterion::{criterion_group, Criterion, Throughput};
+use relayguard::smtp::line::{next_line, LineScan, COMMAND_LINE_MAX};
+use relayguard::smtp::{parse, parse_reply};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const GROUP: &[u8] = b"MAIL FROM:<sender@example.com> SIZE=12345 BODY=8BITMIME\r\n\
+RCPT TO:<alice@local.test>\r\n\
+RCPT TO:<bob@local.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@local.test\r\n\
+rcpt to: carol@local.test\r\n\
+DATA\r\n";
+
+const EHLO: &[u8] = b"250-mx.relayguard.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n\
+250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n\
+250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n\
+250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n";
+
+/// Frames, parses and re-writes every command of `input`; returns the count.
+fn relay_group(input: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut rest = input;
+    let mut n = 0;
+    while let LineScan::Complete { line, consumed } = next_line(rest, COMMAND_LINE_MAX) {
+        if let Ok(cmd) = parse(line) {
+            cmd.write_to(out);
+            n += 1;
+        }
+        rest = &rest[consumed..];
+    }
+    n
+}
+
+fn assert_no_allocation() {
+    let mut out = Vec::with_capacity(1024);
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..100 {
+        out.clear();
+        assert_eq!(relay_group(black_box(GROUP), &mut out), 5);
+    }
+    let allocated = ALLOCATIONS.with(Cell::get) - before;
+    assert_eq!(
+        allocated, 0,
+        "parsing and writing a command group allocated"
+    );
+    println!("steady-state MAIL/RCPT/DATA group: 0 allocations");
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("smtp_parse");
+    g.throughput(Throughput::Elements(5));
+    let mut out = Vec::with_capacity(1024);
+    g.bench_function("pipelined MAIL/RCPT/DATA group", |b| {
+        b.iter(|| {
+            out.clear();
+            relay_group(black_box(GROUP), &mut out)
+        })
+    });
+    g.throughput(Throughput::Bytes(EHLO.len() as u64));
+    g.bench_function("upstream EHLO reply", |b| {
+        b.iter(|| parse_reply(black_box(EHLO)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    assert_no_allocation();
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
