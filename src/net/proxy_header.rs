@@ -2,10 +2,10 @@
 //! sends before the first SMTP byte, and says who the real client is.
 //!
 //! Parsing is ppp's; this module only frames the header on the stream, reading exactly its
-//! bytes so the SMTP greeting exchange that follows stays unread for the session. It does not
-//! answer the client: on any error the caller replies `421 4.3.0 {myhostname} Server local
-//! error` and closes, as Postfix's `smtpd_upstream_proxy_protocol = haproxy` does, and logs
-//! `warning: haproxy read: {error}`.
+//! bytes so the SMTP exchange that follows stays unread for the session. It does not write to
+//! the client: on any error the caller writes [`ProxyHeaderError::reply`] (`421 4.3.0
+//! {myhostname} Server local error`) and closes, as Postfix's `smtpd_upstream_proxy_protocol =
+//! haproxy` does, and logs `warning: haproxy read: {error}`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use ipnetwork::IpNetwork;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::smtp::Reply;
 
 /// The longest v1 header, CRLF included (proxy-protocol.txt section 2.1).
 pub const V1_MAX_LEN: usize = 107;
@@ -73,6 +75,14 @@ pub enum ProxyHeaderError {
     /// A v2 PROXY header for UNIX sockets, UDP or an unspecified family: nothing SMTP can use.
     #[error("unsupported v2 address family or protocol")]
     V2Unsupported,
+}
+
+impl ProxyHeaderError {
+    /// What the client gets before the connection closes, whatever the error:
+    /// `421 4.3.0 {myhostname} Server local error`, as from Postfix's smtpd.
+    pub fn reply(&self, myhostname: &str) -> Reply {
+        Reply::new(421, (4, 3, 0), format!("{myhostname} Server local error"))
+    }
 }
 
 /// Reads one PROXY header from `stream`, v1 or v2, within `deadline`.
@@ -287,5 +297,14 @@ mod tests {
         assert_eq!(ProxyHeaderError::Timeout.to_string(), "timeout error");
         let err = ProxyHeaderError::Unrecognized(b"E".to_vec());
         assert_eq!(err.to_string(), "unrecognized protocol header: E");
+    }
+
+    #[test]
+    fn every_error_gets_postfix_421() {
+        let mut out = Vec::new();
+        ProxyHeaderError::Timeout
+            .reply("mx.relayguard.test")
+            .write_to(&mut out);
+        assert_eq!(out, b"421 4.3.0 mx.relayguard.test Server local error\r\n");
     }
 }
