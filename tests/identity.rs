@@ -131,3 +131,48 @@ fn refuses_to_start_when_the_upstream_relays_for_relayguard() {
         .start();
     rg.wait_for_log("starting because allow_open_relay = true", WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xclient_carries_the_forward_confirmed_name() {
+    let dns = support::dns::start_dnsmasq();
+    let pf = Postfix::builder().start();
+    let rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("lb", Role::Smtp)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
+        .upstream_postfix(&pf, Identity::Xclient)
+        .extra_toml(&format!(
+            "[dns]\nlookups = \"always\"\nnameservers = [\"{}\"]\ntimeout = \"3s\"\n",
+            dns.addr
+        ))
+        .start();
+    let named = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 198.51.100.7 127.0.0.1 40005 25\r\n",
+        "named",
+    )
+    .await;
+    assert!(
+        named.starts_with(
+            "from client.example (client.example [198.51.100.7]) by mx.relayguard.test"
+        ),
+        "{named}"
+    );
+    rg.wait_for_log("connect from client.example[198.51.100.7]", WAIT);
+    // A forged PTR is not confirmed: the client is `unknown`, as Postfix would say.
+    let forged = deliver_as(
+        &rg,
+        &pf,
+        "PROXY TCP4 198.51.100.8 127.0.0.1 40006 25\r\n",
+        "forged",
+    )
+    .await;
+    assert!(
+        forged.starts_with("from client.example (unknown [198.51.100.8]) by mx.relayguard.test"),
+        "{forged}"
+    );
+}

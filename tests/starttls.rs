@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -104,30 +105,39 @@ async fn implicit_tls_on_submissions() {
 }
 
 /// openssl s_client negotiates each TLS version and verifies the chain against the dev CA.
+/// It sends QUIT and waits (`-ign_eof`) until relayguard closes, so the transcript is whole.
+fn s_client(port: u16, args: &[&str], ca: &std::path::Path) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-crlf",
+            "-ign_eof",
+        ])
+        .args(args)
+        .args([
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client runs");
+    child.stdin.take().unwrap().write_all(b"QUIT\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn openssl_s_client_negotiates_tls12_and_tls13() {
     let rg = relayguard();
     for (flag, name) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
-        let out = Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &format!("127.0.0.1:{}", rg.port("smtp")),
-                "-starttls",
-                "smtp",
-                flag,
-            ])
-            .args([
-                "-CAfile",
-                rg.ca_path().to_str().unwrap(),
-                "-verify_return_error",
-                "-servername",
-                "localhost",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl s_client runs");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = s_client(rg.port("smtp"), &["-starttls", "smtp", flag], rg.ca_path());
         assert!(
             text.contains(&format!("Protocol  : {name}")) || text.contains(&format!("New, {name}")),
             "{flag}: {text}"
@@ -136,25 +146,12 @@ fn openssl_s_client_negotiates_tls12_and_tls13() {
             text.contains("Verify return code: 0 (ok)"),
             "{flag}: {text}"
         );
+        assert!(text.contains("221 2.0.0 Bye"), "{flag}: {text}");
     }
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", rg.port("submissions")),
-            "-tls1_3",
-        ])
-        .args([
-            "-CAfile",
-            rg.ca_path().to_str().unwrap(),
-            "-verify_return_error",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl s_client runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = s_client(rg.port("submissions"), &["-tls1_3"], rg.ca_path());
     assert!(
         text.contains(&format!("220 {HOST} ESMTP relayguard")),
         "{text}"
     );
+    assert!(text.contains("221 2.0.0 Bye"), "{text}");
 }

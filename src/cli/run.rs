@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{self, IdentityMode, SnapshotCell};
+use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
 use crate::net::listener::Listener;
+use crate::net::resolve::NameResolver;
 use crate::upstream::probe::{probe, TrustBoundary};
 use crate::upstream::Upstream;
 
@@ -73,10 +74,15 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         );
         listeners.push(bound);
     }
+    let resolver = name_resolver(&snapshot.dns);
     let cell = Arc::new(SnapshotCell::new(snapshot));
     let mut tasks = Vec::new();
     for l in listeners {
-        tasks.push(tokio::spawn(l.serve(cell.clone(), upstream.clone())));
+        tasks.push(tokio::spawn(l.serve(
+            cell.clone(),
+            upstream.clone(),
+            resolver.clone(),
+        )));
     }
     wait_for_shutdown(path, &cell).await;
     tracing::info!("stopping");
@@ -84,6 +90,26 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         t.abort();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The resolver for client names; without one every client is `unknown`, as Postfix's
+/// clients are when DNS fails.
+fn name_resolver(dns: &config::DnsSettings) -> Option<NameResolver> {
+    if dns.lookups == DnsLookups::Never {
+        return None;
+    }
+    let built = if dns.nameservers.is_empty() {
+        NameResolver::from_system_conf(dns.timeout)
+    } else {
+        NameResolver::with_nameservers(&dns.nameservers, dns.timeout)
+    };
+    match built {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("no DNS resolver, client names will be unknown: {e}");
+            None
+        }
+    }
 }
 
 /// The upstream may start after relayguard (a sidecar, a service manager): keep asking for up to

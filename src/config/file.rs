@@ -25,6 +25,20 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub dns: DnsFile,
+}
+
+/// How the client's name is found (Postfix: reverse lookup, then forward confirmation).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    /// `auto` (when the policy uses client names), `always`, or `never`.
+    pub lookups: Option<String>,
+    /// Resolvers as `IP:port`; the system's resolv.conf when absent.
+    #[serde(default)]
+    pub nameservers: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,8 @@ use toml::Spanned;
 use super::file::{ConfigFile, ListenerFile, PolicyTable, Role, UpstreamKind};
 use super::settings::{self, parse_duration, SmtpdSettings, TlsLevel};
 use super::{
-    IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot, UpstreamSettings, UpstreamTarget,
+    DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
+    UpstreamSettings, UpstreamTarget,
 };
 use crate::policy::{self, Origin, ParamMap, ParamValue, Policy};
 
@@ -125,6 +126,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
         Duration::from_secs(30),
         &mut errors,
     );
+    let dns = compile_dns(&source, &file, &mut errors);
     match (errors.is_empty(), upstream) {
         (true, Some(upstream)) => Ok(Snapshot {
             listeners,
@@ -132,6 +134,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             session_timeout,
             handshake_timeout,
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
+            dns,
         }),
         _ => Err(errors),
     }
@@ -328,6 +331,47 @@ fn compile_upstream(
         helo_name,
         allow_open_relay: u.allow_open_relay,
     })
+}
+
+fn compile_dns(
+    source: &Source<'_>,
+    file: &ConfigFile,
+    errors: &mut Vec<ConfigError>,
+) -> DnsSettings {
+    let lookups = match file.dns.lookups.as_deref() {
+        None | Some("auto") => DnsLookups::Auto,
+        Some("always") => DnsLookups::Always,
+        Some("never") => DnsLookups::Never,
+        Some(other) => {
+            errors.push(ConfigError::Invalid {
+                file: source.file.clone(),
+                line: 1,
+                why: format!("[dns] lookups = \"{other}\": use auto, always or never"),
+            });
+            DnsLookups::Auto
+        }
+    };
+    let nameservers = file
+        .dns
+        .nameservers
+        .iter()
+        .filter_map(|n| match n.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(source.invalid(
+                    n.span().start,
+                    format!("`{}` is not an IP:port address", n.get_ref()),
+                ));
+                None
+            }
+        })
+        .collect();
+    let timeout = source.duration(file.dns.timeout.as_ref(), Duration::from_secs(5), errors);
+    DnsSettings {
+        lookups,
+        nameservers,
+        timeout,
+    }
 }
 
 /// Every parameter name must be implemented by the policy engine or the session.

@@ -31,6 +31,35 @@ pub struct Snapshot {
     /// Time allowed for a PROXY header and for a TLS handshake.
     pub handshake_timeout: Duration,
     pub log_format: String,
+    pub dns: DnsSettings,
+}
+
+/// When to look up client names, and with which resolvers.
+#[derive(Clone, Debug)]
+pub struct DnsSettings {
+    pub lookups: DnsLookups,
+    /// Empty: the system's resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsLookups {
+    /// Only where the listener's policy uses client names (hostname table keys, `unknown`).
+    Auto,
+    Always,
+    Never,
+}
+
+impl DnsSettings {
+    /// Whether a session on `listener` should learn its client's name before it starts.
+    pub fn resolves_for(&self, listener: &ListenerSnapshot) -> bool {
+        match self.lookups {
+            DnsLookups::Always => true,
+            DnsLookups::Never => false,
+            DnsLookups::Auto => listener.policy.wants_client_name(),
+        }
+    }
 }
 
 impl Snapshot {

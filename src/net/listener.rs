@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::config::{ListenerSnapshot, SnapshotCell, TlsLevel};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
-use crate::net::resolve::{ClientNames, HostName};
+use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::stream::BoxStream;
 use crate::session::{Session, SessionContext};
 use crate::smtp::replies;
@@ -40,7 +40,12 @@ impl Listener {
     }
 
     /// Accepts until the task is dropped. Each session gets the snapshot current at accept time.
-    pub async fn serve(self, snapshots: Arc<SnapshotCell>, upstream: Arc<Upstream>) {
+    pub async fn serve(
+        self,
+        snapshots: Arc<SnapshotCell>,
+        upstream: Arc<Upstream>,
+        resolver: Option<NameResolver>,
+    ) {
         let mut next_id: u64 = 0;
         loop {
             // The permit is taken before accept, so a full listener stops accepting instead of
@@ -66,10 +71,11 @@ impl Listener {
                 listener,
                 upstream: upstream.clone(),
             };
+            let resolver = resolver.clone();
             let span = tracing::info_span!("session", session = next_id, listener = %self.name, client = %peer);
             tokio::spawn(
                 async move {
-                    accept_session(ctx, stream, peer).await;
+                    accept_session(ctx, stream, peer, resolver).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -78,7 +84,12 @@ impl Listener {
     }
 }
 
-async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr) {
+async fn accept_session(
+    ctx: SessionContext,
+    stream: TcpStream,
+    peer: SocketAddr,
+    resolver: Option<NameResolver>,
+) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(ctx.listener.address);
     let host = ctx.listener.smtpd.myhostname.clone();
@@ -125,9 +136,11 @@ async fn accept_session(ctx: SessionContext, stream: TcpStream, peer: SocketAddr
         }
         None => (peer, local),
     };
-    let names = ClientNames {
-        name: HostName::Unavailable,
-        reverse_name: HostName::Unavailable,
+    let names = match resolver {
+        Some(r) if ctx.snapshot.dns.resolves_for(&ctx.listener) => {
+            Box::pin(r.client_names(client_addr.ip())).await
+        }
+        _ => ClientNames::failed(HostName::Unavailable),
     };
     let implicit_tls = ctx.listener.smtpd.tls_level == TlsLevel::Wrapper;
     let boxed: BoxStream = if implicit_tls {

@@ -74,7 +74,7 @@ pub struct ClientNames {
 }
 
 impl ClientNames {
-    fn failed(status: HostName) -> Self {
+    pub fn failed(status: HostName) -> Self {
         Self {
             name: status.clone(),
             reverse_name: status,

@@ -61,6 +61,14 @@ impl Session {
                 Err(end) => return Step::End(end),
             };
             line.clear();
+            if !is_sasl_response(&response) {
+                // Only base64 goes upstream: anything else could smuggle bytes into the
+                // upstream's command stream. Cancel the exchange there, refuse it here.
+                self.line = response;
+                let _ = self.upstream_command(b"*\r\n").await;
+                let reply = replies::auth_bad_response();
+                return self.auth_finished(&mechanism, reply, username, false);
+            }
             if response == b"*" {
                 aborted = true;
                 line.extend_from_slice(b"*\r\n");
@@ -129,4 +137,12 @@ impl Session {
             Err(e) => Err(self.upstream_failed(&e)),
         }
     }
+}
+
+/// A SASL response line: base64 text, `=` (an empty initial response) or `*` (cancel).
+fn is_sasl_response(line: &[u8]) -> bool {
+    line == b"*"
+        || line
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{ListenerSnapshot, Snapshot, TlsLevel};
+use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::stream::BoxStream;
 use crate::policy::{Client, Facts, TransactionState};
@@ -278,6 +279,21 @@ impl Session {
 
     async fn dispatch(&mut self, line: &[u8]) -> Step {
         let verb = verb_name(line);
+        if self.last == "CONNECT" && looks_like_proxy_header(line) {
+            // A PROXY header from a peer that is not trusted to send one: it must never pass
+            // for a command, nor get a chance to claim another address (Postfix's 421).
+            self.log.warning(format_args!(
+                "haproxy read: PROXY header from untrusted {}",
+                self.log.client()
+            ));
+            self.io.reply(&replies::server_local_error(
+                &self.ctx.listener.smtpd.myhostname,
+            ));
+            self.counts.record("unknown", false);
+            return Step::End(SessionEnd::Closed {
+                reason: "untrusted PROXY header".into(),
+            });
+        }
         let command = match parse(line) {
             Ok(c) => c,
             Err(e) => {

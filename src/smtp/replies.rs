@@ -257,6 +257,15 @@ pub fn pipelining_sync_error() -> Reply {
     Reply::new(554, (5, 5, 0), "Error: SMTP protocol synchronization")
 }
 
+/// A SASL response that is not base64 (Dovecot's reason, as Postfix relays it).
+pub fn auth_bad_response() -> Reply {
+    Reply::new(
+        535,
+        (5, 7, 8),
+        "Error: authentication failed: Invalid base64 data in continued response",
+    )
+}
+
 /// smtpd_hard_error_limit reached (Postfix: 20 errors). The connection closes.
 pub fn too_many_errors(host: &str) -> Reply {
     Reply::new(421, (4, 7, 0), format!("{host} Error: too many errors"))

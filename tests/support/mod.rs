@@ -14,6 +14,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
+pub mod dns;
 pub mod external;
 pub mod maildir;
 pub mod postfix;
