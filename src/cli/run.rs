@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
-use crate::net::listener::Listener;
+use crate::net::listener::{Listener, Services};
 use crate::net::resolve::NameResolver;
+use crate::net::shutdown::Drain;
 use crate::upstream::probe::{probe, TrustBoundary};
 use crate::upstream::Upstream;
 
@@ -74,20 +75,28 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         );
         listeners.push(bound);
     }
-    let resolver = name_resolver(&snapshot.dns);
-    let cell = Arc::new(SnapshotCell::new(snapshot));
+    let drain = Drain::new();
+    let drain_timeout = snapshot.drain_timeout;
+    let services = Services {
+        resolver: name_resolver(&snapshot.dns),
+        snapshots: Arc::new(SnapshotCell::new(snapshot)),
+        upstream,
+        shutdown: drain.watcher(),
+    };
     let mut tasks = Vec::new();
     for l in listeners {
-        tasks.push(tokio::spawn(l.serve(
-            cell.clone(),
-            upstream.clone(),
-            resolver.clone(),
-        )));
+        tasks.push(tokio::spawn(l.serve(services.clone())));
     }
+    let cell = services.snapshots.clone();
+    drop(services);
     wait_for_shutdown(path, &cell).await;
-    tracing::info!("stopping");
+    // Stop accepting, tell idle sessions 421, let messages in flight finish.
     for t in tasks {
         t.abort();
+    }
+    tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
+    if !drain.drain(drain_timeout).await {
+        tracing::warn!("sessions still open after {drain_timeout:?}; closing them");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -120,6 +120,8 @@ pub struct LimitsFile {
     pub session_timeout: Option<Spanned<String>>,
     /// Time allowed for the PROXY header and the TLS handshake.
     pub handshake_timeout: Option<Spanned<String>>,
+    /// On SIGTERM, how long sessions may take to finish before the process exits.
+    pub drain_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -126,6 +126,11 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
         Duration::from_secs(30),
         &mut errors,
     );
+    let drain_timeout = source.duration(
+        file.limits.drain_timeout.as_ref(),
+        Duration::from_secs(30),
+        &mut errors,
+    );
     let dns = compile_dns(&source, &file, &mut errors);
     match (errors.is_empty(), upstream) {
         (true, Some(upstream)) => Ok(Snapshot {
@@ -133,6 +138,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             upstream: Arc::new(upstream),
             session_timeout,
             handshake_timeout,
+            drain_timeout,
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
             dns,
         }),

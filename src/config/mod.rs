@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub session_timeout: Duration,
     /// Time allowed for a PROXY header and for a TLS handshake.
     pub handshake_timeout: Duration,
+    /// On SIGTERM, how long sessions may take to finish.
+    pub drain_timeout: Duration,
     pub log_format: String,
     pub dns: DnsSettings,
 }

@@ -13,10 +13,20 @@ use tracing::Instrument;
 use crate::config::{ListenerSnapshot, SnapshotCell, TlsLevel};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
 use crate::net::resolve::{ClientNames, HostName, NameResolver};
+use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::session::{Session, SessionContext};
 use crate::smtp::replies;
 use crate::upstream::Upstream;
+
+/// What every session of every listener shares.
+#[derive(Clone)]
+pub struct Services {
+    pub snapshots: Arc<SnapshotCell>,
+    pub upstream: Arc<Upstream>,
+    pub resolver: Option<NameResolver>,
+    pub shutdown: Shutdown,
+}
 
 /// One bound listener.
 pub struct Listener {
@@ -40,12 +50,7 @@ impl Listener {
     }
 
     /// Accepts until the task is dropped. Each session gets the snapshot current at accept time.
-    pub async fn serve(
-        self,
-        snapshots: Arc<SnapshotCell>,
-        upstream: Arc<Upstream>,
-        resolver: Option<NameResolver>,
-    ) {
+    pub async fn serve(self, services: Services) {
         let mut next_id: u64 = 0;
         loop {
             // The permit is taken before accept, so a full listener stops accepting instead of
@@ -61,7 +66,7 @@ impl Listener {
                     continue;
                 }
             };
-            let snapshot = snapshots.load();
+            let snapshot = services.snapshots.load();
             let Some(listener) = snapshot.listener(&self.name).cloned() else {
                 continue;
             };
@@ -69,9 +74,10 @@ impl Listener {
             let ctx = SessionContext {
                 snapshot,
                 listener,
-                upstream: upstream.clone(),
+                upstream: services.upstream.clone(),
+                shutdown: services.shutdown.clone(),
             };
-            let resolver = resolver.clone();
+            let resolver = services.resolver.clone();
             let span = tracing::info_span!("session", session = next_id, listener = %self.name, client = %peer);
             tokio::spawn(
                 async move {

@@ -6,5 +6,6 @@
 pub mod listener;
 pub mod proxy_header;
 pub mod resolve;
+pub mod shutdown;
 pub mod stream;
 pub mod tls;

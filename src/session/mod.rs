@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::config::{ListenerSnapshot, Snapshot, TlsLevel};
 use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
+use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::policy::{Client, Facts, TransactionState};
 use crate::smtp::command::{parse, Command};
@@ -43,6 +44,7 @@ pub struct SessionContext {
     pub snapshot: Arc<Snapshot>,
     pub listener: Arc<ListenerSnapshot>,
     pub upstream: Arc<Upstream>,
+    pub shutdown: Shutdown,
 }
 
 /// The SASL login, once the upstream said 235.
@@ -241,7 +243,15 @@ impl Session {
                 }
                 LineScan::Incomplete => {}
             }
-            if let Err(e) = self.io.fill_command(deadline).await {
+            let read = tokio::select! {
+                read = self.io.fill_command(deadline) => read,
+                _ = self.ctx.shutdown.announced() => {
+                    self.line = line;
+                    self.io.reply(&replies::shutting_down(&self.ctx.listener.smtpd.myhostname));
+                    return Err(SessionEnd::Shutdown);
+                }
+            };
+            if let Err(e) = read {
                 self.line = line;
                 return Err(self.read_failed(e));
             }

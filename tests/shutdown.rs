@@ -1,0 +1,58 @@
+//! SIGTERM drains: no new connections, idle sessions hear 421, a message in flight finishes and
+//! is delivered, and the process exits once the sessions are done.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::Client;
+use support::relayguard::{Relayguard, Role};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_sessions() {
+    let mut rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .start();
+    let mut idle = Client::after_ehlo(rg.addr("smtp")).await;
+    let mut busy = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        busy.cmd("MAIL FROM:<a@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(busy.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(
+        busy.cmd("DATA").await,
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    busy.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    rg.signal("TERM");
+    assert_eq!(
+        idle.read_reply().await,
+        "421 4.3.2 relayguard.test Error: service shutting down"
+    );
+    idle.expect_closed().await;
+
+    busy.send_raw(b"second half\r\n.\r\n").await;
+    let reply = busy.read_reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(
+        busy.read_reply().await,
+        "421 4.3.2 relayguard.test Error: service shutting down"
+    );
+    let msg = rg
+        .maildir()
+        .wait_for_containing("Subject: in flight", Duration::from_secs(5));
+    assert!(msg.text().contains("second half"));
+
+    let status = rg
+        .stop_gracefully(Duration::from_secs(10))
+        .expect("relayguard exits after draining");
+    assert!(status.success(), "{status:?}");
+}
