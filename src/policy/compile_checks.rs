@@ -1,0 +1,113 @@
+//! Whole-policy checks after compilation: Postfix's start-up relay-control rule, restrictions
+//! that cannot work with these settings, and whether the client name is ever needed.
+
+use super::error::{PolicyError, PolicyWarning};
+use super::params::Origin;
+use super::restriction::{Lookup, Restriction};
+use super::Policy;
+
+/// smtpd_check.c has_required: does the list (or a class it names) contain relay control before
+/// any `permit`?
+fn has_required(list: &[Restriction], p: &Policy, depth: usize) -> bool {
+    for r in list {
+        match r {
+            Restriction::Permit => return false,
+            r if r.is_relay_control() => return true,
+            Restriction::Class(i) if depth < 10 => {
+                if let Some((_, inner)) = p.classes.get(*i as usize) {
+                    if has_required(inner, p, depth + 1) {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn all_lists(p: &Policy) -> impl Iterator<Item = (&str, &[Restriction])> {
+    let s = &p.stages;
+    [
+        ("smtpd_client_restrictions", &s.client[..]),
+        ("smtpd_helo_restrictions", &s.helo[..]),
+        ("smtpd_sender_restrictions", &s.sender[..]),
+        ("smtpd_relay_restrictions", &s.relay[..]),
+        ("smtpd_recipient_restrictions", &s.recipient[..]),
+        ("smtpd_data_restrictions", &s.data[..]),
+        ("smtpd_end_of_data_restrictions", &s.end_of_data[..]),
+    ]
+    .into_iter()
+    .chain(p.classes.iter().map(|(n, l)| (&**n, &l[..])))
+    .chain(p.value_lists.iter().map(|(n, l)| (&**n, &l[..])))
+}
+
+fn any(list: &[Restriction], f: &dyn Fn(&Restriction) -> bool) -> bool {
+    list.iter().any(|r| match r {
+        Restriction::WarnIfReject(inner) => f(inner),
+        r => f(r),
+    })
+}
+
+pub(crate) fn check(
+    p: &mut Policy,
+    errors: &mut Vec<PolicyError>,
+    warnings: &mut Vec<PolicyWarning>,
+    origin: impl Fn(&str) -> Origin,
+) {
+    if !has_required(&p.stages.relay, p, 0) && !has_required(&p.stages.recipient, p, 0) {
+        let o = origin("smtpd_relay_restrictions");
+        let o = if o.line == 0 {
+            origin("smtpd_recipient_restrictions")
+        } else {
+            o
+        };
+        errors.push(PolicyError::NoRelayControl { origin: o });
+    }
+    let mut wants_name = false;
+    for (name, list) in all_lists(p) {
+        if !p.sasl_auth_enable && any(list, &|r| matches!(r, Restriction::PermitSaslAuthenticated))
+        {
+            warnings.push(PolicyWarning::new(
+                name,
+                &origin(name),
+                "permit_sasl_authenticated never matches: smtpd_sasl_auth_enable = no".into(),
+                "set smtpd_sasl_auth_enable = yes if clients authenticate".into(),
+            ));
+        }
+        if any(list, &|r| matches!(r, Restriction::SenderLoginMismatch(_))) {
+            if p.sender_login_maps.is_none() {
+                errors.push(PolicyError::BadValue {
+                    name: name.to_string(),
+                    origin: origin(name),
+                    why: "reject_*sender_login_mismatch needs smtpd_sender_login_maps".into(),
+                    hint: super::Hint::text(
+                        "set smtpd_sender_login_maps = texthash:/path/to/logins",
+                    ),
+                });
+            } else if !p.sasl_auth_enable {
+                warnings.push(PolicyWarning::new(
+                    name,
+                    &origin(name),
+                    "restriction `reject_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)".into(),
+                    "set smtpd_sasl_auth_enable = yes".into(),
+                ));
+            }
+        }
+        if any(list, &|r| {
+            matches!(
+                r,
+                Restriction::Check {
+                    lookup: Lookup::Client,
+                    ..
+                }
+            )
+        }) {
+            wants_name = true;
+        }
+    }
+    if p.mynetworks.uses_names() || p.sasl_exceptions.uses_names() {
+        wants_name = true;
+    }
+    p.wants_name = wants_name;
+}
