@@ -169,7 +169,11 @@ fn style_networks(style: &str, interfaces: &[(IpAddr, u8)]) -> Result<String, St
     Ok(out.join(" "))
 }
 
-pub(crate) fn compile(params: &ParamMap, host: &HostInfo) -> Result<Policy, Vec<PolicyError>> {
+pub(crate) fn compile(
+    params: &ParamMap,
+    host: &HostInfo,
+    others: &[&str],
+) -> Result<Policy, Vec<PolicyError>> {
     let compat = params
         .value("compatibility_level")
         .map(|v| parse_compat(v).unwrap_or((3, 6)))
@@ -187,7 +191,7 @@ pub(crate) fn compile(params: &ParamMap, host: &HostInfo) -> Result<Policy, Vec<
         .into_iter()
         .map(str::to_ascii_lowercase)
         .collect();
-    check_names(&mut cx, &class_names);
+    check_names(&mut cx, &class_names, others);
 
     let mut cache: FxHashMap<String, Arc<Table>> = FxHashMap::default();
     let mut table_warnings: Vec<PolicyWarning> = Vec::new();
@@ -464,6 +468,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
             .into(),
         recipient_delimiter: cx.get("recipient_delimiter").into(),
         myorigin: cx.get("myorigin").trim().to_ascii_lowercase().into(),
+        myhostname: cx.get("myhostname").trim().into(),
         access_parent_style: super::text::split_list(&cx.get("parent_domain_matches_subdomains"))
             .iter()
             .any(|p| p.eq_ignore_ascii_case("smtpd_access_maps")),
@@ -529,7 +534,7 @@ fn local_interfaces(cx: &mut Ctx<'_>) -> Vec<(IpAddr, u8)> {
 }
 
 /// Every name in the map must be implemented here, by the session, or be a declared class.
-fn check_names(cx: &mut Ctx<'_>, classes: &[String]) {
+fn check_names(cx: &mut Ctx<'_>, classes: &[String], others: &[&str]) {
     let names: Vec<(String, Origin)> = cx
         .params
         .iter()
@@ -538,6 +543,7 @@ fn check_names(cx: &mut Ctx<'_>, classes: &[String]) {
     for (name, origin) in names {
         if PARAMETERS.contains(&name.as_str())
             || SESSION_PARAMETERS.contains(&name.as_str())
+            || others.contains(&name.as_str())
             || classes.contains(&name)
         {
             continue;
@@ -545,6 +551,7 @@ fn check_names(cx: &mut Ctx<'_>, classes: &[String]) {
         let candidates = PARAMETERS
             .iter()
             .chain(SESSION_PARAMETERS)
+            .chain(others)
             .copied()
             .chain(classes.iter().map(String::as_str));
         if POSTFIX_NAMES.binary_search(&name.as_str()).is_ok() {

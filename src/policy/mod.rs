@@ -376,6 +376,7 @@ pub struct Policy {
     pub(crate) null_key: Box<str>,
     pub(crate) recipient_delimiter: Box<str>,
     pub(crate) myorigin: Box<str>,
+    pub(crate) myhostname: Box<str>,
     pub(crate) access_parent_style: bool,
     pub(crate) sender_login_maps: Option<Arc<Table>>,
     pub(crate) warnings: Vec<PolicyWarning>,
@@ -405,7 +406,7 @@ impl Policy {
     /// Compiles the parameters once at load, for a loopback-only host ([`HostInfo::loopback`]).
     /// Every problem is returned, not only the first.
     pub fn compile(params: &ParamMap) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, &HostInfo::loopback())
+        compile::compile(params, &HostInfo::loopback(), &[])
     }
 
     /// Compiles with the real host's interfaces and name (for `mynetworks_style`,
@@ -414,7 +415,17 @@ impl Policy {
         params: &ParamMap,
         host: &HostInfo,
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host)
+        compile::compile(params, host, &[])
+    }
+
+    /// Like [`Policy::compile_for_host`]; `other_parameters` are names implemented elsewhere in
+    /// relayguard (e.g. the limiter's), accepted here without being read.
+    pub fn compile_with(
+        params: &ParamMap,
+        host: &HostInfo,
+        other_parameters: &[&str],
+    ) -> Result<Policy, Vec<PolicyError>> {
+        compile::compile(params, host, other_parameters)
     }
 
     /// Settings that are valid but surely not what the admin meant, for `check-config`.
