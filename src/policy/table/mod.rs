@@ -151,6 +151,13 @@ impl Table {
         })
     }
 
+    /// Opens one table outside a policy (for tools and benches); notices come back with it.
+    pub fn load(spec: &str, origin: &Origin) -> Result<(Table, Vec<PolicyWarning>), PolicyError> {
+        let mut warnings = Vec::new();
+        let t = Table::open(spec, origin, &mut warnings)?;
+        Ok((t, warnings))
+    }
+
     /// The table as written (`texthash:/etc/postfix/access`).
     pub fn spec(&self) -> &str {
         &self.spec
