@@ -74,9 +74,8 @@ const MESSAGE_ACTIONS: &[&str] = &[
 
 /// Splits a leading `D.D.D ` enhanced code off `text` (Postfix dsn_valid + a following space).
 pub(crate) fn split_dsn(text: &str) -> (Option<Dsn>, &str) {
-    let Some((head, rest)) = text.split_once(char::is_whitespace) else {
-        return (None, text);
-    };
+    // `REJECT 5.7.9` alone is a code with the default text [live].
+    let (head, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     let mut parts = head.split('.');
     let (Some(a), Some(b), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -111,6 +111,18 @@ pub(crate) struct Rewrite {
 /// Resolves `key` (lower-case internal form) as trivial-rewrite would and classifies it.
 /// `myorigin` is appended to an address without domain.
 pub(crate) fn classify(key: &str, rw: Rewrite, myorigin: &str, loc: &dyn Locality) -> Destination {
+    resolve(key, rw, myorigin, loc).0
+}
+
+/// Like [`classify`], also returning the resolved address (what trivial-rewrite hands back and
+/// what smtpd looks up in access tables: `user@elsewhere@local.test` -> `user@elsewhere`,
+/// `u%x@local.test` -> `u@x`, `user` -> `user@$myorigin` [live]).
+pub(crate) fn resolve(
+    key: &str,
+    rw: Rewrite,
+    myorigin: &str,
+    loc: &dyn Locality,
+) -> (Destination, String) {
     let mut addr = key.to_string();
     let mut appended = false;
     // Each turn removes at least one character or routing operator, so this ends; the bound is
@@ -123,15 +135,15 @@ pub(crate) fn classify(key: &str, rw: Rewrite, myorigin: &str, loc: &dyn Localit
                     continue;
                 }
                 if local.contains(['@', '%', '!']) {
-                    return Destination::Routed;
+                    return (Destination::Routed, addr);
                 }
                 if loc.is_final(domain) {
-                    return Destination::Final;
+                    return (Destination::Final, addr);
                 }
                 if loc.is_relay(domain) {
-                    return Destination::Relay;
+                    return (Destination::Relay, addr);
                 }
-                return Destination::Foreign;
+                return (Destination::Foreign, addr);
             }
             None => {
                 if rw.allow_percent_hack {
@@ -147,14 +159,14 @@ pub(crate) fn classify(key: &str, rw: Rewrite, myorigin: &str, loc: &dyn Localit
                     }
                 }
                 if appended {
-                    return Destination::Foreign;
+                    return (Destination::Foreign, addr);
                 }
                 appended = true;
                 addr = format!("{addr}@{myorigin}");
             }
         }
     }
-    Destination::Foreign
+    (Destination::Foreign, addr)
 }
 
 /// Postfix's valid_hostname: labels of letters, digits, `-` and `_`, not starting or ending in

@@ -3,7 +3,7 @@
 //!
 //! Pattern tables (cidr, regexp, pcre) get only the first, full key. Keys are lower-case.
 
-use super::address::Address;
+use super::address::{resolve, Address};
 use super::table::Table;
 use super::text::AddrText;
 use super::Policy;
@@ -95,11 +95,9 @@ pub(crate) fn mail(p: &Policy, t: &Table, a: &Address, is_sender: bool) -> Hit {
             None
         };
     }
-    let full = match a.split() {
-        (_, Some(_)) => std::borrow::Cow::Borrowed(a.key.as_str()),
-        // trivial-rewrite appends $myorigin to an address without domain.
-        (local, None) => std::borrow::Cow::Owned(format!("{local}@{}", p.myorigin)),
-    };
+    // smtpd looks up the address trivial-rewrite resolved: source routes and own domains
+    // stripped, percent hack and bang paths applied, $myorigin appended [live].
+    let (_, full) = resolve(&a.key, p.rewrite, &p.myorigin, p);
     if let Some(hit) = probe(t, &full) {
         return Some(hit);
     }

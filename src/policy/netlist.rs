@@ -182,7 +182,18 @@ impl NetList {
                             errors.push(bad("empty domain pattern \".\"".into(), Hint::none()));
                             continue;
                         }
-                        self.dotted.entry(lower.clone().into()).or_insert(index);
+                        if self.parent_style {
+                            // Postfix's match_hostname compares only parent names in this style,
+                            // so `.example.com` never matches anything here [live].
+                            warnings.push(PolicyWarning::new(
+                                param,
+                                origin,
+                                format!("`{pat}` never matches: in {param} a domain already matches its subdomains and a leading dot is not understood"),
+                                format!("write `{rest}`"),
+                            ));
+                        } else {
+                            self.dotted.entry(lower.clone().into()).or_insert(index);
+                        }
                         Pattern::Dotted
                     } else {
                         self.names.entry(lower.clone().into()).or_insert(index);

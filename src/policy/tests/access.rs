@@ -17,6 +17,8 @@ rej@t.test REJECT
 rejt@t.test REJECT go away
 rejd@t.test REJECT 5.7.9 go away
 rej4@t.test REJECT 4.7.9 txt
+rej9@t.test REJECT 5.7.9
+r418@t.test REJECT 4.1.8 four
 def@t.test DEFER
 deft@t.test DEFER come back later
 defd@t.test DEFER 4.2.0 txt
@@ -324,6 +326,37 @@ c550dsn@s.test 550 5.1.1 txt
     assert_eq!(
         rcpt(&p, &c.clone().from("c550dsn@s.test"), "u@local.test"),
         "550 5.1.7 <c550dsn@s.test>: Sender address rejected: txt"
+    );
+}
+
+/// smtpd looks up the resolved recipient [live].
+#[test]
+fn mail_lookup_uses_resolved_address() {
+    let p = policy(
+        "resolved",
+        "myhostname = mx.relayguard.test\nmydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_relay_before_recipient_restrictions = no\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\nsmtpd_recipient_restrictions = check_recipient_access texthash:access\n",
+        &[("access", "user@elsewhere@local.test REJECT full internal\nuser@elsewhere REJECT stripped\nu4@x REJECT pct resolved\nuser@mx.relayguard.test REJECT myorigin key\nbare@ REJECT bare at\n")],
+    );
+    let c = who("203.0.113.9");
+    assert_eq!(
+        rcpt(&p, &c, "user@elsewhere@local.test"),
+        "554 5.7.1 <user@elsewhere@local.test>: Recipient address rejected: stripped"
+    );
+    assert_eq!(
+        rcpt(&p, &c, "u4%x@local.test"),
+        "554 5.7.1 <u4%x@local.test>: Recipient address rejected: pct resolved"
+    );
+    assert_eq!(
+        rcpt(&p, &who("127.0.0.1"), "user"),
+        "554 5.7.1 <user>: Recipient address rejected: myorigin key"
+    );
+    assert_eq!(
+        rcpt(&p, &who("127.0.0.1"), "bare"),
+        "554 5.7.1 <bare>: Recipient address rejected: bare at"
+    );
+    assert_eq!(
+        rcpt(&p, &who("127.0.0.1"), "bare@local.test"),
+        "554 5.7.1 <bare@local.test>: Recipient address rejected: bare at"
     );
 }
 

@@ -180,14 +180,16 @@ fn network_list_forms_files_tables_names() {
         ),
         ok
     );
+    // In a parent-style list `.sub.example` matches nothing [live], and check-config says so.
     assert_eq!(
         rcpt(
             &p,
             &who("192.0.9.1").named("a.sub.example"),
             "u@elsewhere.example"
         ),
-        ok
+        no
     );
+    assert_eq!(p.warnings()[0].fix, "write `sub.example`");
     assert_eq!(
         rcpt(
             &p,

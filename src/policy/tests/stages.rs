@@ -201,6 +201,12 @@ fn helo_syntax_checks() {
         "504 5.5.2 <1.2.3.4>: Helo command rejected: need fully-qualified hostname"
     );
     assert_eq!(r("[1.2.3.4]"), "250 2.1.5 Ok");
+    assert_eq!(r("[IPv6:::1]"), "250 2.1.5 Ok");
+    assert_eq!(r("a_b.example"), "250 2.1.5 Ok");
+    assert_eq!(
+        r("[IPv6:1.2.3.4]"),
+        "501 5.5.2 <[IPv6:1.2.3.4]>: Helo command rejected: invalid ip address"
+    );
     assert_eq!(r("host.example."), "250 2.1.5 Ok");
 }
 
