@@ -50,6 +50,9 @@ struct Ctx<'a> {
     compat: (u32, u32),
     errors: Vec<PolicyError>,
     warnings: Vec<PolicyWarning>,
+    /// `mynetworks` as computed from `mynetworks_style` when not set, so `$mynetworks` expands
+    /// to it (e.g. in smtpd_client_event_limit_exceptions).
+    style_mynetworks: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -58,6 +61,7 @@ impl Ctx<'_> {
             return Some(v.to_string());
         }
         match name {
+            "mynetworks" => self.style_mynetworks.clone(),
             "myhostname" => Some(
                 self.host
                     .hostname
@@ -184,6 +188,7 @@ pub(crate) fn compile(
         compat,
         errors: Vec::new(),
         warnings: Vec::new(),
+        style_mynetworks: None,
     };
 
     // Classes are parameter names too, so read them before checking names.
@@ -241,6 +246,9 @@ pub(crate) fn compile(
             }
         }
     };
+    if params.get("mynetworks").is_none() {
+        cx.style_mynetworks = Some(mynetworks_value.clone());
+    }
     let mynetworks = list(&mut cx, "mynetworks", mynetworks_value, &mut open);
     let v = cx.get("smtpd_sasl_exceptions_networks");
     let sasl_exceptions = list(&mut cx, "smtpd_sasl_exceptions_networks", v, &mut open);

@@ -245,6 +245,14 @@ fn mynetworks_style_from_interfaces() {
     let map = parse_main_cf("mydestination = local.test\n", Path::new("/m")).unwrap();
     let dflt = Policy::compile_for_host(&map, &host).unwrap();
     assert!(m(&dflt, "192.0.2.2") && !m(&dflt, "192.0.2.3"));
+    // smtpd_client_event_limit_exceptions defaults to $mynetworks, the computed one too.
+    let ex = dflt.event_limit_exceptions();
+    assert!(ex
+        .match_client("unknown", "192.0.2.2".parse().unwrap())
+        .is_match());
+    assert!(!ex
+        .match_client("unknown", "192.0.2.3".parse().unwrap())
+        .is_match());
 }
 
 /// Reference 6.2 through the whole engine: replies for every open-relay form.
