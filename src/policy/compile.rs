@@ -8,41 +8,14 @@ use rustc_hash::FxHashMap;
 
 use super::access::{parse_action, Action, Codes};
 use super::address::Rewrite;
+use super::compile_checks::check_names;
+use super::defaults::{default_value, parse_compat, style_networks};
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::netlist::{NetList, TableOpener};
 use super::params::{expand, Origin, ParamMap};
-use super::postfix_names::POSTFIX_NAMES;
 use super::restriction::{parse_list, ListContext, Lookup, Restriction};
 use super::table::Table;
-use super::{HostInfo, Policy, StageLists, PARAMETERS, SESSION_PARAMETERS};
-
-/// Built-in values (Postfix 3.7, compatibility_level 3.6) of parameters that have one.
-fn default_value(name: &str, compat: (u32, u32)) -> Option<&'static str> {
-    Some(match name {
-        "mydestination" => "$myhostname, localhost.$mydomain, localhost",
-        "myorigin" => "$myhostname",
-        "relay_domains" if compat < (2, 0) => "$mydestination",
-        "smtpd_relay_restrictions" if compat >= (1, 0) => {
-            "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"
-        }
-        "smtpd_relay_before_recipient_restrictions" => if compat >= (3, 6) { "yes" } else { "no" },
-        "mynetworks_style" => if compat >= (2, 0) { "host" } else { "subnet" },
-        "smtpd_client_event_limit_exceptions" => "${smtpd_client_connection_limit_exceptions:$mynetworks}",
-        "parent_domain_matches_subdomains" => "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps",
-        "inet_interfaces" => "all",
-        "smtpd_delay_reject" => "yes",
-        "smtpd_null_access_lookup_key" => "<>",
-        "allow_percent_hack" => "yes",
-        "swap_bangpath" => "yes",
-        "allow_untrusted_routing" => "no",
-        "smtpd_sasl_auth_enable" => "no",
-        "smtpd_tls_auth_only" => "no",
-        "soft_bounce" => "no",
-        "virtual_alias_domains" => "$virtual_alias_maps",
-        "virtual_mailbox_domains" => "$virtual_mailbox_maps",
-        _ => return None,
-    })
-}
+use super::{HostInfo, Policy, StageLists};
 
 struct Ctx<'a> {
     params: &'a ParamMap,
@@ -130,49 +103,6 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_compat(v: &str) -> Option<(u32, u32)> {
-    let v = v.trim();
-    let (a, b) = v.split_once('.').unwrap_or((v, "0"));
-    Some((a.parse().ok()?, b.split('.').next()?.parse().ok()?))
-}
-
-/// Network list from `mynetworks_style` and the host's interfaces.
-fn style_networks(style: &str, interfaces: &[(IpAddr, u8)]) -> Result<String, String> {
-    let mut out: Vec<String> = Vec::new();
-    for &(addr, len) in interfaces {
-        let (net, len) = match style {
-            "host" => (addr, if addr.is_ipv4() { 32 } else { 128 }),
-            "subnet" => (super::prefix::network_of(addr, len), len),
-            "class" => match addr {
-                IpAddr::V4(a) => {
-                    let first = a.octets()[0];
-                    let l = if first < 128 {
-                        8
-                    } else if first < 192 {
-                        16
-                    } else if first < 224 {
-                        24
-                    } else {
-                        len
-                    };
-                    (super::prefix::network_of(addr, l), l)
-                }
-                IpAddr::V6(_) => (super::prefix::network_of(addr, len), len),
-            },
-            other => return Err(format!("\"{other}\" is not host, subnet or class")),
-        };
-        let text = if net.is_ipv6() {
-            format!("[{net}]/{len}")
-        } else {
-            format!("{net}/{len}")
-        };
-        if !out.contains(&text) {
-            out.push(text);
-        }
-    }
-    Ok(out.join(" "))
-}
-
 pub(crate) fn compile(
     params: &ParamMap,
     host: &HostInfo,
@@ -196,7 +126,7 @@ pub(crate) fn compile(
         .into_iter()
         .map(str::to_ascii_lowercase)
         .collect();
-    check_names(&mut cx, &class_names, others);
+    check_names(params, &mut cx.errors, &class_names, others);
 
     let mut cache: FxHashMap<String, Arc<Table>> = FxHashMap::default();
     let mut table_warnings: Vec<PolicyWarning> = Vec::new();
@@ -539,48 +469,6 @@ fn local_interfaces(cx: &mut Ctx<'_>) -> Vec<(IpAddr, u8)> {
         }
     }
     out
-}
-
-/// Every name in the map must be implemented here, by the session, or be a declared class.
-fn check_names(cx: &mut Ctx<'_>, classes: &[String], others: &[&str]) {
-    let names: Vec<(String, Origin)> = cx
-        .params
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.origin.clone()))
-        .collect();
-    for (name, origin) in names {
-        if PARAMETERS.contains(&name.as_str())
-            || SESSION_PARAMETERS.contains(&name.as_str())
-            || others.contains(&name.as_str())
-            || classes.contains(&name)
-        {
-            continue;
-        }
-        let candidates = PARAMETERS
-            .iter()
-            .chain(SESSION_PARAMETERS)
-            .chain(others)
-            .copied()
-            .chain(classes.iter().map(String::as_str));
-        if POSTFIX_NAMES.binary_search(&name.as_str()).is_ok() {
-            let hint = Hint::nearest(&name, candidates);
-            let hint = hint.0.map(|h| format!("relayguard does not implement it; {h}")).unwrap_or_else(|| "relayguard does not implement it; remove it or configure it on the upstream MTA".into());
-            cx.errors.push(PolicyError::NotImplemented {
-                name,
-                origin,
-                hint: Hint::text(hint),
-            });
-        } else {
-            let hint = Hint::nearest(&name, candidates);
-            let hint = if hint.0.is_none() && !classes.is_empty() {
-                Hint::text("a restriction class must be listed in smtpd_restriction_classes")
-            } else {
-                hint
-            };
-            cx.errors
-                .push(PolicyError::UnknownParameter { name, origin, hint });
-        }
-    }
 }
 
 /// Tables used by check_*_access anywhere (their values are access actions).

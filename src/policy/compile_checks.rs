@@ -1,10 +1,13 @@
 //! Whole-policy checks after compilation: Postfix's start-up relay-control rule, restrictions
 //! that cannot work with these settings, and whether the client name is ever needed.
 
+use super::error::Hint;
 use super::error::{PolicyError, PolicyWarning};
-use super::params::Origin;
+use super::params::{Origin, ParamMap};
+use super::postfix_names::POSTFIX_NAMES;
 use super::restriction::{Lookup, Restriction};
 use super::Policy;
+use super::{PARAMETERS, SESSION_PARAMETERS};
 
 /// smtpd_check.c has_required: does the list (or a class it names) contain relay control before
 /// any `permit`?
@@ -110,4 +113,49 @@ pub(crate) fn check(
         wants_name = true;
     }
     p.wants_name = wants_name;
+}
+
+/// Every name in the map must be implemented here, by the session, or be a declared class.
+pub(crate) fn check_names(
+    params: &ParamMap,
+    errors: &mut Vec<PolicyError>,
+    classes: &[String],
+    others: &[&str],
+) {
+    let names: Vec<(String, Origin)> = params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.origin.clone()))
+        .collect();
+    for (name, origin) in names {
+        if PARAMETERS.contains(&name.as_str())
+            || SESSION_PARAMETERS.contains(&name.as_str())
+            || others.contains(&name.as_str())
+            || classes.contains(&name)
+        {
+            continue;
+        }
+        let candidates = PARAMETERS
+            .iter()
+            .chain(SESSION_PARAMETERS)
+            .chain(others)
+            .copied()
+            .chain(classes.iter().map(String::as_str));
+        if POSTFIX_NAMES.binary_search(&name.as_str()).is_ok() {
+            let hint = Hint::nearest(&name, candidates);
+            let hint = hint.0.map(|h| format!("relayguard does not implement it; {h}")).unwrap_or_else(|| "relayguard does not implement it; remove it or configure it on the upstream MTA".into());
+            errors.push(PolicyError::NotImplemented {
+                name,
+                origin,
+                hint: Hint::text(hint),
+            });
+        } else {
+            let hint = Hint::nearest(&name, candidates);
+            let hint = if hint.0.is_none() && !classes.is_empty() {
+                Hint::text("a restriction class must be listed in smtpd_restriction_classes")
+            } else {
+                hint
+            };
+            errors.push(PolicyError::UnknownParameter { name, origin, hint });
+        }
+    }
 }
