@@ -287,6 +287,10 @@ pub(crate) fn compile(
                         if value_lists.contains_key(key) {
                             continue;
                         }
+                        if super::text::split_list(key).iter().any(|t| t.contains(':')) {
+                            lcx.errors.push(bad(format!("value \"{value}\" names a lookup table; do not specify lookup tables inside SMTPD access maps, define a restriction class and specify its name instead")));
+                            continue;
+                        }
                         let before = lcx.errors.len();
                         let parsed = parse_list(t.spec(), key, &origin, None, &mut lcx);
                         if lcx.errors.len() == before {

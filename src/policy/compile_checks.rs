@@ -29,6 +29,50 @@ fn has_required(list: &[Restriction], p: &Policy, depth: usize) -> bool {
     false
 }
 
+/// Whether class `from` can reach class `target` through class names in lists or in the
+/// values of the access tables its lists consult.
+fn reaches(p: &Policy, from: u32, target: u32, seen: &mut Vec<bool>) -> bool {
+    let Some((_, list)) = p.classes.get(from as usize) else {
+        return false;
+    };
+    let mut next: Vec<u32> = Vec::new();
+    let collect = |list: &[Restriction], next: &mut Vec<u32>| {
+        for r in list {
+            let r = match r {
+                Restriction::WarnIfReject(inner) => inner,
+                r => r,
+            };
+            if let Restriction::Class(c) = r {
+                next.push(*c);
+            }
+        }
+    };
+    collect(list, &mut next);
+    for r in list {
+        if let Restriction::Check { table, .. } = r {
+            for (value, _) in table.values() {
+                if let Some(l) = p.value_lists.get(value.trim()) {
+                    collect(l, &mut next);
+                }
+            }
+        }
+    }
+    for c in next {
+        if c == target {
+            return true;
+        }
+        if let Some(s) = seen.get_mut(c as usize) {
+            if !*s {
+                *s = true;
+                if reaches(p, c, target, seen) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 fn all_lists(p: &Policy) -> impl Iterator<Item = (&str, &[Restriction])> {
     let s = &p.stages;
     [
@@ -66,6 +110,18 @@ pub(crate) fn check(
             o
         };
         errors.push(PolicyError::NoRelayControl { origin: o });
+    }
+    for (i, (name, _)) in p.classes.iter().enumerate() {
+        if reaches(p, i as u32, i as u32, &mut vec![false; p.classes.len()]) {
+            errors.push(PolicyError::BadValue {
+                name: name.to_string(),
+                origin: origin(name),
+                why: format!(
+                    "restriction class `{name}` calls itself and causes unreasonable recursion"
+                ),
+                hint: super::Hint::none(),
+            });
+        }
     }
     let mut wants_name = false;
     for (name, list) in all_lists(p) {

@@ -206,3 +206,20 @@ fn trace_with_delay_reject_no_and_sasl_gate() {
     );
     assert!(t.steps[0].closes);
 }
+
+#[test]
+fn class_recursion_and_tables_in_values_are_load_errors() {
+    let e = errors("recursion", &format!("{BASE}smtpd_restriction_classes = a, b\na = b\nb = check_client_access inline:{{x=a}}, reject\nsmtpd_relay_restrictions = a, reject_unauth_destination\n"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("restriction class `a` calls itself")),
+        "{e:?}"
+    );
+    let e = try_policy(
+        "tablevalue",
+        &format!("{BASE}smtpd_recipient_restrictions = check_recipient_access texthash:access\n"),
+        &[("access", "x@t.test check_sender_access texthash:other\n")],
+    )
+    .unwrap_err();
+    assert!(e[0].to_string().contains("access:1: table `texthash:access`: value \"check_sender_access texthash:other\" names a lookup table"), "{}", e[0]);
+}
