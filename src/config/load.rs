@@ -18,7 +18,7 @@ use super::{
     DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
     UpstreamSettings, UpstreamTarget,
 };
-use crate::policy::{self, Origin, ParamMap, ParamValue, Policy};
+use crate::policy::{self, HostInfo, Origin, ParamMap, ParamValue, Policy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,7 +93,6 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
     })?;
     let mut errors = Vec::new();
     let main_params = source.params(&file.policy);
-    check_names(&main_params, &mut errors);
 
     let mut names = HashSet::new();
     let mut listeners = Vec::new();
@@ -142,8 +141,17 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
             dns,
         }),
-        _ => Err(errors),
+        _ => Err(dedup(errors)),
     }
+}
+
+/// A mistake in `[policy]` is found once per listener; report it once.
+fn dedup(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    let mut seen = HashSet::new();
+    errors
+        .into_iter()
+        .filter(|e| seen.insert(e.to_string()))
+        .collect()
 }
 
 fn compile_listener(
@@ -164,7 +172,6 @@ fn compile_listener(
         }
     };
     let overrides = source.params(&l.policy);
-    check_names(&overrides, errors);
     let params = main_params
         .overlaid(&role_defaults(l.role, source, l.address.span().start))
         .overlaid(&overrides);
@@ -204,7 +211,7 @@ fn compile_listener(
             None
         }
     };
-    let policy = match Policy::compile(&params) {
+    let policy = match Policy::compile_with(&params, &host_info(), settings::PARAMETERS) {
         Ok(p) => Some(p),
         Err(es) => {
             errors.extend(es.into_iter().map(ConfigError::Policy));
@@ -380,56 +387,27 @@ fn compile_dns(
     }
 }
 
-/// Every parameter name must be implemented by the policy engine or the session.
-fn check_names(params: &ParamMap, errors: &mut Vec<ConfigError>) {
-    let class_names: Vec<String> = params
-        .value("smtpd_restriction_classes")
-        .map(|v| {
-            v.split([',', ' ', '\t', '\n'])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+/// This host's interfaces and name, for `mynetworks_style` and address literals, read once per
+/// load (Postfix reads them at start too).
+fn host_info() -> HostInfo {
+    let interfaces = if_addrs::get_if_addrs()
+        .map(|all| {
+            all.into_iter()
+                .map(|i| match i.addr {
+                    if_addrs::IfAddr::V4(a) => (std::net::IpAddr::V4(a.ip), a.prefixlen),
+                    if_addrs::IfAddr::V6(a) => (std::net::IpAddr::V6(a.ip), a.prefixlen),
+                })
                 .collect()
         })
-        .unwrap_or_default();
-    for (name, value) in params.iter() {
-        let known = policy::PARAMETERS.contains(&name)
-            || settings::PARAMETERS.contains(&name)
-            || class_names.iter().any(|c| c == name);
-        if !known {
-            errors.push(ConfigError::UnknownParameter {
-                name: name.to_owned(),
-                origin: value.origin.clone(),
-                hint: nearest_name(name)
-                    .map(|n| format!(" (did you mean `{n}`?)"))
-                    .unwrap_or_default(),
-            });
-        }
+        .unwrap_or_else(|_| HostInfo::loopback().interfaces);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    HostInfo {
+        interfaces,
+        hostname,
     }
-}
-
-fn nearest_name(name: &str) -> Option<&'static str> {
-    policy::PARAMETERS
-        .iter()
-        .chain(settings::PARAMETERS)
-        .map(|candidate| (edit_distance(name, candidate), *candidate))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The config text, for turning byte spans into line numbers and relative paths into real ones.

@@ -1,251 +1,240 @@
-//! Decides, for one client at one stage, whether the session goes on or which reply it gets.
+//! Decides, for one client at one stage, whether the session goes on or which reply it gets, with
+//! Postfix 3.7's restrictions, tables and replies (compatibility_level 3.6 defaults).
 //!
 //! Pure: no sockets, no async, no clock, no logging. The session gathers the facts (client
 //! address and verified name, HELO, login, envelope) and calls [`Policy::evaluate`]; the returned
-//! [`Decision`] carries the exact reply and the reason, which the caller logs.
-//!
-//! This file holds the interface the session relies on and a minimal built-in policy
-//! ("loopback may relay, others may send to local domains"); the Postfix-compatible engine
-//! replaces the internals behind the same interface.
+//! [`Decision`] carries the exact reply and the reason, which the caller logs. Everything is
+//! compiled at load ([`Policy::compile`]); table files are read then and never again.
+//! How lookups that need the network will fit is described in [`pending`].
 
-pub mod params;
+mod access;
+mod address;
+mod compile;
+mod compile_checks;
+mod decision;
+mod defaults;
+mod error;
+mod eval;
+mod eval_access;
+mod facts;
+mod lookup;
+pub mod main_cf;
+mod netlist;
+mod params;
+pub mod pending;
+mod postfix_names;
+mod prefix;
+mod restriction;
+mod stages;
+mod table;
+mod text;
+pub mod trace;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use ipnetwork::IpNetwork;
+use rustc_hash::FxHashMap;
 
 use crate::smtp::Reply;
-pub use params::{Origin, ParamMap, ParamValue};
+pub use access::VoiceKind;
+pub use decision::{
+    AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
+};
+pub use error::{Hint, PolicyError, PolicyWarning};
+pub use facts::{Client, Facts, HostInfo, Stage};
+pub use netlist::{ListMatch, NetList};
+pub use params::{expand, Origin, ParamMap, ParamValue};
+pub use table::Table;
+
+use access::Codes;
+use address::{literal_addr, Locality, Rewrite};
+use eval::{Eval, Verdict};
+use restriction::Restriction;
 
 /// Postfix parameter names this module implements (the loader rejects names nobody implements).
 pub const PARAMETERS: &[&str] = &[
-    "mynetworks",
+    "access_map_defer_code",
+    "access_map_reject_code",
+    "allow_percent_hack",
+    "allow_untrusted_routing",
+    "compatibility_level",
+    "defer_code",
+    "inet_interfaces",
+    "invalid_hostname_reject_code",
     "mydestination",
     "mydomain",
+    "mynetworks",
+    "mynetworks_style",
+    "myorigin",
+    "non_fqdn_reject_code",
+    "parent_domain_matches_subdomains",
+    "proxy_interfaces",
+    "recipient_delimiter",
+    "reject_code",
+    "relay_domains",
+    "relay_domains_reject_code",
+    "smtpd_client_event_limit_exceptions",
+    "smtpd_client_restrictions",
+    "smtpd_data_restrictions",
+    "smtpd_delay_reject",
+    "smtpd_end_of_data_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_null_access_lookup_key",
+    "smtpd_recipient_restrictions",
+    "smtpd_relay_before_recipient_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_restriction_classes",
     "smtpd_sasl_auth_enable",
+    "smtpd_sasl_exceptions_networks",
+    "smtpd_sender_login_maps",
+    "smtpd_sender_restrictions",
     "smtpd_tls_auth_only",
+    "soft_bounce",
+    "swap_bangpath",
+    "virtual_alias_domains",
+    "virtual_mailbox_domains",
 ];
 
-/// The client as the policy sees it. `name` is the forward-confirmed name or `unknown`;
-/// `reverse_name` the PTR name or `unknown` (Postfix's client_name / reverse_client_name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Client {
-    pub addr: IpAddr,
-    pub port: u16,
-    pub name: String,
-    pub reverse_name: String,
-}
+/// Names the session (not this module) implements; `compile` accepts them and may read some
+/// (`myhostname` for `$myhostname`).
+pub const SESSION_PARAMETERS: &[&str] = &[
+    "myhostname",
+    "smtpd_banner",
+    "mail_name",
+    "message_size_limit",
+    "smtpd_timeout",
+    "smtpd_recipient_limit",
+    "smtpd_helo_required",
+    "disable_vrfy_command",
+    "smtpd_tls_security_level",
+    "line_length_limit",
+    "smtpd_forbid_bare_newline",
+];
 
-impl Client {
-    /// A client whose name is not (yet) known: `unknown[ADDR]` in replies and logs.
-    pub fn unnamed(addr: IpAddr, port: u16) -> Self {
-        Self {
-            addr,
-            port,
-            name: "unknown".into(),
-            reverse_name: "unknown".into(),
-        }
-    }
-}
-
-/// What is known about the session when a decision is asked for.
-#[derive(Clone, Copy, Debug)]
-pub struct Facts<'a> {
-    pub client: &'a Client,
-    /// The HELO/EHLO argument, once given.
-    pub helo: Option<&'a str>,
-    /// True after EHLO (Postfix's `proto=ESMTP`).
-    pub esmtp: bool,
-    /// The SASL login after the upstream answered 235.
-    pub login: Option<&'a str>,
-    pub tls: bool,
-    /// MAIL FROM address without brackets; `Some("")` for the null sender.
-    pub sender: Option<&'a str>,
-    /// The RCPT TO (or VRFY) address being decided, without brackets.
-    pub recipient: Option<&'a str>,
-    /// The listener's name, for logs and reasons.
-    pub listener: &'a str,
-}
-
-/// The SMTP stage a decision is for; Postfix's reject log lines name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Stage {
-    Connect,
-    Helo,
-    Mail,
-    Rcpt,
-    Vrfy,
-    Data,
-    EndOfData,
-}
-
-impl Stage {
-    /// The stage word in Postfix log lines (`reject: RCPT from ...`).
-    pub fn log_word(self) -> &'static str {
-        match self {
-            Stage::Connect => "CONNECT",
-            Stage::Helo => "HELO",
-            Stage::Mail => "MAIL",
-            Stage::Rcpt => "RCPT",
-            Stage::Vrfy => "VRFY",
-            Stage::Data => "DATA",
-            Stage::EndOfData => "END-OF-MESSAGE",
-        }
-    }
-}
-
-/// Which rule decided, for logs and for `relayguard check`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reason {
-    /// The parameter whose list was being evaluated, e.g. `smtpd_relay_restrictions`.
-    pub parameter: String,
-    /// The restriction that decided, e.g. `reject_unauth_destination`.
-    pub restriction: String,
-    /// For table lookups: the table, the key that matched and its value.
-    pub table: Option<String>,
-    pub key: Option<String>,
-    pub value: Option<String>,
-}
-
-/// A log-only event produced during evaluation (`warn`, `reject_warning`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// Postfix's action word: `warn`, `reject_warning`, `info`.
-    pub action: &'static str,
-    /// The text Postfix logs after `STAGE from NAME[ADDR]: `.
-    pub text: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Go on: the command proceeds (to the upstream, or to the next stage).
-    Accept,
-    /// Answer with this reply instead. A 421/521 reply also closes the session.
-    Reject(Reply),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub outcome: Outcome,
-    pub reason: Option<Reason>,
-    pub notes: Vec<Note>,
-}
-
-impl Decision {
-    pub fn accept() -> Self {
-        Self {
-            outcome: Outcome::Accept,
-            reason: None,
-            notes: Vec::new(),
-        }
-    }
-
-    pub fn reject(reply: Reply, reason: Reason) -> Self {
-        Self {
-            outcome: Outcome::Reject(reply),
-            reason: Some(reason),
-            notes: Vec::new(),
-        }
-    }
-}
-
-/// State that lives for one mail transaction (MAIL to end of DATA or RSET), such as a pending
-/// `defer_if_permit`. The session keeps one and resets it with each new MAIL.
-#[derive(Clone, Debug, Default)]
-pub struct TransactionState {
-    _private: (),
-}
-
-/// Why AUTH is not available to this client; `reply` is what an AUTH command gets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthRefusal {
-    pub reply: Reply,
-    pub reason: Reason,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    #[error("{}:{}: bad value for `{name}`: {why}", origin.file.display(), origin.line)]
-    BadValue {
-        name: String,
-        origin: Origin,
-        why: String,
-    },
+/// The restriction lists of the stages.
+#[derive(Debug, Default)]
+pub(crate) struct StageLists {
+    pub(crate) client: Vec<Restriction>,
+    pub(crate) helo: Vec<Restriction>,
+    pub(crate) sender: Vec<Restriction>,
+    pub(crate) relay: Vec<Restriction>,
+    pub(crate) recipient: Vec<Restriction>,
+    pub(crate) data: Vec<Restriction>,
+    pub(crate) end_of_data: Vec<Restriction>,
 }
 
 /// A compiled policy for one listener. Immutable; shared by the sessions of that listener.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Policy {
-    mynetworks: Vec<IpNetwork>,
-    local_domains: Vec<String>,
-    sasl_auth_enable: bool,
-    tls_auth_only: bool,
+    pub(crate) mynetworks: NetList,
+    pub(crate) sasl_exceptions: NetList,
+    pub(crate) event_limit_exceptions: NetList,
+    pub(crate) mydestination: NetList,
+    pub(crate) relay_domains: NetList,
+    pub(crate) virtual_alias_domains: NetList,
+    pub(crate) virtual_mailbox_domains: NetList,
+    pub(crate) local_literals: Vec<IpAddr>,
+    pub(crate) stages: StageLists,
+    pub(crate) classes: Vec<(Box<str>, Vec<Restriction>)>,
+    pub(crate) value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
+    pub(crate) codes: Codes,
+    pub(crate) delay_reject: bool,
+    pub(crate) relay_before_recipient: bool,
+    pub(crate) sasl_auth_enable: bool,
+    pub(crate) tls_auth_only: bool,
+    pub(crate) soft_bounce: bool,
+    pub(crate) allow_untrusted_routing: bool,
+    pub(crate) rewrite: Rewrite,
+    pub(crate) null_key: Box<str>,
+    pub(crate) recipient_delimiter: Box<str>,
+    pub(crate) myorigin: Box<str>,
+    pub(crate) myhostname: Box<str>,
+    pub(crate) access_parent_style: bool,
+    pub(crate) sender_login_maps: Option<Arc<Table>>,
+    pub(crate) warnings: Vec<PolicyWarning>,
+    pub(crate) wants_name: bool,
+}
+
+impl Locality for Policy {
+    fn is_local(&self, domain: &str) -> bool {
+        if domain.starts_with('[') {
+            return literal_addr(domain).is_some_and(|a| self.local_literals.contains(&a));
+        }
+        self.mydestination.match_domain(domain).is_match()
+    }
+
+    fn is_final(&self, domain: &str) -> bool {
+        self.is_local(domain)
+            || self.virtual_alias_domains.match_domain(domain).is_match()
+            || self.virtual_mailbox_domains.match_domain(domain).is_match()
+    }
+
+    fn is_relay(&self, domain: &str) -> bool {
+        self.relay_domains.match_domain(domain).is_match()
+    }
 }
 
 impl Policy {
-    /// Compiles the parameters once at load. Every problem is returned, not only the first.
+    /// Compiles the parameters once at load, for a loopback-only host ([`HostInfo::loopback`]).
+    /// Every problem is returned, not only the first.
     pub fn compile(params: &ParamMap) -> Result<Policy, Vec<PolicyError>> {
-        let mut errors = Vec::new();
-        let mut policy = Policy::builtin_default();
-        if let Some(v) = params.get("mynetworks") {
-            policy.mynetworks.clear();
-            for item in v
-                .value
-                .split([',', ' ', '\t', '\n'])
-                .filter(|s| !s.is_empty())
-            {
-                let item = item
-                    .trim_start_matches('[')
-                    .replace("]/", "/")
-                    .replace(']', "");
-                match item.parse::<IpNetwork>() {
-                    Ok(n) => policy.mynetworks.push(n),
-                    Err(e) => errors.push(PolicyError::BadValue {
-                        name: "mynetworks".into(),
-                        origin: v.origin.clone(),
-                        why: format!("{item}: {e}"),
-                    }),
-                }
-            }
-        }
-        if let Some(v) = params.value("mydestination") {
-            policy.local_domains = v
-                .split([',', ' ', '\t', '\n'])
-                .filter(|s| !s.is_empty())
-                .map(|s| s.to_ascii_lowercase())
-                .collect();
-        }
-        policy.sasl_auth_enable = params.value("smtpd_sasl_auth_enable").is_some_and(is_yes);
-        policy.tls_auth_only = params.value("smtpd_tls_auth_only").is_some_and(is_yes);
-        if errors.is_empty() {
-            Ok(policy)
-        } else {
-            Err(errors)
-        }
+        compile::compile(params, &HostInfo::loopback(), &[])
     }
 
-    /// Loopback may relay; everyone else may send only to `localhost`.
-    pub fn builtin_default() -> Policy {
-        Policy {
-            mynetworks: vec![
-                IpNetwork::V4(
-                    ipnetwork::Ipv4Network::new([127, 0, 0, 0].into(), 8)
-                        .unwrap_or_else(|_| unreachable!()),
-                ),
-                IpNetwork::V6(
-                    ipnetwork::Ipv6Network::new(std::net::Ipv6Addr::LOCALHOST, 128)
-                        .unwrap_or_else(|_| unreachable!()),
-                ),
-            ],
-            local_domains: vec!["localhost".into()],
-            sasl_auth_enable: false,
-            tls_auth_only: false,
-        }
+    /// Compiles with the real host's interfaces and name (for `mynetworks_style`,
+    /// `inet_interfaces` address literals and `$myhostname`).
+    pub fn compile_for_host(
+        params: &ParamMap,
+        host: &HostInfo,
+    ) -> Result<Policy, Vec<PolicyError>> {
+        compile::compile(params, host, &[])
+    }
+
+    /// Like [`Policy::compile_for_host`]; `other_parameters` are names implemented elsewhere in
+    /// relayguard (e.g. the limiter's), accepted here without being read.
+    pub fn compile_with(
+        params: &ParamMap,
+        host: &HostInfo,
+        other_parameters: &[&str],
+    ) -> Result<Policy, Vec<PolicyError>> {
+        compile::compile(params, host, other_parameters)
+    }
+
+    /// Settings that are valid but surely not what the admin meant, for `check-config`.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
     }
 
     /// True when evaluations need the client's verified name (the session then resolves it).
     pub fn wants_client_name(&self) -> bool {
-        false
+        self.wants_name
+    }
+
+    /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`), for the limiter.
+    pub fn event_limit_exceptions(&self) -> &NetList {
+        &self.event_limit_exceptions
+    }
+
+    /// `mynetworks`, compiled.
+    pub fn mynetworks(&self) -> &NetList {
+        &self.mynetworks
+    }
+
+    pub(crate) fn soften(&self, reply: Reply) -> Reply {
+        if !self.soft_bounce || reply.code < 500 {
+            return reply;
+        }
+        Reply {
+            code: reply.code - 100,
+            enhanced: reply.enhanced.map(|mut e| {
+                e.class = 4;
+                e
+            }),
+            lines: reply.lines,
+        }
     }
 
     /// Decides one stage. Called at connect, HELO/EHLO, MAIL, each RCPT (and VRFY), DATA and end
@@ -254,66 +243,99 @@ impl Policy {
         &self,
         stage: Stage,
         facts: &Facts<'_>,
-        _state: &mut TransactionState,
+        state: &mut TransactionState,
     ) -> Decision {
-        if !matches!(stage, Stage::Rcpt | Stage::Vrfy) {
-            return Decision::accept();
-        }
-        let Some(rcpt) = facts.recipient else {
-            return Decision::accept();
-        };
-        if self
-            .mynetworks
-            .iter()
-            .any(|n| n.contains(facts.client.addr))
-        {
-            return Decision::accept();
-        }
-        if facts.login.is_some() {
-            return Decision::accept();
-        }
-        let domain = rcpt
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase());
-        if domain
-            .as_deref()
-            .is_some_and(|d| self.local_domains.iter().any(|l| l == d))
-        {
-            return Decision::accept();
-        }
-        Decision::reject(
-            Reply::new(454, (4, 7, 1), format!("<{rcpt}>: Relay access denied")),
-            Reason {
-                parameter: "smtpd_relay_restrictions".into(),
-                restriction: "reject_unauth_destination".into(),
-                ..Reason::default()
+        self.run(stage, facts, state, false).0
+    }
+
+    /// Like [`Policy::evaluate`], and also returns what each restriction list said.
+    pub fn explain(
+        &self,
+        stage: Stage,
+        facts: &Facts<'_>,
+        state: &mut TransactionState,
+    ) -> (Decision, Vec<ListTrace>) {
+        self.run(stage, facts, state, true)
+    }
+
+    fn run(
+        &self,
+        stage: Stage,
+        facts: &Facts<'_>,
+        state: &mut TransactionState,
+        explain: bool,
+    ) -> (Decision, Vec<ListTrace>) {
+        let mut ev = Eval::new(self, facts, explain);
+        let verdict = self.stage(stage, &mut ev, state);
+        let decision = match verdict {
+            Verdict::Reject(reply, reason) => Decision {
+                outcome: Outcome::Reject(reply),
+                reason: Some(reason),
+                notes: ev.notes,
             },
-        )
+            Verdict::Ok(reason) => Decision {
+                outcome: Outcome::Accept,
+                reason: Some(reason),
+                notes: ev.notes,
+            },
+            Verdict::Dunno => Decision {
+                outcome: Outcome::Accept,
+                reason: None,
+                notes: ev.notes,
+            },
+        };
+        (decision, ev.trace.unwrap_or_default())
     }
 
     /// Whether EHLO lists AUTH for this client (before the upstream's own offer is considered).
     pub fn offers_auth(&self, facts: &Facts<'_>) -> bool {
-        self.sasl_auth_enable && (facts.tls || !self.tls_auth_only)
+        self.check_auth(facts).is_ok()
     }
 
     /// The SASL gate for an AUTH command: `Err` means it is answered here and never reaches the
     /// upstream.
     pub fn check_auth(&self, facts: &Facts<'_>) -> Result<(), Box<AuthRefusal>> {
-        if self.offers_auth(facts) {
-            Ok(())
-        } else {
-            Err(Box::new(AuthRefusal {
-                reply: Reply::new(503, (5, 5, 1), "Error: authentication not enabled"),
-                reason: Reason {
-                    parameter: "smtpd_sasl_auth_enable".into(),
-                    restriction: "smtpd_sasl_auth_enable".into(),
-                    ..Reason::default()
-                },
-            }))
+        let refuse =
+            |kind: AuthRefusalKind, parameter: &str, key: Option<String>, value: Option<String>| {
+                Err(Box::new(AuthRefusal {
+                    reply: Reply::new(503, (5, 5, 1), "Error: authentication not enabled"),
+                    reason: Reason {
+                        parameter: parameter.into(),
+                        restriction: parameter.into(),
+                        key,
+                        value,
+                        ..Reason::default()
+                    },
+                    kind,
+                }))
+            };
+        if !self.sasl_auth_enable {
+            return refuse(
+                AuthRefusalKind::NotEnabled,
+                "smtpd_sasl_auth_enable",
+                None,
+                Some("no".into()),
+            );
         }
+        if self.tls_auth_only && !facts.tls {
+            return refuse(
+                AuthRefusalKind::TlsRequired,
+                "smtpd_tls_auth_only",
+                None,
+                Some("yes".into()),
+            );
+        }
+        if let ListMatch::Matched(i) = self
+            .sasl_exceptions
+            .match_client(&facts.client.name, facts.client.addr)
+        {
+            return refuse(
+                AuthRefusalKind::ExceptedNetwork,
+                "smtpd_sasl_exceptions_networks",
+                Some(facts.client.addr.to_canonical().to_string()),
+                Some(self.sasl_exceptions.entry_text(i).to_string()),
+            );
+        }
+        Ok(())
     }
-}
-
-fn is_yes(v: &str) -> bool {
-    v.trim().eq_ignore_ascii_case("yes")
 }

@@ -87,6 +87,8 @@ pub struct Session {
     errors: u32,
     /// Set when the connect stage rejected the client under smtpd_delay_reject = no.
     denied: bool,
+    /// The client sent commands ahead of replies where that is not allowed; sticky.
+    improper_pipelining: bool,
     started: Instant,
     /// The last command, for `lost connection after X` and `timeout after X`.
     last: &'static str,
@@ -131,6 +133,7 @@ impl Session {
             counts: CommandCounts::default(),
             errors: 0,
             denied: false,
+            improper_pipelining: false,
             started: Instant::now(),
             last: "CONNECT",
             framer: LineFramer::default(),
@@ -325,6 +328,7 @@ impl Session {
                 return Step::Failed;
             }
         };
+        self.check_pipelining(&command, verb);
         self.last = verb_word(&command);
         if self.denied && !matches!(command, Command::Quit) {
             let reply = replies::access_denied(self.log.client());
@@ -373,6 +377,32 @@ impl Session {
         step
     }
 
+    /// Postfix's smtpd_flag_ill_pipelining: more input already waiting behind a command that
+    /// must end a pipelined group, or behind any command before EHLO. Logged once, whatever
+    /// the policy; `reject_unauth_pipelining` acts on it.
+    fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) {
+        if self.improper_pipelining
+            || self.io.rbuf.is_empty()
+            || (self.esmtp && !command.must_end_group())
+        {
+            return;
+        }
+        self.improper_pipelining = true;
+        let pending: String = self
+            .io
+            .rbuf
+            .iter()
+            .take(100)
+            .flat_map(|b| std::ascii::escape_default(*b))
+            .map(char::from)
+            .collect();
+        self.log.info(format_args!(
+            "improper command pipelining after {} from {}: {pending}",
+            verb.to_ascii_uppercase(),
+            self.log.client()
+        ));
+    }
+
     /// The policy's view of this session; `sender` and `recipient` are filled per command.
     fn facts<'a>(&'a self, sender: Option<&'a str>, recipient: Option<&'a str>) -> Facts<'a> {
         Facts {
@@ -384,6 +414,7 @@ impl Session {
             sender,
             recipient,
             listener: &self.ctx.listener.name,
+            improper_pipelining: self.improper_pipelining,
         }
     }
 

@@ -1,0 +1,507 @@
+//! Turns Postfix parameters into a [`Policy`]: names checked, `$` expanded, defaults of
+//! compatibility_level 3.6 applied, lists and tables compiled, mistakes reported with file and line.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::access::{parse_action, Action, Codes};
+use super::address::Rewrite;
+use super::compile_checks::check_names;
+use super::defaults::{default_value, parse_compat, style_networks};
+use super::error::{Hint, PolicyError, PolicyWarning};
+use super::netlist::{NetList, TableOpener};
+use super::params::{expand, Origin, ParamMap};
+use super::restriction::{parse_list, ListContext, Lookup, Restriction};
+use super::table::Table;
+use super::{HostInfo, Policy, StageLists};
+
+struct Ctx<'a> {
+    params: &'a ParamMap,
+    host: &'a HostInfo,
+    compat: (u32, u32),
+    errors: Vec<PolicyError>,
+    warnings: Vec<PolicyWarning>,
+    /// `mynetworks` as computed from `mynetworks_style` when not set, so `$mynetworks` expands
+    /// to it (e.g. in smtpd_client_event_limit_exceptions).
+    style_mynetworks: Option<String>,
+}
+
+impl Ctx<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.params.value(name) {
+            return Some(v.to_string());
+        }
+        match name {
+            "mynetworks" => self.style_mynetworks.clone(),
+            "myhostname" => Some(
+                self.host
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| "localhost".into()),
+            ),
+            "mydomain" => {
+                let h = self.raw("myhostname").unwrap_or_default();
+                Some(
+                    h.split_once('.')
+                        .map(|(_, d)| d.to_string())
+                        .filter(|d| d.contains('.') || !d.is_empty())
+                        .unwrap_or_else(|| "localdomain".into()),
+                )
+            }
+            _ => default_value(name, self.compat).map(str::to_string),
+        }
+    }
+
+    fn get(&self, name: &str) -> String {
+        let raw = self.raw(name).unwrap_or_default();
+        expand(&raw, &|n| self.raw(n))
+    }
+
+    fn origin(&self, name: &str) -> Origin {
+        self.params
+            .get(name)
+            .map(|v| v.origin.clone())
+            .unwrap_or_default()
+    }
+
+    fn yes(&mut self, name: &str) -> bool {
+        let v = self.get(name);
+        match v.trim().to_ascii_lowercase().as_str() {
+            "yes" | "true" => true,
+            "no" | "false" => false,
+            _ => {
+                self.errors.push(PolicyError::BadValue {
+                    name: name.into(),
+                    origin: self.origin(name),
+                    why: format!("\"{v}\" is not yes or no"),
+                    hint: Hint::none(),
+                });
+                false
+            }
+        }
+    }
+
+    fn code(&mut self, name: &str, default: u16) -> u16 {
+        let v = self.get(name);
+        if v.trim().is_empty() {
+            return default;
+        }
+        match v.trim().parse::<u16>() {
+            Ok(c) if (400..600).contains(&c) => c,
+            _ => {
+                self.errors.push(PolicyError::BadValue {
+                    name: name.into(),
+                    origin: self.origin(name),
+                    why: format!("\"{v}\" is not a 4xx or 5xx reply code"),
+                    hint: Hint::none(),
+                });
+                default
+            }
+        }
+    }
+}
+
+pub(crate) fn compile(
+    params: &ParamMap,
+    host: &HostInfo,
+    others: &[&str],
+) -> Result<Policy, Vec<PolicyError>> {
+    let compat = params
+        .value("compatibility_level")
+        .map(|v| parse_compat(v).unwrap_or((3, 6)))
+        .unwrap_or((3, 6));
+    let mut cx = Ctx {
+        params,
+        host,
+        compat,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        style_mynetworks: None,
+    };
+
+    // Classes are parameter names too, so read them before checking names.
+    let class_names: Vec<String> = super::text::split_list(&cx.get("smtpd_restriction_classes"))
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    check_names(params, &mut cx.errors, &class_names, others);
+
+    let mut cache: FxHashMap<String, Arc<Table>> = FxHashMap::default();
+    let mut table_warnings: Vec<PolicyWarning> = Vec::new();
+    let mut open = |spec: &str, origin: &Origin| -> Result<Arc<Table>, PolicyError> {
+        if let Some(t) = cache.get(spec) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(Table::open(spec, origin, &mut table_warnings)?);
+        cache.insert(spec.to_string(), t.clone());
+        Ok(t)
+    };
+
+    let parent: Vec<String> = super::text::split_list(&cx.get("parent_domain_matches_subdomains"))
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let is_parent = |n: &str| parent.iter().any(|p| p == n);
+
+    let list = |cx: &mut Ctx<'_>, name: &str, value: String, open: &mut TableOpener<'_>| {
+        let origin = cx.origin(name);
+        NetList::compile(
+            name,
+            &value,
+            &origin,
+            is_parent(name),
+            open,
+            &mut cx.errors,
+            &mut cx.warnings,
+        )
+    };
+
+    let mynetworks_value = if params.get("mynetworks").is_some() {
+        cx.get("mynetworks")
+    } else {
+        let style = cx.get("mynetworks_style").trim().to_ascii_lowercase();
+        let interfaces = local_interfaces(&mut cx);
+        match style_networks(&style, &interfaces) {
+            Ok(v) => v,
+            Err(why) => {
+                cx.errors.push(PolicyError::BadValue {
+                    name: "mynetworks_style".into(),
+                    origin: cx.origin("mynetworks_style"),
+                    why,
+                    hint: Hint::text("host, subnet or class"),
+                });
+                String::new()
+            }
+        }
+    };
+    if params.get("mynetworks").is_none() {
+        cx.style_mynetworks = Some(mynetworks_value.clone());
+    }
+    let mynetworks = list(&mut cx, "mynetworks", mynetworks_value, &mut open);
+    let v = cx.get("smtpd_sasl_exceptions_networks");
+    let sasl_exceptions = list(&mut cx, "smtpd_sasl_exceptions_networks", v, &mut open);
+    let v = cx.get("smtpd_client_event_limit_exceptions");
+    let event_limit_exceptions = list(&mut cx, "smtpd_client_event_limit_exceptions", v, &mut open);
+    let v = cx.get("mydestination");
+    let mydestination = list(&mut cx, "mydestination", v, &mut open);
+    let v = cx.get("relay_domains");
+    let relay_domains = list(&mut cx, "relay_domains", v, &mut open);
+    let v = cx.get("virtual_alias_domains");
+    let virtual_alias_domains = list(&mut cx, "virtual_alias_domains", v, &mut open);
+    let v = cx.get("virtual_mailbox_domains");
+    let virtual_mailbox_domains = list(&mut cx, "virtual_mailbox_domains", v, &mut open);
+    let mut local_literals: Vec<IpAddr> = local_interfaces(&mut cx)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    for item in super::text::split_list(&cx.get("proxy_interfaces")) {
+        match item.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(a) => local_literals.push(a),
+            Err(_) => cx.errors.push(PolicyError::BadValue {
+                name: "proxy_interfaces".into(),
+                origin: cx.origin("proxy_interfaces"),
+                why: format!("\"{item}\" is not an IP address"),
+                hint: Hint::text("relayguard takes addresses only, no host names"),
+            }),
+        }
+    }
+
+    // Restriction classes, then the stage lists that may use them.
+    let class_index: FxHashMap<String, u32> = class_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), i as u32))
+        .collect();
+    let mut classes: Vec<(Box<str>, Vec<Restriction>)> = Vec::new();
+    let mut lists = StageLists::default();
+    {
+        let mut errors = std::mem::take(&mut cx.errors);
+        let mut warnings = std::mem::take(&mut cx.warnings);
+        let mut lcx = ListContext {
+            classes: &class_index,
+            open: &mut open,
+            errors: &mut errors,
+            warnings: &mut warnings,
+        };
+        for name in &class_names {
+            let Some(pv) = params.get(name) else {
+                lcx.errors.push(PolicyError::BadValue {
+                    name: "smtpd_restriction_classes".into(),
+                    origin: params
+                        .get("smtpd_restriction_classes")
+                        .map(|v| v.origin.clone())
+                        .unwrap_or_default(),
+                    why: format!("class `{name}` is declared but not defined"),
+                    hint: Hint::text(format!("add `{name} = restriction, ...`")),
+                });
+                classes.push((name.as_str().into(), Vec::new()));
+                continue;
+            };
+            let value = expand(&pv.value, &|n| cx.raw(n));
+            let parsed = parse_list(name, &value, &pv.origin, None, &mut lcx);
+            classes.push((name.as_str().into(), parsed));
+        }
+        let stage = |param: &str,
+                     bare: Option<Lookup>,
+                     lcx: &mut ListContext<'_, '_>|
+         -> Vec<Restriction> {
+            let value = cx.get(param);
+            parse_list(param, &value, &cx.origin(param), bare, lcx)
+        };
+        lists.client = stage("smtpd_client_restrictions", Some(Lookup::Client), &mut lcx);
+        lists.helo = stage("smtpd_helo_restrictions", Some(Lookup::Helo), &mut lcx);
+        lists.sender = stage("smtpd_sender_restrictions", Some(Lookup::Sender), &mut lcx);
+        lists.relay = stage(
+            "smtpd_relay_restrictions",
+            Some(Lookup::Recipient),
+            &mut lcx,
+        );
+        lists.recipient = stage(
+            "smtpd_recipient_restrictions",
+            Some(Lookup::Recipient),
+            &mut lcx,
+        );
+        lists.data = stage("smtpd_data_restrictions", None, &mut lcx);
+        lists.end_of_data = stage("smtpd_end_of_data_restrictions", None, &mut lcx);
+
+        // Access-table values that name restrictions or classes are parsed now, not per lookup.
+        let mut value_lists: FxHashMap<Box<str>, Vec<Restriction>> = FxHashMap::default();
+        let tables = access_tables(&lists, &classes);
+        let codes_probe = Codes::default();
+        for t in &tables {
+            for (value, origin) in t.values() {
+                if value.contains('$') {
+                    continue;
+                }
+                let bad = |why: String| PolicyError::Table {
+                    table: t.spec().into(),
+                    origin: origin.clone(),
+                    why,
+                    hint: Hint::none(),
+                };
+                match parse_action(value, &codes_probe) {
+                    Action::Restrictions(text) => {
+                        let key = text.trim();
+                        if value_lists.contains_key(key) {
+                            continue;
+                        }
+                        if super::text::split_list(key).iter().any(|t| t.contains(':')) {
+                            lcx.errors.push(bad(format!("value \"{value}\" names a lookup table; do not specify lookup tables inside SMTPD access maps, define a restriction class and specify its name instead")));
+                            continue;
+                        }
+                        let before = lcx.errors.len();
+                        let parsed = parse_list(t.spec(), key, &origin, None, &mut lcx);
+                        if lcx.errors.len() == before {
+                            value_lists.insert(key.into(), parsed);
+                        }
+                    }
+                    Action::Unsupported(word) => lcx.errors.push(bad(format!("action {word} acts on the queued message, which relayguard (a proxy without a queue) cannot do; put this rule on the upstream MTA"))),
+                    Action::Table => lcx.errors.push(bad(format!("value \"{value}\" is a lookup table; do not specify lookup tables inside SMTPD access maps, define a restriction class and specify its name instead"))),
+                    Action::Invalid => lcx.errors.push(bad(format!("value \"{value}\" is not an access action (Postfix answers 451 4.3.5 Server configuration error)"))),
+                    _ => {}
+                }
+            }
+        }
+        cx.errors = errors;
+        cx.warnings = warnings;
+        let sender_login_maps = login_maps(&mut cx, &mut open);
+        finish(
+            cx,
+            FinishParts {
+                mynetworks,
+                sasl_exceptions,
+                event_limit_exceptions,
+                mydestination,
+                relay_domains,
+                virtual_alias_domains,
+                virtual_mailbox_domains,
+                local_literals,
+                lists,
+                classes,
+                value_lists,
+                table_warnings,
+                sender_login_maps,
+            },
+        )
+    }
+}
+
+fn login_maps(cx: &mut Ctx<'_>, open: &mut TableOpener<'_>) -> Option<Arc<Table>> {
+    let v = cx.get("smtpd_sender_login_maps");
+    let specs = super::text::split_list(&v);
+    match specs.as_slice() {
+        [] => None,
+        [one] => match open(one, &cx.origin("smtpd_sender_login_maps")) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                cx.errors.push(e);
+                None
+            }
+        },
+        _ => {
+            cx.errors.push(PolicyError::BadValue {
+                name: "smtpd_sender_login_maps".into(),
+                origin: cx.origin("smtpd_sender_login_maps"),
+                why: "relayguard takes one table here".into(),
+                hint: Hint::text("merge the tables into one file"),
+            });
+            None
+        }
+    }
+}
+
+struct FinishParts {
+    mynetworks: NetList,
+    sasl_exceptions: NetList,
+    event_limit_exceptions: NetList,
+    mydestination: NetList,
+    relay_domains: NetList,
+    virtual_alias_domains: NetList,
+    virtual_mailbox_domains: NetList,
+    local_literals: Vec<IpAddr>,
+    lists: StageLists,
+    classes: Vec<(Box<str>, Vec<Restriction>)>,
+    value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
+    table_warnings: Vec<PolicyWarning>,
+    sender_login_maps: Option<Arc<Table>>,
+}
+
+fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError>> {
+    let codes = Codes {
+        reject: cx.code("reject_code", 554),
+        defer: cx.code("defer_code", 450),
+        relay_domains_reject: cx.code("relay_domains_reject_code", 554),
+        access_map_reject: cx.code("access_map_reject_code", 554),
+        access_map_defer: cx.code("access_map_defer_code", 450),
+        invalid_hostname_reject: cx.code("invalid_hostname_reject_code", 501),
+        non_fqdn_reject: cx.code("non_fqdn_reject_code", 504),
+    };
+    let sasl_auth_enable = cx.yes("smtpd_sasl_auth_enable");
+    let sender_login_maps = parts.sender_login_maps;
+    let mut policy = Policy {
+        mynetworks: parts.mynetworks,
+        sasl_exceptions: parts.sasl_exceptions,
+        event_limit_exceptions: parts.event_limit_exceptions,
+        mydestination: parts.mydestination,
+        relay_domains: parts.relay_domains,
+        virtual_alias_domains: parts.virtual_alias_domains,
+        virtual_mailbox_domains: parts.virtual_mailbox_domains,
+        local_literals: parts.local_literals,
+        stages: parts.lists,
+        classes: parts.classes,
+        value_lists: parts.value_lists,
+        codes,
+        delay_reject: cx.yes("smtpd_delay_reject"),
+        relay_before_recipient: cx.yes("smtpd_relay_before_recipient_restrictions"),
+        sasl_auth_enable,
+        tls_auth_only: cx.yes("smtpd_tls_auth_only"),
+        soft_bounce: cx.yes("soft_bounce"),
+        allow_untrusted_routing: cx.yes("allow_untrusted_routing"),
+        rewrite: Rewrite {
+            allow_percent_hack: cx.yes("allow_percent_hack"),
+            swap_bangpath: cx.yes("swap_bangpath"),
+        },
+        null_key: cx
+            .get("smtpd_null_access_lookup_key")
+            .trim()
+            .to_ascii_lowercase()
+            .into(),
+        recipient_delimiter: cx.get("recipient_delimiter").into(),
+        myorigin: cx.get("myorigin").trim().to_ascii_lowercase().into(),
+        myhostname: cx.get("myhostname").trim().into(),
+        access_parent_style: super::text::split_list(&cx.get("parent_domain_matches_subdomains"))
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case("smtpd_access_maps")),
+        sender_login_maps,
+        warnings: Vec::new(),
+        wants_name: false,
+    };
+    let params = cx.params;
+    super::compile_checks::check(&mut policy, &mut cx.errors, &mut cx.warnings, |n| {
+        params.get(n).map(|v| v.origin.clone()).unwrap_or_default()
+    });
+    cx.warnings.extend(parts.table_warnings);
+    policy.warnings = cx.warnings;
+    if cx.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(cx.errors)
+    }
+}
+
+/// The addresses `inet_interfaces` covers on this host.
+fn local_interfaces(cx: &mut Ctx<'_>) -> Vec<(IpAddr, u8)> {
+    let v = cx.get("inet_interfaces");
+    let mut out = Vec::new();
+    for item in super::text::split_list(&v) {
+        match item.to_ascii_lowercase().as_str() {
+            "all" => out.extend(cx.host.interfaces.iter().copied()),
+            "loopback-only" => out.extend(
+                cx.host
+                    .interfaces
+                    .iter()
+                    .copied()
+                    .filter(|(a, _)| a.is_loopback()),
+            ),
+            "localhost" => out.extend(
+                cx.host
+                    .interfaces
+                    .iter()
+                    .copied()
+                    .filter(|(a, _)| a.is_loopback()),
+            ),
+            other => match other.trim_matches(['[', ']']).parse::<IpAddr>() {
+                Ok(a) => {
+                    let len = cx
+                        .host
+                        .interfaces
+                        .iter()
+                        .find(|(i, _)| *i == a)
+                        .map(|(_, l)| *l)
+                        .unwrap_or(if a.is_ipv4() { 32 } else { 128 });
+                    out.push((a, len));
+                }
+                Err(_) => cx.errors.push(PolicyError::BadValue {
+                    name: "inet_interfaces".into(),
+                    origin: cx.origin("inet_interfaces"),
+                    why: format!("\"{item}\" is not all, loopback-only or an IP address"),
+                    hint: Hint::none(),
+                }),
+            },
+        }
+    }
+    out
+}
+
+/// Tables used by check_*_access anywhere (their values are access actions).
+fn access_tables(lists: &StageLists, classes: &[(Box<str>, Vec<Restriction>)]) -> Vec<Arc<Table>> {
+    let mut out: Vec<Arc<Table>> = Vec::new();
+    let all = [
+        &lists.client,
+        &lists.helo,
+        &lists.sender,
+        &lists.relay,
+        &lists.recipient,
+        &lists.data,
+        &lists.end_of_data,
+    ]
+    .into_iter()
+    .chain(classes.iter().map(|(_, l)| l));
+    fn visit(r: &Restriction, out: &mut Vec<Arc<Table>>) {
+        match r {
+            Restriction::Check { table, .. } if !out.iter().any(|t| Arc::ptr_eq(t, table)) => {
+                out.push(table.clone())
+            }
+            Restriction::WarnIfReject(inner) => visit(inner, out),
+            _ => {}
+        }
+    }
+    for list in all {
+        for r in list {
+            visit(r, &mut out);
+        }
+    }
+    out
+}

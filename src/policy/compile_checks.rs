@@ -1,0 +1,217 @@
+//! Whole-policy checks after compilation: Postfix's start-up relay-control rule, restrictions
+//! that cannot work with these settings, and whether the client name is ever needed.
+
+use super::error::Hint;
+use super::error::{PolicyError, PolicyWarning};
+use super::params::{Origin, ParamMap};
+use super::postfix_names::POSTFIX_NAMES;
+use super::restriction::{Lookup, Restriction};
+use super::Policy;
+use super::{PARAMETERS, SESSION_PARAMETERS};
+
+/// smtpd_check.c has_required: does the list (or a class it names) contain relay control before
+/// any `permit`?
+fn has_required(list: &[Restriction], p: &Policy, depth: usize) -> bool {
+    for r in list {
+        match r {
+            Restriction::Permit => return false,
+            r if r.is_relay_control() => return true,
+            Restriction::Class(i) if depth < 10 => {
+                if let Some((_, inner)) = p.classes.get(*i as usize) {
+                    if has_required(inner, p, depth + 1) {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether class `from` can reach class `target` through class names in lists or in the
+/// values of the access tables its lists consult.
+fn reaches(p: &Policy, from: u32, target: u32, seen: &mut Vec<bool>) -> bool {
+    let Some((_, list)) = p.classes.get(from as usize) else {
+        return false;
+    };
+    let mut next: Vec<u32> = Vec::new();
+    let collect = |list: &[Restriction], next: &mut Vec<u32>| {
+        for r in list {
+            let r = match r {
+                Restriction::WarnIfReject(inner) => inner,
+                r => r,
+            };
+            if let Restriction::Class(c) = r {
+                next.push(*c);
+            }
+        }
+    };
+    collect(list, &mut next);
+    for r in list {
+        if let Restriction::Check { table, .. } = r {
+            for (value, _) in table.values() {
+                if let Some(l) = p.value_lists.get(value.trim()) {
+                    collect(l, &mut next);
+                }
+            }
+        }
+    }
+    for c in next {
+        if c == target {
+            return true;
+        }
+        if let Some(s) = seen.get_mut(c as usize) {
+            if !*s {
+                *s = true;
+                if reaches(p, c, target, seen) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+fn all_lists(p: &Policy) -> impl Iterator<Item = (&str, &[Restriction])> {
+    let s = &p.stages;
+    [
+        ("smtpd_client_restrictions", &s.client[..]),
+        ("smtpd_helo_restrictions", &s.helo[..]),
+        ("smtpd_sender_restrictions", &s.sender[..]),
+        ("smtpd_relay_restrictions", &s.relay[..]),
+        ("smtpd_recipient_restrictions", &s.recipient[..]),
+        ("smtpd_data_restrictions", &s.data[..]),
+        ("smtpd_end_of_data_restrictions", &s.end_of_data[..]),
+    ]
+    .into_iter()
+    .chain(p.classes.iter().map(|(n, l)| (&**n, &l[..])))
+    .chain(p.value_lists.iter().map(|(n, l)| (&**n, &l[..])))
+}
+
+fn any(list: &[Restriction], f: &dyn Fn(&Restriction) -> bool) -> bool {
+    list.iter().any(|r| match r {
+        Restriction::WarnIfReject(inner) => f(inner),
+        r => f(r),
+    })
+}
+
+pub(crate) fn check(
+    p: &mut Policy,
+    errors: &mut Vec<PolicyError>,
+    warnings: &mut Vec<PolicyWarning>,
+    origin: impl Fn(&str) -> Origin,
+) {
+    if !has_required(&p.stages.relay, p, 0) && !has_required(&p.stages.recipient, p, 0) {
+        let o = origin("smtpd_relay_restrictions");
+        let o = if o.line == 0 {
+            origin("smtpd_recipient_restrictions")
+        } else {
+            o
+        };
+        errors.push(PolicyError::NoRelayControl { origin: o });
+    }
+    for (i, (name, _)) in p.classes.iter().enumerate() {
+        if reaches(p, i as u32, i as u32, &mut vec![false; p.classes.len()]) {
+            errors.push(PolicyError::BadValue {
+                name: name.to_string(),
+                origin: origin(name),
+                why: format!(
+                    "restriction class `{name}` calls itself and causes unreasonable recursion"
+                ),
+                hint: super::Hint::none(),
+            });
+        }
+    }
+    let mut wants_name = false;
+    for (name, list) in all_lists(p) {
+        if !p.sasl_auth_enable && any(list, &|r| matches!(r, Restriction::PermitSaslAuthenticated))
+        {
+            warnings.push(PolicyWarning::new(
+                name,
+                &origin(name),
+                "permit_sasl_authenticated never matches: smtpd_sasl_auth_enable = no".into(),
+                "set smtpd_sasl_auth_enable = yes if clients authenticate".into(),
+            ));
+        }
+        if any(list, &|r| matches!(r, Restriction::SenderLoginMismatch(_))) {
+            if p.sender_login_maps.is_none() {
+                errors.push(PolicyError::BadValue {
+                    name: name.to_string(),
+                    origin: origin(name),
+                    why: "reject_*sender_login_mismatch needs smtpd_sender_login_maps".into(),
+                    hint: super::Hint::text(
+                        "set smtpd_sender_login_maps = texthash:/path/to/logins",
+                    ),
+                });
+            } else if !p.sasl_auth_enable {
+                warnings.push(PolicyWarning::new(
+                    name,
+                    &origin(name),
+                    "restriction `reject_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)".into(),
+                    "set smtpd_sasl_auth_enable = yes".into(),
+                ));
+            }
+        }
+        if any(list, &|r| {
+            matches!(
+                r,
+                Restriction::Check {
+                    lookup: Lookup::Client,
+                    ..
+                }
+            )
+        }) {
+            wants_name = true;
+        }
+    }
+    if p.mynetworks.uses_names() || p.sasl_exceptions.uses_names() {
+        wants_name = true;
+    }
+    p.wants_name = wants_name;
+}
+
+/// Every name in the map must be implemented here, by the session, or be a declared class.
+pub(crate) fn check_names(
+    params: &ParamMap,
+    errors: &mut Vec<PolicyError>,
+    classes: &[String],
+    others: &[&str],
+) {
+    let names: Vec<(String, Origin)> = params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.origin.clone()))
+        .collect();
+    for (name, origin) in names {
+        if PARAMETERS.contains(&name.as_str())
+            || SESSION_PARAMETERS.contains(&name.as_str())
+            || others.contains(&name.as_str())
+            || classes.contains(&name)
+        {
+            continue;
+        }
+        let candidates = PARAMETERS
+            .iter()
+            .chain(SESSION_PARAMETERS)
+            .chain(others)
+            .copied()
+            .chain(classes.iter().map(String::as_str));
+        if POSTFIX_NAMES.binary_search(&name.as_str()).is_ok() {
+            let hint = Hint::nearest(&name, candidates);
+            let hint = hint.0.map(|h| format!("relayguard does not implement it; {h}")).unwrap_or_else(|| "relayguard does not implement it; remove it or configure it on the upstream MTA".into());
+            errors.push(PolicyError::NotImplemented {
+                name,
+                origin,
+                hint: Hint::text(hint),
+            });
+        } else {
+            let hint = Hint::nearest(&name, candidates);
+            let hint = if hint.0.is_none() && !classes.is_empty() {
+                Hint::text("a restriction class must be listed in smtpd_restriction_classes")
+            } else {
+                hint
+            };
+            errors.push(PolicyError::UnknownParameter { name, origin, hint });
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Runs restriction lists against the facts of one command, the way smtpd_check.c's
+//! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
+//! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
+
+use std::net::IpAddr;
+
+use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
+use super::address::{
+    classify, literal_addr, valid_hostaddr, valid_hostname, Address, Destination,
+};
+use super::restriction::Restriction;
+use super::{Facts, ListTrace, Note, Policy, Reason};
+use crate::smtp::Reply;
+
+/// What one restriction or list says.
+#[derive(Clone, Debug)]
+pub(crate) enum Verdict {
+    Ok(Reason),
+    Dunno,
+    Reject(Reply, Reason),
+}
+
+/// A deferral waiting for the end of the stage (`defer_if_permit`) or for a 5xx (`defer_if_reject`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Armed {
+    pub(crate) reply: Reply,
+    pub(crate) reason: Reason,
+}
+
+/// Class recursion limit, as smtpd's 100.
+pub(crate) const MAX_DEPTH: u32 = 100;
+
+pub(crate) struct Eval<'p, 'f> {
+    pub(crate) p: &'p Policy,
+    pub(crate) facts: &'f Facts<'f>,
+    pub(crate) addr: IpAddr,
+    pub(crate) sender: Option<Address>,
+    pub(crate) rcpt: Option<Address>,
+    pub(crate) notes: Vec<Note>,
+    pub(crate) dip: Option<Armed>,
+    pub(crate) dir: Option<Armed>,
+    warn: bool,
+    pub(crate) depth: u32,
+    param: &'static str,
+    pub(crate) trace: Option<Vec<ListTrace>>,
+}
+
+impl<'p, 'f> Eval<'p, 'f> {
+    pub(crate) fn new(p: &'p Policy, facts: &'f Facts<'f>, explain: bool) -> Self {
+        Eval {
+            p,
+            facts,
+            addr: facts.client.addr.to_canonical(),
+            sender: facts.sender.map(Address::new),
+            rcpt: facts.recipient.map(Address::new),
+            notes: Vec::new(),
+            dip: None,
+            dir: None,
+            warn: false,
+            depth: 0,
+            param: "",
+            trace: explain.then(Vec::new),
+        }
+    }
+
+    /// One stage's list with Postfix's SMTPD_CHECK_RESET (defer_if_reject and warn_if_reject do
+    /// not carry across stages; defer_if_permit does).
+    pub(crate) fn run_list(
+        &mut self,
+        param: &'static str,
+        list: &[Restriction],
+        voice: VoiceKind,
+    ) -> Verdict {
+        self.dir = None;
+        self.warn = false;
+        self.depth = 0;
+        self.param = param;
+        let v = self.checks(list, voice);
+        if let Some(t) = self.trace.as_mut() {
+            t.push(ListTrace::new(param, &v));
+        }
+        v
+    }
+
+    pub(crate) fn checks(&mut self, list: &[Restriction], voice: VoiceKind) -> Verdict {
+        for r in list {
+            match self.apply(r, voice) {
+                Verdict::Dunno => {
+                    if self.dip.is_some() && self.dir.is_some() {
+                        break;
+                    }
+                }
+                decided => return decided,
+            }
+        }
+        Verdict::Dunno
+    }
+
+    pub(crate) fn reason(&self, r: &Restriction) -> Reason {
+        Reason {
+            parameter: self.param.to_string(),
+            restriction: r.name(&self.p.classes),
+            ..Reason::default()
+        }
+    }
+
+    /// The `<NAME>` of a voice.
+    fn reply_name(&self, voice: VoiceKind) -> String {
+        match voice {
+            VoiceKind::Client => format!("{}[{}]", self.facts.client.name, self.addr),
+            VoiceKind::Helo => self.facts.helo.unwrap_or("").to_string(),
+            VoiceKind::Sender => self
+                .sender
+                .as_ref()
+                .map(|a| a.reply.clone())
+                .unwrap_or_default(),
+            VoiceKind::Recipient => self
+                .rcpt
+                .as_ref()
+                .map(|a| a.reply.clone())
+                .unwrap_or_default(),
+            VoiceKind::Data => "DATA".into(),
+            VoiceKind::EndOfData => "END-OF-MESSAGE".into(),
+        }
+    }
+
+    /// `CODE D.D.D <NAME>: CLASS rejected: TEXT`.
+    pub(crate) fn voice_reply(&self, code: u16, dsn: Dsn, voice: VoiceKind, text: &str) -> Reply {
+        let (a, b, c) = dsn_fix(code, dsn, voice);
+        let body = format!(
+            "<{}>: {} rejected: {}",
+            self.reply_name(voice),
+            voice.class(),
+            text
+        );
+        Reply::new(code, (a, b, c), printable(body))
+    }
+
+    /// A reply with restriction-specific text: `CODE D.D.D <NAME>: TEXT`-style, built by caller.
+    fn plain_reply(&self, code: u16, dsn: Dsn, voice: VoiceKind, text: String) -> Reply {
+        let (a, b, c) = dsn_fix(code, dsn, voice);
+        Reply::new(code, (a, b, c), printable(text))
+    }
+
+    /// smtpd_check_reject: warn_if_reject turns a reject into a note, an armed defer_if_reject
+    /// replaces a 5xx, soft_bounce softens.
+    pub(crate) fn reject(&mut self, reply: Reply, reason: Reason) -> Verdict {
+        if self.warn {
+            self.notes.push(Note {
+                action: "reject_warning",
+                text: reply.to_string(),
+            });
+            return Verdict::Dunno;
+        }
+        let (reply, reason) = match (&self.dir, reply.code >= 500) {
+            (Some(armed), true) => {
+                let mut r = armed.reason.clone();
+                r.via.push(format!("replaces: {reply}"));
+                (armed.reply.clone(), r)
+            }
+            _ => (reply, reason),
+        };
+        Verdict::Reject(self.p.soften(reply), reason)
+    }
+
+    /// `451 4.3.5 Server configuration error`: never turned into a warning.
+    pub(crate) fn config_error(&mut self, reason: Reason, why: String) -> Verdict {
+        self.notes.push(Note {
+            action: "warning",
+            text: why,
+        });
+        Verdict::Reject(config_error(), reason)
+    }
+
+    pub(crate) fn arm(slot: &mut Option<Armed>, reply: Reply, reason: Reason) {
+        if slot.is_none() {
+            *slot = Some(Armed { reply, reason });
+        }
+    }
+
+    fn apply(&mut self, r: &Restriction, voice: VoiceKind) -> Verdict {
+        let codes = self.p.codes;
+        match r {
+            Restriction::Permit => Verdict::Ok(self.reason(r)),
+            Restriction::Reject => {
+                let reply = self.voice_reply(codes.reject, (5, 7, 1), voice, "Access denied");
+                self.reject(reply, self.reason(r))
+            }
+            Restriction::Defer => {
+                let reply = self.voice_reply(codes.defer, (4, 3, 2), voice, "Try again later");
+                self.reject(reply, self.reason(r))
+            }
+            Restriction::DeferIfPermit => {
+                let reply =
+                    self.voice_reply(codes.defer, (4, 7, 0), voice, "defer_if_permit requested");
+                let reason = self.reason(r);
+                Self::arm(&mut self.dip, reply, reason);
+                Verdict::Dunno
+            }
+            Restriction::DeferIfReject => {
+                let reply =
+                    self.voice_reply(codes.defer, (4, 7, 0), voice, "defer_if_reject requested");
+                let reason = self.reason(r);
+                Self::arm(&mut self.dir, reply, reason);
+                Verdict::Dunno
+            }
+            Restriction::WarnIfReject(inner) => {
+                let saved = self.warn;
+                self.warn = true;
+                let v = self.apply(inner, voice);
+                self.warn = saved;
+                v
+            }
+            Restriction::PermitMynetworks => {
+                match self
+                    .p
+                    .mynetworks
+                    .match_client(&self.facts.client.name, self.addr)
+                {
+                    super::netlist::ListMatch::Matched(i) => Verdict::Ok(Reason {
+                        table: Some("mynetworks".into()),
+                        key: Some(self.addr.to_string()),
+                        value: Some(self.p.mynetworks.entry_text(i).to_string()),
+                        ..self.reason(r)
+                    }),
+                    _ => Verdict::Dunno,
+                }
+            }
+            Restriction::PermitSaslAuthenticated => match self.facts.login {
+                Some(login) if self.p.sasl_auth_enable => Verdict::Ok(Reason {
+                    key: Some(login.to_string()),
+                    ..self.reason(r)
+                }),
+                _ => Verdict::Dunno,
+            },
+            Restriction::RejectUnauthDestination
+            | Restriction::DeferUnauthDestination
+            | Restriction::PermitAuthDestination => {
+                let Some(rcpt) = self.rcpt.as_ref() else {
+                    return Verdict::Dunno;
+                };
+                let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, self.p);
+                let authorized = matches!(dest, Destination::Final | Destination::Relay);
+                let reason = Reason {
+                    key: Some(rcpt.reply.clone()),
+                    value: Some(format!("{dest:?}").to_ascii_lowercase()),
+                    ..self.reason(r)
+                };
+                match (r, authorized) {
+                    (Restriction::PermitAuthDestination, true) => Verdict::Ok(reason),
+                    (Restriction::PermitAuthDestination, false) | (_, true) => Verdict::Dunno,
+                    _ => {
+                        let code = if matches!(r, Restriction::DeferUnauthDestination) {
+                            codes.relay_domains_reject.saturating_sub(100)
+                        } else {
+                            codes.relay_domains_reject
+                        };
+                        let text = format!("<{}>: Relay access denied", rcpt.reply);
+                        let reply = self.plain_reply(code, (5, 7, 1), VoiceKind::Recipient, text);
+                        self.reject(reply, reason)
+                    }
+                }
+            }
+            Restriction::RejectUnauthPipelining => {
+                if !self.facts.improper_pipelining {
+                    return Verdict::Dunno;
+                }
+                let reply = self.voice_reply(
+                    503,
+                    (5, 5, 0),
+                    voice,
+                    "Improper use of SMTP command pipelining",
+                );
+                self.reject(reply, self.reason(r))
+            }
+            Restriction::Check { lookup, table } => self.check_access(r, *lookup, table),
+            Restriction::RejectNonFqdnHelo { .. } => {
+                let Some(helo) = self.facts.helo else {
+                    return Verdict::Dunno;
+                };
+                let name = helo.strip_suffix('.').unwrap_or(helo);
+                if helo.starts_with('[') || (valid_hostname(name) && name.contains('.')) {
+                    return Verdict::Dunno;
+                }
+                let reply = self.voice_reply(
+                    codes.non_fqdn_reject,
+                    (5, 5, 2),
+                    VoiceKind::Helo,
+                    "need fully-qualified hostname",
+                );
+                self.reject(
+                    reply,
+                    Reason {
+                        key: Some(helo.into()),
+                        ..self.reason(r)
+                    },
+                )
+            }
+            Restriction::RejectInvalidHelo { .. } => {
+                let Some(helo) = self.facts.helo else {
+                    return Verdict::Dunno;
+                };
+                let why = if helo.starts_with('[') {
+                    (literal_addr(helo).is_none()).then_some("invalid ip address")
+                } else {
+                    (!valid_hostname(helo) && !valid_hostaddr(helo)).then_some("Invalid name")
+                };
+                match why {
+                    None => Verdict::Dunno,
+                    Some(text) => {
+                        let reply = self.voice_reply(
+                            codes.invalid_hostname_reject,
+                            (5, 5, 2),
+                            VoiceKind::Helo,
+                            text,
+                        );
+                        self.reject(
+                            reply,
+                            Reason {
+                                key: Some(helo.into()),
+                                ..self.reason(r)
+                            },
+                        )
+                    }
+                }
+            }
+            Restriction::RejectNonFqdnSender | Restriction::RejectNonFqdnRecipient => {
+                let (addr, voice) = if matches!(r, Restriction::RejectNonFqdnSender) {
+                    (self.sender.as_ref(), VoiceKind::Sender)
+                } else {
+                    (self.rcpt.as_ref(), VoiceKind::Recipient)
+                };
+                let Some(addr) = addr.filter(|a| !a.reply.is_empty()) else {
+                    return Verdict::Dunno;
+                };
+                let fqdn = match addr.key.rsplit_once('@') {
+                    None => false,
+                    Some((_, d)) if d.starts_with('[') => literal_addr(d).is_some(),
+                    Some((_, d)) => valid_hostname(d) && d.trim_end_matches('.').contains('.'),
+                };
+                if fqdn {
+                    return Verdict::Dunno;
+                }
+                let key = addr.reply.clone();
+                let reply = self.voice_reply(
+                    codes.non_fqdn_reject,
+                    (5, 5, 2),
+                    voice,
+                    "need fully-qualified address",
+                );
+                self.reject(
+                    reply,
+                    Reason {
+                        key: Some(key),
+                        ..self.reason(r)
+                    },
+                )
+            }
+            Restriction::SenderLoginMismatch(m) => self.login_mismatch(r, *m),
+            Restriction::Class(i) => {
+                let Some((_, list)) = self.p.classes.get(*i as usize) else {
+                    return Verdict::Dunno;
+                };
+                if self.depth >= MAX_DEPTH {
+                    let why = format!("{}: causes unreasonable recursion", r.name(&self.p.classes));
+                    return self.config_error(self.reason(r), why);
+                }
+                self.depth += 1;
+                let v = self.checks(list, voice);
+                self.depth -= 1;
+                wrap(self.reason(r), v)
+            }
+        }
+    }
+}
+
+/// Passes an inner verdict out through a table value or class, keeping the outer reason first.
+pub(crate) fn wrap(mut outer: Reason, inner: Verdict) -> Verdict {
+    let describe = |r: Reason| {
+        let mut via = vec![r.describe()];
+        via.extend(r.via);
+        outer.via = via;
+        outer
+    };
+    match inner {
+        Verdict::Dunno => Verdict::Dunno,
+        Verdict::Ok(r) => Verdict::Ok(describe(r)),
+        Verdict::Reject(reply, r) => Verdict::Reject(reply, describe(r)),
+    }
+}

@@ -1,0 +1,340 @@
+//! Postfix host/network lists (`mynetworks`, `smtpd_sasl_exceptions_networks`, `relay_domains`,
+//! `mydestination`, ...): compiled once, answered without allocation.
+//!
+//! Order matters in Postfix (first match wins, `!` only stops the scan), so every pattern keeps its
+//! index and a lookup returns the lowest matching index: addresses through a [`PrefixIndex`],
+//! names through hash maps probed once per label, tables in order (they are few).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::error::{Hint, PolicyError, PolicyWarning};
+use super::params::Origin;
+use super::prefix::{covers, parse_net, PrefixIndex};
+use super::table::Table;
+use super::text::{AddrText, Lower};
+
+#[derive(Debug)]
+enum Pattern {
+    Net(IpAddr, u8),
+    /// `example.com` (also subdomains in parent style).
+    Name,
+    /// `.example.com`: subdomains only.
+    Dotted,
+    Table(Arc<Table>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    text: Box<str>,
+    negated: bool,
+    pattern: Pattern,
+}
+
+/// What a list says about a client or domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListMatch {
+    /// Entry N matched.
+    Matched(usize),
+    /// Entry N, a `!` entry, matched: the list answers "no" and stops there.
+    Excluded(usize),
+    NoMatch,
+}
+
+impl ListMatch {
+    pub fn is_match(self) -> bool {
+        matches!(self, ListMatch::Matched(_))
+    }
+}
+
+/// A compiled host/network list.
+#[derive(Debug, Default)]
+pub struct NetList {
+    entries: Vec<Entry>,
+    nets: PrefixIndex,
+    names: FxHashMap<Box<str>, u32>,
+    parents: FxHashMap<Box<str>, u32>,
+    dotted: FxHashMap<Box<str>, u32>,
+    tables: Vec<u32>,
+    parent_style: bool,
+}
+
+/// Opens tables on behalf of a list (shared with the policy's table cache).
+pub(crate) type TableOpener<'a> = dyn FnMut(&str, &Origin) -> Result<Arc<Table>, PolicyError> + 'a;
+
+impl NetList {
+    /// Compiles `value` of parameter `param`. `parent_style` is whether `param` is listed in
+    /// `parent_domain_matches_subdomains`. Errors are pushed, not returned, so that one run
+    /// reports every bad entry.
+    pub(crate) fn compile(
+        param: &str,
+        value: &str,
+        origin: &Origin,
+        parent_style: bool,
+        open: &mut TableOpener<'_>,
+        errors: &mut Vec<PolicyError>,
+        warnings: &mut Vec<PolicyWarning>,
+    ) -> NetList {
+        let mut list = NetList {
+            parent_style,
+            ..NetList::default()
+        };
+        list.add_text(param, value, origin, false, open, errors, warnings, 0);
+        list.warn_about_order(param, origin, warnings);
+        list
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_text(
+        &mut self,
+        param: &str,
+        value: &str,
+        origin: &Origin,
+        negate: bool,
+        open: &mut TableOpener<'_>,
+        errors: &mut Vec<PolicyError>,
+        warnings: &mut Vec<PolicyWarning>,
+        depth: usize,
+    ) {
+        for item in super::text::split_list(value) {
+            let (neg, pat) = match item.strip_prefix('!') {
+                Some(p) => (!negate, p),
+                None => (negate, item),
+            };
+            let bad = |why: String, hint: Hint| PolicyError::BadValue {
+                name: param.to_string(),
+                origin: origin.clone(),
+                why,
+                hint,
+            };
+            if pat.starts_with('/') {
+                if depth > 10 {
+                    errors.push(bad(
+                        format!("{pat}: files include each other too deeply"),
+                        Hint::none(),
+                    ));
+                    continue;
+                }
+                match std::fs::read_to_string(pat) {
+                    Ok(text) => {
+                        for (i, line) in text.lines().enumerate() {
+                            let line = line.trim();
+                            if line.is_empty() || line.starts_with('#') {
+                                continue;
+                            }
+                            let o = Origin {
+                                file: Path::new(pat).to_path_buf(),
+                                line: i + 1,
+                            };
+                            self.add_text(param, line, &o, neg, open, errors, warnings, depth + 1);
+                        }
+                    }
+                    Err(e) => errors.push(bad(format!("cannot read {pat}: {e}"), Hint::none())),
+                }
+                continue;
+            }
+            let index = self.entries.len() as u32;
+            let pattern = match parse_net(pat, false) {
+                Some(Ok((addr, len))) => {
+                    self.nets.insert(addr, len, index);
+                    Pattern::Net(addr, len)
+                }
+                Some(Err(why)) => {
+                    let hint = if why.contains("without brackets") {
+                        Hint::text(format!(
+                            "write [{}]{}",
+                            pat.split('/').next().unwrap_or(pat),
+                            pat.find('/').map(|i| &pat[i..]).unwrap_or("")
+                        ))
+                    } else {
+                        Hint::text("Postfix accepts this but answers 451 4.3.0 Temporary lookup failure to every client that reaches it")
+                    };
+                    errors.push(bad(why, hint));
+                    continue;
+                }
+                None if pat.contains(':') => match open(pat, origin) {
+                    Ok(t) => {
+                        self.tables.push(index);
+                        Pattern::Table(t)
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                },
+                None => {
+                    let lower = pat.to_ascii_lowercase();
+                    if lower.bytes().next().is_some_and(|b| b.is_ascii_digit())
+                        && lower.contains('/')
+                    {
+                        warnings.push(PolicyWarning::new(
+                            param,
+                            origin,
+                            format!("\"{pat}\" is not a network; Postfix takes it as a host name that never matches"),
+                            "write the network as ADDRESS/LENGTH".into(),
+                        ));
+                    }
+                    if let Some(rest) = lower.strip_prefix('.') {
+                        if rest.is_empty() {
+                            errors.push(bad("empty domain pattern \".\"".into(), Hint::none()));
+                            continue;
+                        }
+                        if self.parent_style {
+                            // Postfix's match_hostname compares only parent names in this style,
+                            // so `.example.com` never matches anything here [live].
+                            warnings.push(PolicyWarning::new(
+                                param,
+                                origin,
+                                format!("`{pat}` never matches: in {param} a domain already matches its subdomains and a leading dot is not understood"),
+                                format!("write `{rest}`"),
+                            ));
+                        } else {
+                            self.dotted.entry(lower.clone().into()).or_insert(index);
+                        }
+                        Pattern::Dotted
+                    } else {
+                        self.names.entry(lower.clone().into()).or_insert(index);
+                        if self.parent_style {
+                            self.parents.entry(lower.into()).or_insert(index);
+                        }
+                        Pattern::Name
+                    }
+                }
+            };
+            self.entries.push(Entry {
+                text: item.into(),
+                negated: neg,
+                pattern,
+            });
+        }
+    }
+
+    fn warn_about_order(&self, param: &str, origin: &Origin, warnings: &mut Vec<PolicyWarning>) {
+        if !self.entries.is_empty() && self.entries.iter().all(|e| e.negated) {
+            warnings.push(PolicyWarning::new(
+                param,
+                origin,
+                "every entry is a `!` exclusion, so the list matches nobody (a negation only stops the scan, it never matches)".into(),
+                format!("add the networks the exclusions are cut from after them, e.g. `{param} = {} 0.0.0.0/0 [::]/0`", self.entries.iter().map(|e| &*e.text).collect::<Vec<_>>().join(" ")),
+            ));
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            let (Pattern::Net(addr, len), true) = (&e.pattern, e.negated) else {
+                continue;
+            };
+            let earlier = self.entries[..i].iter().find(|p| {
+                !p.negated
+                    && matches!(p.pattern, Pattern::Net(pa, pl) if covers(pa, pl, *addr, *len))
+            });
+            if let Some(p) = earlier {
+                warnings.push(PolicyWarning::new(
+                    param,
+                    origin,
+                    format!("`{}` comes after `{}`, which already matches it; the first match wins, so the exclusion never applies", e.text, p.text),
+                    format!("move `{}` before `{}`", e.text, p.text),
+                ));
+            }
+        }
+    }
+
+    /// Whether matching needs the client's name (name patterns or tables).
+    pub fn uses_names(&self) -> bool {
+        !self.names.is_empty() || !self.dotted.is_empty() || !self.tables.is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry as the admin wrote it, for reasons.
+    pub fn entry_text(&self, index: usize) -> &str {
+        self.entries.get(index).map(|e| &*e.text).unwrap_or("")
+    }
+
+    /// Matches a client: its name (verified name or `unknown`) and address.
+    pub fn match_client(&self, name: &str, addr: IpAddr) -> ListMatch {
+        let addr = addr.to_canonical();
+        let lower = Lower::new(name);
+        self.finish(self.best(Some(lower.as_str()), Some(addr)))
+    }
+
+    /// Matches a domain (for `mydestination`, `relay_domains`, ...). `domain` must be lower-case.
+    pub fn match_domain(&self, domain: &str) -> ListMatch {
+        self.finish(self.best(Some(domain), None))
+    }
+
+    fn finish(&self, best: Option<u32>) -> ListMatch {
+        match best {
+            None => ListMatch::NoMatch,
+            Some(i) => {
+                let i = i as usize;
+                match self.entries.get(i) {
+                    Some(e) if e.negated => ListMatch::Excluded(i),
+                    Some(_) => ListMatch::Matched(i),
+                    None => ListMatch::NoMatch,
+                }
+            }
+        }
+    }
+
+    fn best(&self, name: Option<&str>, addr: Option<IpAddr>) -> Option<u32> {
+        let mut best = addr.and_then(|a| self.nets.first_match(a));
+        let mut take = |i: Option<&u32>| {
+            if let Some(&i) = i {
+                best = Some(best.map_or(i, |b| b.min(i)));
+            }
+        };
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            take(self.names.get(name));
+            for (i, _) in name.match_indices('.') {
+                take(self.dotted.get(&name[i..]));
+                if self.parent_style {
+                    take(self.parents.get(&name[i + 1..]));
+                }
+            }
+        }
+        for &ti in &self.tables {
+            if best.is_some_and(|b| b < ti) {
+                break;
+            }
+            if let Some(Entry {
+                pattern: Pattern::Table(t),
+                ..
+            }) = self.entries.get(ti as usize)
+            {
+                if self.table_hit(t, name, addr) {
+                    best = Some(ti);
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    fn table_hit(&self, t: &Table, name: Option<&str>, addr: Option<IpAddr>) -> bool {
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            if t.lookup(name).is_some() {
+                return true;
+            }
+            if !t.is_pattern() {
+                for (i, _) in name.match_indices('.') {
+                    let key = if self.parent_style {
+                        &name[i + 1..]
+                    } else {
+                        &name[i..]
+                    };
+                    if t.lookup(key).is_some() {
+                        return true;
+                    }
+                }
+            }
+        }
+        match addr {
+            Some(a) => t.lookup(AddrText::new(a).as_str()).is_some(),
+            None => false,
+        }
+    }
+}

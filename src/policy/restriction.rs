@@ -1,0 +1,405 @@
+//! Restriction lists as Postfix writes them (`permit_mynetworks, check_client_access TABLE, ...`),
+//! parsed once into [`Restriction`] values.
+//!
+//! Parsing refuses what Postfix would turn into a `451 4.3.5 Server configuration error` at run
+//! time (unknown names, undeclared classes, a bare table where no lookup is implied) and what
+//! relayguard does not implement, so an admin learns it at load, with the line.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::error::{Hint, PolicyError, PolicyWarning};
+use super::netlist::TableOpener;
+use super::params::Origin;
+use super::table::Table;
+use super::text::split_list;
+
+/// Which lookup order a `check_*_access` uses, and whose voice its rejects speak with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    Client,
+    Helo,
+    Sender,
+    Recipient,
+}
+
+impl Lookup {
+    pub(crate) fn restriction_name(self) -> &'static str {
+        match self {
+            Lookup::Client => "check_client_access",
+            Lookup::Helo => "check_helo_access",
+            Lookup::Sender => "check_sender_access",
+            Lookup::Recipient => "check_recipient_access",
+        }
+    }
+}
+
+/// Which sender/login checks `reject_*sender_login_mismatch` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoginMismatch {
+    pub(crate) authenticated: bool,
+    pub(crate) unauthenticated: bool,
+    /// `reject_known_sender_login_mismatch`: an authenticated client may use unowned senders.
+    pub(crate) known_only: bool,
+    pub(crate) name: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Restriction {
+    Permit,
+    Reject,
+    Defer,
+    DeferIfPermit,
+    DeferIfReject,
+    WarnIfReject(Box<Restriction>),
+    PermitMynetworks,
+    PermitSaslAuthenticated,
+    RejectUnauthDestination,
+    DeferUnauthDestination,
+    PermitAuthDestination,
+    RejectUnauthPipelining,
+    Check { lookup: Lookup, table: Arc<Table> },
+    RejectNonFqdnHelo { name: &'static str },
+    RejectInvalidHelo { name: &'static str },
+    RejectNonFqdnSender,
+    RejectNonFqdnRecipient,
+    SenderLoginMismatch(LoginMismatch),
+    Class(u32),
+}
+
+/// Simple restriction names and what they parse to.
+type Make = fn() -> Restriction;
+
+const SIMPLE: &[(&str, Make)] = &[
+    ("permit", || Restriction::Permit),
+    ("reject", || Restriction::Reject),
+    ("defer", || Restriction::Defer),
+    ("defer_if_permit", || Restriction::DeferIfPermit),
+    ("defer_if_reject", || Restriction::DeferIfReject),
+    ("permit_mynetworks", || Restriction::PermitMynetworks),
+    ("permit_sasl_authenticated", || {
+        Restriction::PermitSaslAuthenticated
+    }),
+    ("reject_unauth_destination", || {
+        Restriction::RejectUnauthDestination
+    }),
+    ("defer_unauth_destination", || {
+        Restriction::DeferUnauthDestination
+    }),
+    ("permit_auth_destination", || {
+        Restriction::PermitAuthDestination
+    }),
+    ("reject_unauth_pipelining", || {
+        Restriction::RejectUnauthPipelining
+    }),
+    ("reject_non_fqdn_helo_hostname", || {
+        Restriction::RejectNonFqdnHelo {
+            name: "reject_non_fqdn_helo_hostname",
+        }
+    }),
+    ("reject_non_fqdn_hostname", || {
+        Restriction::RejectNonFqdnHelo {
+            name: "reject_non_fqdn_hostname",
+        }
+    }),
+    ("reject_invalid_helo_hostname", || {
+        Restriction::RejectInvalidHelo {
+            name: "reject_invalid_helo_hostname",
+        }
+    }),
+    ("reject_invalid_hostname", || {
+        Restriction::RejectInvalidHelo {
+            name: "reject_invalid_hostname",
+        }
+    }),
+    ("reject_non_fqdn_sender", || {
+        Restriction::RejectNonFqdnSender
+    }),
+    ("reject_non_fqdn_recipient", || {
+        Restriction::RejectNonFqdnRecipient
+    }),
+    ("reject_sender_login_mismatch", || {
+        Restriction::SenderLoginMismatch(LoginMismatch {
+            authenticated: true,
+            unauthenticated: true,
+            known_only: false,
+            name: "reject_sender_login_mismatch",
+        })
+    }),
+    ("reject_known_sender_login_mismatch", || {
+        Restriction::SenderLoginMismatch(LoginMismatch {
+            authenticated: true,
+            unauthenticated: true,
+            known_only: true,
+            name: "reject_known_sender_login_mismatch",
+        })
+    }),
+    ("reject_authenticated_sender_login_mismatch", || {
+        Restriction::SenderLoginMismatch(LoginMismatch {
+            authenticated: true,
+            unauthenticated: false,
+            known_only: false,
+            name: "reject_authenticated_sender_login_mismatch",
+        })
+    }),
+    ("reject_unauthenticated_sender_login_mismatch", || {
+        Restriction::SenderLoginMismatch(LoginMismatch {
+            authenticated: false,
+            unauthenticated: true,
+            known_only: false,
+            name: "reject_unauthenticated_sender_login_mismatch",
+        })
+    }),
+];
+
+const CHECKS: &[(&str, Lookup)] = &[
+    ("check_client_access", Lookup::Client),
+    ("check_helo_access", Lookup::Helo),
+    ("check_sender_access", Lookup::Sender),
+    ("check_recipient_access", Lookup::Recipient),
+];
+
+/// Postfix restrictions relayguard knows but does not implement (refused with this word).
+const NOT_IMPLEMENTED: &[&str] = &[
+    "check_policy_service",
+    "reject_rbl_client",
+    "reject_rhsbl_client",
+    "reject_rhsbl_sender",
+    "reject_rhsbl_recipient",
+    "reject_rhsbl_helo",
+    "reject_rhsbl_reverse_client",
+    "permit_dnswl_client",
+    "permit_rhswl_client",
+    "reject_unknown_client_hostname",
+    "reject_unknown_reverse_client_hostname",
+    "reject_unknown_helo_hostname",
+    "reject_unknown_sender_domain",
+    "reject_unknown_recipient_domain",
+    "reject_unlisted_recipient",
+    "reject_unlisted_sender",
+    "reject_unverified_recipient",
+    "reject_unverified_sender",
+    "reject_multi_recipient_bounce",
+    "reject_plaintext_session",
+    "permit_tls_clientcerts",
+    "permit_tls_all_clientcerts",
+    "permit_inet_interfaces",
+    "permit_mx_backup",
+    "check_relay_domains",
+    "permit_naked_ip_address",
+    "reject_unknown_hostname",
+    "reject_unknown_client",
+    "reject_unknown_address",
+    "check_ccert_access",
+    "check_sasl_access",
+    "check_reverse_client_hostname_access",
+    "check_client_a_access",
+    "check_client_mx_access",
+    "check_client_ns_access",
+    "check_helo_a_access",
+    "check_helo_mx_access",
+    "check_helo_ns_access",
+    "check_sender_a_access",
+    "check_sender_mx_access",
+    "check_sender_ns_access",
+    "check_recipient_a_access",
+    "check_recipient_mx_access",
+    "check_recipient_ns_access",
+    "check_etrn_access",
+    "sleep",
+    "warn_if_reject_rbl",
+    "reject_maps_rbl",
+    "check_address_map",
+    "reject_sender_login_mismatch_for_known",
+];
+
+impl Restriction {
+    /// The name as written in Postfix lists, for reasons.
+    pub(crate) fn name(&self, classes: &[(Box<str>, Vec<Restriction>)]) -> String {
+        match self {
+            Restriction::WarnIfReject(inner) => format!("warn_if_reject {}", inner.name(classes)),
+            Restriction::Check { lookup, table } => {
+                format!("{} {}", lookup.restriction_name(), table.spec())
+            }
+            Restriction::RejectNonFqdnHelo { name } | Restriction::RejectInvalidHelo { name } => {
+                (*name).into()
+            }
+            Restriction::SenderLoginMismatch(m) => m.name.into(),
+            Restriction::Class(i) => classes
+                .get(*i as usize)
+                .map(|c| c.0.to_string())
+                .unwrap_or_default(),
+            other => SIMPLE
+                .iter()
+                .find(|(_, f)| std::mem::discriminant(&f()) == std::mem::discriminant(other))
+                .map(|(n, _)| (*n).to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Counts for Postfix's start-up check that relay control exists (smtpd_check.c has_required).
+    pub(crate) fn is_relay_control(&self) -> bool {
+        matches!(
+            self,
+            Restriction::RejectUnauthDestination
+                | Restriction::DeferUnauthDestination
+                | Restriction::Reject
+                | Restriction::Defer
+                | Restriction::DeferIfPermit
+        )
+    }
+}
+
+/// Everything a list parse needs from the policy being compiled.
+pub(crate) struct ListContext<'a, 'o> {
+    pub(crate) classes: &'a FxHashMap<String, u32>,
+    pub(crate) open: &'a mut TableOpener<'o>,
+    pub(crate) errors: &'a mut Vec<PolicyError>,
+    pub(crate) warnings: &'a mut Vec<PolicyWarning>,
+}
+
+/// Every name a list may contain, for "did you mean" hints.
+fn all_names<'a>(classes: &'a FxHashMap<String, u32>) -> impl Iterator<Item = &'a str> + 'a {
+    SIMPLE
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(CHECKS.iter().map(|(n, _)| *n))
+        .chain(["warn_if_reject"])
+        .chain(classes.keys().map(String::as_str))
+}
+
+/// Parses one restriction list. `bare_table` is the lookup a bare `type:table` implies in this
+/// parameter (None in data and end-of-data restrictions, where Postfix refuses it).
+pub(crate) fn parse_list(
+    param: &str,
+    value: &str,
+    origin: &Origin,
+    bare_table: Option<Lookup>,
+    cx: &mut ListContext<'_, '_>,
+) -> Vec<Restriction> {
+    let tokens = split_list(value);
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut terminal: Option<&str> = None;
+    while i < tokens.len() {
+        let start = i;
+        let parsed = parse_one(param, &tokens, &mut i, origin, bare_table, cx);
+        if let Some(r) = parsed {
+            if let Some(t) = terminal {
+                cx.warnings.push(PolicyWarning::new(
+                    param,
+                    origin,
+                    format!("restriction `{}' after `{t}' is ignored", tokens[start]),
+                    format!("remove it or move it before `{t}'"),
+                ));
+            } else {
+                if matches!(
+                    r,
+                    Restriction::Permit | Restriction::Reject | Restriction::Defer
+                ) {
+                    terminal = Some(tokens[start]);
+                }
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn parse_one(
+    param: &str,
+    tokens: &[&str],
+    i: &mut usize,
+    origin: &Origin,
+    bare_table: Option<Lookup>,
+    cx: &mut ListContext<'_, '_>,
+) -> Option<Restriction> {
+    let word = *tokens.get(*i)?;
+    *i += 1;
+    let lower = word.to_ascii_lowercase();
+    let unknown = |cx: &mut ListContext<'_, '_>, why_hint: Hint| {
+        cx.errors.push(PolicyError::UnknownRestriction {
+            name: param.to_string(),
+            origin: origin.clone(),
+            restriction: word.to_string(),
+            hint: why_hint,
+        });
+    };
+    if let Some((_, f)) = SIMPLE.iter().find(|(n, _)| *n == lower) {
+        return Some(f());
+    }
+    if lower == "warn_if_reject" {
+        return parse_one(param, tokens, i, origin, bare_table, cx)
+            .map(|r| Restriction::WarnIfReject(Box::new(r)));
+    }
+    if let Some((_, lookup)) = CHECKS.iter().find(|(n, _)| *n == lower) {
+        let Some(spec) = tokens.get(*i) else {
+            unknown(cx, Hint::text(format!("`{word}` needs a table argument")));
+            return None;
+        };
+        *i += 1;
+        return match (cx.open)(spec, origin) {
+            Ok(table) => Some(Restriction::Check {
+                lookup: *lookup,
+                table,
+            }),
+            Err(e) => {
+                cx.errors.push(e);
+                None
+            }
+        };
+    }
+    if let Some(&idx) = cx.classes.get(&lower) {
+        return Some(Restriction::Class(idx));
+    }
+    if word.contains(':') {
+        return match bare_table {
+            Some(lookup) => match (cx.open)(word, origin) {
+                Ok(table) => Some(Restriction::Check { lookup, table }),
+                Err(e) => {
+                    cx.errors.push(e);
+                    None
+                }
+            },
+            None => {
+                unknown(cx, Hint::text("specify one of check_client_access, check_helo_access, check_sender_access, check_recipient_access before the table"));
+                None
+            }
+        };
+    }
+    if NOT_IMPLEMENTED.contains(&lower.as_str()) {
+        let takes_argument = [
+            "check_",
+            "reject_rbl",
+            "reject_rhsbl",
+            "permit_dnswl",
+            "permit_rhswl",
+            "sleep",
+            "warn_if_reject_rbl",
+            "reject_maps",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p));
+        if takes_argument && lower != "check_relay_domains" {
+            *i += 1;
+        }
+        unknown(
+            cx,
+            Hint::text(format!(
+                "`{lower}` is a Postfix restriction relayguard does not implement"
+            )),
+        );
+        return None;
+    }
+    let hint = Hint::nearest(&lower, all_names(cx.classes));
+    let hint = if hint.0.is_none() {
+        Hint::text(
+            "not a restriction; if it is a restriction class, list it in smtpd_restriction_classes",
+        )
+    } else {
+        hint
+    };
+    unknown(cx, hint);
+    None
+}

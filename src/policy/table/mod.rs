@@ -1,0 +1,297 @@
+//! Postfix lookup tables, opened once at load: texthash/hash/btree/lmdb (from the source text),
+//! cidr, regexp, pcre, inline and static.
+//!
+//! A lookup takes an already case-folded key and never allocates, except where a regexp/pcre value
+//! substitutes `$1`. Tables that would need the network (SQL, LDAP, socketmap) are refused at load;
+//! when they come, they answer through `policy::pending` instead of blocking (see mod docs there).
+
+mod cidr;
+mod hash;
+mod regexp;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use super::error::{Hint, PolicyError, PolicyWarning};
+use super::params::Origin;
+
+pub(crate) use cidr::CidrTable;
+pub(crate) use hash::HashTable;
+pub(crate) use regexp::{PcreTable, RegexpTable};
+
+/// Table types relayguard implements (for hints).
+pub const TABLE_TYPES: &[&str] = &[
+    "texthash", "hash", "btree", "lmdb", "cidr", "regexp", "pcre", "inline", "static",
+];
+
+/// Known Postfix table types that relayguard refuses, with why.
+const FOREIGN_TYPES: &[(&str, &str)] = &[
+    ("mysql", "network tables are not implemented yet"),
+    ("pgsql", "network tables are not implemented yet"),
+    ("sqlite", "sqlite tables are not implemented"),
+    ("ldap", "network tables are not implemented yet"),
+    ("memcache", "network tables are not implemented yet"),
+    ("socketmap", "network tables are not implemented yet"),
+    ("tcp", "network tables are not implemented yet"),
+    ("unix", "the UNIX passwd/group tables are not implemented"),
+    (
+        "cdb",
+        "relayguard reads texthash/hash/lmdb source files; use texthash",
+    ),
+    ("dbm", "use texthash with the source file"),
+    ("sdbm", "use texthash with the source file"),
+    ("nis", "NIS is not implemented"),
+    ("nisplus", "NIS+ is not implemented"),
+    ("netinfo", "NetInfo is not implemented"),
+    ("environ", "environ tables are not implemented"),
+    ("fail", "fail tables are not implemented"),
+    ("randmap", "randmap tables are not implemented"),
+    ("pipemap", "pipemap tables are not implemented"),
+    ("unionmap", "unionmap tables are not implemented"),
+    ("internal", "internal tables are not implemented"),
+];
+
+#[derive(Debug)]
+enum Kind {
+    Hash(HashTable),
+    Static(Box<str>),
+    Cidr(CidrTable),
+    Regexp(RegexpTable),
+    Pcre(PcreTable),
+}
+
+/// One opened lookup table.
+#[derive(Debug)]
+pub struct Table {
+    spec: Box<str>,
+    kind: Kind,
+}
+
+impl Table {
+    /// Opens `type:name` as written in a parameter at `origin`; relative file names are taken
+    /// relative to the directory of the file that names them.
+    pub(crate) fn open(
+        spec: &str,
+        origin: &Origin,
+        warnings: &mut Vec<PolicyWarning>,
+    ) -> Result<Table, PolicyError> {
+        let err = |why: String, hint: Hint| PolicyError::Table {
+            table: spec.to_string(),
+            origin: origin.clone(),
+            why,
+            hint,
+        };
+        let (ty, name) = spec
+            .split_once(':')
+            .ok_or_else(|| err("not a type:name table".into(), Hint::none()))?;
+        let ty_l = ty.to_ascii_lowercase();
+        let kind = match ty_l.as_str() {
+            // proxymap only changes who opens the table; the lookups are the same.
+            "proxy" => {
+                return Table::open(name, origin, warnings).map(|t| Table {
+                    spec: spec.into(),
+                    ..t
+                })
+            }
+            "texthash" | "hash" | "btree" | "lmdb" => {
+                let path = resolve(name, origin);
+                if ty_l != "texthash" {
+                    warnings.push(PolicyWarning::new(
+                        spec,
+                        origin,
+                        format!("relayguard does not read Berkeley DB or LMDB files; it reads the source text file {}", path.display()),
+                        "keep the source file next to the compiled one (postmap is not needed for relayguard), or write texthash:".into(),
+                    ));
+                }
+                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
+                Kind::Hash(HashTable::parse_file(&text, &path, warnings)?)
+            }
+            "inline" => {
+                Kind::Hash(HashTable::parse_inline(name).map_err(|e| err(e, Hint::none()))?)
+            }
+            "static" => {
+                let v = name
+                    .strip_prefix('{')
+                    .and_then(|v| v.strip_suffix('}'))
+                    .unwrap_or(name)
+                    .trim();
+                Kind::Static(v.into())
+            }
+            "cidr" => {
+                let path = resolve(name, origin);
+                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
+                Kind::Cidr(CidrTable::parse(&text, &path)?)
+            }
+            "regexp" => {
+                let path = resolve(name, origin);
+                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
+                Kind::Regexp(RegexpTable::parse(&text, &path)?)
+            }
+            "pcre" => {
+                let path = resolve(name, origin);
+                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
+                Kind::Pcre(PcreTable::parse(&text, &path)?)
+            }
+            other => {
+                if let Some((_, why)) = FOREIGN_TYPES.iter().find(|(t, _)| *t == other) {
+                    return Err(err(
+                        format!("table type `{other}` is not supported: {why}"),
+                        Hint::none(),
+                    ));
+                }
+                return Err(err(
+                    format!("unknown table type `{ty}`"),
+                    Hint::nearest(other, TABLE_TYPES.iter().copied()),
+                ));
+            }
+        };
+        Ok(Table {
+            spec: spec.into(),
+            kind,
+        })
+    }
+
+    /// Opens one table outside a policy (for tools and benches); notices come back with it.
+    pub fn load(spec: &str, origin: &Origin) -> Result<(Table, Vec<PolicyWarning>), PolicyError> {
+        let mut warnings = Vec::new();
+        let t = Table::open(spec, origin, &mut warnings)?;
+        Ok((t, warnings))
+    }
+
+    /// The table as written (`texthash:/etc/postfix/access`).
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// Pattern tables (cidr, regexp, pcre) only see the first, full lookup key (Postfix's
+    /// DICT_FLAG_PATTERN): no parent domains, no address prefixes, no `user@`.
+    pub fn is_pattern(&self) -> bool {
+        matches!(self.kind, Kind::Cidr(_) | Kind::Regexp(_) | Kind::Pcre(_))
+    }
+
+    /// Looks up one key (already lower-cased by the caller, as smtpd does).
+    pub fn lookup(&self, key: &str) -> Option<Cow<'_, str>> {
+        match &self.kind {
+            Kind::Hash(h) => h.get(key).map(Cow::Borrowed),
+            Kind::Static(v) => Some(Cow::Borrowed(v)),
+            Kind::Cidr(c) => key
+                .parse()
+                .ok()
+                .and_then(|a| c.lookup(a))
+                .map(Cow::Borrowed),
+            Kind::Regexp(r) => r.lookup(key),
+            Kind::Pcre(p) => p.lookup(key),
+        }
+    }
+
+    /// Every value the table can return, with where it was written, for checks at load.
+    /// Values that substitute `$N` are included as written.
+    pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
+        match &self.kind {
+            Kind::Hash(h) => h.values(),
+            Kind::Static(v) => vec![(v, Origin::default())],
+            Kind::Cidr(c) => c.values(),
+            Kind::Regexp(r) => r.values(),
+            Kind::Pcre(p) => p.values(),
+        }
+    }
+}
+
+fn resolve(name: &str, origin: &Origin) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match origin.file.parent() {
+        Some(dir) => dir.join(p),
+        None => p.to_path_buf(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Postfix's line reader for table files: `#` lines and blank lines skipped, a line starting with
+/// whitespace continues the previous one. Returns (line number of the first line, text).
+pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(trimmed);
+                continue;
+            }
+        }
+        out.push((i + 1, line.to_string()));
+    }
+    out
+}
+
+/// Expands `$1`..`$9`, `${N}` and `$$` in a regexp/pcre value.
+pub(crate) fn expand_captures<'a>(value: &str, group: impl Fn(usize) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(value.len() + 16);
+    let mut chars = value.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().map(|(_, c)| *c) {
+            Some('$') => {
+                chars.next();
+                out.push('$');
+            }
+            Some(d) if d.is_ascii_digit() => {
+                chars.next();
+                out.push_str(group(d as usize - '0' as usize).unwrap_or(""));
+            }
+            Some('{') => {
+                let mut num = String::new();
+                chars.next();
+                for (_, c) in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                    num.push(c);
+                }
+                if let Ok(n) = num.parse::<usize>() {
+                    out.push_str(group(n).unwrap_or(""));
+                }
+            }
+            _ => out.push('$'),
+        }
+    }
+    out
+}
+
+/// Splits `/pattern/flags rest` (any delimiter) as Postfix's regexp and pcre tables do.
+/// Returns (pattern, flags, rest).
+pub(crate) fn split_pattern(line: &str) -> Option<(&str, &str, &str)> {
+    let mut it = line.char_indices();
+    let (_, delim) = it.next()?;
+    let start = delim.len_utf8();
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in it {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == delim {
+            end = Some(i);
+            break;
+        }
+    }
+    let end = end?;
+    let pattern = &line[start..end];
+    let after = &line[end + delim.len_utf8()..];
+    let flags_end = after.find(char::is_whitespace).unwrap_or(after.len());
+    Some((pattern, &after[..flags_end], after[flags_end..].trim()))
+}
