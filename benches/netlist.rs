@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use relayguard::policy::{Origin, ParamMap, ParamValue, Policy, Table};
+use std::hint::black_box;
 
 /// Counts allocations so the bench can assert that lookups make none.
 struct Counting;

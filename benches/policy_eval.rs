@@ -6,10 +6,11 @@
 
 use std::net::IpAddr;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use relayguard::policy::{
     Client, Facts, Origin, ParamMap, ParamValue, Policy, Stage, TransactionState,
 };
+use std::hint::black_box;
 
 fn policy() -> Policy {
     let dir = std::env::temp_dir().join(format!("relayguard-bench-eval-{}", std::process::id()));
