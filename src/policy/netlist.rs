@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::params::Origin;
-use super::prefix::{covers, parse_net, PrefixIndex};
+use super::prefix::{parse_net, PrefixIndex};
 use super::table::Table;
 use super::text::{AddrText, Lower};
 
@@ -221,14 +221,22 @@ impl NetList {
                 format!("add the networks the exclusions are cut from after them, e.g. `{param} = {} 0.0.0.0/0 [::]/0`", self.entries.iter().map(|e| &*e.text).collect::<Vec<_>>().join(" ")),
             ));
         }
+        // A `!net` is dead when an earlier positive entry already covers it. Index the positive
+        // networks once so this stays fast for lists of 100,000 entries.
+        let mut positives = PrefixIndex::default();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let (Pattern::Net(a, l), false) = (&e.pattern, e.negated) {
+                positives.insert(*a, *l, i as u32);
+            }
+        }
         for (i, e) in self.entries.iter().enumerate() {
             let (Pattern::Net(addr, len), true) = (&e.pattern, e.negated) else {
                 continue;
             };
-            let earlier = self.entries[..i].iter().find(|p| {
-                !p.negated
-                    && matches!(p.pattern, Pattern::Net(pa, pl) if covers(pa, pl, *addr, *len))
-            });
+            let earlier = positives
+                .first_covering(*addr, *len)
+                .filter(|j| (*j as usize) < i)
+                .and_then(|j| self.entries.get(j as usize));
             if let Some(p) = earlier {
                 warnings.push(PolicyWarning::new(
                     param,
