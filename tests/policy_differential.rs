@@ -171,6 +171,28 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "pattern tables",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_client_restrictions = check_client_access cidr:@DIR@/c.cidr, check_client_access regexp:@DIR@/c.re\nsmtpd_helo_restrictions = check_helo_access pcre:@DIR@/h.pcre\nsmtpd_sender_restrictions = check_sender_access regexp:@DIR@/s.re\n",
+        tables: &[
+            ("c.cidr", "192.0.2.0/28 REJECT first block\n192.0.2.0/24 OK\n[2001:db8::]/32 REJECT v6 block\nif 172.16.0.0/12\n!172.16.1.0/24 REJECT in 172.16/12 but not 172.16.1/24\nendif\n"),
+            ("c.re", "/^unknown$/ REJECT no rdns\n"),
+            ("h.pcre", "/^\\[?192\\.0\\.2\\.\\d+\\]?$/ REJECT literal helo\n"),
+            ("s.re", "/^(.*)@spam\\.example$/ REJECT user $1 is spam\n/^BIG@/i REJECT case-sensitive\n/^spam\\.example$/ REJECT domain only\n"),
+        ],
+        cases: &[
+            c("192.0.2.5", Some("x.example.org"), H, "a@b.example", "u@local.test"),
+            c("192.0.2.20", None, H, "a@b.example", "u@local.test"),
+            c("2001:db8::1", Some("x.example.org"), H, "a@b.example", "u@local.test"),
+            c("172.16.9.9", Some("x.example.org"), H, "a@b.example", "u@local.test"),
+            c("172.16.1.5", Some("x.example.org"), H, "a@b.example", "u@local.test"),
+            c("203.0.113.1", None, H, "a@b.example", "u@local.test"),
+            c("203.0.113.1", Some("x.example.org"), Some("[192.0.2.7]"), "a@b.example", "u@local.test"),
+            c("203.0.113.1", Some("x.example.org"), H, "Joe@SPAM.example", "u@local.test"),
+            c("203.0.113.1", Some("x.example.org"), H, "BIG@local.test", "u@local.test"),
+            c("203.0.113.1", Some("x.example.org"), H, "a@spam.example.net", "u@local.test"),
+        ],
+    },
+    Scenario {
         name: "helo syntax and fqdn",
         policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\nsmtpd_sender_restrictions = reject_non_fqdn_sender\nsmtpd_recipient_restrictions = warn_if_reject reject_non_fqdn_recipient, defer_if_reject, permit_mynetworks, reject\n",
         tables: &[],
