@@ -239,6 +239,16 @@ impl Policy {
 
     /// Decides one stage. Called at connect, HELO/EHLO, MAIL, each RCPT (and VRFY), DATA and end
     /// of data; with `smtpd_delay_reject = yes` the engine itself defers earlier rejects to RCPT.
+    ///
+    /// What the session does with the answer, as smtpd does:
+    /// - Keep one [`TransactionState`] for the whole session.
+    /// - A rejected HELO/EHLO is not recorded: later facts carry `helo: None`.
+    /// - A rejected MAIL opens no transaction (RCPT then gets `503 5.5.1 Error: need MAIL command`).
+    /// - After a rejected connect (`smtpd_delay_reject = no`), every command but QUIT gets
+    ///   [`TransactionState::access_denied`]; the engine also answers it for the stages it sees.
+    /// - A 421/521 reply closes the connection ([`Reply::closes_connection`]).
+    /// - `Decision::notes` are logged as `ACTION: STAGE from NAME[ADDR]: TEXT; from=<..> to=<..> ...`.
+    /// - `Outcome::Accept` at RCPT still needs the upstream's own 250.
     pub fn evaluate(
         &self,
         stage: Stage,

@@ -13,7 +13,9 @@ use rustc_hash::FxHashMap;
 
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::params::Origin;
-use super::prefix::{covers, parse_net, PrefixIndex};
+#[cfg(test)]
+use super::prefix::covers;
+use super::prefix::{parse_net, PrefixIndex};
 use super::table::Table;
 use super::text::{AddrText, Lower};
 
@@ -221,14 +223,22 @@ impl NetList {
                 format!("add the networks the exclusions are cut from after them, e.g. `{param} = {} 0.0.0.0/0 [::]/0`", self.entries.iter().map(|e| &*e.text).collect::<Vec<_>>().join(" ")),
             ));
         }
+        // A `!net` is dead when an earlier positive entry already covers it. Index the positive
+        // networks once so this stays fast for lists of 100,000 entries.
+        let mut positives = PrefixIndex::default();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let (Pattern::Net(a, l), false) = (&e.pattern, e.negated) {
+                positives.insert(*a, *l, i as u32);
+            }
+        }
         for (i, e) in self.entries.iter().enumerate() {
             let (Pattern::Net(addr, len), true) = (&e.pattern, e.negated) else {
                 continue;
             };
-            let earlier = self.entries[..i].iter().find(|p| {
-                !p.negated
-                    && matches!(p.pattern, Pattern::Net(pa, pl) if covers(pa, pl, *addr, *len))
-            });
+            let earlier = positives
+                .first_covering(*addr, *len)
+                .filter(|j| (*j as usize) < i)
+                .and_then(|j| self.entries.get(j as usize));
             if let Some(p) = earlier {
                 warnings.push(PolicyWarning::new(
                     param,
@@ -335,6 +345,62 @@ impl NetList {
         match addr {
             Some(a) => t.lookup(AddrText::new(a).as_str()).is_some(),
             None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn compile(entries: &[(u32, u8, bool)]) -> (NetList, Vec<String>) {
+        let texts: Vec<String> = entries
+            .iter()
+            .map(|(a, l, neg)| {
+                let net = crate::policy::prefix::network_of(IpAddr::V4((*a).into()), *l);
+                format!("{}{net}/{l}", if *neg { "!" } else { "" })
+            })
+            .collect();
+        let mut open = |_: &str, _: &Origin| -> Result<Arc<Table>, PolicyError> {
+            unreachable!("no tables here")
+        };
+        let (mut e, mut w) = (Vec::new(), Vec::new());
+        let list = NetList::compile(
+            "mynetworks",
+            &texts.join(" "),
+            &Origin::default(),
+            true,
+            &mut open,
+            &mut e,
+            &mut w,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        (list, texts)
+    }
+
+    proptest! {
+        /// The index answers exactly what a left-to-right scan answers.
+        #[test]
+        fn index_equals_linear_first_match(
+            entries in proptest::collection::vec((any::<u32>(), 0u8..=32, any::<bool>()), 1..60),
+            probes in proptest::collection::vec(any::<u32>(), 1..20),
+        ) {
+            let (list, _) = compile(&entries);
+            // Probe both random addresses and addresses inside the entries.
+            let inside = entries.iter().map(|(a, _, _)| *a);
+            for q in probes.into_iter().chain(inside) {
+                let addr = IpAddr::V4(q.into());
+                let linear = entries.iter().enumerate().find(|(_, (a, l, _))| {
+                    covers(IpAddr::V4((*a).into()), *l, addr, 32)
+                });
+                let want = match linear {
+                    None => ListMatch::NoMatch,
+                    Some((i, (_, _, true))) => ListMatch::Excluded(i),
+                    Some((i, _)) => ListMatch::Matched(i),
+                };
+                prop_assert_eq!(list.match_client("unknown", addr), want);
+            }
         }
     }
 }

@@ -63,6 +63,31 @@ impl PrefixIndex {
         }
     }
 
+    /// The lowest entry index whose network contains all of `addr/len` (prefixes no longer
+    /// than `len`).
+    pub(crate) fn first_covering(&self, addr: IpAddr, len: u8) -> Option<u32> {
+        let mut best: Option<u32> = None;
+        match addr {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                for (l, map) in self.v4.iter().filter(|(l, _)| *l <= len) {
+                    if let Some(&i) = map.get(&(a & mask4(*l))) {
+                        best = Some(best.map_or(i, |b| b.min(i)));
+                    }
+                }
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                for (l, map) in self.v6.iter().filter(|(l, _)| *l <= len) {
+                    if let Some(&i) = map.get(&(a & mask6(*l))) {
+                        best = Some(best.map_or(i, |b| b.min(i)));
+                    }
+                }
+            }
+        }
+        best
+    }
+
     /// The lowest entry index whose network contains `addr`. IPv4 entries never match an IPv6
     /// address and vice versa, as in Postfix's match_ops.c.
     pub(crate) fn first_match(&self, addr: IpAddr) -> Option<u32> {
