@@ -31,16 +31,7 @@ impl Session {
             return self.refuse(replies::no_valid_recipients());
         }
         let sender = txn.sender.clone();
-        let mut policy_state = self
-            .txn
-            .as_mut()
-            .map(|t| std::mem::take(&mut t.policy))
-            .unwrap_or_default();
-        let decision = self.ctx.listener.policy.evaluate(
-            Stage::Data,
-            &self.facts(Some(&sender), None),
-            &mut policy_state,
-        );
+        let decision = self.decide(Stage::Data, Some(&sender), None);
         if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
             return self.refuse(reply);
         }
@@ -80,7 +71,7 @@ impl Session {
                 self.upstream = None;
                 replies::queue_file_write_error()
             }
-            BodyEnd::Complete => self.finish_message(&sender, &mut policy_state).await,
+            BodyEnd::Complete => self.finish_message(&sender).await,
         };
         self.txn = None;
         let ok = reply.code == 250;
@@ -97,16 +88,8 @@ impl Session {
     }
 
     /// End-of-data policy, then the held-back `.<CR><LF>`, then the upstream's verdict.
-    async fn finish_message(
-        &mut self,
-        sender: &str,
-        state: &mut crate::policy::TransactionState,
-    ) -> Reply {
-        let decision = self.ctx.listener.policy.evaluate(
-            Stage::EndOfData,
-            &self.facts(Some(sender), None),
-            state,
-        );
+    async fn finish_message(&mut self, sender: &str) -> Reply {
+        let decision = self.decide(Stage::EndOfData, Some(sender), None);
         if let Some(reply) = self.judge("END-OF-MESSAGE", decision, Some(sender), None) {
             self.upstream = None;
             return reply;

@@ -27,12 +27,7 @@ impl Session {
                 .rejected("MAIL", &reply, &self.reject_context(Some(from), None));
             return self.refuse(reply);
         }
-        let mut state = Default::default();
-        let decision = self.ctx.listener.policy.evaluate(
-            Stage::Mail,
-            &self.facts(Some(from), None),
-            &mut state,
-        );
+        let decision = self.decide(Stage::Mail, Some(from), None);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
@@ -50,7 +45,6 @@ impl Session {
         if accepted {
             self.txn = Some(Transaction {
                 sender: from.to_string(),
-                policy: state,
                 ..Transaction::default()
             });
             Step::Ok
@@ -71,13 +65,7 @@ impl Session {
             self.txn = Some(txn);
             return self.refuse(replies::too_many_recipients());
         }
-        let decision = {
-            let facts = self.facts(Some(&txn.sender), Some(to));
-            self.ctx
-                .listener
-                .policy
-                .evaluate(Stage::Rcpt, &facts, &mut txn.policy)
-        };
+        let decision = self.decide(Stage::Rcpt, Some(&txn.sender), Some(to));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.txn = Some(txn);
             return self.refuse(reply);
@@ -123,12 +111,7 @@ impl Session {
         if self.ctx.listener.smtpd.vrfy_disabled {
             return self.refuse(replies::vrfy_disabled());
         }
-        let mut state = Default::default();
-        let decision = self.ctx.listener.policy.evaluate(
-            Stage::Vrfy,
-            &self.facts(None, Some(address)),
-            &mut state,
-        );
+        let decision = self.decide(Stage::Vrfy, None, Some(address));
         if let Some(reply) = self.judge("VRFY", decision, None, Some(address)) {
             return self.refuse(reply);
         }

@@ -12,12 +12,7 @@ use crate::smtp::{replies, Reply};
 impl Session {
     /// Runs the connect stage and writes the 220. `Some` ends the session at once.
     pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
-        let mut state = Default::default();
-        let decision =
-            self.ctx
-                .listener
-                .policy
-                .evaluate(Stage::Connect, &self.facts(None, None), &mut state);
+        let decision = self.decide(Stage::Connect, None, None);
         self.log
             .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
         match decision.outcome {
@@ -37,21 +32,15 @@ impl Session {
                         reason: reply.to_string(),
                     });
                 }
-                self.denied = true;
             }
         }
         None
     }
 
     pub(super) async fn helo(&mut self, name: &str, esmtp: bool) -> Step {
-        let mut state = Default::default();
         let previous = self.helo.replace(name.to_owned());
         let previous_esmtp = std::mem::replace(&mut self.esmtp, esmtp);
-        let decision =
-            self.ctx
-                .listener
-                .policy
-                .evaluate(Stage::Helo, &self.facts(None, None), &mut state);
+        let decision = self.decide(Stage::Helo, None, None);
         let stage = if esmtp { "EHLO" } else { "HELO" };
         self.log
             .notes(stage, &decision.notes, &self.reject_context(None, None));

@@ -23,7 +23,7 @@ use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
-use crate::policy::{Client, Facts, TransactionState};
+use crate::policy::{Client, Decision, Facts, Stage, TransactionState};
 use crate::smtp::command::{parse, Command};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
@@ -60,7 +60,6 @@ struct Transaction {
     sender: String,
     recipients: Vec<String>,
     rcpt_attempts: usize,
-    policy: TransactionState,
 }
 
 /// How handling one command went: counted as OK or failed, or the session is over.
@@ -85,8 +84,9 @@ pub struct Session {
     upstream: Option<UpstreamConn>,
     counts: CommandCounts,
     errors: u32,
-    /// Set when the connect stage rejected the client under smtpd_delay_reject = no.
-    denied: bool,
+    /// What earlier stages left for later ones (a delayed or connect-stage reject, armed
+    /// defer_if_permit): one per session, as the engine requires.
+    policy_state: TransactionState,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
     started: Instant,
@@ -132,7 +132,7 @@ impl Session {
             upstream: None,
             counts: CommandCounts::default(),
             errors: 0,
-            denied: false,
+            policy_state: TransactionState::default(),
             improper_pipelining: false,
             started: Instant::now(),
             last: "CONNECT",
@@ -330,8 +330,10 @@ impl Session {
         };
         self.check_pipelining(&command, verb);
         self.last = verb_word(&command);
-        if self.denied && !matches!(command, Command::Quit) {
-            let reply = replies::access_denied(self.log.client());
+        if let (Some(reply), false) = (
+            self.policy_state.access_denied(),
+            matches!(command, Command::Quit),
+        ) {
             self.io.reply(&reply);
             self.counts.record(verb, false);
             return Step::Failed;
@@ -375,6 +377,18 @@ impl Session {
             Step::End(_) => self.counts.record(verb, false),
         }
         step
+    }
+
+    /// Asks the policy about `stage`, with the session's one policy state.
+    fn decide(&mut self, stage: Stage, sender: Option<&str>, recipient: Option<&str>) -> Decision {
+        let mut state = std::mem::take(&mut self.policy_state);
+        let decision =
+            self.ctx
+                .listener
+                .policy
+                .evaluate(stage, &self.facts(sender, recipient), &mut state);
+        self.policy_state = state;
+        decision
     }
 
     /// Postfix's smtpd_flag_ill_pipelining: more input already waiting behind a command that

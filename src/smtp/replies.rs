@@ -271,11 +271,6 @@ pub fn too_many_errors(host: &str) -> Reply {
     Reply::new(421, (4, 7, 0), format!("{host} Error: too many errors"))
 }
 
-/// Every command after a connect-stage reject under `smtpd_delay_reject = no` (postfix-semantics 2.3).
-pub fn access_denied(client: &str) -> Reply {
-    Reply::new(503, (5, 7, 0), format!("Error: access denied for {client}"))
-}
-
 /// The upstream could not be asked about the credentials (Postfix's reply for a lost SASL backend).
 pub fn temporary_auth_failure() -> Reply {
     Reply::new(
