@@ -1,4 +1,5 @@
-//! `check-config`: load and compile the config, print every error as `file:line: why`.
+//! `check-config`: load and compile the config, print every error as `file:line: why`, and
+//! every setting that is valid but surely not what the admin meant, with its fix.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,10 +7,26 @@ use std::process::ExitCode;
 pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     match crate::config::load(path) {
         Ok(snapshot) => {
+            let mut warnings: Vec<String> = Vec::new();
+            for l in &snapshot.listeners {
+                for w in l.policy.warnings() {
+                    let text = format!(
+                        "{}:{}: warning: `{}`: {} (fix: {})",
+                        w.file, w.line, w.parameter, w.message, w.fix
+                    );
+                    if !warnings.contains(&text) {
+                        warnings.push(text);
+                    }
+                }
+            }
+            for w in &warnings {
+                println!("{w}");
+            }
             println!(
-                "{}: OK ({} listener(s))",
+                "{}: OK ({} listener(s), {} warning(s))",
                 path.display(),
-                snapshot.listeners.len()
+                snapshot.listeners.len(),
+                warnings.len()
             );
             Ok(ExitCode::SUCCESS)
         }

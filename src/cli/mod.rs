@@ -1,6 +1,8 @@
 //! The command line: one clap variant per subcommand; running the proxy is the default.
 
+pub mod check;
 pub mod check_config;
+pub mod import_postfix;
 pub mod run;
 
 use std::path::PathBuf;
@@ -27,6 +29,13 @@ pub enum Command {
     Run,
     /// Load and compile the config, print every problem as file:line, and exit.
     CheckConfig,
+    /// Explain, stage by stage, what a client would be answered and why (offline).
+    Check(check::CheckArgs),
+    /// Print the relayguard config equivalent to a Postfix main.cf (and master.cf).
+    ImportPostfix {
+        main_cf: PathBuf,
+        master_cf: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -34,6 +43,10 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run::run(&cli.config),
         Command::CheckConfig => check_config::check_config(&cli.config),
+        Command::Check(args) => check::check(&cli.config, &args),
+        Command::ImportPostfix { main_cf, master_cf } => {
+            import_postfix::import(&main_cf, master_cf.as_deref())
+        }
     };
     match result {
         Ok(code) => code,
