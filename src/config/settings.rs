@@ -58,6 +58,8 @@ pub struct SmtpdSettings {
     pub bare_newline: BareNewline,
     /// The syslog tag prefix for Postfix-shaped log lines (`postfix`, `postfix/submission`).
     pub syslog_name: String,
+    /// `{syslog_name}/smtpd`, the tag of every session log line; shared, not rebuilt per session.
+    pub syslog_tag: std::sync::Arc<str>,
 }
 
 impl SmtpdSettings {
@@ -124,6 +126,8 @@ impl SmtpdSettings {
             vrfy_disabled: flag(params, "disable_vrfy_command", false, errors),
             tls_level,
             bare_newline,
+            syslog_tag: format!("{}/smtpd", params.value("syslog_name").unwrap_or("postfix"))
+                .into(),
             syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
         }
     }

@@ -116,6 +116,15 @@ pub struct TransactionState {
 }
 
 impl TransactionState {
+    /// Nothing carried over: the state a new session starts with. Lets a caller keep the
+    /// state only while it holds something.
+    pub fn is_clear(&self) -> bool {
+        self.client_rejected.is_none()
+            && self.after_client.is_none()
+            && self.after_helo.is_none()
+            && self.after_sender.is_none()
+    }
+
     /// The reply for any command after a connect-stage reject with `smtpd_delay_reject = no`.
     pub fn access_denied(&self) -> Option<Reply> {
         self.client_rejected

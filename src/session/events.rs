@@ -9,7 +9,7 @@ use crate::policy::Note;
 use crate::smtp::Reply;
 
 pub struct EventLog {
-    tag: String,
+    tag: std::sync::Arc<str>,
     /// `NAME[ADDR]`, as Postfix names a client.
     client: String,
 }
@@ -25,11 +25,8 @@ pub struct RejectContext<'a> {
 }
 
 impl EventLog {
-    pub fn new(syslog_name: &str, client: String) -> Self {
-        Self {
-            tag: format!("{syslog_name}/smtpd"),
-            client,
-        }
+    pub fn new(tag: std::sync::Arc<str>, client: String) -> Self {
+        Self { tag, client }
     }
 
     pub fn client(&self) -> &str {

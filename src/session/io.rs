@@ -13,7 +13,7 @@ use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
 /// Read size while waiting for commands: small, so an idle session stays small.
-const COMMAND_READ: usize = 512;
+const COMMAND_READ: usize = 256;
 /// Read size while a body streams through.
 pub const BODY_READ: usize = 64 * 1024;
 

@@ -85,8 +85,9 @@ pub struct Session {
     counts: CommandCounts,
     errors: u32,
     /// What earlier stages left for later ones (a delayed or connect-stage reject, armed
-    /// defer_if_permit): one per session, as the engine requires.
-    policy_state: TransactionState,
+    /// defer_if_permit): one per session, as the engine requires. Boxed and kept only while
+    /// it holds something, so most sessions carry none of its bytes.
+    policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
     started: Instant,
@@ -114,7 +115,7 @@ impl Session {
             reverse_name: names.reverse_name.as_str().to_owned(),
         };
         let log = EventLog::new(
-            &ctx.listener.smtpd.syslog_name,
+            ctx.listener.smtpd.syslog_tag.clone(),
             format!("{}[{}]", client.name, client.addr),
         );
         Session {
@@ -132,7 +133,7 @@ impl Session {
             upstream: None,
             counts: CommandCounts::default(),
             errors: 0,
-            policy_state: TransactionState::default(),
+            policy_state: None,
             improper_pipelining: false,
             started: Instant::now(),
             last: "CONNECT",
@@ -331,7 +332,7 @@ impl Session {
         self.check_pipelining(&command, verb);
         self.last = verb_word(&command);
         if let (Some(reply), false) = (
-            self.policy_state.access_denied(),
+            self.policy_state.as_ref().and_then(|s| s.access_denied()),
             matches!(command, Command::Quit),
         ) {
             self.io.reply(&reply);
@@ -339,23 +340,23 @@ impl Session {
             return Step::Failed;
         }
         let step = match command {
-            Command::Ehlo(name) => self.helo(name, true).await,
-            Command::Helo(name) => self.helo(name, false).await,
+            Command::Ehlo(name) => Box::pin(self.helo(name, true)).await,
+            Command::Helo(name) => Box::pin(self.helo(name, false)).await,
             // Rare, large futures are boxed so an idle session's task stays small.
             Command::StartTls => Box::pin(self.starttls()).await,
             Command::Auth {
                 mechanism,
                 initial_response,
             } => Box::pin(self.auth(mechanism, initial_response)).await,
-            Command::Mail { .. } => self.mail(&command).await,
-            Command::Rcpt { .. } => self.rcpt(&command).await,
+            Command::Mail { .. } => Box::pin(self.mail(&command)).await,
+            Command::Rcpt { .. } => Box::pin(self.rcpt(&command)).await,
             Command::Data => Box::pin(self.data()).await,
             Command::Bdat { .. } => {
                 // CHUNKING is not offered, so BDAT is refused like any command we do not serve.
                 self.io.reply(&replies::command_not_implemented());
                 Step::Failed
             }
-            Command::Rset => self.rset().await,
+            Command::Rset => Box::pin(self.rset()).await,
             Command::Noop => {
                 self.io.reply(&replies::ok());
                 Step::Ok
@@ -381,13 +382,15 @@ impl Session {
 
     /// Asks the policy about `stage`, with the session's one policy state.
     fn decide(&mut self, stage: Stage, sender: Option<&str>, recipient: Option<&str>) -> Decision {
-        let mut state = std::mem::take(&mut self.policy_state);
+        let mut state = self.policy_state.take().map(|b| *b).unwrap_or_default();
         let decision =
             self.ctx
                 .listener
                 .policy
                 .evaluate(stage, &self.facts(sender, recipient), &mut state);
-        self.policy_state = state;
+        if !state.is_clear() {
+            self.policy_state = Some(Box::new(state));
+        }
         decision
     }
 
