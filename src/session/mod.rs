@@ -297,6 +297,9 @@ impl Session {
         let command = match parse(line) {
             Ok(c) => c,
             Err(e) => {
+                // Postfix names the refused command in `too many errors after X` and `lost
+                // connection after X`; an unrecognised one is UNKNOWN.
+                self.last = stage_word(verb);
                 let reply = e.reply();
                 if e.closes_connection() {
                     self.log.warning(format_args!(
@@ -439,6 +442,29 @@ fn verb_name(line: &[u8]) -> &'static str {
         .find(|n| verb.eq_ignore_ascii_case(n.as_bytes()))
         .copied()
         .unwrap_or("unknown")
+}
+
+/// The stage word for a command line that did not parse, from its counter name.
+fn stage_word(verb: &'static str) -> &'static str {
+    const WORDS: [(&str, &str); 13] = [
+        ("helo", "HELO"),
+        ("ehlo", "EHLO"),
+        ("starttls", "STARTTLS"),
+        ("auth", "AUTH"),
+        ("mail", "MAIL"),
+        ("rcpt", "RCPT"),
+        ("data", "DATA"),
+        ("bdat", "BDAT"),
+        ("rset", "RSET"),
+        ("noop", "NOOP"),
+        ("vrfy", "VRFY"),
+        ("quit", "QUIT"),
+        ("etrn", "ETRN"),
+    ];
+    WORDS
+        .iter()
+        .find(|(name, _)| *name == verb)
+        .map_or("UNKNOWN", |(_, word)| word)
 }
 
 /// The stage word for `lost connection after X`.
