@@ -23,7 +23,7 @@ use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::stream::BoxStream;
 use crate::policy::{Client, Facts, TransactionState};
-use crate::smtp::command::{parse, Command};
+use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
 use crate::upstream::{ClientIdentity, Upstream, UpstreamConn};
@@ -302,13 +302,16 @@ impl Session {
                 self.last = stage_word(verb);
                 let reply = e.reply();
                 if e.closes_connection() {
-                    self.log.warning(format_args!(
-                        "non-SMTP command from {}: {}",
-                        self.log.client(),
-                        String::from_utf8_lossy(line)
-                    ));
+                    // `BDAT x` also closes (521), but it is an SMTP command gone wrong.
+                    if e == CommandError::NonSmtp {
+                        self.log.warning(format_args!(
+                            "non-SMTP command from {}: {}",
+                            self.log.client(),
+                            String::from_utf8_lossy(line)
+                        ));
+                    }
                     self.io.reply(&reply);
-                    self.counts.record("unknown", false);
+                    self.counts.record(verb, false);
                     return Step::End(SessionEnd::Closed {
                         reason: reply.to_string(),
                     });
