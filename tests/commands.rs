@@ -396,3 +396,22 @@ async fn disconnect_line_counts_every_command() {
         WAIT,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_syntax_error_disconnects_like_postfix() {
+    let rg = relayguard();
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(c.cmd("BDAT x").await, "521 5.5.4 Syntax: BDAT count [LAST]");
+    c.expect_closed().await;
+    let line = rg.wait_for_log("disconnect from unknown[127.0.0.1]", WAIT);
+    assert!(
+        line.ends_with("disconnect from unknown[127.0.0.1] ehlo=1 bdat=0/1 commands=1/2"),
+        "{line}"
+    );
+    assert!(
+        !rg.log_lines()
+            .iter()
+            .any(|l| l.contains("non-SMTP command")),
+        "BDAT is an SMTP command"
+    );
+}
