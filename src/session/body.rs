@@ -77,6 +77,8 @@ impl Session {
         let ok = reply.code == 250;
         self.io.reply(&reply);
         if ok {
+            // Postfix forgives a session's errors once it delivered a message (smtpd.c).
+            self.errors = 0;
             Step::Ok
         } else if reply.closes_connection() {
             Step::End(SessionEnd::Closed {

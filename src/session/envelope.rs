@@ -3,7 +3,7 @@
 
 use super::{Session, Step, Transaction};
 use crate::policy::{Decision, Outcome, Stage};
-use crate::smtp::command::Command;
+use crate::smtp::command::{Command, CommandError};
 use crate::smtp::{replies, Reply};
 
 impl Session {
@@ -110,6 +110,15 @@ impl Session {
     pub(super) fn vrfy(&mut self, address: &str) -> Step {
         if self.ctx.listener.smtpd.vrfy_disabled {
             return self.refuse(replies::vrfy_disabled());
+        }
+        // `VRFY <a@b>`: the brackets are syntax, as in RCPT (Postfix's extract_addr strips them
+        // before the restrictions and the 252 echo).
+        let address = address
+            .strip_prefix('<')
+            .and_then(|a| a.strip_suffix('>'))
+            .unwrap_or(address);
+        if address.is_empty() {
+            return self.refuse(CommandError::BadRecipient.reply());
         }
         let decision = self.decide(Stage::Vrfy, None, Some(address));
         if let Some(reply) = self.judge("VRFY", decision, None, Some(address)) {

@@ -24,7 +24,7 @@ use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::policy::{Client, Decision, Facts, Stage, TransactionState};
-use crate::smtp::command::{parse, Command};
+use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
 use crate::upstream::{ClientIdentity, Upstream, UpstreamConn};
@@ -311,15 +311,21 @@ impl Session {
         let command = match parse(line) {
             Ok(c) => c,
             Err(e) => {
+                // Postfix names the refused command in `too many errors after X` and `lost
+                // connection after X`; an unrecognised one is UNKNOWN.
+                self.last = stage_word(verb);
                 let reply = e.reply();
                 if e.closes_connection() {
-                    self.log.warning(format_args!(
-                        "non-SMTP command from {}: {}",
-                        self.log.client(),
-                        String::from_utf8_lossy(line)
-                    ));
+                    // `BDAT x` also closes (521), but it is an SMTP command gone wrong.
+                    if e == CommandError::NonSmtp {
+                        self.log.warning(format_args!(
+                            "non-SMTP command from {}: {}",
+                            self.log.client(),
+                            String::from_utf8_lossy(line)
+                        ));
+                    }
                     self.io.reply(&reply);
-                    self.counts.record("unknown", false);
+                    self.counts.record(verb, false);
                     return Step::End(SessionEnd::Closed {
                         reason: reply.to_string(),
                     });
@@ -497,6 +503,29 @@ fn verb_name(line: &[u8]) -> &'static str {
         .find(|n| verb.eq_ignore_ascii_case(n.as_bytes()))
         .copied()
         .unwrap_or("unknown")
+}
+
+/// The stage word for a command line that did not parse, from its counter name.
+fn stage_word(verb: &'static str) -> &'static str {
+    const WORDS: [(&str, &str); 13] = [
+        ("helo", "HELO"),
+        ("ehlo", "EHLO"),
+        ("starttls", "STARTTLS"),
+        ("auth", "AUTH"),
+        ("mail", "MAIL"),
+        ("rcpt", "RCPT"),
+        ("data", "DATA"),
+        ("bdat", "BDAT"),
+        ("rset", "RSET"),
+        ("noop", "NOOP"),
+        ("vrfy", "VRFY"),
+        ("quit", "QUIT"),
+        ("etrn", "ETRN"),
+    ];
+    WORDS
+        .iter()
+        .find(|(name, _)| *name == verb)
+        .map_or("UNKNOWN", |(_, word)| word)
 }
 
 /// The stage word for `lost connection after X`.

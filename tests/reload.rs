@@ -1,0 +1,169 @@
+//! SIGHUP reload: new sessions get the new config (policy and listener overrides), a session
+//! opened before the reload finishes on the config it started with, and a broken file keeps the
+//! running config and says why in the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::Client;
+use support::relayguard::{Relayguard, Role};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn relayguard() -> Relayguard {
+    Relayguard::builder()
+        .policy("myhostname", "old.test")
+        .policy("mydestination", "local.test")
+        .listener("lb", Role::Smtp)
+        .listener_toml(
+            "lb",
+            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
+        )
+        .listener_with("smtp", Role::Smtp, &[("disable_vrfy_command", "no")])
+        .upstream_maildir()
+        .start()
+}
+
+/// A client from outside mynetworks (through the trusted PROXY listener), after EHLO and MAIL.
+async fn outside(rg: &Relayguard, host: &str) -> Client {
+    let mut c = Client::connect(rg.addr("lb")).await;
+    c.send_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
+        .await;
+    assert_eq!(c.greeting().await, format!("220 {host} ESMTP relayguard"));
+    assert!(c
+        .ehlo("c.example")
+        .await
+        .starts_with(&format!("250-{host}\n")));
+    assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
+    c
+}
+
+fn denied(rcpt: &str) -> String {
+    format!("454 4.7.1 <{rcpt}>: Relay access denied")
+}
+
+/// Replaces the config file's text and sends HUP; waits for the `reloaded` or failure line.
+fn reload(rg: &Relayguard, text: &str, expect: &str) {
+    let before = count(rg, expect);
+    rg.write_config(text);
+    rg.signal("HUP");
+    let deadline = std::time::Instant::now() + WAIT;
+    while count(rg, expect) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new {expect:?} line after HUP:\n{}",
+            rg.log_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn count(rg: &Relayguard, needle: &str) -> usize {
+    rg.log_lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_sessions_see_the_new_policy_old_ones_keep_theirs() {
+    let rg = relayguard();
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+    let mut old = outside(&rg, "old.test").await;
+    let mut old_smtp = Client::after_ehlo(rg.addr("smtp")).await;
+
+    let changed = original
+        .replace("\"old.test\"", "\"new.test\"")
+        .replace(
+            "mydestination = \"local.test\"",
+            "mydestination = \"other.test\"",
+        )
+        .replace(
+            "disable_vrfy_command = \"no\"",
+            "disable_vrfy_command = \"yes\"",
+        );
+    assert_ne!(changed, original);
+    reload(&rg, &changed, "reloaded ");
+
+    let mut new = outside(&rg, "new.test").await;
+    assert_eq!(
+        new.cmd("RCPT TO:<u@local.test>").await,
+        denied("u@local.test")
+    );
+    assert_eq!(new.cmd("RCPT TO:<u@other.test>").await, "250 2.1.5 Ok");
+    let mut new_smtp = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(!new_smtp.capabilities.iter().any(|k| k == "VRFY"));
+    assert_eq!(
+        new_smtp.cmd("VRFY u@local.test").await,
+        "502 5.5.1 VRFY command is disabled"
+    );
+
+    // The sessions opened before the HUP still run on the old snapshot.
+    assert_eq!(old.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(
+        old.cmd("RCPT TO:<u@other.test>").await,
+        denied("u@other.test")
+    );
+    assert_eq!(old.cmd("HELO c.example").await, "250 old.test");
+    assert_eq!(
+        old_smtp.cmd("VRFY u@local.test").await,
+        "252 2.0.0 u@local.test"
+    );
+    // And both deliver.
+    for c in [&mut old, &mut new] {
+        assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
+    }
+    let r = old
+        .send_mail("a@b.example", &["u@local.test"], "Subject: old\n\nx\n")
+        .await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let r = new
+        .send_mail("a@b.example", &["u@other.test"], "Subject: new\n\nx\n")
+        .await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    assert_eq!(rg.maildir().wait_for(2, WAIT).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_keeps_the_running_config() {
+    let mut rg = relayguard();
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+
+    // Not TOML at all.
+    reload(
+        &rg,
+        &original.replace("[policy]", "[policy"),
+        "reload failed, keeping the running config: ",
+    );
+    assert!(rg.is_running());
+    let mut c = outside(&rg, "old.test").await;
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+
+    // Valid TOML, an unknown parameter: named with its file and line.
+    let typo = original.replace(
+        "mydestination = \"local.test\"",
+        "mydestination = \"other.test\"\nmydestinaton = \"x\"",
+    );
+    reload(&rg, &typo, "unknown parameter `mydestinaton`");
+    let line = rg.wait_for_log("unknown parameter `mydestinaton`", WAIT);
+    assert!(
+        line.contains("reload failed, keeping the running config: ")
+            && line.contains(&format!("{}:4:", rg.config_path().display())),
+        "{line}"
+    );
+    assert!(rg.is_running());
+    // mydestination = other.test from the same file was not half-applied.
+    let mut c = outside(&rg, "old.test").await;
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<u@other.test>").await,
+        denied("u@other.test")
+    );
+
+    // A good file afterwards is taken.
+    reload(
+        &rg,
+        &original.replace("\"old.test\"", "\"fixed.test\""),
+        "reloaded ",
+    );
+    outside(&rg, "fixed.test").await;
+}
