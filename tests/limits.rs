@@ -160,3 +160,20 @@ async fn connections_per_listener_are_capped() {
     let greeting = third.read_reply().await;
     assert!(greeting.starts_with("220 "), "{greeting}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_count_toward_the_hard_error_limit() {
+    let rg = relayguard(&[], "");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    let long = format!("NOOP {}", "a".repeat(600));
+    for _ in 0..19 {
+        assert_eq!(c.cmd(&long).await, "500 5.5.2 Error: line too long");
+    }
+    c.send_raw(format!("{long}\r\n").as_bytes()).await;
+    assert_eq!(c.read_reply().await, "500 5.5.2 Error: line too long");
+    assert_eq!(
+        c.read_reply().await,
+        format!("421 4.7.0 {HOST} Error: too many errors")
+    );
+    c.expect_closed().await;
+}

@@ -167,3 +167,29 @@ async fn a_broken_file_keeps_the_running_config() {
     );
     outside(&rg, "fixed.test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_and_upstream_changes_need_a_restart() {
+    let mut rg = relayguard();
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+    let port = rg.port("lb").to_string();
+    let moved = original.replacen(&format!("127.0.0.1:{port}"), "127.0.0.1:1", 1);
+    assert_ne!(moved, original);
+    reload(
+        &rg,
+        &moved,
+        "reload refused, keeping the running config: a change to the [[listener]]",
+    );
+    let upstream = original.replace(
+        "kind = \"maildir\"",
+        "kind = \"maildir\"\nidentity = \"none\"",
+    );
+    assert_ne!(upstream, original);
+    reload(
+        &rg,
+        &upstream,
+        "reload refused, keeping the running config: a change to [upstream] kind",
+    );
+    assert!(rg.is_running());
+    outside(&rg, "old.test").await;
+}

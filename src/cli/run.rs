@@ -130,7 +130,9 @@ async fn probe_with_retry(
     loop {
         match probe(settings).await {
             Ok(report) => return Ok(report),
-            Err(e) if tokio::time::Instant::now() < give_up => {
+            // A refusal (a bad certificate, a 5xx) will not go away by waiting; only an
+            // upstream that is not there yet is worth another try.
+            Err(e) if e.is_transient() && tokio::time::Instant::now() < give_up => {
                 tracing::warn!("upstream probe failed, retrying: {e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -154,10 +156,13 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
             _ = hup.recv() => match config::load(path) {
-                Ok(snapshot) => {
-                    cell.store(snapshot);
-                    tracing::info!("reloaded {}", path.display());
-                }
+                Ok(snapshot) => match needs_restart(&cell.load(), &snapshot) {
+                    None => {
+                        cell.store(snapshot);
+                        tracing::info!("reloaded {}", path.display());
+                    }
+                    Some(why) => tracing::error!("reload refused, keeping the running config: {why} needs a restart"),
+                },
                 Err(errors) => {
                     for e in errors {
                         tracing::error!("reload failed, keeping the running config: {e}");
@@ -166,4 +171,28 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
             },
         }
     }
+}
+
+/// What a reload cannot change under running sockets: the listeners (bound at start) and the
+/// upstream (probed and checked at start). `Some` names the change.
+fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<String> {
+    let shape = |s: &config::Snapshot| -> Vec<String> {
+        s.listeners
+            .iter()
+            .map(|l| format!("{} {} {:?}", l.name, l.address, l.role))
+            .collect()
+    };
+    if shape(running) != shape(new) {
+        return Some("a change to the [[listener]] names, addresses or roles".into());
+    }
+    // Where the upstream is and how it learns the client were checked at start (the open-relay
+    // probe); timeouts and the EHLO name may change.
+    let (a, b) = (&running.upstream, &new.upstream);
+    if format!("{:?}", a.target) != format!("{:?}", b.target)
+        || a.identity != b.identity
+        || a.allow_open_relay != b.allow_open_relay
+    {
+        return Some("a change to [upstream] kind, address, TLS or identity".into());
+    }
+    None
 }

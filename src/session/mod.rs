@@ -188,20 +188,8 @@ impl Session {
             match step {
                 Step::Ok => {}
                 Step::Failed => {
-                    self.errors += 1;
-                    if self.errors >= HARD_ERROR_LIMIT {
-                        self.log.info(format_args!(
-                            "too many errors after {} from {}",
-                            self.last,
-                            self.log.client()
-                        ));
-                        self.io.reply(&replies::too_many_errors(
-                            &self.ctx.listener.smtpd.myhostname,
-                        ));
-                        let _ = self.io.flush().await;
-                        return SessionEnd::Closed {
-                            reason: "too many errors".into(),
-                        };
+                    if let Some(end) = self.count_error() {
+                        return end;
                     }
                 }
                 Step::End(end) => {
@@ -242,6 +230,10 @@ impl Session {
                     bytes::Buf::advance(&mut self.io.rbuf, consumed);
                     if ended {
                         self.reject_long_line();
+                        if let Some(end) = self.count_error() {
+                            self.line = line;
+                            return Err(end);
+                        }
                     }
                     continue;
                 }
@@ -270,7 +262,26 @@ impl Session {
         ));
         self.io.reply(&replies::line_too_long());
         self.counts.record("unknown", false);
+    }
+
+    /// Counts one failed command; at Postfix's smtpd_hard_error_limit the session ends with
+    /// 421, whatever kind of error the last one was.
+    fn count_error(&mut self) -> Option<SessionEnd> {
         self.errors += 1;
+        if self.errors < HARD_ERROR_LIMIT {
+            return None;
+        }
+        self.log.info(format_args!(
+            "too many errors after {} from {}",
+            self.last,
+            self.log.client()
+        ));
+        self.io.reply(&replies::too_many_errors(
+            &self.ctx.listener.smtpd.myhostname,
+        ));
+        Some(SessionEnd::Closed {
+            reason: "too many errors".into(),
+        })
     }
 
     /// Turns a failed read into the session's end, answering a timeout as Postfix does.
@@ -462,7 +473,13 @@ impl Session {
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
         if self.upstream.is_none() {
-            match Box::pin(self.ctx.upstream.connect(&self.identity())).await {
+            match Box::pin(
+                self.ctx
+                    .upstream
+                    .connect(&self.ctx.snapshot.upstream, &self.identity()),
+            )
+            .await
+            {
                 Ok(conn) => self.upstream = Some(conn),
                 Err(e) => {
                     tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());

@@ -35,6 +35,19 @@ pub enum UpstreamError {
     Tls(String),
 }
 
+impl UpstreamError {
+    /// The upstream may simply not be up yet (or was briefly gone): trying again can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::Timeout(_)
+                | UpstreamError::Closed
+                | UpstreamError::Io(_)
+        ) || matches!(self, UpstreamError::Refused { reply, .. } if reply.is_transient())
+    }
+}
+
 pub struct UpstreamConn {
     stream: BoxStream,
     rbuf: Vec<u8>,

@@ -41,9 +41,14 @@ impl Upstream {
         self.capabilities.load_full()
     }
 
-    /// Opens a connection that speaks for `client`, and remembers the extensions it offered.
-    pub async fn connect(&self, client: &ClientIdentity) -> Result<UpstreamConn, UpstreamError> {
-        let conn = connect::open(&self.settings, Some(client)).await?;
+    /// Opens a connection that speaks for `client` with the session's `settings` (a reload may
+    /// have changed timeouts or the EHLO name), and remembers the extensions it offered.
+    pub async fn connect(
+        &self,
+        settings: &UpstreamSettings,
+        client: &ClientIdentity,
+    ) -> Result<UpstreamConn, UpstreamError> {
+        let conn = connect::open(settings, Some(client)).await?;
         if **self.capabilities.load() != *conn.capabilities() {
             self.capabilities
                 .store(Arc::new(conn.capabilities().clone()));
