@@ -59,9 +59,24 @@ impl Ctx<'_> {
         expand(&raw, &|n| self.raw(n))
     }
 
+    /// Where `name` was written; for a parameter left at a default such as `$mynetworks`,
+    /// where the parameter it expands from was written, so that an error in the expanded
+    /// value still names a file and line.
     fn origin(&self, name: &str) -> Origin {
-        self.params
-            .get(name)
+        if let Some(v) = self.params.get(name) {
+            return v.origin.clone();
+        }
+        let default = default_value(name, self.compat).unwrap_or_default();
+        default
+            .split('$')
+            .skip(1)
+            .map(|r| {
+                r.trim_start_matches(['{', '('])
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+            })
+            .find_map(|referenced| self.params.get(referenced))
             .map(|v| v.origin.clone())
             .unwrap_or_default()
     }

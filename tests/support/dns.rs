@@ -36,6 +36,11 @@ const RECORDS: &[&str] = &[
 ];
 
 pub fn start_dnsmasq() -> Dnsmasq {
+    start_dnsmasq_with(&[])
+}
+
+/// [`start_dnsmasq`] with more records, e.g. `--host-record=name,addr` (forward and reverse).
+pub fn start_dnsmasq_with(extra: &[String]) -> Dnsmasq {
     for port in 25100..25200u16 {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         // Both must be free; dnsmasq serves UDP and TCP on the same port.
@@ -54,6 +59,7 @@ pub fn start_dnsmasq() -> Dnsmasq {
                 "--local=/ip6.arpa/",
             ])
             .args(RECORDS)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
