@@ -145,3 +145,47 @@ async fn swaks_and_smtplib_deliver() {
     rg.maildir()
         .wait_for_containing("Subject: by smtplib", WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
+    let rg = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .policy(
+            "smtpd_end_of_data_restrictions",
+            "check_sender_access inline:{ blocked@sender.example=REJECT }",
+        )
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .start();
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<blocked@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(b"Subject: refused at the end\r\n\r\nbody\r\n.\r\n")
+        .await;
+    assert_eq!(
+        c.read_reply().await,
+        "554 5.7.1 <blocked@sender.example>: Sender address rejected: Access denied"
+    );
+    let ok = c
+        .send_mail(
+            "fine@sender.example",
+            &["u@local.test"],
+            "Subject: accepted\n\nbody\n",
+        )
+        .await;
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as "), "{ok}");
+    let delivered = rg.maildir().wait_for(1, WAIT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = rg.maildir().messages();
+    assert_eq!(all.len(), 1, "only the accepted message arrives");
+    assert!(delivered[0].text().contains("Subject: accepted"));
+    rg.wait_for_log(
+        "reject: END-OF-MESSAGE from unknown[127.0.0.1]: 554 5.7.1 <blocked@sender.example>",
+        WAIT,
+    );
+}

@@ -16,8 +16,11 @@ use crate::upstream::UpstreamError;
 
 /// How a body transfer ended, before the final reply is chosen.
 enum BodyEnd {
-    /// Clean body; everything but the final `.<CR><LF>` went upstream.
+    /// Clean body, accepted by the end-of-data policy; all of it and the end of data went
+    /// upstream.
     Complete,
+    /// The end-of-data policy refused it; the upstream never got the end of data.
+    PolicyRefused(Reply),
     Refused(Violation),
     UpstreamFailed(UpstreamError),
 }
@@ -45,7 +48,7 @@ impl Session {
         self.io.reply(&replies::start_data());
         self.last = "DATA";
 
-        let (end, body_bytes) = match self.stream_body().await {
+        let (end, body_bytes) = match self.stream_body(&sender).await {
             Ok(r) => r,
             Err(end) => {
                 // The client vanished mid-message: the upstream never gets an end of data.
@@ -71,7 +74,11 @@ impl Session {
                 self.upstream = None;
                 replies::queue_file_write_error()
             }
-            BodyEnd::Complete => self.finish_message(&sender).await,
+            BodyEnd::PolicyRefused(reply) => {
+                self.upstream = None;
+                reply
+            }
+            BodyEnd::Complete => self.finish_message().await,
         };
         self.txn = None;
         let ok = reply.code == 250;
@@ -89,21 +96,12 @@ impl Session {
         }
     }
 
-    /// End-of-data policy, then the held-back `.<CR><LF>`, then the upstream's verdict.
-    async fn finish_message(&mut self, sender: &str) -> Reply {
-        let decision = self.decide(Stage::EndOfData, Some(sender), None);
-        if let Some(reply) = self.judge("END-OF-MESSAGE", decision, Some(sender), None) {
-            self.upstream = None;
-            return reply;
-        }
+    /// The upstream's verdict on the message, after the end of data went out with the body.
+    async fn finish_message(&mut self) -> Reply {
         let Some(up) = self.upstream.as_mut() else {
             return replies::queue_file_write_error();
         };
-        let result = match up.write_body(b".\r\n").await {
-            Ok(()) => up.read_reply().await,
-            Err(e) => Err(e),
-        };
-        match result {
+        match up.read_reply().await {
             Ok(reply) => {
                 if reply.code == 250 {
                     self.log_accepted(&reply);
@@ -140,7 +138,7 @@ impl Session {
     }
 
     /// Moves the body from the client to the upstream. `Err` means the client is gone.
-    async fn stream_body(&mut self) -> Result<(BodyEnd, u64), SessionEnd> {
+    async fn stream_body(&mut self, sender: &str) -> Result<(BodyEnd, u64), SessionEnd> {
         let settings = &self.ctx.listener.smtpd;
         let mode = match settings.bare_newline {
             BareNewline::Reject => DotMode::Reject,
@@ -154,10 +152,16 @@ impl Session {
             if !self.io.rbuf.is_empty() {
                 normalized.clear();
                 let scan = scanner.scan(&self.io.rbuf, &mut normalized);
+                // The end-of-data policy speaks before the upstream can see the end of data:
+                // on a reject the final `.<CR><LF>` is never sent.
+                let mut refused = None;
+                if scan.end && scan.violation.is_none() && upstream_error.is_none() {
+                    let decision = self.decide(Stage::EndOfData, Some(sender), None);
+                    refused = self.judge("END-OF-MESSAGE", decision, Some(sender), None);
+                }
                 let mut out: &[u8] = &self.io.rbuf[..scan.forward];
                 let mut extra: &[u8] = &normalized;
-                if scan.end && scan.violation.is_none() {
-                    // Hold back `.<CR><LF>` until the end-of-data policy has spoken.
+                if refused.is_some() {
                     if extra.len() >= 3 {
                         extra = &extra[..extra.len() - 3];
                     } else {
@@ -177,10 +181,11 @@ impl Session {
                 }
                 bytes::Buf::advance(&mut self.io.rbuf, scan.consumed);
                 if scan.end {
-                    let end = match (scan.violation, upstream_error) {
-                        (Some(v), _) => BodyEnd::Refused(v),
-                        (None, Some(e)) => BodyEnd::UpstreamFailed(e),
-                        (None, None) => BodyEnd::Complete,
+                    let end = match (scan.violation, upstream_error, refused) {
+                        (Some(v), _, _) => BodyEnd::Refused(v),
+                        (None, Some(e), _) => BodyEnd::UpstreamFailed(e),
+                        (None, None, Some(reply)) => BodyEnd::PolicyRefused(reply),
+                        (None, None, None) => BodyEnd::Complete,
                     };
                     return Ok((end, scanner.body_bytes()));
                 }
