@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
-use crate::net::listener::{Listener, Services};
+use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
 use crate::upstream::probe::{probe, TrustBoundary};
@@ -30,7 +30,8 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .map(|l| l.smtpd.myhostname.clone())
         .unwrap_or_default();
     crate::observe::log::init(&snapshot.log_format, &host);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The main thread probes, binds and handles signals; the sessions run on the workers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
@@ -62,18 +63,13 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         );
     }
     let upstream = Arc::new(Upstream::new(settings.clone(), report.capabilities));
-    let mut listeners = Vec::new();
+    let workers = snapshot.workers;
+    let mut bound = Vec::new();
     for l in &snapshot.listeners {
-        let bound = Listener::bind(l)
-            .await
+        let b = BoundListener::bind(l, workers)
             .with_context(|| format!("listener `{}` on {}", l.name, l.address))?;
-        tracing::info!(
-            "listener {} ({:?}) ready on {}",
-            l.name,
-            l.role,
-            bound.local_addr()?
-        );
-        listeners.push(bound);
+        tracing::info!("listener {} ({:?}) ready on {}", l.name, l.role, b.address);
+        bound.push(b);
     }
     let drain = Drain::new();
     let drain_timeout = snapshot.drain_timeout;
@@ -83,22 +79,68 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         upstream,
         shutdown: drain.watcher(),
     };
-    let mut tasks = Vec::new();
-    for l in listeners {
-        tasks.push(tokio::spawn(l.serve(services.clone())));
-    }
     let cell = services.snapshots.clone();
+    let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    for b in bound {
+        for (i, shard) in b.into_shards().into_iter().enumerate() {
+            if let Some(w) = shards.get_mut(i) {
+                w.push(shard);
+            }
+        }
+    }
+    let (exit, exit_rx) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for (i, listeners) in shards.into_iter().enumerate() {
+        let services = services.clone();
+        let exit_rx = exit_rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("relayguard-{i}"))
+            .spawn(move || worker(listeners, services, exit_rx))
+            .context("starting a worker thread")?;
+        threads.push(thread);
+    }
     drop(services);
     wait_for_shutdown(path, &cell).await;
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
-    for t in tasks {
-        t.abort();
-    }
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
         tracing::warn!("sessions still open after {drain_timeout:?}; closing them");
     }
+    let _ = exit.send(true);
+    for t in threads {
+        let _ = t.join();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One worker: a single-threaded runtime serving its share of every listener until the main
+/// thread says the drain is over.
+fn worker(
+    listeners: Vec<Listener>,
+    services: Services,
+    mut exit: tokio::sync::watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start a worker runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        for l in listeners {
+            tokio::spawn(l.serve(services.clone()));
+        }
+        drop(services);
+        while !*exit.borrow() {
+            if exit.changed().await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// The resolver for client names; without one every client is `unknown`, as Postfix's

@@ -122,6 +122,8 @@ pub struct LimitsFile {
     pub handshake_timeout: Option<Spanned<String>>,
     /// On SIGTERM, how long sessions may take to finish before the process exits.
     pub drain_timeout: Option<Spanned<String>>,
+    /// Worker threads, each with its own accept socket per listener (default: one per core).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -138,6 +138,11 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             session_timeout,
             handshake_timeout,
             drain_timeout,
+            workers: file.limits.workers.filter(|w| *w > 0).unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
             dns,
         }),

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub handshake_timeout: Duration,
     /// On SIGTERM, how long sessions may take to finish.
     pub drain_timeout: Duration,
+    /// Worker threads (at least one).
+    pub workers: usize,
     pub log_format: String,
     pub dns: DnsSettings,
 }

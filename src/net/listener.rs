@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
@@ -28,37 +28,97 @@ pub struct Services {
     pub shutdown: Shutdown,
 }
 
-/// One bound listener.
-pub struct Listener {
-    name: String,
-    socket: TcpListener,
+/// A listener's sockets, bound before the workers start: one per worker, with SO_REUSEPORT,
+/// so every worker accepts on a socket of its own and the kernel spreads the connections.
+/// Workers share nothing per connection; no wakeup crosses threads.
+pub struct BoundListener {
+    pub name: String,
+    pub address: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
     limit: Arc<Semaphore>,
 }
 
-impl Listener {
-    pub async fn bind(config: &ListenerSnapshot) -> std::io::Result<Listener> {
-        let socket = TcpListener::bind(config.address).await?;
-        Ok(Listener {
+impl BoundListener {
+    /// Binds `shards` sockets on the listener's address (must run inside a runtime).
+    pub fn bind(config: &ListenerSnapshot, shards: usize) -> std::io::Result<BoundListener> {
+        let mut address = config.address;
+        let mut sockets = Vec::new();
+        for _ in 0..shards.max(1) {
+            let socket = if address.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.bind(address)?;
+            let listener = socket.listen(1024)?;
+            // Port 0 binds a free port once; the other shards join that one.
+            address = listener.local_addr()?;
+            sockets.push(listener.into_std()?);
+        }
+        Ok(BoundListener {
             name: config.name.clone(),
-            socket,
+            address,
+            sockets,
+            // The connection limit is the listener's, across all workers.
             limit: Arc::new(Semaphore::new(config.max_connections)),
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+    /// One accept socket per worker.
+    pub fn into_shards(self) -> Vec<Listener> {
+        let BoundListener {
+            name,
+            sockets,
+            limit,
+            ..
+        } = self;
+        sockets
+            .into_iter()
+            .map(|socket| Listener {
+                name: name.clone(),
+                socket,
+                limit: limit.clone(),
+            })
+            .collect()
     }
+}
 
-    /// Accepts until the task is dropped. Each session gets the snapshot current at accept time.
+/// One worker's accept socket of a listener.
+pub struct Listener {
+    name: String,
+    socket: std::net::TcpListener,
+    limit: Arc<Semaphore>,
+}
+
+impl Listener {
+    /// Accepts until the shutdown is announced (on the worker's runtime). Each session gets
+    /// the snapshot current at accept time.
     pub async fn serve(self, services: Services) {
+        let socket = match TcpListener::from_std(self.socket) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(listener = %self.name, "cannot serve: {e}");
+                return;
+            }
+        };
+        let mut shutdown = services.shutdown.clone();
         let mut next_id: u64 = 0;
         loop {
             // The permit is taken before accept, so a full listener stops accepting instead of
             // accepting and dropping; the kernel backlog holds the rest.
-            let Ok(permit) = self.limit.clone().acquire_owned().await else {
+            let accepted = tokio::select! {
+                _ = shutdown.announced() => return,
+                accepted = async {
+                    let permit = self.limit.clone().acquire_owned().await;
+                    (permit, socket.accept().await)
+                } => accepted,
+            };
+            let (Ok(permit), accepted) = accepted else {
                 return;
             };
-            let (stream, peer) = match self.socket.accept().await {
+            let (stream, peer) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(listener = %self.name, "accept failed: {e}");
