@@ -15,7 +15,7 @@ use crate::smtp::Reply;
 /// Read size while waiting for commands: small, so an idle session stays small.
 const COMMAND_READ: usize = 256;
 /// Read size while a body streams through.
-pub const BODY_READ: usize = 64 * 1024;
+pub const BODY_READ: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub enum ReadError {
