@@ -157,7 +157,13 @@ async fn accept_session(
     resolver: Option<NameResolver>,
 ) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(ctx.listener.address);
+    // The address the client reached: the configured one, unless it is a wildcard or port 0.
+    let configured = ctx.listener.address;
+    let local = if configured.ip().is_unspecified() || configured.port() == 0 {
+        stream.local_addr().unwrap_or(configured)
+    } else {
+        configured
+    };
     let host = ctx.listener.smtpd.myhostname.clone();
     let mut stream = stream;
     let (client_addr, server_addr) = match &ctx.listener.proxy {

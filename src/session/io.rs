@@ -82,11 +82,6 @@ impl ClientIo {
         self.fill(deadline, COMMAND_READ).await
     }
 
-    /// Closes the client's side of the connection (after a final flush by the caller).
-    pub async fn shutdown(&mut self) {
-        let _ = self.stream.shutdown().await;
-    }
-
     /// Takes the stream out for a TLS handshake, leaving a closed one in its place.
     pub fn take_stream(&mut self) -> BoxStream {
         let closed: BoxStream = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));

@@ -161,8 +161,8 @@ impl Session {
             )),
             _ => {}
         }
-        // The client is let go first; the upstream's goodbye is not its business.
-        self.io.shutdown().await;
+        // The client is let go first (its socket closes when the session is dropped); the
+        // upstream's goodbye is not its business.
         if let Some(upstream) = self.upstream.take() {
             tokio::spawn(upstream.quit());
         }

@@ -23,7 +23,7 @@ pub async fn open(
     settings: &UpstreamSettings,
     client: Option<&ClientIdentity>,
 ) -> Result<UpstreamConn, UpstreamError> {
-    let (stream, ends) = dial(settings).await?;
+    let (stream, ends) = dial(settings, client.is_none()).await?;
     let mut conn = UpstreamConn::new(stream, settings.reply_timeout);
     // A PROXY listener refuses a connection without a header, so relayguard speaking as itself
     // (the probe) sends one naming its own address.
@@ -104,6 +104,7 @@ pub async fn open(
 /// The stream, and for TCP its local and peer addresses.
 async fn dial(
     settings: &UpstreamSettings,
+    want_ends: bool,
 ) -> Result<(BoxStream, Option<(SocketAddr, SocketAddr)>), UpstreamError> {
     match &settings.target {
         UpstreamTarget::Smtp { address, .. } => {
@@ -119,8 +120,13 @@ async fn dial(
             })?;
             // Small replies must not wait for delayed ACKs.
             stream.set_nodelay(true)?;
-            let ends = (stream.local_addr()?, stream.peer_addr()?);
-            Ok((Box::new(stream), Some(ends)))
+            // Two syscalls, needed only to name relayguard itself in a PROXY header.
+            let ends = if want_ends {
+                Some((stream.local_addr()?, stream.peer_addr()?))
+            } else {
+                None
+            };
+            Ok((Box::new(stream), ends))
         }
         UpstreamTarget::Maildir { path } => Ok((super::maildir::connect(path.clone()), None)),
     }
