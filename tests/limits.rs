@@ -79,6 +79,7 @@ async fn size_and_recipient_limits() {
         c.cmd("RCPT TO:<u3@local.test>").await,
         "452 4.5.3 Error: too many recipients"
     );
+    rg.wait_for_log("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 452 4.5.3 Error: too many recipients; from=<a@sender.example> to=<u3@local.test>", Duration::from_secs(5));
     assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
     let mut body = String::from("Subject: big\r\n\r\n");
     for _ in 0..30 {
@@ -159,6 +160,10 @@ async fn connections_per_listener_are_capped() {
     let mut third = third.with_timeout(Duration::from_secs(10));
     let greeting = third.read_reply().await;
     assert!(greeting.starts_with("220 "), "{greeting}");
+    rg.wait_for_log(
+        "listener smtp: all 2 connection slots in use",
+        Duration::from_secs(5),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,11 @@ async fn fake_upstream(at_body: AtBody) -> (SocketAddr, tokio::task::JoinHandle<
                         b"250-fake.upstream\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
                     } else if upper.contains("RELAY-CHECK.INVALID") {
                         b"554 5.7.1 Relay access denied\r\n"
+                    } else if upper.starts_with("MAIL")
+                        && (upper.contains("SIZE=") || upper.contains("AUTH="))
+                    {
+                        // It offers neither SIZE nor AUTH, so it refuses their parameters.
+                        b"555 5.5.4 Unsupported option\r\n"
                     } else if upper.starts_with("MAIL") {
                         b"250 2.1.0 Ok\r\n"
                     } else if upper.starts_with("RCPT") {
@@ -168,4 +173,20 @@ async fn an_unreachable_upstream_gives_421() {
         format!("421 4.3.0 {HOST} Error: upstream server unavailable")
     );
     c.expect_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_the_upstream_does_not_offer_are_not_forwarded() {
+    let (addr, _task) = fake_upstream(AtBody::Answer("250 2.0.0 Ok: queued as P")).await;
+    let rg = relayguard(addr);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(
+        c.capabilities.iter().any(|k| k.starts_with("SIZE")),
+        "relayguard offers SIZE itself"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example> SIZE=100 AUTH=<a@sender.example>")
+            .await,
+        "250 2.1.0 Ok"
+    );
 }

@@ -36,6 +36,7 @@ pub struct BoundListener {
     pub address: SocketAddr,
     sockets: Vec<std::net::TcpListener>,
     limit: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl BoundListener {
@@ -63,6 +64,7 @@ impl BoundListener {
             sockets,
             // The connection limit is the listener's, across all workers.
             limit: Arc::new(Semaphore::new(config.max_connections)),
+            max_connections: config.max_connections,
         })
     }
 
@@ -72,6 +74,7 @@ impl BoundListener {
             name,
             sockets,
             limit,
+            max_connections,
             ..
         } = self;
         sockets
@@ -80,6 +83,7 @@ impl BoundListener {
                 name: name.clone(),
                 socket,
                 limit: limit.clone(),
+                max_connections,
             })
             .collect()
     }
@@ -90,6 +94,7 @@ pub struct Listener {
     name: String,
     socket: std::net::TcpListener,
     limit: Arc<Semaphore>,
+    max_connections: usize,
 }
 
 impl Listener {
@@ -111,7 +116,17 @@ impl Listener {
             let accepted = tokio::select! {
                 _ = shutdown.announced() => return,
                 accepted = async {
-                    let permit = self.limit.clone().acquire_owned().await;
+                    let permit = match self.limit.clone().try_acquire_owned() {
+                        Ok(p) => Ok(p),
+                        Err(_) => {
+                            tracing::warn!(
+                                "listener {}: all {} connection slots in use; new connections wait in the backlog",
+                                self.name,
+                                self.max_connections
+                            );
+                            self.limit.clone().acquire_owned().await
+                        }
+                    };
                     (permit, socket.accept().await)
                 } => accepted,
             };

@@ -34,8 +34,24 @@ impl Session {
         if let Err(reply) = self.upstream().await {
             return self.refuse(reply);
         }
+        let mut forwarded = *command;
+        if let Command::Mail { params, .. } = &mut forwarded {
+            // SIZE is relayguard's own offer (it enforces message_size_limit itself): the
+            // upstream gets SIZE= only if it offered SIZE. AUTH= asserts a submitter identity,
+            // which only an authenticated client may pass on (RFC 4954 5).
+            let upstream_size = self
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.capabilities().offers("SIZE"));
+            if !upstream_size {
+                params.size = None;
+            }
+            if self.login.is_none() {
+                params.auth = None;
+            }
+        }
         let mut line = Vec::with_capacity(128);
-        command.write_to(&mut line);
+        forwarded.write_to(&mut line);
         let reply = match self.upstream_command(&line).await {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
@@ -62,8 +78,14 @@ impl Session {
         };
         txn.rcpt_attempts += 1;
         if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
+            let reply = replies::too_many_recipients();
+            self.log.rejected(
+                "RCPT",
+                &reply,
+                &self.reject_context(Some(&txn.sender), Some(to)),
+            );
             self.txn = Some(txn);
-            return self.refuse(replies::too_many_recipients());
+            return self.refuse(reply);
         }
         let decision = self.decide(Stage::Rcpt, Some(&txn.sender), Some(to));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
