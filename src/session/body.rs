@@ -30,6 +30,9 @@ impl Session {
         let Some(txn) = &self.txn else {
             return self.refuse(replies::need_rcpt());
         };
+        if txn.bdat {
+            return self.refuse(replies::data_after_bdat());
+        }
         if txn.recipients.is_empty() {
             return self.refuse(replies::no_valid_recipients());
         }
@@ -118,7 +121,7 @@ impl Session {
 
     /// `QUEUEID: client=NAME[ADDR], sasl_method=PLAIN, sasl_username=alice`, with the queue id
     /// taken from the upstream's `250 2.0.0 Ok: queued as ID`.
-    fn log_accepted(&self, reply: &Reply) {
+    pub(super) fn log_accepted(&self, reply: &Reply) {
         let text = reply.text();
         let queue_id = text
             .rsplit_once("queued as ")

@@ -76,6 +76,10 @@ impl Session {
         let Some(mut txn) = self.txn.take() else {
             return self.refuse(replies::need_mail());
         };
+        if txn.bdat {
+            self.txn = Some(txn);
+            return self.refuse(replies::rcpt_after_bdat());
+        }
         txn.rcpt_attempts += 1;
         if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
             let reply = replies::too_many_recipients();

@@ -83,7 +83,7 @@ impl Session {
                 && settings.tls_level != TlsLevel::None,
             auth: self.ctx.listener.policy.offers_auth(&facts) && self.tls_required().is_none(),
             size_limit: settings.message_size_limit,
-            chunking: false,
+            chunking: true,
             vrfy: !settings.vrfy_disabled,
         };
         caps.advertise(&offer)

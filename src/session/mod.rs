@@ -5,6 +5,7 @@
 //! at a time, each answered in order; replies are flushed when the session needs more input.
 
 mod auth;
+mod bdat;
 mod body;
 pub mod end;
 mod envelope;
@@ -60,6 +61,9 @@ struct Transaction {
     sender: String,
     recipients: Vec<String>,
     rcpt_attempts: usize,
+    /// Chunk bytes sent so far: a BDAT transaction takes no DATA and no more RCPT.
+    bdat_bytes: u64,
+    bdat: bool,
 }
 
 /// How handling one command went: counted as OK or failed, or the session is over.
@@ -368,11 +372,7 @@ impl Session {
             Command::Mail { .. } => Box::pin(self.mail(&command)).await,
             Command::Rcpt { .. } => Box::pin(self.rcpt(&command)).await,
             Command::Data => Box::pin(self.data()).await,
-            Command::Bdat { .. } => {
-                // CHUNKING is not offered, so BDAT is refused like any command we do not serve.
-                self.io.reply(&replies::command_not_implemented());
-                Step::Failed
-            }
+            Command::Bdat { size, last } => Box::pin(self.bdat(size, last)).await,
             Command::Rset => Box::pin(self.rset()).await,
             Command::Noop => {
                 self.io.reply(&replies::ok());
