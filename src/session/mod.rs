@@ -351,7 +351,7 @@ impl Session {
             }
         };
         self.check_pipelining(&command, verb);
-        self.last = verb_word(&command);
+        self.last = command.verb();
         if let (Some(reply), false) = (
             self.policy_state.as_ref().and_then(|s| s.access_denied()),
             matches!(command, Command::Quit),
@@ -508,58 +508,37 @@ impl Session {
     }
 }
 
+/// Postfix's counter names (disconnect line) and stage words (`lost connection after X`) for
+/// the commands it counts by name.
+const VERBS: [(&str, &str); 13] = [
+    ("helo", "HELO"),
+    ("ehlo", "EHLO"),
+    ("starttls", "STARTTLS"),
+    ("auth", "AUTH"),
+    ("mail", "MAIL"),
+    ("rcpt", "RCPT"),
+    ("data", "DATA"),
+    ("bdat", "BDAT"),
+    ("rset", "RSET"),
+    ("noop", "NOOP"),
+    ("vrfy", "VRFY"),
+    ("quit", "QUIT"),
+    ("etrn", "ETRN"),
+];
+
 /// The Postfix counter name for a command line (`unknown` for anything else).
 fn verb_name(line: &[u8]) -> &'static str {
     let verb = line.split(|b| *b == b' ').next().unwrap_or(b"");
-    const NAMES: [&str; 13] = [
-        "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
-        "quit", "etrn",
-    ];
-    NAMES
+    VERBS
         .iter()
-        .find(|n| verb.eq_ignore_ascii_case(n.as_bytes()))
-        .copied()
-        .unwrap_or("unknown")
+        .find(|(name, _)| verb.eq_ignore_ascii_case(name.as_bytes()))
+        .map_or("unknown", |(name, _)| name)
 }
 
 /// The stage word for a command line that did not parse, from its counter name.
 fn stage_word(verb: &'static str) -> &'static str {
-    const WORDS: [(&str, &str); 13] = [
-        ("helo", "HELO"),
-        ("ehlo", "EHLO"),
-        ("starttls", "STARTTLS"),
-        ("auth", "AUTH"),
-        ("mail", "MAIL"),
-        ("rcpt", "RCPT"),
-        ("data", "DATA"),
-        ("bdat", "BDAT"),
-        ("rset", "RSET"),
-        ("noop", "NOOP"),
-        ("vrfy", "VRFY"),
-        ("quit", "QUIT"),
-        ("etrn", "ETRN"),
-    ];
-    WORDS
+    VERBS
         .iter()
         .find(|(name, _)| *name == verb)
         .map_or("UNKNOWN", |(_, word)| word)
-}
-
-/// The stage word for `lost connection after X`.
-fn verb_word(command: &Command<'_>) -> &'static str {
-    match command {
-        Command::Ehlo(_) => "EHLO",
-        Command::Helo(_) => "HELO",
-        Command::StartTls => "STARTTLS",
-        Command::Auth { .. } => "AUTH",
-        Command::Mail { .. } => "MAIL",
-        Command::Rcpt { .. } => "RCPT",
-        Command::Data => "DATA",
-        Command::Bdat { .. } => "BDAT",
-        Command::Rset => "RSET",
-        Command::Noop => "NOOP",
-        Command::Quit => "QUIT",
-        Command::Vrfy(_) => "VRFY",
-        Command::Help(_) => "HELP",
-    }
 }
