@@ -57,11 +57,11 @@ impl Session {
         if !ok || last {
             self.txn = None;
         }
+        self.io.reply(&reply);
         if ok && last {
-            self.log_accepted(&reply);
+            self.reply_then_log_accepted(&reply).await;
             self.errors = 0;
         }
-        self.io.reply(&reply);
         if ok {
             Step::Ok
         } else {

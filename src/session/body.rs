@@ -87,6 +87,7 @@ impl Session {
         let ok = reply.code == 250;
         self.io.reply(&reply);
         if ok {
+            self.reply_then_log_accepted(&reply).await;
             // Postfix forgives a session's errors once it delivered a message (smtpd.c).
             self.errors = 0;
             Step::Ok
@@ -105,12 +106,7 @@ impl Session {
             return replies::queue_file_write_error();
         };
         match up.read_reply().await {
-            Ok(reply) => {
-                if reply.code == 250 {
-                    self.log_accepted(&reply);
-                }
-                reply
-            }
+            Ok(reply) => reply,
             Err(e) => {
                 tracing::warn!(upstream = %e, "upstream failed at end of DATA for {}", self.log.client());
                 self.upstream = None;
@@ -119,9 +115,15 @@ impl Session {
         }
     }
 
+    /// The client's reply goes out first; the log line is not on its critical path.
+    pub(super) async fn reply_then_log_accepted(&mut self, reply: &Reply) {
+        let _ = self.io.flush().await;
+        self.log_accepted(reply);
+    }
+
     /// `QUEUEID: client=NAME[ADDR], sasl_method=PLAIN, sasl_username=alice`, with the queue id
     /// taken from the upstream's `250 2.0.0 Ok: queued as ID`.
-    pub(super) fn log_accepted(&self, reply: &Reply) {
+    fn log_accepted(&self, reply: &Reply) {
         let text = reply.text();
         let queue_id = text
             .rsplit_once("queued as ")

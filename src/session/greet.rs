@@ -19,8 +19,14 @@ impl Session {
             Outcome::Accept => {
                 let banner = &self.ctx.listener.smtpd.banner;
                 self.io.reply(&Reply::plain(220, banner.clone()));
+                // The greeting first, the log line after: it is not the client's to wait for.
+                let _ = self.io.flush().await;
+                self.log
+                    .info(format_args!("connect from {}", self.log.client()));
             }
             Outcome::Reject(reply) => {
+                self.log
+                    .info(format_args!("connect from {}", self.log.client()));
                 // smtpd_delay_reject = no: the reject replaces the greeting and every later
                 // command but QUIT is refused (postfix-semantics 2.3).
                 self.log

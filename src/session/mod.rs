@@ -149,11 +149,11 @@ impl Session {
 
     /// Runs the session to its end and logs the disconnect line.
     pub async fn run(mut self) -> SessionEnd {
-        self.log
-            .info(format_args!("connect from {}", self.log.client()));
         let end = self.serve().await;
-        // Whatever was queued last (a 421 for a timeout) still goes out.
+        // Whatever was queued last (a 421 for a timeout) still goes out, then the client's
+        // socket closes; the log lines and the upstream's goodbye are not its to wait for.
         let _ = self.io.flush().await;
+        drop(self.io.take_stream());
         match &end {
             SessionEnd::ClientClosed { after } => self.log.info(format_args!(
                 "lost connection after {after} from {}",
@@ -165,8 +165,6 @@ impl Session {
             )),
             _ => {}
         }
-        // The client is let go first (its socket closes when the session is dropped); the
-        // upstream's goodbye is not its business.
         if let Some(upstream) = self.upstream.take() {
             tokio::spawn(upstream.quit());
         }
