@@ -74,6 +74,12 @@ fn check_config_reports_every_error_with_file_and_line() {
         let n: usize = rest.split(':').next().unwrap().parse().unwrap();
         assert!((2..=6).contains(&n), "line {n}: {line}");
     }
+    // A bad mynetworks entry is reported once, not again through the defaults that expand it.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("10.1.2.3/8")).count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]

@@ -198,7 +198,18 @@ pub(crate) fn compile(
     let v = cx.get("smtpd_sasl_exceptions_networks");
     let sasl_exceptions = list(&mut cx, "smtpd_sasl_exceptions_networks", v, &mut open);
     let v = cx.get("smtpd_client_event_limit_exceptions");
+    let reported = cx.errors.len();
     let event_limit_exceptions = list(&mut cx, "smtpd_client_event_limit_exceptions", v, &mut open);
+    let explicit = [
+        "smtpd_client_event_limit_exceptions",
+        "smtpd_client_connection_limit_exceptions",
+    ]
+    .iter()
+    .any(|n| params.get(n).is_some());
+    if !explicit {
+        // Left at its default, `$mynetworks`: its errors are mynetworks' own, already reported.
+        cx.errors.truncate(reported);
+    }
     let v = cx.get("mydestination");
     let mydestination = list(&mut cx, "mydestination", v, &mut open);
     let v = cx.get("relay_domains");
