@@ -1,24 +1,48 @@
 //! Drain on shutdown: stop accepting, tell every session, wait for them up to a deadline.
 //!
-//! mini-redis's pattern: a watch channel announces the shutdown, and every session holds a
-//! clone of one mpsc sender; when the last clone is dropped, every session is done.
+//! mini-redis's pattern: the shutdown is announced to every session, and every session holds a
+//! clone of one mpsc sender; when the last clone is dropped, every session is done. The
+//! announcement is a flag plus a `Notify` each session registers with once, not per read: a
+//! session waits on it beside every command read, and a registration per read would put a
+//! shared lock on the hot path.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{mpsc, Notify};
+
+#[derive(Default)]
+struct Announcement {
+    made: AtomicBool,
+    notify: Arc<Notify>,
+}
 
 /// Owned by the process; hands out one [`Shutdown`] per session.
 pub struct Drain {
-    announce: watch::Sender<bool>,
+    announcement: Arc<Announcement>,
     done_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
 }
 
 /// A session's view of the shutdown. Dropping it tells the [`Drain`] this session is done.
-#[derive(Clone)]
 pub struct Shutdown {
-    announced: watch::Receiver<bool>,
+    announcement: Arc<Announcement>,
     _done: mpsc::Sender<()>,
+    /// Registered on first wait and kept, so later waits cost no registration.
+    wait: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl Clone for Shutdown {
+    fn clone(&self) -> Self {
+        Shutdown {
+            announcement: self.announcement.clone(),
+            _done: self._done.clone(),
+            wait: None,
+        }
+    }
 }
 
 impl Default for Drain {
@@ -29,10 +53,9 @@ impl Default for Drain {
 
 impl Drain {
     pub fn new() -> Self {
-        let (announce, _) = watch::channel(false);
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
-            announce,
+            announcement: Arc::default(),
             done_tx,
             done_rx,
         }
@@ -40,8 +63,9 @@ impl Drain {
 
     pub fn watcher(&self) -> Shutdown {
         Shutdown {
-            announced: self.announce.subscribe(),
+            announcement: self.announcement.clone(),
             _done: self.done_tx.clone(),
+            wait: None,
         }
     }
 
@@ -49,11 +73,13 @@ impl Drain {
     /// Returns true when all sessions ended in time.
     pub async fn drain(self, deadline: Duration) -> bool {
         let Drain {
-            announce,
+            announcement,
             done_tx,
             mut done_rx,
         } = self;
-        let _ = announce.send(true);
+        // The flag first: a session that registers after notify_waiters() sees it.
+        announcement.made.store(true, Ordering::Release);
+        announcement.notify.notify_waiters();
         drop(done_tx);
         tokio::time::timeout(deadline, done_rx.recv()).await.is_ok()
     }
@@ -65,18 +91,25 @@ impl Shutdown {
         Drain::new().watcher()
     }
 
-    /// Resolves once the shutdown is announced (at once if it already was).
+    fn is_announced(&self) -> bool {
+        self.announcement.made.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the shutdown is announced (at once if it already was). Cancel-safe: a
+    /// wait dropped by `select!` keeps its registration for the next one.
     pub async fn announced(&mut self) {
-        if *self.announced.borrow() {
+        if self.is_announced() {
             return;
         }
-        while self.announced.changed().await.is_ok() {
-            if *self.announced.borrow() {
-                return;
-            }
+        let notify = &self.announcement.notify;
+        let wait = self
+            .wait
+            .get_or_insert_with(|| Box::pin(notify.clone().notified_owned()));
+        wait.as_mut().enable();
+        if self.announcement.made.load(Ordering::Acquire) {
+            return;
         }
-        // The Drain is gone without announcing: wait forever, as if never announced.
-        std::future::pending::<()>().await
+        wait.as_mut().await;
     }
 }
 
@@ -100,5 +133,27 @@ mod tests {
         let stuck = drain.watcher();
         assert!(!drain.drain(Duration::from_millis(50)).await);
         drop(stuck);
+    }
+
+    #[tokio::test]
+    async fn a_wait_dropped_by_select_still_hears_the_announcement() {
+        let drain = Drain::new();
+        let mut session = drain.watcher();
+        tokio::select! {
+            _ = session.announced() => panic!("not announced yet"),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        let waiter = tokio::spawn(async move {
+            session.announced().await;
+            session
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let done = tokio::spawn(drain.drain(Duration::from_secs(5)));
+        let session = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(session);
+        assert!(done.await.unwrap());
     }
 }
