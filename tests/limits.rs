@@ -161,7 +161,7 @@ async fn connections_per_listener_are_capped() {
     let greeting = third.read_reply().await;
     assert!(greeting.starts_with("220 "), "{greeting}");
     rg.wait_for_log(
-        "listener smtp: all 2 connection slots in use",
+        "listener smtp: all 2 connection slots in use; new connections wait",
         Duration::from_secs(5),
     );
 }

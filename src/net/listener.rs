@@ -111,27 +111,9 @@ impl Listener {
         let mut shutdown = services.shutdown.clone();
         let mut next_id: u64 = 0;
         loop {
-            // The permit is taken before accept, so a full listener stops accepting instead of
-            // accepting and dropping; the kernel backlog holds the rest.
             let accepted = tokio::select! {
                 _ = shutdown.announced() => return,
-                accepted = async {
-                    let permit = match self.limit.clone().try_acquire_owned() {
-                        Ok(p) => Ok(p),
-                        Err(_) => {
-                            tracing::warn!(
-                                "listener {}: all {} connection slots in use; new connections wait in the backlog",
-                                self.name,
-                                self.max_connections
-                            );
-                            self.limit.clone().acquire_owned().await
-                        }
-                    };
-                    (permit, socket.accept().await)
-                } => accepted,
-            };
-            let (Ok(permit), accepted) = accepted else {
-                return;
+                accepted = socket.accept() => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(s) => s,
@@ -139,6 +121,26 @@ impl Listener {
                     tracing::warn!(listener = %self.name, "accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
+                }
+            };
+            // The slot is taken after accept: the workers each accept on their own socket, and
+            // a slot held by a worker whose socket has nothing waiting would strand a connection
+            // queued on another's. A full listener holds this one connection unserved and
+            // accepts nothing more until a slot frees; the kernel backlog holds the rest.
+            let permit = match self.limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    tracing::warn!(
+                        "listener {}: all {} connection slots in use; new connections wait",
+                        self.name,
+                        self.max_connections
+                    );
+                    let waited = tokio::select! {
+                        _ = shutdown.announced() => return,
+                        permit = self.limit.clone().acquire_owned() => permit,
+                    };
+                    let Ok(p) = waited else { return };
+                    p
                 }
             };
             let snapshot = services.snapshots.load();
