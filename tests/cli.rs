@@ -335,3 +335,43 @@ fn check_json_has_the_documented_fields() {
     assert!(rcpt["notes"].as_array().unwrap().is_empty());
     assert!(rcpt["remark"].is_null());
 }
+
+#[test]
+fn check_config_warns_about_an_exclusion_after_its_network_once() {
+    let dir = TempDir::new().unwrap();
+    let path = config(
+        &dir,
+        "mynetworks = \"127.0.0.0/8 192.168.87.0/24 !192.168.87.9\"\n", // line 2
+    );
+    let out = relayguard(
+        dir.path(),
+        &["check-config", "--config", path.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    let f = path.display().to_string();
+    let want = format!("{f}:2: warning: `mynetworks`: `!192.168.87.9` comes after `192.168.87.0/24`, which already matches it; the first match wins, so the exclusion never applies (fix: move `!192.168.87.9` before `192.168.87.0/24`)");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains(": warning: "))
+            .collect::<Vec<_>>(),
+        vec![want.as_str()],
+        "{text}"
+    );
+    assert!(text.contains("OK (1 listener(s), 1 warning(s))"), "{text}");
+}
+
+#[test]
+fn the_shipped_config_is_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = relayguard(
+        root,
+        &["check-config", "--config", "config/relayguard.toml"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).ends_with("OK (3 listener(s), 0 warning(s))\n"),
+        "{}",
+        stdout(&out)
+    );
+}

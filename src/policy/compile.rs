@@ -198,7 +198,7 @@ pub(crate) fn compile(
     let v = cx.get("smtpd_sasl_exceptions_networks");
     let sasl_exceptions = list(&mut cx, "smtpd_sasl_exceptions_networks", v, &mut open);
     let v = cx.get("smtpd_client_event_limit_exceptions");
-    let reported = cx.errors.len();
+    let reported = (cx.errors.len(), cx.warnings.len());
     let event_limit_exceptions = list(&mut cx, "smtpd_client_event_limit_exceptions", v, &mut open);
     let explicit = [
         "smtpd_client_event_limit_exceptions",
@@ -207,8 +207,10 @@ pub(crate) fn compile(
     .iter()
     .any(|n| params.get(n).is_some());
     if !explicit {
-        // Left at its default, `$mynetworks`: its errors are mynetworks' own, already reported.
-        cx.errors.truncate(reported);
+        // Left at its default, `$mynetworks`: its errors and warnings are mynetworks' own,
+        // already reported.
+        cx.errors.truncate(reported.0);
+        cx.warnings.truncate(reported.1);
     }
     let v = cx.get("mydestination");
     let mydestination = list(&mut cx, "mydestination", v, &mut open);

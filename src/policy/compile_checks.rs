@@ -125,7 +125,12 @@ pub(crate) fn check(
     }
     let mut wants_name = false;
     for (name, list) in all_lists(p) {
-        if !p.sasl_auth_enable && any(list, &|r| matches!(r, Restriction::PermitSaslAuthenticated))
+        // Only where the admin wrote the list: Postfix's own default relay restrictions name
+        // permit_sasl_authenticated on every listener, SASL or not.
+        let written = origin(name).line > 0;
+        if written
+            && !p.sasl_auth_enable
+            && any(list, &|r| matches!(r, Restriction::PermitSaslAuthenticated))
         {
             warnings.push(PolicyWarning::new(
                 name,
