@@ -82,37 +82,15 @@ impl AddrText {
 /// Splits on commas and whitespace outside `{...}` groups, as Postfix's mystrtokq does for
 /// restriction lists, host lists and inline tables.
 pub(crate) fn split_list(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut start: Option<usize> = None;
-    for (i, c) in text.char_indices() {
-        match c {
-            '{' => {
-                depth += 1;
-                start.get_or_insert(i);
-            }
-            '}' => {
-                depth = depth.saturating_sub(1);
-                start.get_or_insert(i);
-            }
-            c if depth == 0 && (c == ',' || c.is_whitespace()) => {
-                if let Some(s) = start.take() {
-                    out.push(&text[s..i]);
-                }
-            }
-            _ => {
-                start.get_or_insert(i);
-            }
-        }
-    }
-    if let Some(s) = start {
-        out.push(&text[s..]);
-    }
-    out
+    split_outside_braces(text, |c| c == ',' || c.is_whitespace())
 }
 
 /// Splits on whitespace only (not commas) outside `{...}` groups: master.cf fields.
 pub(crate) fn split_list_ws(text: &str) -> Vec<&str> {
+    split_outside_braces(text, char::is_whitespace)
+}
+
+fn split_outside_braces(text: &str, is_separator: impl Fn(char) -> bool) -> Vec<&str> {
     let mut out = Vec::new();
     let mut depth = 0usize;
     let mut start: Option<usize> = None;
@@ -126,7 +104,7 @@ pub(crate) fn split_list_ws(text: &str) -> Vec<&str> {
                 depth = depth.saturating_sub(1);
                 start.get_or_insert(i);
             }
-            c if depth == 0 && c.is_whitespace() => {
+            c if depth == 0 && is_separator(c) => {
                 if let Some(s) = start.take() {
                     out.push(&text[s..i]);
                 }
