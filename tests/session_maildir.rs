@@ -120,7 +120,7 @@ async fn a_listener_that_requires_proxy_refuses_a_bare_client() {
     c.send_raw(b"EHLO c.example\r\n").await;
     assert_eq!(
         c.read_reply().await,
-        format!("421 4.3.0 {HOST} Error: server local error")
+        format!("421 4.3.0 {HOST} Server local error")
     );
     c.expect_closed().await;
 }

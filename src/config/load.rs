@@ -18,6 +18,7 @@ use super::{
     DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
     UpstreamSettings, UpstreamTarget,
 };
+use crate::net::proxy_header::TrustedProxies;
 use crate::policy::{self, HostInfo, Origin, ParamMap, ParamValue, Policy};
 
 #[derive(Debug, thiserror::Error)]
@@ -224,11 +225,12 @@ fn compile_listener(
         }
     };
     let proxy = l.proxy_protocol.as_ref().map(|p| ProxyTrust {
-        trusted: p
-            .trusted
-            .iter()
-            .filter_map(|n| source.network(n, errors))
-            .collect(),
+        trusted: TrustedProxies::new(
+            p.trusted
+                .iter()
+                .filter_map(|n| source.network(n, errors))
+                .collect(),
+        ),
         required: p.required,
     });
     Some(ListenerSnapshot {

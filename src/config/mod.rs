@@ -7,19 +7,19 @@ pub mod file;
 pub mod load;
 pub mod settings;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ipnetwork::IpNetwork;
 
 pub use crate::upstream::identity::IdentityMode;
 pub use file::Role;
 pub use load::{load, load_str, ConfigError};
 pub use settings::{BareNewline, SmtpdSettings, TlsLevel};
 
+use crate::net::proxy_header::TrustedProxies;
 use crate::policy::Policy;
 
 /// Everything a running relayguard needs, compiled and validated.
@@ -98,14 +98,8 @@ impl std::fmt::Debug for ListenerSnapshot {
 /// Which peers may put a PROXY header in front of the session.
 #[derive(Clone, Debug)]
 pub struct ProxyTrust {
-    pub trusted: Vec<IpNetwork>,
+    pub trusted: TrustedProxies,
     pub required: bool,
-}
-
-impl ProxyTrust {
-    pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(peer))
-    }
 }
 
 #[derive(Debug)]

@@ -184,7 +184,7 @@ async fn accept_session(
     let host = ctx.listener.smtpd.myhostname.clone();
     let mut stream = stream;
     let (client_addr, server_addr) = match &ctx.listener.proxy {
-        Some(trust) if trust.trusts(peer.ip()) => {
+        Some(trust) if trust.trusted.is_trusted(peer.ip()) => {
             match Box::pin(read_proxy_header(
                 &mut stream,
                 ctx.snapshot.handshake_timeout,

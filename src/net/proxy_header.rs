@@ -81,7 +81,7 @@ impl ProxyHeaderError {
     /// What the client gets before the connection closes, whatever the error:
     /// `421 4.3.0 {myhostname} Server local error`, as from Postfix's smtpd.
     pub fn reply(&self, myhostname: &str) -> Reply {
-        Reply::new(421, (4, 3, 0), format!("{myhostname} Server local error"))
+        crate::smtp::replies::server_local_error(myhostname)
     }
 }
 

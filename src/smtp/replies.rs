@@ -164,10 +164,11 @@ pub fn timeout_exceeded(host: &str) -> Reply {
     Reply::new(421, (4, 4, 2), format!("{host} Error: timeout exceeded"))
 }
 
-/// A fault of relayguard's own (a bug, a resource limit). The connection closes.
-/// Ours, in the form Postfix uses for its own 421s (host after the enhanced code).
+/// A connection relayguard will not serve (a bad, missing or untrusted PROXY header, a local
+/// fault). The connection closes. Postfix's exact text for a failed haproxy header
+/// (postfix-semantics 12.3).
 pub fn server_local_error(host: &str) -> Reply {
-    Reply::new(421, (4, 3, 0), format!("{host} Error: server local error"))
+    Reply::new(421, (4, 3, 0), format!("{host} Server local error"))
 }
 
 /// relayguard is draining for shutdown or reload. Ours; RFC 3463 X.3.2 is "system not
@@ -386,7 +387,7 @@ mod tests {
             ),
             (
                 server_local_error(h),
-                "421 4.3.0 mx.relayguard.test Error: server local error\r\n",
+                "421 4.3.0 mx.relayguard.test Server local error\r\n",
             ),
             (
                 shutting_down(h),
