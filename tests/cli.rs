@@ -375,3 +375,23 @@ fn the_shipped_config_is_clean() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_postfix_parameter_nobody_implements_is_an_error() {
+    let dir = TempDir::new().unwrap();
+    let path = config(&dir, "line_length_limit = \"4096\"\n"); // line 2
+    let out = relayguard(
+        dir.path(),
+        &["check-config", "--config", path.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let want = format!(
+        "{}:2: Postfix parameter `line_length_limit` is not implemented by relayguard",
+        path.display()
+    );
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with(&want)),
+        "{}",
+        stdout(&out)
+    );
+}

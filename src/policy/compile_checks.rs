@@ -7,7 +7,7 @@ use super::params::{Origin, ParamMap};
 use super::postfix_names::POSTFIX_NAMES;
 use super::restriction::{Lookup, Restriction};
 use super::Policy;
-use super::{PARAMETERS, SESSION_PARAMETERS};
+use super::PARAMETERS;
 
 /// smtpd_check.c has_required: does the list (or a class it names) contain relay control before
 /// any `permit`?
@@ -189,7 +189,6 @@ pub(crate) fn check_names(
         .collect();
     for (name, origin) in names {
         if PARAMETERS.contains(&name.as_str())
-            || SESSION_PARAMETERS.contains(&name.as_str())
             || others.contains(&name.as_str())
             || classes.contains(&name)
         {
@@ -197,7 +196,6 @@ pub(crate) fn check_names(
         }
         let candidates = PARAMETERS
             .iter()
-            .chain(SESSION_PARAMETERS)
             .chain(others)
             .copied()
             .chain(classes.iter().map(String::as_str));

@@ -66,6 +66,8 @@ pub const PARAMETERS: &[&str] = &[
     "invalid_hostname_reject_code",
     "mydestination",
     "mydomain",
+    // Read for `$myhostname`; the session reads it too.
+    "myhostname",
     "mynetworks",
     "mynetworks_style",
     "myorigin",
@@ -96,22 +98,6 @@ pub const PARAMETERS: &[&str] = &[
     "swap_bangpath",
     "virtual_alias_domains",
     "virtual_mailbox_domains",
-];
-
-/// Names the session (not this module) implements; `compile` accepts them and may read some
-/// (`myhostname` for `$myhostname`).
-pub const SESSION_PARAMETERS: &[&str] = &[
-    "myhostname",
-    "smtpd_banner",
-    "mail_name",
-    "message_size_limit",
-    "smtpd_timeout",
-    "smtpd_recipient_limit",
-    "smtpd_helo_required",
-    "disable_vrfy_command",
-    "smtpd_tls_security_level",
-    "line_length_limit",
-    "smtpd_forbid_bare_newline",
 ];
 
 /// The restriction lists of the stages.
