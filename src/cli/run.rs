@@ -62,7 +62,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
             "[upstream] identity = \"none\": the upstream sees every client as relayguard itself"
         );
     }
-    let upstream = Arc::new(Upstream::new(settings.clone(), report.capabilities));
+    let upstream = Arc::new(Upstream::new(report.capabilities));
     let workers = snapshot.workers;
     let mut bound = Vec::new();
     for l in &snapshot.listeners {

@@ -86,11 +86,6 @@ impl Drain {
 }
 
 impl Shutdown {
-    /// A shutdown that never comes, for sessions run outside a server (tests, tools).
-    pub fn never() -> Self {
-        Drain::new().watcher()
-    }
-
     fn is_announced(&self) -> bool {
         self.announcement.made.load(Ordering::Acquire)
     }

@@ -52,6 +52,8 @@ pub struct UpstreamConn {
     stream: BoxStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
+    /// Bytes went to the stream since its last flush.
+    unflushed: bool,
     reply_timeout: Duration,
     capabilities: Capabilities,
 }
@@ -62,6 +64,7 @@ impl UpstreamConn {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            unflushed: false,
             reply_timeout,
             capabilities: Capabilities::default(),
         }
@@ -90,28 +93,35 @@ impl UpstreamConn {
         &mut self.wbuf
     }
 
+    /// Writes what is queued and flushes the stream (a TLS stream may hold records back), under
+    /// one deadline; nothing at all when nothing was written since the last flush.
     pub async fn flush(&mut self) -> Result<(), UpstreamError> {
-        if !self.wbuf.is_empty() {
-            timeout(self.reply_timeout, self.stream.write_all(&self.wbuf))
-                .await
-                .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > 16 * 1024 {
-                self.wbuf = Vec::new();
-            }
+        if self.wbuf.is_empty() && !self.unflushed {
+            return Ok(());
         }
-        timeout(self.reply_timeout, self.stream.flush())
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        let (stream, queued) = (&mut self.stream, &self.wbuf);
+        timeout(self.reply_timeout, async {
+            stream.write_all(queued).await?;
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        self.unflushed = false;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 16 * 1024 {
+            self.wbuf = Vec::new();
+        }
         Ok(())
     }
 
-    /// Writes body bytes straight through, without copying them into the queue.
+    /// Writes body bytes straight through, without copying them into the queue; the stream is
+    /// flushed before the next reply is read.
     pub async fn write_body(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         self.flush().await?;
         timeout(self.reply_timeout, self.stream.write_all(bytes))
             .await
             .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        self.unflushed = true;
         Ok(())
     }
 

@@ -17,23 +17,17 @@ pub use identity::ClientIdentity;
 use crate::config::UpstreamSettings;
 use crate::smtp::ehlo::Capabilities;
 
-/// The upstream as the running process knows it: its settings and the extensions it offered
-/// most recently (probed at start-up, refreshed by every new connection).
+/// The upstream as the running process knows it: the extensions it offered most recently
+/// (probed at start-up, refreshed by every new connection). Its settings are the snapshot's.
 pub struct Upstream {
-    settings: Arc<UpstreamSettings>,
     capabilities: ArcSwap<Capabilities>,
 }
 
 impl Upstream {
-    pub fn new(settings: Arc<UpstreamSettings>, capabilities: Capabilities) -> Self {
+    pub fn new(capabilities: Capabilities) -> Self {
         Self {
-            settings,
             capabilities: ArcSwap::from_pointee(capabilities),
         }
-    }
-
-    pub fn settings(&self) -> &UpstreamSettings {
-        &self.settings
     }
 
     /// What the upstream offered last; the session filters it into its own EHLO reply.
