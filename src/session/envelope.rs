@@ -73,14 +73,13 @@ impl Session {
         let Command::Rcpt { to, .. } = command else {
             return Step::Failed;
         };
-        let Some(mut txn) = self.txn.take() else {
+        let Some(txn) = self.txn.take() else {
             return self.refuse(replies::need_mail());
         };
         if txn.bdat {
             self.txn = Some(txn);
             return self.refuse(replies::rcpt_after_bdat());
         }
-        txn.rcpt_attempts += 1;
         if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
             let reply = replies::too_many_recipients();
             self.log.rejected(

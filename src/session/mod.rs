@@ -60,7 +60,6 @@ struct Login {
 struct Transaction {
     sender: String,
     recipients: Vec<String>,
-    rcpt_attempts: usize,
     /// Chunk bytes sent so far: a BDAT transaction takes no DATA and no more RCPT.
     bdat_bytes: u64,
     bdat: bool,
