@@ -29,15 +29,7 @@ pub fn import(main_cf: &Path, master_cf: Option<&Path>) -> anyhow::Result<ExitCo
 
 /// Names relayguard reads: the policy's, the session's, and the restriction classes declared.
 fn carried(params: &ParamMap) -> impl Fn(&str) -> bool + '_ {
-    let classes: Vec<String> = params
-        .value("smtpd_restriction_classes")
-        .map(|v| {
-            v.split([',', ' ', '\t', '\n'])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let classes = policy::restriction_class_names(params);
     move |name: &str| {
         policy::PARAMETERS.contains(&name)
             || settings::PARAMETERS.contains(&name)

@@ -137,10 +137,7 @@ pub(crate) fn compile(
     };
 
     // Classes are parameter names too, so read them before checking names.
-    let class_names: Vec<String> = super::text::split_list(&cx.get("smtpd_restriction_classes"))
-        .into_iter()
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let class_names = super::restriction_class_names(params);
     check_names(params, &mut cx.errors, &class_names, others);
 
     let mut cache: FxHashMap<String, Arc<Table>> = FxHashMap::default();

@@ -100,6 +100,19 @@ pub const PARAMETERS: &[&str] = &[
     "virtual_mailbox_domains",
 ];
 
+/// The class names `smtpd_restriction_classes` declares (`$`-expanded, lower-cased); each is
+/// also a parameter name.
+pub fn restriction_class_names(params: &ParamMap) -> Vec<String> {
+    let raw = params
+        .value("smtpd_restriction_classes")
+        .unwrap_or_default();
+    let expanded = expand(raw, &|n| params.value(n).map(str::to_owned));
+    text::split_list(&expanded)
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
 /// The restriction lists of the stages.
 #[derive(Debug, Default)]
 pub(crate) struct StageLists {
