@@ -1,31 +1,13 @@
 //! DotScanner over a 10 MB body arriving in 64 KiB reads, both modes, reported as throughput.
 //! Reject mode is checked to allocate nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use relayguard::smtp::{DotMode, DotScanner};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const READ: usize = 64 * 1024;
 const BODY_SIZE: usize = 10 * 1024 * 1024;
@@ -68,9 +50,9 @@ fn scan(scanner: &mut DotScanner, body: &[u8], out: &mut Vec<u8>) -> usize {
 fn assert_no_allocation(body: &[u8]) {
     let mut scanner = DotScanner::new(DotMode::Reject);
     let mut out = Vec::new();
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = counting_alloc::allocations();
     assert_eq!(scan(&mut scanner, body, &mut out), body.len());
-    assert_eq!(ALLOCATIONS.with(Cell::get) - before, 0);
+    assert_eq!(counting_alloc::allocations() - before, 0);
     println!("Reject mode over {} bytes: 0 allocations", body.len());
 }
 

@@ -4,29 +4,15 @@
 // A bench is test code: a failed setup should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use relayguard::policy::{Origin, ParamMap, ParamValue, Policy, Table};
 use std::hint::black_box;
-
-/// Counts allocations so the bench can assert that lookups make none.
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const N: u32 = 100_000;
 
@@ -98,12 +84,12 @@ fn bench(c: &mut Criterion) {
     assert!(list.match_client("unknown", hit_last).is_match());
     assert!(!list.match_client("unknown", miss).is_match());
 
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     for a in [hit_last, excluded, miss, v6] {
         black_box(list.match_client("unknown", a));
         black_box(list.match_client("Mail.Example.COM", a));
     }
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = counting_alloc::allocations() - before;
     assert_eq!(allocs, 0, "network list lookups must not allocate");
     println!("netlist: 8 lookups in a {N}-entry list made {allocs} allocations");
 
@@ -121,11 +107,11 @@ fn bench(c: &mut Criterion) {
     });
 
     let t = cidr_table();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = counting_alloc::allocations();
     assert!(t.lookup("11.134.159.1").is_some());
     assert!(t.lookup("192.0.2.1").is_none());
     assert_eq!(
-        ALLOCS.load(Ordering::Relaxed) - before,
+        counting_alloc::allocations() - before,
         0,
         "cidr lookups must not allocate"
     );

@@ -2,32 +2,14 @@
 //! the upstream's EHLO reply. Before measuring, checks that a steady-state group allocates
 //! nothing (STYLE 3.8), with a counting allocator scoped to this thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use relayguard::smtp::line::{next_line, LineScan, COMMAND_LINE_MAX};
 use relayguard::smtp::{parse, parse_reply};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const GROUP: &[u8] = b"MAIL FROM:<sender@example.com> SIZE=12345 BODY=8BITMIME\r\n\
 RCPT TO:<alice@local.test>\r\n\
@@ -56,12 +38,12 @@ fn relay_group(input: &[u8], out: &mut Vec<u8>) -> usize {
 
 fn assert_no_allocation() {
     let mut out = Vec::with_capacity(1024);
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = counting_alloc::allocations();
     for _ in 0..100 {
         out.clear();
         assert_eq!(relay_group(black_box(GROUP), &mut out), 5);
     }
-    let allocated = ALLOCATIONS.with(Cell::get) - before;
+    let allocated = counting_alloc::allocations() - before;
     assert_eq!(
         allocated, 0,
         "parsing and writing a command group allocated"
