@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use support::client::{auth_plain, Client};
 use support::postfix::Postfix;
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -25,20 +25,14 @@ fn setup() -> (Postfix, Relayguard) {
         .policy("mydestination", "local.test")
         .listener_with("auth", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
         .listener("mx", Role::Smtp)
-        .listener_toml(
-            "auth",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("auth", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(&pf, Identity::Xclient)
         .start();
     (pf, rg)
 }
 
 async fn from_outside(rg: &Relayguard) -> Client {
-    let mut c = Client::connect(rg.addr("auth")).await;
-    c.send_raw(b"PROXY TCP4 198.51.100.20 127.0.0.1 40001 587\r\n")
-        .await;
-    c.greeting().await;
+    let mut c = Client::connect_as(rg.addr("auth"), "198.51.100.20").await;
     let ehlo = c.ehlo("client.example").await;
     assert!(
         ehlo.lines()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::client::Client;
 use support::postfix::Postfix;
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(15);
 const HOST: &str = "relayguard.test";
@@ -22,10 +22,7 @@ fn relayguard() -> Relayguard {
         .listener("smtp", Role::Smtp)
         .listener_with("novrfy", Role::Smtp, &[("disable_vrfy_command", "yes")])
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_maildir()
         .start()
 }
@@ -189,10 +186,11 @@ async fn helo_and_ehlo() {
 
 /// A client that appears as `addr` through the trusted PROXY listener.
 async fn client_from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(format!("PROXY TCP4 {addr} 127.0.0.1 40001 25\r\n").as_bytes())
-        .await;
-    assert_eq!(c.greeting().await, format!("220 {HOST} ESMTP relayguard"));
+    let c = Client::connect_as(rg.addr("lb"), addr).await;
+    assert_eq!(
+        c.greeting.as_deref(),
+        Some(format!("220 {HOST} ESMTP relayguard").as_str())
+    );
     c
 }
 

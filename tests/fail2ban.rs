@@ -13,16 +13,13 @@ use std::time::Duration;
 
 use support::client::{auth_plain, Client};
 use support::postfix::Postfix;
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A client that appears as `addr` through the trusted PROXY listener, after EHLO.
 async fn from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(format!("PROXY TCP4 {addr} 127.0.0.1 40001 25\r\n").as_bytes())
-        .await;
-    c.greeting().await;
+    let mut c = Client::connect_as(rg.addr("lb"), addr).await;
     c.ehlo("client.example").await;
     c
 }
@@ -51,10 +48,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener_with("lb", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(&pf, Identity::Xclient)
         .start();
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::client::Client;
 use support::postfix::Postfix;
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,10 +18,7 @@ fn relayguard(pf: &Postfix, identity: Identity) -> Relayguard {
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(pf, identity)
         .start()
 }
@@ -139,10 +136,7 @@ async fn xclient_carries_the_forward_confirmed_name() {
     let rg = Relayguard::builder()
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(&pf, Identity::Xclient)
         .extra_toml(&format!(
             "[dns]\nlookups = \"always\"\nnameservers = [\"{}\"]\ntimeout = \"3s\"\n",

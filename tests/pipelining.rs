@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::client::Client;
-use support::relayguard::{Relayguard, Role};
+use support::relayguard::{Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const GROUP: &[u8] = b"MAIL FROM:<a@sender.example>\r\nRCPT TO:<u@local.test>\r\nRCPT TO:<x@elsewhere.example>\r\nRCPT TO:<v@local.test>\r\nDATA\r\n";
 
@@ -16,19 +16,13 @@ fn relayguard() -> Relayguard {
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_maildir()
         .start()
 }
 
 async fn session(rg: &Relayguard, byte_by_byte: bool) -> Vec<String> {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(b"PROXY TCP4 192.0.2.9 127.0.0.1 40001 25\r\n")
-        .await;
-    c.greeting().await;
+    let mut c = Client::connect_as(rg.addr("lb"), "192.0.2.9").await;
     let mut replies = vec![c.ehlo("c.example").await];
     if byte_by_byte {
         for b in GROUP {

@@ -34,7 +34,7 @@ use support::client::{auth_plain, Client as SmtpClient};
 use support::dns::{start_dnsmasq_with, Dnsmasq};
 use support::postfix::Postfix as HarnessPostfix;
 use support::process::{self, free_port};
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 // ---------------------------------------------------------------------------------------------
 // The scenario table
@@ -781,10 +781,7 @@ fn start_live(sc: &Scenario, dir: &str, dns: &Dnsmasq) -> Relayguard {
         b = b.policy(&k, &v);
     }
     b.listener("mx", Role::Smtp)
-        .listener_toml(
-            "mx",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("mx", TRUST_LOOPBACK_PROXY)
         .upstream_maildir()
         .extra_toml(&format!(
             "[dns]\nlookups = \"always\"\nnameservers = [\"{}\"]\ntimeout = \"2s\"",
@@ -919,10 +916,7 @@ async fn sasl_exceptions_gate() {
         .policy("smtpd_sasl_auth_enable", "yes")
         .policy("smtpd_sasl_exceptions_networks", SASL_EXCEPTIONS)
         .listener("mx", Role::Smtp)
-        .listener_toml(
-            "mx",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("mx", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(&pf, Identity::Xclient)
         .start();
     let plain = format!("AUTH PLAIN {}", auth_plain("alice", "secret"));

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::client::Client;
-use support::relayguard::{Relayguard, Role};
+use support::relayguard::{Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -17,10 +17,7 @@ fn relayguard() -> Relayguard {
         .policy("myhostname", "old.test")
         .policy("mydestination", "local.test")
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .listener_with("smtp", Role::Smtp, &[("disable_vrfy_command", "no")])
         .upstream_maildir()
         .start()
@@ -28,10 +25,11 @@ fn relayguard() -> Relayguard {
 
 /// A client from outside mynetworks (through the trusted PROXY listener), after EHLO and MAIL.
 async fn outside(rg: &Relayguard, host: &str) -> Client {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
-        .await;
-    assert_eq!(c.greeting().await, format!("220 {host} ESMTP relayguard"));
+    let mut c = Client::connect_as(rg.addr("lb"), "192.0.2.7").await;
+    assert_eq!(
+        c.greeting.as_deref(),
+        Some(format!("220 {host} ESMTP relayguard").as_str())
+    );
     assert!(c
         .ehlo("c.example")
         .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::client::Client;
 use support::external::{Smtplib, Swaks};
-use support::relayguard::{Relayguard, Role};
+use support::relayguard::{Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(15);
 const HOST: &str = "relayguard.test";
@@ -20,20 +20,15 @@ fn relayguard() -> Relayguard {
         .policy("mydestination", "local.test")
         .listener("smtp", Role::Smtp)
         .listener("lb", Role::Smtp)
-        .listener_toml(
-            "lb",
-            r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#,
-        )
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_maildir()
         .start()
 }
 
 /// A client that appears as `addr` through the trusted PROXY listener.
 async fn client_from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(format!("PROXY TCP4 {addr} 127.0.0.1 40001 25\r\n").as_bytes())
-        .await;
-    let greeting = c.greeting().await;
+    let c = Client::connect_as(rg.addr("lb"), addr).await;
+    let greeting = c.greeting.clone().unwrap();
     assert_eq!(greeting, format!("220 {HOST} ESMTP relayguard"));
     c
 }

@@ -84,6 +84,20 @@ impl Client {
     }
 
     /// Reads the greeting and remembers it.
+    /// Connects to a listener that trusts loopback's PROXY header and appears as `client` (an
+    /// IPv4 or IPv6 address); the greeting is read and kept in `greeting`.
+    pub async fn connect_as(addr: SocketAddr, client: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        let header = if client.contains(':') {
+            format!("PROXY TCP6 {client} ::1 40001 25\r\n")
+        } else {
+            format!("PROXY TCP4 {client} 127.0.0.1 40001 25\r\n")
+        };
+        c.send_raw(header.as_bytes()).await;
+        c.greeting().await;
+        c
+    }
+
     pub async fn greeting(&mut self) -> String {
         let g = self.read_reply().await;
         self.greeting = Some(g.clone());

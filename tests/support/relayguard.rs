@@ -19,6 +19,10 @@ use super::postfix::Postfix;
 use super::process::{self, POLL};
 use super::tls::CertSet;
 
+/// A listener's PROXY setting that trusts (and requires) a header from loopback.
+pub const TRUST_LOOPBACK_PROXY: &str =
+    r#"proxy_protocol = { trusted = ["127.0.0.0/8"], required = true }"#;
+
 /// How long relayguard may take to listen on every port.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
