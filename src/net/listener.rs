@@ -155,7 +155,8 @@ impl Listener {
                 shutdown: services.shutdown.clone(),
             };
             let resolver = services.resolver.clone();
-            let span = tracing::info_span!("session", session = next_id, listener = %self.name, client = %peer);
+            // A debug span: entered on every poll, it costs measurably when it is enabled.
+            let span = tracing::debug_span!("session", session = next_id, listener = %self.name, client = %peer);
             tokio::spawn(
                 async move {
                     accept_session(ctx, stream, peer, resolver).await;

@@ -5,7 +5,6 @@
 //! whatever the reply, and reading it is the only way to stay in step. A chunk is counted, not
 //! scanned: no byte in it can end the message early, so there is nothing to smuggle.
 
-use super::io::BODY_READ;
 use super::{Session, SessionEnd, Step};
 use crate::policy::Stage;
 use crate::smtp::{replies, Reply};
@@ -142,7 +141,7 @@ impl Session {
                 return Ok(healthy || !to_upstream);
             }
             let deadline = (tokio::time::Instant::now() + idle).min(self.session_deadline());
-            if let Err(e) = self.io.fill(deadline, BODY_READ).await {
+            if let Err(e) = self.io.fill_body(deadline).await {
                 return Err(self.read_failed(e));
             }
         }

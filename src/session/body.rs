@@ -6,7 +6,6 @@
 //! upstream, the upstream connection is closed without an end of data, so nothing is
 //! half-delivered; the client gets its reply after its own end of data, still in step.
 
-use super::io::BODY_READ;
 use super::{Session, SessionEnd, Step};
 use crate::config::BareNewline;
 use crate::policy::Stage;
@@ -197,7 +196,7 @@ impl Session {
             }
             // Each read must arrive within smtpd_timeout; the session limit caps the whole body.
             let deadline = (tokio::time::Instant::now() + idle).min(self.session_deadline());
-            if let Err(e) = self.io.fill(deadline, BODY_READ).await {
+            if let Err(e) = self.io.fill_body(deadline).await {
                 let bytes = scanner.body_bytes();
                 return Err(match self.read_failed(e) {
                     SessionEnd::ClientClosed { .. } => {

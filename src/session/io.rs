@@ -14,8 +14,11 @@ use crate::smtp::Reply;
 
 /// Read size while waiting for commands: small, so an idle session stays small.
 const COMMAND_READ: usize = 256;
-/// Read size while a body streams through.
-pub const BODY_READ: usize = 256 * 1024;
+/// First read size once a body streams: a typical message fits, and a buffer this small is
+/// reused by the allocator instead of being mapped and unmapped per message.
+const BODY_READ_MIN: usize = 16 * 1024;
+/// Largest read size, reached by doubling while reads keep filling the buffer (large bodies).
+const BODY_READ_MAX: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub enum ReadError {
@@ -28,6 +31,8 @@ pub struct ClientIo {
     stream: BoxStream,
     pub rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// The next body read size; grows while a body keeps the socket full.
+    body_read: usize,
 }
 
 impl ClientIo {
@@ -36,6 +41,7 @@ impl ClientIo {
             stream,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
+            body_read: BODY_READ_MIN,
         }
     }
 
@@ -60,7 +66,7 @@ impl ClientIo {
     }
 
     /// Flushes pending replies, then reads more input before `deadline`.
-    pub async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
+    async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
         self.flush().await.map_err(ReadError::Io)?;
         if self.rbuf.is_empty()
             && self.rbuf.capacity() > 2 * COMMAND_READ
@@ -79,7 +85,18 @@ impl ClientIo {
     }
 
     pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        self.body_read = BODY_READ_MIN;
         self.fill(deadline, COMMAND_READ).await
+    }
+
+    /// Reads body bytes: small reads for small messages, doubling up to `BODY_READ_MAX` while
+    /// each read fills what it asked for.
+    pub async fn fill_body(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        let n = self.fill(deadline, self.body_read).await?;
+        if n >= self.body_read {
+            self.body_read = (self.body_read * 2).min(BODY_READ_MAX);
+        }
+        Ok(n)
     }
 
     /// Takes the stream out for a TLS handshake, leaving a closed one in its place.
