@@ -149,21 +149,33 @@ async fn connections_per_listener_are_capped() {
         .start();
     let mut a = Client::greeted(rg.addr("smtp")).await;
     let _b = Client::greeted(rg.addr("smtp")).await;
-    let mut third = Client::connect(rg.addr("smtp"))
-        .await
-        .with_timeout(Duration::from_millis(800));
-    assert!(
-        third.try_read_reply().await.is_err(),
-        "a third connection must wait for a slot"
+    let mut third = Client::connect(rg.addr("smtp")).await;
+    assert_eq!(
+        third.read_reply().await,
+        "421 4.7.0 relayguard.test Error: too many connections"
     );
-    assert_eq!(a.cmd("QUIT").await, "221 2.0.0 Bye");
-    let mut third = third.with_timeout(Duration::from_secs(10));
-    let greeting = third.read_reply().await;
-    assert!(greeting.starts_with("220 "), "{greeting}");
-    rg.wait_for_log(
-        "listener smtp: all 2 connection slots in use; new connections wait",
+    third.expect_closed().await;
+    let line = rg.wait_for_log(
+        "]: warning: Connection concurrency limit exceeded: 3 from unknown[127.0.0.1] for service smtp",
         Duration::from_secs(5),
     );
+    assert!(line.contains(" postfix/smtpd["), "{line}");
+    // A freed slot serves the next client.
+    assert_eq!(a.cmd("QUIT").await, "221 2.0.0 Bye");
+    a.expect_closed().await;
+    let mut fourth = Client::connect(rg.addr("smtp")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let greeting = fourth.read_reply().await;
+        if greeting.starts_with("220 ") {
+            break;
+        }
+        // The slot is given back when the session task ends, just after the client saw 221.
+        assert!(greeting.starts_with("421 "), "{greeting}");
+        assert!(std::time::Instant::now() < deadline, "no slot freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fourth = Client::connect(rg.addr("smtp")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,4 +193,23 @@ async fn long_lines_count_toward_the_hard_error_limit() {
         format!("421 4.7.0 {HOST} Error: too many errors")
     );
     c.expect_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_implicit_tls_listener_closes_without_a_plaintext_reply() {
+    let rg = Relayguard::builder()
+        .listener("submissions", Role::Submissions)
+        .listener_toml("submissions", "max_connections = 1")
+        .upstream_maildir()
+        .start();
+    // The first connection holds the only slot while relayguard waits for its handshake.
+    let _first = Client::connect(rg.addr("submissions")).await;
+    // Accepted at once on loopback; nothing is logged before the handshake to wait for.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = Client::connect(rg.addr("submissions")).await;
+    second.expect_closed().await;
+    rg.wait_for_log(
+        "Connection concurrency limit exceeded: 2 from unknown[127.0.0.1] for service submissions",
+        Duration::from_secs(5),
+    );
 }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::config::{ListenerSnapshot, SnapshotCell, TlsLevel};
+use crate::config::{ListenerSnapshot, Role, SnapshotCell, TlsLevel};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
 use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::shutdown::Shutdown;
@@ -125,23 +125,10 @@ impl Listener {
             };
             // The slot is taken after accept: the workers each accept on their own socket, and
             // a slot held by a worker whose socket has nothing waiting would strand a connection
-            // queued on another's. A full listener holds this one connection unserved and
-            // accepts nothing more until a slot frees; the kernel backlog holds the rest.
-            let permit = match self.limit.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    tracing::warn!(
-                        "listener {}: all {} connection slots in use; new connections wait",
-                        self.name,
-                        self.max_connections
-                    );
-                    let waited = tokio::select! {
-                        _ = shutdown.announced() => return,
-                        permit = self.limit.clone().acquire_owned() => permit,
-                    };
-                    let Ok(p) = waited else { return };
-                    p
-                }
+            // queued on another's. A full listener answers 421 at once and closes.
+            let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                refuse_when_full(&self.name, self.max_connections, &stream, peer, &services);
+                continue;
             };
             let snapshot = services.snapshots.load();
             let Some(listener) = snapshot.listener(&self.name).cloned() else {
@@ -166,6 +153,39 @@ impl Listener {
             );
         }
     }
+}
+
+/// Postfix's answer to a client over its connection limit (anvil): a 421 and a close,
+/// written without waiting so a flood costs no more than the accept. Implicit TLS gets
+/// only the close: a plaintext reply would be garbage to a client expecting a handshake.
+fn refuse_when_full(
+    name: &str,
+    max_connections: usize,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    services: &Services,
+) {
+    let snapshot = services.snapshots.load();
+    let Some(listener) = snapshot.listener(name) else {
+        return;
+    };
+    // smtpd's own line for a client over its anvil limit, with the listener as the service.
+    tracing::warn!(
+        tag = %listener.smtpd.syslog_tag,
+        "warning: Connection concurrency limit exceeded: {} from unknown[{}] for service {name}",
+        max_connections + 1,
+        peer.ip(),
+    );
+    if listener.role == Role::Submissions {
+        return;
+    }
+    // Whatever already arrived (a load balancer's PROXY header) is read away first: closing
+    // with unread input would send a reset that can destroy the reply in flight.
+    let mut discard = [0u8; 512];
+    let _ = stream.try_read(&mut discard);
+    let mut wire = Vec::new();
+    replies::too_many_connections(&listener.smtpd.myhostname).write_to(&mut wire);
+    let _ = stream.try_write(&wire);
 }
 
 async fn accept_session(
