@@ -2,6 +2,7 @@
 //! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
 //! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
 
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
@@ -34,8 +35,9 @@ pub(crate) struct Eval<'p, 'f> {
     pub(crate) p: &'p Policy,
     pub(crate) facts: &'f Facts<'f>,
     pub(crate) addr: IpAddr,
-    pub(crate) sender: Option<Address>,
-    pub(crate) rcpt: Option<Address>,
+    /// Parsed on first use: most restriction lists never look at an address.
+    sender: OnceCell<Option<Address>>,
+    rcpt: OnceCell<Option<Address>>,
     pub(crate) notes: Vec<Note>,
     pub(crate) dip: Option<Armed>,
     pub(crate) dir: Option<Armed>,
@@ -51,8 +53,8 @@ impl<'p, 'f> Eval<'p, 'f> {
             p,
             facts,
             addr: facts.client.addr.to_canonical(),
-            sender: facts.sender.map(Address::new),
-            rcpt: facts.recipient.map(Address::new),
+            sender: OnceCell::new(),
+            rcpt: OnceCell::new(),
             notes: Vec::new(),
             dip: None,
             dir: None,
@@ -61,6 +63,20 @@ impl<'p, 'f> Eval<'p, 'f> {
             param: "",
             trace: explain.then(Vec::new),
         }
+    }
+
+    /// The MAIL FROM address in lookup form, if the stage has one.
+    pub(crate) fn sender(&self) -> Option<&Address> {
+        self.sender
+            .get_or_init(|| self.facts.sender.map(Address::new))
+            .as_ref()
+    }
+
+    /// The RCPT TO address in lookup form, if the stage has one.
+    pub(crate) fn rcpt(&self) -> Option<&Address> {
+        self.rcpt
+            .get_or_init(|| self.facts.recipient.map(Address::new))
+            .as_ref()
     }
 
     /// One stage's list with Postfix's SMTPD_CHECK_RESET (defer_if_reject and warn_if_reject do
@@ -109,16 +125,8 @@ impl<'p, 'f> Eval<'p, 'f> {
         match voice {
             VoiceKind::Client => format!("{}[{}]", self.facts.client.name, self.addr),
             VoiceKind::Helo => self.facts.helo.unwrap_or("").to_string(),
-            VoiceKind::Sender => self
-                .sender
-                .as_ref()
-                .map(|a| a.reply.clone())
-                .unwrap_or_default(),
-            VoiceKind::Recipient => self
-                .rcpt
-                .as_ref()
-                .map(|a| a.reply.clone())
-                .unwrap_or_default(),
+            VoiceKind::Sender => self.sender().map(|a| a.reply.clone()).unwrap_or_default(),
+            VoiceKind::Recipient => self.rcpt().map(|a| a.reply.clone()).unwrap_or_default(),
             VoiceKind::Data => "DATA".into(),
             VoiceKind::EndOfData => "END-OF-MESSAGE".into(),
         }
@@ -236,7 +244,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             Restriction::RejectUnauthDestination
             | Restriction::DeferUnauthDestination
             | Restriction::PermitAuthDestination => {
-                let Some(rcpt) = self.rcpt.as_ref() else {
+                let Some(rcpt) = self.rcpt() else {
                     return Verdict::Dunno;
                 };
                 let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, self.p);
@@ -326,9 +334,9 @@ impl<'p, 'f> Eval<'p, 'f> {
             }
             Restriction::RejectNonFqdnSender | Restriction::RejectNonFqdnRecipient => {
                 let (addr, voice) = if matches!(r, Restriction::RejectNonFqdnSender) {
-                    (self.sender.as_ref(), VoiceKind::Sender)
+                    (self.sender(), VoiceKind::Sender)
                 } else {
-                    (self.rcpt.as_ref(), VoiceKind::Recipient)
+                    (self.rcpt(), VoiceKind::Recipient)
                 };
                 let Some(addr) = addr.filter(|a| !a.reply.is_empty()) else {
                     return Verdict::Dunno;

@@ -14,7 +14,7 @@ impl Eval<'_, '_> {
         else {
             return Verdict::Dunno;
         };
-        let Some(sender) = self.sender.as_ref().filter(|s| !s.key.is_empty()) else {
+        let Some(sender) = self.sender().filter(|s| !s.key.is_empty()) else {
             return Verdict::Dunno;
         };
         let owners = super::lookup::login_owners(self.p, maps, sender);
@@ -65,11 +65,11 @@ impl Eval<'_, '_> {
                 None => return Verdict::Dunno,
                 Some(h) => super::lookup::helo(self.p, table, Lower::new(h).as_str()),
             },
-            Lookup::Sender => match self.sender.as_ref() {
+            Lookup::Sender => match self.sender() {
                 None => return Verdict::Dunno,
                 Some(a) => super::lookup::mail(self.p, table, a, true),
             },
-            Lookup::Recipient => match self.rcpt.as_ref() {
+            Lookup::Recipient => match self.rcpt() {
                 None => return Verdict::Dunno,
                 Some(a) => super::lookup::mail(self.p, table, a, false),
             },
@@ -88,8 +88,7 @@ impl Eval<'_, '_> {
         // allow_untrusted_routing (smtpd_check.c check_mail_access).
         if let (Verdict::Ok(_), Lookup::Recipient) = (&v, lookup) {
             let routed = self
-                .rcpt
-                .as_ref()
+                .rcpt()
                 .is_some_and(|a| a.split().0.contains(['@', '%', '!']));
             if routed && !self.p.allow_untrusted_routing {
                 return Verdict::Dunno;

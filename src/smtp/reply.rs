@@ -77,23 +77,23 @@ impl Reply {
         self.lines.first().map(|l| l.as_ref()).unwrap_or("")
     }
 
-    /// Appends the reply in wire form, each line ending in CRLF.
+    /// Appends the reply in wire form, each line ending in CRLF, without allocating.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len().saturating_sub(1);
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
         if self.lines.is_empty() {
-            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+            let _ = write!(out, "{}\r\n", self.code);
             return;
         }
+        let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
-            match self.enhanced {
-                Some(e) => out.extend_from_slice(
-                    format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes(),
-                ),
-                None => {
-                    out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes())
-                }
-            }
+            let _ = match self.enhanced {
+                Some(e) => write!(out, "{}{sep}{e} ", self.code),
+                None => write!(out, "{}{sep}", self.code),
+            };
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 }

@@ -32,7 +32,8 @@ pub enum ReplyError {
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     let mut pos = 0;
     let mut code = None;
-    let mut lines: Vec<&[u8]> = Vec::new();
+    // Most replies are one line; a few more before the vector spills are cheap to keep.
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(1);
     loop {
         let rest = &buf[pos..];
         let Some(lf) = memchr(b'\n', rest) else {
@@ -74,38 +75,35 @@ fn line_code(line: &[u8]) -> Result<u16, ReplyError> {
 }
 
 /// Keeps each line's text as sent; the enhanced status is split off only when every line
-/// carries the same one, so writing the reply again gives the same bytes.
+/// carries the same one, so writing the reply again gives the same bytes. One allocation per
+/// line: replies are parsed on every forwarded command.
 fn build(code: u16, lines: &[&[u8]]) -> Reply {
-    let texts: Vec<String> = lines
+    let texts: Vec<Cow<'_, str>> = lines
         .iter()
-        .map(|l| String::from_utf8_lossy(l.get(4..).unwrap_or(b"")).into_owned())
+        .map(|l| String::from_utf8_lossy(l.get(4..).unwrap_or(b"")))
         .collect();
     let first = texts.first().and_then(|t| enhanced_prefix(t, code));
     let shared = first.filter(|(e, _)| {
         texts
             .iter()
+            .skip(1)
             .all(|t| enhanced_prefix(t, code).is_some_and(|(x, _)| x == *e))
     });
-    match shared {
-        Some((enhanced, _)) => Reply {
-            code,
-            enhanced: Some(enhanced),
-            lines: texts
-                .iter()
-                .map(|t| {
-                    Cow::Owned(
-                        enhanced_prefix(t, code)
-                            .map(|(_, rest)| rest.to_owned())
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        },
-        None => Reply {
-            code,
-            enhanced: None,
-            lines: texts.into_iter().map(Cow::Owned).collect(),
-        },
+    let enhanced = shared.map(|(e, _)| e);
+    let lines = texts
+        .iter()
+        .map(|t| {
+            let text = match enhanced {
+                Some(_) => enhanced_prefix(t, code).map_or("", |(_, rest)| rest),
+                None => t,
+            };
+            Cow::Owned(text.to_owned())
+        })
+        .collect();
+    Reply {
+        code,
+        enhanced,
+        lines,
     }
 }
 
