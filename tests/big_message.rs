@@ -103,15 +103,33 @@ async fn hundred_megabytes_to_the_maildir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_to_postfix() {
     let (wire, plain) = message();
-    let pf = Postfix::builder()
-        .param("message_size_limit", LIMIT)
-        .param("virtual_mailbox_limit", "0")
-        .start();
+    let pf = big_postfix().start();
     let rg = builder().upstream_postfix(&pf, Identity::Xclient).start();
     let growth = stream(&rg, &wire).await;
     assert!(growth < MAX_GROWTH_KB, "VmHWM grew by {growth} kB");
+    assert_delivered(&pf, &plain);
+}
+
+/// The same over plain TCP to the upstream (the test above runs STARTTLS to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabytes_to_postfix_over_plain_tcp() {
+    let (wire, plain) = message();
+    let pf = big_postfix().starttls(false).start();
+    let rg = builder().upstream_postfix(&pf, Identity::Xclient).start();
+    let growth = stream(&rg, &wire).await;
+    assert!(growth < MAX_GROWTH_KB, "VmHWM grew by {growth} kB");
+    assert_delivered(&pf, &plain);
+}
+
+fn big_postfix() -> support::postfix::PostfixBuilder {
+    Postfix::builder()
+        .param("message_size_limit", LIMIT)
+        .param("virtual_mailbox_limit", "0")
+}
+
+/// The one message in `pf`'s Maildir has the body `plain` (virtual(8) stores LF line ends).
+fn assert_delivered(pf: &Postfix, plain: &[u8]) {
     let m = &pf.maildir().wait_for(1, WAIT)[0];
-    // virtual(8) stores LF line ends.
     let start = m
         .raw
         .windows(9)

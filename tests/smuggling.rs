@@ -31,7 +31,8 @@ fn attacks() -> Vec<(&'static str, &'static [u8], String)> {
     ]
 }
 
-async fn run_attacks(addr: std::net::SocketAddr) {
+/// Runs every attack, each after `prefix` (clean body lines).
+async fn run_attacks(addr: std::net::SocketAddr, prefix: &[u8]) {
     for (name, body, expected) in attacks() {
         let mut c = Client::after_ehlo(addr).await;
         assert_eq!(
@@ -49,7 +50,8 @@ async fn run_attacks(addr: std::net::SocketAddr) {
             "354 End data with <CR><LF>.<CR><LF>",
             "{name}"
         );
-        let mut bytes = body.to_vec();
+        let mut bytes = prefix.to_vec();
+        bytes.extend_from_slice(body);
         bytes.extend_from_slice(b"\r\n.\r\n");
         c.send_raw(&bytes).await;
         assert_eq!(c.read_reply().await, expected, "{name}");
@@ -78,7 +80,7 @@ async fn maildir_upstream_gets_no_smuggled_message() {
         .listener("smtp", Role::Smtp)
         .upstream_maildir()
         .start();
-    run_attacks(rg.addr("smtp")).await;
+    run_attacks(rg.addr("smtp"), b"").await;
     let n = attacks().len();
     let messages = rg.maildir().wait_for(n, Duration::from_secs(15));
     assert_eq!(messages.len(), n, "only the clean messages are delivered");
@@ -101,7 +103,7 @@ async fn lenient_postfix_upstream_gets_no_smuggled_message() {
         .listener("smtp", Role::Smtp)
         .upstream_postfix(&pf, Identity::Xclient)
         .start();
-    run_attacks(rg.addr("smtp")).await;
+    run_attacks(rg.addr("smtp"), b"").await;
     let n = attacks().len();
     let messages = pf.maildir().wait_for(n, Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
@@ -119,4 +121,54 @@ async fn lenient_postfix_upstream_gets_no_smuggled_message() {
     // Postfix saw a dropped DATA for each attack, never an end of data.
     let log = pf.smtpd_log().join("\n");
     assert!(!log.contains("evil@x.example"), "{log}");
+}
+
+/// Clean body lines: megabytes of them, so an attack arrives long after the body's first reads.
+fn clean_lines(size: usize) -> Vec<u8> {
+    let line = b"0123456789 the quick brown fox jumps over the lazy dog 0123456789\r\n";
+    line.iter()
+        .copied()
+        .cycle()
+        .take(size / line.len() * line.len())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_deep_in_large_bodies_over_plain_tcp_are_refused() {
+    // Plain TCP on both legs, megabytes before each attack: the body reads have grown to their
+    // largest, and the attack must still be found before Postfix could read it as an end.
+    let pf = Postfix::builder().starttls(false).start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    run_attacks(rg.addr("smtp"), &clean_lines(4 << 20)).await;
+    // A command pipelined right behind a large body's end is read as a command.
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    let mut bytes = b"Subject: clean pipelined\r\n\r\n".to_vec();
+    bytes.extend_from_slice(&clean_lines(4 << 20));
+    bytes.extend_from_slice(b".\r\nNOOP\r\n");
+    c.send_raw(&bytes).await;
+    let reply = c.read_reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(c.read_reply().await, "250 2.0.0 Ok");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    let n = attacks().len() + 1;
+    pf.maildir().wait_for(n, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let messages = pf.maildir().messages();
+    assert_eq!(messages.len(), n, "only the clean messages are delivered");
+    for m in &messages {
+        let text = m.text();
+        assert!(text.contains("Subject: clean "), "{text}");
+        assert!(
+            !text.contains("evil") && !text.contains("smuggled"),
+            "{text}"
+        );
+    }
 }

@@ -142,6 +142,25 @@ async fn upstream_dropping_mid_message_gives_451() {
     );
 }
 
+/// The same deep in a large body, with the client still sending megabytes after the upstream went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_dropping_deep_in_a_large_body_gives_451() {
+    let (addr, _task) = fake_upstream(AtBody::DropAfter(2 << 20)).await;
+    let rg = relayguard(addr);
+    let mut c = Client::after_ehlo(rg.addr("smtp"))
+        .await
+        .with_timeout(Duration::from_secs(30));
+    assert_eq!(
+        send_body(&mut c, 8 << 20).await,
+        "451 4.3.0 Error: queue file write error"
+    );
+    assert_eq!(
+        c.cmd("NOOP").await,
+        "250 2.0.0 Ok",
+        "the client session goes on"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_final_reply_is_the_upstreams() {
     let (addr, _task) = fake_upstream(AtBody::Answer("550 5.7.1 No thanks")).await;
