@@ -106,6 +106,9 @@ pub struct DotScanner {
     violation: Option<Violation>,
     max_line: usize,
     size_limit: u64,
+    /// Whole 64-byte blocks may be judged at once (`blocks`): `Reject` mode, a CPU with the
+    /// instructions for it, and a line limit no block can hide a breach of.
+    fast_lane: bool,
 }
 
 impl DotScanner {
@@ -118,12 +121,14 @@ impl DotScanner {
             violation: None,
             max_line: BODY_LINE_MAX,
             size_limit: 0,
+            fast_lane: mode == DotMode::Reject && blocks::available(),
         }
     }
 
     /// Longest body line, in octets without CRLF; `usize::MAX` turns the check off.
     pub fn with_max_line(mut self, max_line: usize) -> Self {
         self.max_line = max_line;
+        self.fast_lane &= max_line >= 64;
         self
     }
 
@@ -166,12 +171,27 @@ impl DotScanner {
     /// `Reject` mode `out` is never touched; in `Normalize` mode the bytes to forward are
     /// appended to it (runs copied whole, never byte by byte).
     pub fn scan(&mut self, input: &[u8], out: &mut Vec<u8>) -> Scan {
+        // Two copies of the loop: the check for the fast lane alone cost the byte-wise one 10%.
+        if self.fast_lane {
+            self.scan_with::<true>(input, out)
+        } else {
+            self.scan_with::<false>(input, out)
+        }
+    }
+
+    fn scan_with<const FAST_LANE: bool>(&mut self, input: &[u8], out: &mut Vec<u8>) -> Scan {
         let normalize = self.mode == DotMode::Normalize;
         let violated_before = self.violation.is_some();
         let mut cut: Option<usize> = None;
         let mut run = 0;
         let mut i = 0;
         while i < input.len() {
+            if FAST_LANE && self.violation.is_none() {
+                i = self.skip_clean_blocks(input, i);
+                if i == input.len() {
+                    break;
+                }
+            }
             // `writing`: this mode rewrites and nothing has been refused yet.
             let writing = normalize && self.violation.is_none();
             match self.state {
@@ -315,6 +335,45 @@ impl DotScanner {
         }
     }
 
+    /// Walks whole 64-byte blocks from `i` that the byte-wise path would pass without a
+    /// decision (see `blocks`), and returns where it stopped; state and line length are what
+    /// the byte-wise path would have left.
+    fn skip_clean_blocks(&mut self, input: &[u8], start: usize) -> usize {
+        let mut line = match self.state {
+            State::LineStart { after_crlf: true } => blocks::LineAt {
+                at_start: true,
+                len: 0,
+            },
+            State::Mid => blocks::LineAt {
+                at_start: false,
+                len: self.line_len,
+            },
+            _ => return start,
+        };
+        let mut i = start;
+        while let Some(block) = input.get(i..).and_then(|rest| rest.first_chunk::<64>()) {
+            let within_limit = self.size_limit == 0
+                || self.consumed.saturating_add((i + 64) as u64) <= self.size_limit;
+            let Some(next) = blocks::masks(block)
+                .filter(|_| within_limit)
+                .and_then(|m| blocks::pass(m, line, self.max_line))
+            else {
+                break;
+            };
+            line = next;
+            i += 64;
+        }
+        if i > start {
+            if line.at_start {
+                self.state = State::LineStart { after_crlf: true };
+            } else {
+                self.state = State::Mid;
+                self.line_len = line.len;
+            }
+        }
+        i
+    }
+
     /// Records the first violation, at input index `at`: bytes before it may still go out (in
     /// `Normalize` mode they are written now), nothing from it on.
     fn refuse(
@@ -337,5 +396,6 @@ impl DotScanner {
     }
 }
 
+mod blocks;
 #[cfg(test)]
 mod tests;
