@@ -7,42 +7,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::client::Client;
+use support::flows::{behind_lb, deliver_as};
 use support::postfix::Postfix;
 use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn relayguard(pf: &Postfix, identity: Identity) -> Relayguard {
-    Relayguard::builder()
-        .policy("myhostname", "relayguard.test")
-        .policy("mydestination", "local.test")
-        .listener("lb", Role::Smtp)
-        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
-        .upstream_postfix(pf, identity)
-        .start()
-}
-
-/// Sends one message as `client` (through relayguard's PROXY listener) and returns the
-/// Received: line Postfix wrote for it.
-async fn deliver_as(rg: &Relayguard, pf: &Postfix, proxy_line: &str, subject: &str) -> String {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(proxy_line.as_bytes()).await;
-    c.greeting().await;
-    c.ehlo("client.example").await;
-    let reply = c
-        .send_mail(
-            "s@sender.example",
-            &["u@local.test"],
-            &format!("Subject: {subject}\n\nhi\n"),
-        )
-        .await;
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
-    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
-    let msg = pf
-        .maildir()
-        .wait_for_containing(&format!("Subject: {subject}"), WAIT);
-    msg.received()[0].clone()
+    behind_lb(pf, identity).start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

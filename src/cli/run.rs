@@ -12,7 +12,7 @@ use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
 use crate::upstream::probe::{probe, TrustBoundary};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, WarmPool};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let snapshot = match config::load(path) {
@@ -78,6 +78,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         snapshots: Arc::new(SnapshotCell::new(snapshot)),
         upstream,
         shutdown: drain.watcher(),
+        warm: None,
     };
     let cell = services.snapshots.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -131,6 +132,17 @@ fn worker(
         }
     };
     runtime.block_on(async move {
+        let mut services = services;
+        let want = services.snapshots.load().upstream.warm_connections;
+        if want > 0 {
+            let pool = WarmPool::new(want);
+            let snapshots = services.snapshots.clone();
+            tokio::spawn(pool.clone().keep(
+                move || snapshots.load().upstream.clone(),
+                services.shutdown.clone(),
+            ));
+            services.warm = Some(pool);
+        }
         for l in listeners {
             tokio::spawn(l.serve(services.clone()));
         }
@@ -233,8 +245,11 @@ fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<S
     if format!("{:?}", a.target) != format!("{:?}", b.target)
         || a.identity != b.identity
         || a.allow_open_relay != b.allow_open_relay
+        || a.warm_connections != b.warm_connections
     {
-        return Some("a change to [upstream] kind, address, TLS or identity".into());
+        return Some(
+            "a change to [upstream] kind, address, TLS, identity or warm_connections".into(),
+        );
     }
     None
 }

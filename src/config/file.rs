@@ -109,6 +109,9 @@ pub struct UpstreamFile {
     pub helo_name: Option<String>,
     #[serde(default)]
     pub allow_open_relay: bool,
+    /// Upstream connections each worker keeps dialled and greeted ahead of need (0: none).
+    #[serde(default)]
+    pub warm_connections: usize,
     /// Maildir root for `kind = "maildir"`.
     pub path: Option<PathBuf>,
 }

@@ -343,13 +343,25 @@ fn compile_upstream(
             }
         }
     };
+    let identity = u.identity.unwrap_or(IdentityMode::Xclient);
+    if u.warm_connections > 0 && matches!(identity, IdentityMode::ProxyV1 | IdentityMode::ProxyV2) {
+        // A PROXY header names the client before the greeting: nothing can be dialled early.
+        errors.push(ConfigError::Invalid {
+            file: source.file.clone(),
+            line: 1,
+            why: "[upstream] warm_connections needs identity = \"xclient\" or \"none\": \
+                  a PROXY header must name the client before the upstream's greeting"
+                .into(),
+        });
+    }
     Some(UpstreamSettings {
         target,
-        identity: u.identity.unwrap_or(IdentityMode::Xclient),
+        identity,
         connect_timeout,
         reply_timeout,
         helo_name,
         allow_open_relay: u.allow_open_relay,
+        warm_connections: u.warm_connections,
     })
 }
 
@@ -507,5 +519,43 @@ fn main_cf_text(value: &toml::Value) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_upstream(upstream: &str) -> Result<Snapshot, Vec<ConfigError>> {
+        let text = format!(
+            "[[listener]]\nname = \"smtp\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\n\
+             [upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:10025\"\n{upstream}\n"
+        );
+        load_str(&text, Path::new("/nonexistent/relayguard.toml"))
+    }
+
+    #[test]
+    fn warm_connections_need_an_identity_sent_after_the_greeting() {
+        for identity in ["proxy-v1", "proxy-v2"] {
+            let errors = with_upstream(&format!("identity = \"{identity}\"\nwarm_connections = 2"))
+                .err()
+                .unwrap_or_else(|| panic!("{identity} with warm connections was accepted"));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.to_string().contains("warm_connections")),
+                "{errors:?}"
+            );
+        }
+        for identity in ["xclient", "none"] {
+            let snapshot =
+                with_upstream(&format!("identity = \"{identity}\"\nwarm_connections = 2"));
+            assert_eq!(snapshot.map(|s| s.upstream.warm_connections).ok(), Some(2));
+        }
+        assert_eq!(
+            with_upstream("").map(|s| s.upstream.warm_connections).ok(),
+            Some(0),
+            "off unless asked for"
+        );
     }
 }

@@ -111,6 +111,8 @@ pub struct UpstreamSettings {
     /// The name relayguard uses in its own EHLO to the upstream.
     pub helo_name: String,
     pub allow_open_relay: bool,
+    /// Connections each worker keeps prepared ahead of need (`upstream::warm`); 0 for none.
+    pub warm_connections: usize,
 }
 
 pub enum UpstreamTarget {

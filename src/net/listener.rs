@@ -17,7 +17,7 @@ use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::session::{Session, SessionContext};
 use crate::smtp::replies;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, WarmPool};
 
 /// What every session of every listener shares.
 #[derive(Clone)]
@@ -26,6 +26,8 @@ pub struct Services {
     pub upstream: Arc<Upstream>,
     pub resolver: Option<NameResolver>,
     pub shutdown: Shutdown,
+    /// This worker's warm upstream connections, when configured.
+    pub warm: Option<Arc<WarmPool>>,
 }
 
 /// A listener's sockets, bound before the workers start: one per worker, with SO_REUSEPORT,
@@ -139,6 +141,7 @@ impl Listener {
                 snapshot,
                 listener,
                 upstream: services.upstream.clone(),
+                warm: services.warm.clone(),
                 shutdown: services.shutdown.clone(),
             };
             let resolver = services.resolver.clone();

@@ -28,7 +28,7 @@ use crate::policy::{Client, Decision, Facts, Stage, TransactionState};
 use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
-use crate::upstream::{ClientIdentity, Upstream, UpstreamConn};
+use crate::upstream::{ClientIdentity, Upstream, UpstreamConn, WarmPool};
 
 pub use end::{CommandCounts, SessionEnd};
 use events::EventLog;
@@ -45,6 +45,7 @@ pub struct SessionContext {
     pub snapshot: Arc<Snapshot>,
     pub listener: Arc<ListenerSnapshot>,
     pub upstream: Arc<Upstream>,
+    pub warm: Option<Arc<WarmPool>>,
     pub shutdown: Shutdown,
 }
 
@@ -470,11 +471,11 @@ impl Session {
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
         if self.upstream.is_none() {
-            match Box::pin(
-                self.ctx
-                    .upstream
-                    .connect(&self.ctx.snapshot.upstream, &self.identity()),
-            )
+            match Box::pin(self.ctx.upstream.connect(
+                &self.ctx.snapshot.upstream,
+                &self.identity(),
+                self.ctx.warm.as_deref(),
+            ))
             .await
             {
                 Ok(conn) => self.upstream = Some(conn),

@@ -3,9 +3,11 @@
 //! Commands can be queued and flushed together (pipelining to the upstream); replies are read
 //! in order under the reply timeout. Nothing here knows about the client.
 
+use std::pin::Pin;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
 
 use crate::net::stream::BoxStream;
@@ -45,6 +47,12 @@ impl UpstreamError {
                 | UpstreamError::Closed
                 | UpstreamError::Io(_)
         ) || matches!(self, UpstreamError::Refused { reply, .. } if reply.is_transient())
+    }
+
+    /// The connection had gone before its first command: closed, reset, or a 421 goodbye.
+    pub fn closed_while_idle(&self) -> bool {
+        matches!(self, UpstreamError::Closed | UpstreamError::Io(_))
+            || matches!(self, UpstreamError::Refused { reply, .. } if reply.code == 421)
     }
 }
 
@@ -144,6 +152,21 @@ impl UpstreamConn {
                 return Err(UpstreamError::Closed);
             }
         }
+    }
+
+    /// Whether the upstream sent something, closed, or failed while this connection sat idle
+    /// (a 421 at its timeout, a restart). Never waits: one read attempt, and what it read is
+    /// lost, so only a connection about to be discarded when this says yes may ask.
+    pub fn has_input(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut buf)
+            .is_ready()
     }
 
     /// Sends one command and returns its reply.

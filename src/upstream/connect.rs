@@ -23,7 +23,25 @@ pub async fn open(
     settings: &UpstreamSettings,
     client: Option<&ClientIdentity>,
 ) -> Result<UpstreamConn, UpstreamError> {
-    let (stream, ends) = dial(settings, client.is_none()).await?;
+    let mut conn = prepare(settings, client).await?;
+    match client {
+        Some(id) => introduce(&mut conn, settings, id).await?,
+        None => ehlo(&mut conn, &settings.helo_name).await?,
+    }
+    Ok(conn)
+}
+
+/// Everything before the client is named: dial, the PROXY header (which must come first, so
+/// it is sent here), the greeting, and STARTTLS when configured.
+pub async fn prepare(
+    settings: &UpstreamSettings,
+    client: Option<&ClientIdentity>,
+) -> Result<UpstreamConn, UpstreamError> {
+    let proxy_header = matches!(
+        settings.identity,
+        IdentityMode::ProxyV1 | IdentityMode::ProxyV2
+    );
+    let (stream, ends) = dial(settings, proxy_header && client.is_none()).await?;
     let mut conn = UpstreamConn::new(stream, settings.reply_timeout);
     // A PROXY listener refuses a connection without a header, so relayguard speaking as itself
     // (the probe) sends one naming its own address.
@@ -51,11 +69,6 @@ pub async fn open(
             IdentityMode::Xclient | IdentityMode::None => {}
         }
     }
-    let identity = if client.is_some() {
-        settings.identity
-    } else {
-        IdentityMode::None
-    };
     expect(&mut conn, "greeting", 220).await?;
 
     if let UpstreamTarget::Smtp {
@@ -79,12 +92,21 @@ pub async fn open(
         }
         conn = starttls(conn, tls.clone(), server_name, settings).await?;
     }
+    Ok(conn)
+}
 
-    if let (IdentityMode::Xclient, Some(id)) = (identity, client) {
+/// Names the client on a prepared connection (XCLIENT; a PROXY header went out in
+/// [`prepare`]) and says EHLO as the client.
+pub async fn introduce(
+    conn: &mut UpstreamConn,
+    settings: &UpstreamSettings,
+    client: &ClientIdentity,
+) -> Result<(), UpstreamError> {
+    if settings.identity == IdentityMode::Xclient {
         // One XCLIENT at a time, each answered by a fresh 220 before anything else is sent:
         // Postfix flags pipelining after XCLIENT, and any other reply leaves the session running
         // as relayguard itself, which is the open-relay risk (postfix-semantics 12.1, 12.2).
-        for line in xclient_commands(id) {
+        for line in xclient_commands(client) {
             let reply = conn.command(&line).await?;
             if reply.code != 220 {
                 return Err(UpstreamError::Refused {
@@ -94,11 +116,8 @@ pub async fn open(
             }
         }
     }
-    let helo = client
-        .and_then(|c| c.helo.as_deref())
-        .unwrap_or(&settings.helo_name);
-    ehlo(&mut conn, helo).await?;
-    Ok(conn)
+    let helo = client.helo.as_deref().unwrap_or(&settings.helo_name);
+    ehlo(conn, helo).await
 }
 
 /// The stream, and for TCP its local and peer addresses.
@@ -145,7 +164,7 @@ async fn expect(
     }
 }
 
-async fn ehlo(conn: &mut UpstreamConn, name: &str) -> Result<(), UpstreamError> {
+pub async fn ehlo(conn: &mut UpstreamConn, name: &str) -> Result<(), UpstreamError> {
     let reply = conn.command(format!("EHLO {name}\r\n").as_bytes()).await?;
     if reply.code != 250 {
         return Err(UpstreamError::Refused {

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod identity;
 pub mod maildir;
 pub mod probe;
+pub mod warm;
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use arc_swap::ArcSwap;
 
 pub use conn::{UpstreamConn, UpstreamError};
 pub use identity::ClientIdentity;
+pub use warm::WarmPool;
 
 use crate::config::UpstreamSettings;
 use crate::smtp::ehlo::Capabilities;
@@ -35,14 +37,29 @@ impl Upstream {
         self.capabilities.load_full()
     }
 
-    /// Opens a connection that speaks for `client` with the session's `settings` (a reload may
-    /// have changed timeouts or the EHLO name), and remembers the extensions it offered.
+    /// A connection that speaks for `client` with the session's `settings` (a reload may have
+    /// changed timeouts or the EHLO name): a warm one from `warm` when it has one, else a new
+    /// one. Remembers the extensions it offered.
     pub async fn connect(
         &self,
-        settings: &UpstreamSettings,
+        settings: &Arc<UpstreamSettings>,
         client: &ClientIdentity,
+        warm: Option<&WarmPool>,
     ) -> Result<UpstreamConn, UpstreamError> {
-        let conn = connect::open(settings, Some(client)).await?;
+        let warmed = match warm.and_then(|w| w.take(settings)) {
+            Some(conn) if !WarmPool::needs_introduction(settings) => Some(conn),
+            Some(mut conn) => match connect::introduce(&mut conn, settings, client).await {
+                Ok(()) => Some(conn),
+                // The upstream dropped it unseen (restart, idle limit): a new one may work.
+                Err(e) if e.closed_while_idle() => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let conn = match warmed {
+            Some(conn) => conn,
+            None => connect::open(settings, Some(client)).await?,
+        };
         if **self.capabilities.load() != *conn.capabilities() {
             self.capabilities
                 .store(Arc::new(conn.capabilities().clone()));

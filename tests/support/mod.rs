@@ -10,12 +10,14 @@
 //! - [`maildir::Maildir`]: delivered messages and their headers.
 //! - [`client::Client`]: exact-reply SMTP client (plain, STARTTLS, implicit TLS).
 //! - [`external`]: swaks and smtplib wrappers returning transcripts.
+//! - [`flows`]: whole SMTP exchanges several test files repeat.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
 pub mod dns;
 pub mod external;
+pub mod flows;
 pub mod maildir;
 pub mod postfix;
 pub mod process;
