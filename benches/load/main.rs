@@ -95,6 +95,8 @@ struct Front {
 
 struct Ctx {
     binary: PathBuf,
+    /// `[upstream] warm_connections` for the next relayguard started.
+    warm: usize,
     haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
 }
@@ -121,7 +123,7 @@ impl Ctx {
                 if let Some(why) = &self.relayguard_unavailable {
                     return Err(why.clone());
                 }
-                match procs::relayguard(&self.binary, sink) {
+                match procs::relayguard(&self.binary, sink, self.warm) {
                     Ok(rg) => Ok(Front {
                         addr: rg.addr("smtp"),
                         pid: rg.pid(),
@@ -144,6 +146,8 @@ type Cell = Option<Result<f64, String>>;
 
 /// Message-rate rows run this many rounds per path.
 const RATE_ROUNDS: usize = 3;
+/// `warm_connections` for the second relayguard in the latency rows.
+const WARM: usize = 2;
 
 /// The median of the samples, or the first error.
 fn median(samples: Vec<Result<f64, String>>) -> Result<f64, String> {
@@ -273,17 +277,19 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         target: "rg < 8 MiB",
     });
 
-    let (p50, p99) = match latency(sizes, ctx, smtp_sink.addr).await {
-        Ok(per_path) => (
-            per_path.map(|(p50, _)| Some(Ok(p50))),
-            per_path.map(|(_, p99)| Some(Ok(p99))),
-        ),
-        Err(e) => {
-            let cells: [Cell; 3] = std::array::from_fn(|_| Some(Err(e.clone())));
-            (cells.clone(), cells)
-        }
+    let per_path = latency(sizes, ctx, smtp_sink.addr).await;
+    let cell = |i: usize, q: usize| -> Cell {
+        Some(match &per_path {
+            Ok(v) => Ok(if q == 50 { v[i].0 } else { v[i].1 }),
+            Err(e) => Err(e.clone()),
+        })
     };
-    for (q, cells) in [("p50", p50), ("p99", p99)] {
+    for (q, label, rg) in [
+        (50, "p50".to_string(), 2),
+        (99, "p99".to_string(), 2),
+        (50, format!("p50, warm_connections = {WARM}"), 3),
+    ] {
+        let cells: [Cell; 3] = [cell(0, q), cell(1, q), cell(rg, q)];
         let added = |c: &Cell| match (c, &cells[0]) {
             (Some(Ok(v)), Some(Ok(d))) => Some(Ok(v - d)),
             (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
@@ -291,13 +297,13 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         };
         rows.push(Row {
             label: format!(
-                "one-message session, one at a time ({} runs): {q}",
+                "one-message session, one at a time ({} runs): {label}",
                 sizes.latency_runs
             ),
             unit: "us",
             ratio: ratio(&added(&cells[2]), &added(&cells[1])),
             cells,
-            target: if q == "p50" {
+            target: if q == 50 {
                 "added: rg <= haproxy (<= 1.0)"
             } else {
                 "added (reported)"
@@ -334,15 +340,20 @@ async fn latency(
     sizes: &Sizes,
     ctx: &mut Ctx,
     sink: SocketAddr,
-) -> Result<[(f64, f64); 3], String> {
+) -> Result<[(f64, f64); 4], String> {
     let mut fronts = Vec::new();
     for path in PATHS {
         fronts.push(ctx.front(path, sink)?);
     }
-    let mut micros: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    // The fourth: relayguard with upstream connections dialled ahead of need.
+    ctx.warm = WARM;
+    let warm = ctx.front(Path::Relayguard, sink);
+    ctx.warm = 0;
+    fronts.push(warm?);
+    let mut micros: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::new());
     for run in 0..sizes.latency_runs {
-        for k in 0..PATHS.len() {
-            let i = (k + run) % PATHS.len();
+        for k in 0..fronts.len() {
+            let i = (k + run) % fronts.len();
             micros[i].push(workloads::session_micros(fronts[i].addr, 5120).await?);
         }
     }
@@ -432,6 +443,7 @@ fn main() -> ExitCode {
     procs::raise_nofile();
     let mut ctx = Ctx {
         binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+        warm: 0,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
     };

@@ -112,7 +112,8 @@ pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
 
 /// relayguard (the binary this bench was built with) relaying to `upstream` with no identity:
 /// neither sink speaks XCLIENT or PROXY for every path, and the splice sends none either.
-pub fn relayguard(binary: &Path, upstream: SocketAddr) -> Result<Relayguard, String> {
+/// `warm`: `[upstream] warm_connections`.
+pub fn relayguard(binary: &Path, upstream: SocketAddr, warm: usize) -> Result<Relayguard, String> {
     Relayguard::builder()
         .binary(binary)
         .policy("mynetworks", "127.0.0.0/8")
@@ -122,6 +123,7 @@ pub fn relayguard(binary: &Path, upstream: SocketAddr) -> Result<Relayguard, Str
         .upstream_smtp(upstream, Identity::None)
         // The sinks accept any recipient: relayguard's open-relay check would refuse them.
         .upstream_toml("allow_open_relay = true")
+        .upstream_toml(&format!("warm_connections = {warm}"))
         .try_start()
 }
 
