@@ -14,9 +14,11 @@ use support::relayguard::{Identity, Relayguard};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// One worker, so there is exactly one warm connection to watch (each worker keeps its own).
 fn relayguard(pf: &Postfix, identity: Identity) -> Relayguard {
     behind_lb(pf, identity)
         .upstream_toml("warm_connections = 1")
+        .extra_toml("[limits]\nworkers = 1")
         .start()
 }
 
