@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::logical_lines;
-use crate::policy::error::{Hint, PolicyError};
+use super::{file_error, logical_lines, values_with_origin};
+use crate::policy::error::PolicyError;
 use crate::policy::params::Origin;
 use crate::policy::prefix::{covers, parse_net, PrefixIndex};
 
@@ -90,15 +90,7 @@ impl CidrTable {
         // Stack of open `if` blocks: (net, negated, rules, position).
         let mut stack: Vec<OpenBlock> = Vec::new();
         for (line, content) in logical_lines(text) {
-            let err = |why: String| PolicyError::Table {
-                table: format!("cidr:{}", path.display()),
-                origin: Origin {
-                    file: path.to_path_buf(),
-                    line,
-                },
-                why,
-                hint: Hint::none(),
-            };
+            let err = |why: String| file_error(format!("cidr:{}", path.display()), path, line, why);
             let content = content.trim();
             if content.eq_ignore_ascii_case("endif") {
                 let (net, negated, rules, pos) =
@@ -149,33 +141,19 @@ impl CidrTable {
             }
         }
         if !stack.is_empty() {
-            return Err(PolicyError::Table {
-                table: format!("cidr:{}", path.display()),
-                origin: Origin {
-                    file: path.to_path_buf(),
-                    line: text.lines().count(),
-                },
-                why: "missing endif".into(),
-                hint: Hint::none(),
-            });
+            return Err(file_error(
+                format!("cidr:{}", path.display()),
+                path,
+                text.lines().count(),
+                "missing endif".into(),
+            ));
         }
         Ok(t)
     }
 
     pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        self.values
-            .iter()
-            .filter(|(v, _)| !v.is_empty())
-            .map(|(v, line)| {
-                (
-                    &**v,
-                    Origin {
-                        file: self.file.to_path_buf(),
-                        line: *line,
-                    },
-                )
-            })
-            .collect()
+        let values = self.values.iter().filter(|(v, _)| !v.is_empty());
+        values_with_origin(Some(&self.file), values.map(|(v, line)| (&**v, *line)))
     }
 }
 

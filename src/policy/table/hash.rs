@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use super::logical_lines;
+use super::{logical_lines, values_with_origin};
 use crate::policy::error::{Hint, PolicyError, PolicyWarning};
 use crate::policy::params::Origin;
 
@@ -88,23 +88,8 @@ impl HashTable {
     }
 
     pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        let mut v: Vec<(&str, Origin)> = self
-            .map
-            .values()
-            .map(|(v, line)| {
-                (
-                    &**v,
-                    Origin {
-                        file: self
-                            .file
-                            .as_deref()
-                            .map(Path::to_path_buf)
-                            .unwrap_or_default(),
-                        line: *line,
-                    },
-                )
-            })
-            .collect();
+        let values = self.map.values().map(|(v, line)| (&**v, *line));
+        let mut v = values_with_origin(self.file.as_deref(), values);
         v.sort_by_key(|(_, o)| o.line);
         v
     }

@@ -212,6 +212,39 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// A table file that cannot be read as written: `table` names it as the error shows it, `line`
+/// is in `path` (0 when no one line is at fault).
+pub(crate) fn file_error(table: String, path: &Path, line: usize, why: String) -> PolicyError {
+    PolicyError::Table {
+        table,
+        origin: Origin {
+            file: path.to_path_buf(),
+            line,
+        },
+        why,
+        hint: Hint::none(),
+    }
+}
+
+/// Each value of a table with the file and line it came from, for check-config.
+pub(crate) fn values_with_origin<'a>(
+    file: Option<&Path>,
+    values: impl Iterator<Item = (&'a str, usize)>,
+) -> Vec<(&'a str, Origin)> {
+    let file = file.map(Path::to_path_buf).unwrap_or_default();
+    values
+        .map(|(v, line)| {
+            (
+                v,
+                Origin {
+                    file: file.clone(),
+                    line,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Postfix's line reader for table files: `#` lines and blank lines skipped, a line starting with
 /// whitespace continues the previous one. Returns (line number of the first line, text).
 pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use super::{expand_captures, logical_lines, split_pattern};
-use crate::policy::error::{Hint, PolicyError};
+use super::{expand_captures, file_error, logical_lines, split_pattern, values_with_origin};
+use crate::policy::error::PolicyError;
 use crate::policy::params::Origin;
 
 /// One rule in file order; `pattern` indexes the compiled patterns.
@@ -50,15 +50,8 @@ impl Rules {
         };
         let mut open_ifs: Vec<(usize, usize)> = Vec::new();
         for (line, content) in logical_lines(text) {
-            let err = |why: String| PolicyError::Table {
-                table: format!("{kind}:{}", path.display()),
-                origin: Origin {
-                    file: path.to_path_buf(),
-                    line,
-                },
-                why,
-                hint: Hint::none(),
-            };
+            let err =
+                |why: String| file_error(format!("{kind}:{}", path.display()), path, line, why);
             let content = content.trim();
             if content.eq_ignore_ascii_case("endif") {
                 let (at, _) = open_ifs
@@ -110,15 +103,12 @@ impl Rules {
             }
         }
         if let Some((_, line)) = open_ifs.pop() {
-            return Err(PolicyError::Table {
-                table: format!("{kind}:{}", path.display()),
-                origin: Origin {
-                    file: path.to_path_buf(),
-                    line,
-                },
-                why: "if without endif".into(),
-                hint: Hint::none(),
-            });
+            return Err(file_error(
+                format!("{kind}:{}", path.display()),
+                path,
+                line,
+                "if without endif".into(),
+            ));
         }
         Ok(r)
     }
@@ -156,22 +146,8 @@ impl Rules {
     }
 
     fn values(&self) -> Vec<(&str, Origin)> {
-        self.values
-            .iter()
-            .map(|(v, line)| {
-                (
-                    &**v,
-                    Origin {
-                        file: self
-                            .file
-                            .as_deref()
-                            .map(Path::to_path_buf)
-                            .unwrap_or_default(),
-                        line: *line,
-                    },
-                )
-            })
-            .collect()
+        let values = self.values.iter().map(|(v, line)| (&**v, *line));
+        values_with_origin(self.file.as_deref(), values)
     }
 }
 
@@ -210,14 +186,9 @@ impl RegexpTable {
             sources.push(full);
             Ok(sources.len() - 1)
         })?;
-        let set = regex::RegexSet::new(&sources).map_err(|e| PolicyError::Table {
-            table: format!("regexp:{}", path.display()),
-            origin: Origin {
-                file: path.to_path_buf(),
-                line: 0,
-            },
-            why: format!("cannot build the regexp set: {e}"),
-            hint: Hint::none(),
+        let set = regex::RegexSet::new(&sources).map_err(|e| {
+            let why = format!("cannot build the regexp set: {e}");
+            file_error(format!("regexp:{}", path.display()), path, 0, why)
         })?;
         Ok(RegexpTable { rules, set, each })
     }
