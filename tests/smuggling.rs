@@ -89,12 +89,7 @@ async fn maildir_upstream_gets_no_smuggled_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lenient_postfix_upstream_gets_no_smuggled_message() {
     let pf = Postfix::builder().start();
-    let rg = Relayguard::builder()
-        .policy("myhostname", HOST)
-        .policy("mydestination", "local.test")
-        .listener("smtp", Role::Smtp)
-        .upstream_postfix(&pf, Identity::Xclient)
-        .start();
+    let rg = in_front_of(&pf);
     run_attacks(rg.addr("smtp"), b"").await;
     let n = attacks().len();
     assert_only_clean(&settled(&pf, n), n);
@@ -102,6 +97,16 @@ async fn lenient_postfix_upstream_gets_no_smuggled_message() {
     let log = pf.smtpd_log().join("\n");
     assert!(!log.contains("evil@x.example"), "{log}");
 }
+/// relayguard in front of `pf`, by XCLIENT.
+fn in_front_of(pf: &Postfix) -> Relayguard {
+    Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(pf, Identity::Xclient)
+        .start()
+}
+
 /// `n` messages in Postfix's Maildir, and a second later still no more.
 fn settled(pf: &Postfix, n: usize) -> Vec<Message> {
     pf.maildir().wait_for(n, Duration::from_secs(30));
@@ -137,12 +142,7 @@ async fn attacks_deep_in_large_bodies_over_plain_tcp_are_refused() {
     // Plain TCP on both legs, megabytes before each attack: the body reads have grown to their
     // largest, and the attack must still be found before Postfix could read it as an end.
     let pf = Postfix::builder().starttls(false).start();
-    let rg = Relayguard::builder()
-        .policy("myhostname", HOST)
-        .policy("mydestination", "local.test")
-        .listener("smtp", Role::Smtp)
-        .upstream_postfix(&pf, Identity::Xclient)
-        .start();
+    let rg = in_front_of(&pf);
     run_attacks(rg.addr("smtp"), &clean_lines(4 << 20)).await;
     // A command pipelined right behind a large body's end is read as a command.
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
