@@ -352,11 +352,14 @@ impl DotScanner {
         };
         let mut i = start;
         while let Some(block) = input.get(i..).and_then(|rest| rest.first_chunk::<64>()) {
-            let within_limit = self.size_limit == 0
-                || self.consumed.saturating_add((i + 64) as u64) <= self.size_limit;
-            let Some(next) = blocks::masks(block)
-                .filter(|_| within_limit)
-                .and_then(|m| blocks::pass(m, line, self.max_line))
+            // A block that would cross the size limit is the byte-wise path's to refuse.
+            if self.size_limit != 0
+                && self.consumed.saturating_add((i + 64) as u64) > self.size_limit
+            {
+                break;
+            }
+            let Some(next) =
+                blocks::masks(block).and_then(|m| blocks::pass(m, line, self.max_line))
             else {
                 break;
             };
