@@ -82,20 +82,18 @@ fn build(code: u16, lines: &[&[u8]]) -> Reply {
         .iter()
         .map(|l| String::from_utf8_lossy(l.get(4..).unwrap_or(b"")))
         .collect();
-    let first = texts.first().and_then(|t| enhanced_prefix(t, code));
-    let shared = first.filter(|(e, _)| {
-        texts
-            .iter()
-            .skip(1)
-            .all(|t| enhanced_prefix(t, code).is_some_and(|(x, _)| x == *e))
-    });
-    let enhanced = shared.map(|(e, _)| e);
+    // Each line's status and the text after it, parsed once.
+    let split: Vec<Option<(EnhancedStatus, &str)>> =
+        texts.iter().map(|t| enhanced_prefix(t, code)).collect();
+    let first = split.first().copied().flatten().map(|(e, _)| e);
+    let enhanced = first.filter(|e| split.iter().all(|p| p.is_some_and(|(x, _)| x == *e)));
     let lines = texts
         .iter()
-        .map(|t| {
-            let text = match enhanced {
-                Some(_) => enhanced_prefix(t, code).map_or("", |(_, rest)| rest),
-                None => t,
+        .zip(&split)
+        .map(|(text, parts)| {
+            let text = match (enhanced, parts) {
+                (Some(_), Some((_, rest))) => *rest,
+                _ => text.as_ref(),
             };
             Cow::Owned(text.to_owned())
         })
