@@ -5,6 +5,7 @@
 //! policy, and never logs a password.
 
 use super::{Login, Session, SessionEnd, Step};
+use crate::smtp::command::Command;
 use crate::smtp::{replies, sasl, Reply};
 
 /// Postfix's smtpd_sasl_response_limit (12288) plus CRLF.
@@ -129,10 +130,26 @@ impl Session {
     /// Sends one command line upstream and reads its reply; a broken upstream becomes the
     /// reply the client gets, and the upstream leg is dropped.
     pub(super) async fn upstream_command(&mut self, line: &[u8]) -> Result<Reply, Reply> {
+        self.upstream_exchange(|queue| queue.extend_from_slice(line))
+            .await
+    }
+
+    /// [`Self::upstream_command`] for a parsed command, written in canonical form straight
+    /// into the upstream's write queue.
+    pub(super) async fn forward(&mut self, command: &Command<'_>) -> Result<Reply, Reply> {
+        self.upstream_exchange(|queue| command.write_to(queue))
+            .await
+    }
+
+    async fn upstream_exchange(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Reply, Reply> {
         let Some(up) = self.upstream.as_mut() else {
             return Err(self.upstream_unavailable());
         };
-        match up.command(line).await {
+        write(up.queue_buf());
+        match up.read_reply().await {
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.upstream_failed(&e)),
         }

@@ -50,9 +50,7 @@ impl Session {
                 params.auth = None;
             }
         }
-        let mut line = Vec::with_capacity(128);
-        forwarded.write_to(&mut line);
-        let reply = match self.upstream_command(&line).await {
+        let reply = match self.forward(&forwarded).await {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
@@ -95,10 +93,8 @@ impl Session {
             self.txn = Some(txn);
             return self.refuse(reply);
         }
-        let mut line = Vec::with_capacity(128);
-        command.write_to(&mut line);
         self.txn = Some(txn);
-        let reply = match self.upstream_command(&line).await {
+        let reply = match self.forward(command).await {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
