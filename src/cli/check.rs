@@ -110,10 +110,9 @@ fn apply_session_rules(listener: &ListenerSnapshot, tls: bool, trace: &mut Trace
     {
         connect.reply = (&crate::smtp::Reply::plain(220, listener.smtpd.banner.clone())).into();
     }
-    if listener.smtpd.tls_level != TlsLevel::Encrypt || tls {
+    let Some(reply) = listener.smtpd.refusal_before_tls(tls) else {
         return;
-    }
-    let reply = crate::smtp::replies::must_issue_starttls();
+    };
     for step in trace
         .steps
         .iter_mut()

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{ListenerSnapshot, Snapshot, TlsLevel};
+use crate::config::{ListenerSnapshot, Snapshot};
 use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
@@ -452,8 +452,7 @@ impl Session {
 
     /// `Some(reply)` when TLS is required first (smtpd_tls_security_level = encrypt).
     fn tls_required(&self) -> Option<Reply> {
-        (self.ctx.listener.smtpd.tls_level == TlsLevel::Encrypt && !self.tls)
-            .then(replies::must_issue_starttls)
+        self.ctx.listener.smtpd.refusal_before_tls(self.tls)
     }
 
     fn identity(&self) -> ClientIdentity {
