@@ -82,7 +82,11 @@ impl WarmPool {
                 stale.push(w);
             }
         }
-        self.taken.notify_one();
+        // Only a pool that lost connections needs refilling: an empty one (the upstream is
+        // down) keeps to the keeper's retry interval instead of a dial per session.
+        if found.is_some() || !stale.is_empty() {
+            self.taken.notify_one();
+        }
         for w in stale {
             tokio::spawn(w.conn.quit());
         }
