@@ -362,6 +362,7 @@ fn compile_upstream(
         helo_name,
         allow_open_relay: u.allow_open_relay,
         warm_connections: u.warm_connections,
+        defer_mail: u.defer_mail,
     })
 }
 

@@ -31,8 +31,11 @@ impl Session {
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
-        if let Err(reply) = self.upstream().await {
-            return self.refuse(reply);
+        let defer = self.mail_can_wait();
+        if !defer {
+            if let Err(reply) = self.upstream().await {
+                return self.refuse(reply);
+            }
         }
         let mut forwarded = *command;
         if let Command::Mail { params, .. } = &mut forwarded {
@@ -50,6 +53,20 @@ impl Session {
                 params.auth = None;
             }
         }
+        let transaction = Transaction {
+            sender: from.to_string(),
+            ..Transaction::default()
+        };
+        if defer {
+            let mut line = Vec::with_capacity(64);
+            forwarded.write_to(&mut line);
+            self.io.reply(&replies::mail_ok());
+            self.txn = Some(Transaction {
+                held_mail: Some(line),
+                ..transaction
+            });
+            return Step::Ok;
+        }
         let reply = match self.forward(&forwarded).await {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
@@ -57,21 +74,34 @@ impl Session {
         let accepted = reply.code == 250;
         self.io.reply(&reply);
         if accepted {
-            self.txn = Some(Transaction {
-                sender: from.to_string(),
-                ..Transaction::default()
-            });
+            self.txn = Some(transaction);
             Step::Ok
         } else {
             Step::Failed
         }
     }
 
+    /// Whether this MAIL may wait for the first RCPT and travel with it: on an upstream leg
+    /// that is open, offers PIPELINING and has said nothing since its last reply. A leg that
+    /// spoke unasked (a 421 at its idle limit) or closed is dropped here, so the MAIL opens a
+    /// new one instead of meeting a dead one.
+    fn mail_can_wait(&mut self) -> bool {
+        let Some(up) = self.upstream.as_mut() else {
+            return false;
+        };
+        if up.has_input() {
+            tracing::debug!("upstream leg spoke or closed while idle; opening a new one");
+            self.upstream = None;
+            return false;
+        }
+        self.ctx.snapshot.upstream.defer_mail && up.capabilities().offers("PIPELINING")
+    }
+
     pub(super) async fn rcpt(&mut self, command: &Command<'_>) -> Step {
         let Command::Rcpt { to, .. } = command else {
             return Step::Failed;
         };
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return self.refuse(replies::need_mail());
         };
         if txn.bdat {
@@ -93,8 +123,13 @@ impl Session {
             self.txn = Some(txn);
             return self.refuse(reply);
         }
+        let held_mail = txn.held_mail.take();
         self.txn = Some(txn);
-        let reply = match self.forward(command).await {
+        let forwarded = match held_mail {
+            Some(mail) => self.rcpt_with_held_mail(mail, command).await,
+            None => self.forward(command).await,
+        };
+        let reply = match forwarded {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
@@ -108,6 +143,45 @@ impl Session {
         } else {
             Step::Failed
         }
+    }
+
+    /// Sends the held MAIL and this RCPT together. While the upstream refuses the MAIL, its
+    /// refusal is this RCPT's answer and the MAIL stays held for the next RCPT: every recipient
+    /// hears why, and a temporary refusal stays temporary for each of them.
+    async fn rcpt_with_held_mail(
+        &mut self,
+        mail: Vec<u8>,
+        command: &Command<'_>,
+    ) -> Result<Reply, Reply> {
+        let Some(up) = self.upstream.as_mut() else {
+            return Err(self.upstream_unavailable());
+        };
+        up.queue(&mail);
+        command.write_to(up.queue_buf());
+        let mail_reply = match up.read_reply().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.upstream_failed(&e)),
+        };
+        if mail_reply.code == 250 {
+            return match up.read_reply().await {
+                Ok(r) => Ok(r),
+                Err(e) => Err(self.upstream_failed(&e)),
+            };
+        }
+        if mail_reply.closes_connection() {
+            self.upstream = None;
+            self.txn = None;
+            return Err(mail_reply);
+        }
+        // The RCPT reached an upstream without a transaction; its "need MAIL" is not the
+        // client's business.
+        if let Err(e) = up.read_reply().await {
+            return Err(self.upstream_failed(&e));
+        }
+        if let Some(txn) = self.txn.as_mut() {
+            txn.held_mail = Some(mail);
+        }
+        Ok(mail_reply)
     }
 
     pub(super) async fn rset(&mut self) -> Step {

@@ -64,6 +64,9 @@ struct Transaction {
     /// Chunk bytes sent so far: a BDAT transaction takes no DATA and no more RCPT.
     bdat_bytes: u64,
     bdat: bool,
+    /// The canonical MAIL line the upstream has not answered yet: held since the client's MAIL
+    /// and sent with the next RCPT (`UpstreamSettings::defer_mail`).
+    held_mail: Option<Vec<u8>>,
 }
 
 /// How handling one command went: counted as OK or failed, or the session is over.
