@@ -7,8 +7,9 @@ use std::io;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
+use crate::net::deadline::Deadline;
 use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
@@ -33,6 +34,7 @@ pub struct ClientIo {
     wbuf: Vec<u8>,
     /// The next body read size; grows while a body keeps the socket full.
     body_read: usize,
+    deadline: Deadline,
 }
 
 impl ClientIo {
@@ -42,6 +44,7 @@ impl ClientIo {
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             body_read: BODY_READ_MIN,
+            deadline: Deadline::default(),
         }
     }
 
@@ -76,7 +79,8 @@ impl ClientIo {
             self.rbuf = BytesMut::new();
         }
         self.rbuf.reserve(read_size);
-        match timeout_at(deadline, self.stream.read_buf(&mut self.rbuf)).await {
+        let read = self.stream.read_buf(&mut self.rbuf);
+        match self.deadline.within(deadline, read).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Closed),

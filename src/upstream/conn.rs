@@ -8,8 +8,9 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
+use crate::net::deadline::Deadline;
 use crate::net::stream::BoxStream;
 use crate::smtp::ehlo::Capabilities;
 use crate::smtp::response::{parse_reply, ReplyError};
@@ -63,6 +64,7 @@ pub struct UpstreamConn {
     /// Bytes went to the stream since its last flush.
     unflushed: bool,
     reply_timeout: Duration,
+    deadline: Deadline,
     capabilities: Capabilities,
 }
 
@@ -74,6 +76,7 @@ impl UpstreamConn {
             wbuf: Vec::new(),
             unflushed: false,
             reply_timeout,
+            deadline: Deadline::default(),
             capabilities: Capabilities::default(),
         }
     }
@@ -108,12 +111,14 @@ impl UpstreamConn {
             return Ok(());
         }
         let (stream, queued) = (&mut self.stream, &self.wbuf);
-        timeout(self.reply_timeout, async {
+        let write = async {
             stream.write_all(queued).await?;
             stream.flush().await
-        })
-        .await
-        .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
+        };
+        self.deadline
+            .within(Instant::now() + self.reply_timeout, write)
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
         self.unflushed = false;
         self.wbuf.clear();
         if self.wbuf.capacity() > 16 * 1024 {
@@ -126,7 +131,9 @@ impl UpstreamConn {
     /// flushed before the next reply is read.
     pub async fn write_body(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         self.flush().await?;
-        timeout(self.reply_timeout, self.stream.write_all(bytes))
+        let write = self.stream.write_all(bytes);
+        self.deadline
+            .within(Instant::now() + self.reply_timeout, write)
             .await
             .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
         self.unflushed = true;
@@ -145,7 +152,10 @@ impl UpstreamConn {
                 return Ok(reply);
             }
             self.rbuf.reserve(1024);
-            let n = timeout(self.reply_timeout, self.stream.read_buf(&mut self.rbuf))
+            let read = self.stream.read_buf(&mut self.rbuf);
+            let n = self
+                .deadline
+                .within(Instant::now() + self.reply_timeout, read)
                 .await
                 .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
             if n == 0 {
