@@ -2,7 +2,8 @@
 //! in TCP mode (an L4 splice that parses nothing), and through relayguard, in one run.
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
-//! short run) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
+//! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
+//! latency) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
 //! Ratios are reported, never asserted; a measurement that fails (a refused message, a
 //! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
 //! argument) it runs a smoke pass with tiny counts so that CI proves the harness still works.
@@ -99,9 +100,17 @@ struct Ctx {
     warm: usize,
     haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
+    /// `LOAD_ONLY`: the row keys to run; all when unset.
+    only: Option<Vec<String>>,
 }
 
 impl Ctx {
+    fn wants(&self, row: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| k == row))
+    }
+
     fn front(&mut self, path: Path, sink: SocketAddr) -> Result<Front, String> {
         match path {
             Path::Direct => Ok(Front {
@@ -181,20 +190,25 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let smtp_sink = procs::smtp_sink()?;
     let fast = sink::start().await?;
 
-    for (label, count, per_conn, target) in [
+    for (key, label, count, per_conn, target) in [
         (
+            "one",
             "5 KB, 1 msg/connection, 20 sessions",
             sizes.one_per_conn,
             true,
             ">= 0.9",
         ),
         (
+            "many",
             "5 KB, many msgs/connection, 20 sessions",
             sizes.many_per_conn,
             false,
             ">= 1.0",
         ),
     ] {
+        if !ctx.wants(key) {
+            continue;
+        }
         // Rounds in rotating order, median per path: each run leaves tens of thousands of
         // sockets in TIME_WAIT, and a fixed order would always make the same path pay for it.
         let mut samples: [Vec<Result<f64, String>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
@@ -219,17 +233,33 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         });
     }
 
+    if ctx.wants("throughput") {
+        rows.push(throughput_row(sizes, ctx, &fast).await);
+    }
+    if ctx.wants("idle") {
+        rows.push(idle_row(sizes, ctx, &fast).await);
+    }
+    if ctx.wants("big") {
+        rows.push(big_row(sizes, ctx, &fast).await);
+    }
+    if ctx.wants("latency") {
+        rows.extend(latency_rows(sizes, ctx, smtp_sink.addr).await);
+    }
+    Ok(rows)
+}
+
+async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     // Rounds in rotating order, median per path, as for the message rates: a run of a few
     // hundred milliseconds is at the mercy of whatever else the two cores are doing.
     let mut samples: [Vec<Result<f64, String>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..RATE_ROUNDS {
         for k in 0..PATHS.len() {
             let i = (k + round) % PATHS.len();
-            samples[i].push(throughput(sizes, ctx, PATHS[i], &fast).await);
+            samples[i].push(throughput(sizes, ctx, PATHS[i], fast).await);
         }
     }
     let cells: [Cell; 3] = samples.map(|s| Some(median(s)));
-    rows.push(Row {
+    Row {
         label: format!(
             "{} MB messages, {} session(s) x {} (fast sink)",
             sizes.tp_size >> 20,
@@ -240,8 +270,10 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         ratio: ratio(&cells[2], &cells[1]),
         cells,
         target: ">= 1.0",
-    });
+    }
+}
 
+async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     let mut cells: [Cell; 3] = [None, None, None];
     for (i, path) in PATHS.iter().enumerate().skip(1) {
         let r = match ctx.front(*path, fast.addr) {
@@ -250,14 +282,16 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         };
         cells[i] = Some(r);
     }
-    rows.push(Row {
+    Row {
         label: format!("{} idle sessions after EHLO: PSS per session", sizes.idle),
         unit: "KiB",
         ratio: ratio(&cells[2], &cells[1]),
         cells,
         target: "rg <= 6 KiB",
-    });
+    }
+}
 
+async fn big_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     let mut cells: [Cell; 3] = [None, None, None];
     for (i, path) in PATHS.iter().enumerate().skip(1) {
         let r = match ctx.front(*path, fast.addr) {
@@ -266,7 +300,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         };
         cells[i] = Some(r);
     }
-    rows.push(Row {
+    Row {
         label: format!(
             "one {} MB message: peak memory rise (VmHWM)",
             sizes.big >> 20
@@ -275,9 +309,12 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         ratio: ratio(&cells[2], &cells[1]),
         cells,
         target: "rg < 8 MiB",
-    });
+    }
+}
 
-    let per_path = latency(sizes, ctx, smtp_sink.addr).await;
+async fn latency_rows(sizes: &Sizes, ctx: &mut Ctx, smtp_sink: SocketAddr) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let per_path = latency(sizes, ctx, smtp_sink).await;
     let cell = |i: usize, q: usize| -> Cell {
         Some(match &per_path {
             Ok(v) => Ok(if q == 50 { v[i].0 } else { v[i].1 }),
@@ -310,7 +347,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
             },
         });
     }
-    Ok(rows)
+    rows
 }
 
 /// One throughput sample for `path`, checked against what the sink saw.
@@ -446,6 +483,9 @@ fn main() -> ExitCode {
         warm: 0,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
+        only: std::env::var("LOAD_ONLY")
+            .ok()
+            .map(|v| v.split(',').map(|k| k.trim().to_owned()).collect()),
     };
     let start = Instant::now();
     match rt.block_on(run(sizes, &mut ctx)) {
