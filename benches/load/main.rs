@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
 //! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
-//! latency) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
+//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
 //! Ratios are reported, never asserted; a measurement that fails (a refused message, a
 //! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
 //! argument) it runs a smoke pass with tiny counts so that CI proves the harness still works.
@@ -479,7 +479,10 @@ fn main() -> ExitCode {
     };
     procs::raise_nofile();
     let mut ctx = Ctx {
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+        // LOAD_RELAYGUARD: another build to measure (an A/B against an older commit).
+        binary: std::env::var_os("LOAD_RELAYGUARD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relayguard"))),
         warm: 0,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,

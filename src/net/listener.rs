@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ListenerSnapshot, Role, SnapshotCell, TlsLevel};
+use crate::net::balance::{Balance, Handoff};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
 use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::shutdown::Shutdown;
@@ -32,7 +33,8 @@ pub struct Services {
 
 /// A listener's sockets, bound before the workers start: one per worker, with SO_REUSEPORT,
 /// so every worker accepts on a socket of its own and the kernel spreads the connections.
-/// Workers share nothing per connection; no wakeup crosses threads.
+/// A session's work never crosses threads; only a connection handed over at accept, to even
+/// out the workers' loads (`net::balance`), wakes another worker.
 pub struct BoundListener {
     pub name: String,
     pub address: SocketAddr,
@@ -79,13 +81,20 @@ impl BoundListener {
             max_connections,
             ..
         } = self;
+        let (balance, inboxes) = Balance::new(sockets.len());
         sockets
             .into_iter()
-            .map(|socket| Listener {
+            .zip(inboxes)
+            .enumerate()
+            .map(|(worker, (socket, inbox))| Listener {
                 name: name.clone(),
-                socket,
+                socket: Some(socket),
                 limit: limit.clone(),
                 max_connections,
+                worker,
+                balance: balance.clone(),
+                inbox,
+                next_id: 0,
             })
             .collect()
     }
@@ -94,16 +103,32 @@ impl BoundListener {
 /// One worker's accept socket of a listener.
 pub struct Listener {
     name: String,
-    socket: std::net::TcpListener,
+    /// Taken by `serve`.
+    socket: Option<std::net::TcpListener>,
     limit: Arc<Semaphore>,
     max_connections: usize,
+    /// This shard's worker, and where connections other workers hand over arrive.
+    worker: usize,
+    balance: Arc<Balance>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+    /// Numbers this shard's sessions in debug logs.
+    next_id: u64,
+}
+
+/// What the accept loop got next.
+enum Arrival {
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+    HandedOver(Handoff),
 }
 
 impl Listener {
     /// Accepts until the shutdown is announced (on the worker's runtime). Each session gets
     /// the snapshot current at accept time.
-    pub async fn serve(self, services: Services) {
-        let socket = match TcpListener::from_std(self.socket) {
+    pub async fn serve(mut self, services: Services) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let socket = match TcpListener::from_std(socket) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(listener = %self.name, "cannot serve: {e}");
@@ -111,50 +136,114 @@ impl Listener {
             }
         };
         let mut shutdown = services.shutdown.clone();
-        let mut next_id: u64 = 0;
         loop {
-            let accepted = tokio::select! {
+            let arrival = tokio::select! {
                 _ = shutdown.announced() => return,
-                accepted = socket.accept() => accepted,
+                accepted = socket.accept() => Arrival::Accepted(accepted),
+                Some(handoff) = self.inbox.recv() => Arrival::HandedOver(handoff),
             };
-            let (stream, peer) = match accepted {
-                Ok(s) => s,
-                Err(e) => {
+            let (stream, peer, permit) = match arrival {
+                Arrival::HandedOver(h) => match TcpStream::from_std(h.stream) {
+                    Ok(stream) => (stream, h.peer, h.permit),
+                    Err(e) => {
+                        tracing::warn!(listener = %self.name, "taking over a connection: {e}");
+                        continue;
+                    }
+                },
+                Arrival::Accepted(Err(e)) => {
                     tracing::warn!(listener = %self.name, "accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
-            };
-            // The slot is taken after accept: the workers each accept on their own socket, and
-            // a slot held by a worker whose socket has nothing waiting would strand a connection
-            // queued on another's. A full listener answers 421 at once and closes.
-            let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-                refuse_when_full(&self.name, self.max_connections, &stream, peer, &services);
-                continue;
-            };
-            let snapshot = services.snapshots.load();
-            let Some(listener) = snapshot.listener(&self.name).cloned() else {
-                continue;
-            };
-            next_id += 1;
-            let ctx = SessionContext {
-                snapshot,
-                listener,
-                upstream: services.upstream.clone(),
-                warm: services.warm.clone(),
-                shutdown: services.shutdown.clone(),
-            };
-            let resolver = services.resolver.clone();
-            // A debug span: entered on every poll, it costs measurably when it is enabled.
-            let span = tracing::debug_span!("session", session = next_id, listener = %self.name, client = %peer);
-            tokio::spawn(
-                async move {
-                    accept_session(ctx, stream, peer, resolver).await;
-                    drop(permit);
+                Arrival::Accepted(Ok((stream, peer))) => {
+                    // The slot is taken after accept: the workers each accept on their own
+                    // socket, and a slot held by a worker whose socket has nothing waiting would
+                    // strand a connection queued on another's. A full listener answers 421 at
+                    // once and closes.
+                    let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                        refuse_when_full(
+                            &self.name,
+                            self.max_connections,
+                            &stream,
+                            peer,
+                            &services,
+                        );
+                        continue;
+                    };
+                    match self.hand_over_if_busier(stream, peer, permit) {
+                        Some(kept) => kept,
+                        None => continue,
+                    }
                 }
-                .instrument(span),
-            );
+            };
+            self.start_session(stream, peer, permit, &services);
         }
+    }
+
+    /// Sends the connection to a worker running fewer of this listener's sessions, if there is
+    /// one; gives it back when it stays here.
+    fn hand_over_if_busier(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+        let to = self.balance.pick(self.worker);
+        if to == self.worker {
+            return Some((stream, peer, permit));
+        }
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(listener = %self.name, "handing over a connection: {e}");
+                return None;
+            }
+        };
+        let handoff = Handoff {
+            stream,
+            peer,
+            permit,
+        };
+        match self.balance.hand_over(to, handoff) {
+            Ok(()) => None,
+            // That worker has stopped: serve it here.
+            Err(h) => TcpStream::from_std(h.stream)
+                .ok()
+                .map(|s| (s, h.peer, h.permit)),
+        }
+    }
+
+    /// Spawns the session with the snapshot current now, counted on this worker.
+    fn start_session(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        services: &Services,
+    ) {
+        let snapshot = services.snapshots.load();
+        let Some(listener) = snapshot.listener(&self.name).cloned() else {
+            return;
+        };
+        self.next_id += 1;
+        let ctx = SessionContext {
+            snapshot,
+            listener,
+            upstream: services.upstream.clone(),
+            warm: services.warm.clone(),
+            shutdown: services.shutdown.clone(),
+        };
+        let resolver = services.resolver.clone();
+        let load = self.balance.enter(self.worker);
+        // A debug span: entered on every poll, it costs measurably when it is enabled.
+        let span = tracing::debug_span!("session", session = self.next_id, listener = %self.name, client = %peer);
+        tokio::spawn(
+            async move {
+                accept_session(ctx, stream, peer, resolver).await;
+                drop((permit, load));
+            }
+            .instrument(span),
+        );
     }
 }
 

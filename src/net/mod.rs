@@ -1,8 +1,9 @@
-//! The network edges: listeners, TLS configurations, the inbound PROXY header, client name
+//! The network edges: listeners and their balance over workers, TLS configurations, the inbound PROXY header, client name
 //! lookups, read deadlines, and the stream type sessions run over.
 //!
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 
+pub mod balance;
 pub mod deadline;
 pub mod listener;
 pub mod proxy_header;
