@@ -42,27 +42,44 @@ struct PostfixFormat {
     pid: u32,
 }
 
-#[derive(Default)]
-struct Fields {
-    message: String,
-    tag: Option<String>,
+/// Writes an event's fields straight into the line, in two passes over them: the first opens
+/// the line with the tag (a Postfix-shaped line) or relayguard's own name, the second writes
+/// the message and appends any other fields. A line is written for every message relayed, so
+/// nothing here allocates on that path but the rare extra fields.
+struct LineWriter<'w, 'f> {
+    writer: &'w mut Writer<'f>,
+    opening: bool,
+    pid: u32,
+    opened: bool,
     rest: String,
+    result: fmt::Result,
 }
 
-impl Visit for Fields {
+impl LineWriter<'_, '_> {
+    fn write(&mut self, args: fmt::Arguments<'_>) {
+        let result = self.writer.write_fmt(args);
+        self.result = self.result.and(result);
+    }
+}
+
+impl Visit for LineWriter<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "message" => self.message = value.to_owned(),
-            "tag" => self.tag = Some(value.to_owned()),
-            name => self.rest.push_str(&format!(" {name}={value}")),
-        }
+        self.record_debug(field, &format_args!("{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            "tag" => self.tag = Some(format!("{value:?}")),
-            name => self.rest.push_str(&format!(" {name}={value:?}")),
+        match (self.opening, field.name()) {
+            (true, "tag") if !self.opened => {
+                self.opened = true;
+                let pid = self.pid;
+                self.write(format_args!("{value:?}[{pid}]: "));
+            }
+            (false, "message") => self.write(format_args!("{value:?}")),
+            (false, "tag") | (true, _) => {}
+            (false, name) => {
+                use std::fmt::Write as _;
+                let _ = write!(self.rest, " {name}={value:?}");
+            }
         }
     }
 }
@@ -78,28 +95,98 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let now = Civil::now().syslog();
-        match fields.tag {
-            // A Postfix-shaped event: the message is the whole line, as smtpd would log it.
-            Some(tag) => writeln!(
-                writer,
-                "{now} {} {tag}[{}]: {}",
-                self.host, self.pid, fields.message
-            ),
-            None => {
-                let level = match *event.metadata().level() {
-                    Level::ERROR => "error: ",
-                    Level::WARN => "warning: ",
-                    _ => "",
-                };
-                writeln!(
-                    writer,
-                    "{now} {} relayguard[{}]: {level}{}{}",
-                    self.host, self.pid, fields.message, fields.rest
-                )
-            }
+        let stamp = syslog_now(|now| write!(writer, "{now} {} ", self.host));
+        let mut line = LineWriter {
+            writer: &mut writer,
+            opening: true,
+            pid: self.pid,
+            opened: false,
+            rest: String::new(),
+            result: stamp,
+        };
+        event.record(&mut line);
+        if !line.opened {
+            let level = match *event.metadata().level() {
+                Level::ERROR => "error: ",
+                Level::WARN => "warning: ",
+                _ => "",
+            };
+            let pid = line.pid;
+            line.write(format_args!("relayguard[{pid}]: {level}"));
         }
+        line.opening = false;
+        event.record(&mut line);
+        let rest = std::mem::take(&mut line.rest);
+        line.write(format_args!("{rest}\n"));
+        line.result
+    }
+}
+
+/// Calls `f` with the current second in syslog form, formatted once per second per thread.
+fn syslog_now<R>(f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static STAMP: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    STAMP.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = Civil::from_unix(secs as i64).syslog();
+        }
+        f(text)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn tagged_lines_read_as_postfix_and_own_lines_carry_their_fields() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .event_format(PostfixFormat {
+                host: "mx".into(),
+                pid: 42,
+            })
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let tag = "postfix/submission/smtpd";
+            tracing::info!(tag = %tag, "connect from {}", "unknown[192.0.2.1]");
+            tracing::warn!(upstream = %"refused", "upstream failed for {}", "x[192.0.2.2]");
+        });
+        let text = String::from_utf8(out.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().map(|l| &l[16..]).collect();
+        assert_eq!(
+            lines,
+            [
+                "mx postfix/submission/smtpd[42]: connect from unknown[192.0.2.1]",
+                "mx relayguard[42]: warning: upstream failed for x[192.0.2.2] upstream=refused",
+            ]
+        );
+        // The stamp: `Nov 24 06:33:22 `.
+        assert!(text.as_bytes().get(15) == Some(&b' '), "{text}");
     }
 }

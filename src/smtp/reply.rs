@@ -77,25 +77,47 @@ impl Reply {
         self.lines.first().map(|l| l.as_ref()).unwrap_or("")
     }
 
-    /// Appends the reply in wire form, each line ending in CRLF, without allocating.
+    /// Appends the reply in wire form, each line ending in CRLF, without allocating. Digits are
+    /// written by hand: a reply is written for every relayed command, and `write!` costs more
+    /// than the rest of the work together.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Writing into a Vec cannot fail.
-        if self.lines.is_empty() {
-            let _ = write!(out, "{}\r\n", self.code);
-            return;
-        }
-        let last = self.lines.len() - 1;
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            let _ = match self.enhanced {
-                Some(e) => write!(out, "{}{sep}{e} ", self.code),
-                None => write!(out, "{}{sep}", self.code),
-            };
-            out.extend_from_slice(line.as_bytes());
+        let last = self.lines.len().saturating_sub(1);
+        for i in 0..self.lines.len().max(1) {
+            push_decimal(out, self.code);
+            match self.lines.get(i) {
+                None => {}
+                Some(line) => {
+                    out.push(if i == last { b' ' } else { b'-' });
+                    if let Some(e) = self.enhanced {
+                        push_decimal(out, u16::from(e.class));
+                        out.push(b'.');
+                        push_decimal(out, e.subject);
+                        out.push(b'.');
+                        push_decimal(out, e.detail);
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(line.as_bytes());
+                }
+            }
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// `n` in decimal, without leading zeros.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 impl fmt::Display for Reply {
@@ -125,5 +147,15 @@ mod tests {
         };
         r.write_to(&mut out);
         assert_eq!(out, b"250-mx.test\r\n250 PIPELINING\r\n");
+        out.clear();
+        Reply::new(550, (5, 7, 10), "x").write_to(&mut out);
+        Reply::new(250, (2, 0, 0), "").write_to(&mut out);
+        Reply {
+            code: 334,
+            enhanced: None,
+            lines: Vec::new(),
+        }
+        .write_to(&mut out);
+        assert_eq!(out, b"550 5.7.10 x\r\n250 2.0.0 \r\n334\r\n");
     }
 }

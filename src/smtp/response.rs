@@ -78,6 +78,19 @@ fn line_code(line: &[u8]) -> Result<u16, ReplyError> {
 /// carries the same one, so writing the reply again gives the same bytes. One allocation per
 /// line: replies are parsed on every forwarded command.
 fn build(code: u16, lines: &[&[u8]]) -> Reply {
+    if let [line] = lines {
+        // Nearly every relayed reply: one line, one allocation for its text.
+        let text = String::from_utf8_lossy(line.get(4..).unwrap_or(b""));
+        let (enhanced, text) = match enhanced_prefix(&text, code) {
+            Some((e, rest)) => (Some(e), rest.to_owned()),
+            None => (None, text.into_owned()),
+        };
+        return Reply {
+            code,
+            enhanced,
+            lines: vec![Cow::Owned(text)],
+        };
+    }
     let texts: Vec<Cow<'_, str>> = lines
         .iter()
         .map(|l| String::from_utf8_lossy(l.get(4..).unwrap_or(b"")))
