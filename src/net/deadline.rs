@@ -10,6 +10,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant, Sleep};
 
@@ -32,20 +33,46 @@ impl Deadline {
         deadline: Instant,
         operation: F,
     ) -> Result<F::Output, Elapsed> {
-        let timer = match &mut self.timer {
-            Some(timer) => {
-                if deadline < timer.deadline() {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self.timer.insert(Box::pin(sleep_until(deadline))),
-        };
+        self.run(|| deadline, operation).await
+    }
+
+    /// [`Self::within`] a deadline `timeout` after the operation first has to wait: one that
+    /// completes at once (most writes) costs no clock read.
+    pub async fn after<F: Future>(
+        &mut self,
+        timeout: Duration,
+        operation: F,
+    ) -> Result<F::Output, Elapsed> {
+        self.run(|| Instant::now() + timeout, operation).await
+    }
+
+    async fn run<F: Future>(
+        &mut self,
+        deadline: impl FnOnce() -> Instant,
+        operation: F,
+    ) -> Result<F::Output, Elapsed> {
         let mut operation = pin!(operation);
+        let mut deadline_of = Some(deadline);
+        let mut deadline = None;
+        let slot = &mut self.timer;
         poll_fn(|cx| {
             if let Poll::Ready(output) = operation.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
             }
+            let deadline = match (deadline, deadline_of.take()) {
+                (Some(d), _) => d,
+                (None, Some(of)) => *deadline.insert(of()),
+                (None, None) => return Poll::Ready(Err(Elapsed)),
+            };
+            let timer = match slot {
+                Some(timer) => {
+                    if deadline < timer.deadline() {
+                        timer.as_mut().reset(deadline);
+                    }
+                    timer
+                }
+                None => slot.insert(Box::pin(sleep_until(deadline))),
+            };
             while timer.as_mut().poll(cx).is_ready() {
                 if timer.deadline() >= deadline {
                     return Poll::Ready(Err(Elapsed));
@@ -62,7 +89,6 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_later_deadline_outlives_the_armed_one_and_an_earlier_one_cuts_it() {
@@ -97,5 +123,15 @@ mod tests {
             .await;
         assert_eq!(late, Err(Elapsed));
         assert_eq!(Instant::now() - start, Duration::from_secs(20));
+        // `after` counts from the first wait.
+        let waited = d
+            .after(
+                Duration::from_secs(3),
+                tokio::time::sleep(Duration::from_secs(5)),
+            )
+            .await;
+        assert_eq!(waited, Err(Elapsed));
+        assert_eq!(Instant::now() - start, Duration::from_secs(23));
+        assert_eq!(d.after(Duration::ZERO, async { 1 }).await, Ok(1));
     }
 }

@@ -218,7 +218,8 @@ impl Session {
 
     /// Takes the next complete command line out of the read buffer, reading as needed.
     async fn next_line(&mut self, max: usize) -> Result<Vec<u8>, SessionEnd> {
-        let deadline = self.command_deadline();
+        // Taken when the line first has to be waited for: a pipelined one needs no clock.
+        let mut deadline = None;
         let mut line = std::mem::take(&mut self.line);
         loop {
             match self.framer.next(&self.io.rbuf, max) {
@@ -244,6 +245,7 @@ impl Session {
                 }
                 LineScan::Incomplete => {}
             }
+            let deadline = *deadline.get_or_insert_with(|| self.command_deadline());
             let read = tokio::select! {
                 read = self.io.fill_command(deadline) => read,
                 _ = self.ctx.shutdown.announced() => {

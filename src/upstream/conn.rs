@@ -8,7 +8,7 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 
 use crate::net::deadline::Deadline;
 use crate::net::stream::BoxStream;
@@ -116,7 +116,7 @@ impl UpstreamConn {
             stream.flush().await
         };
         self.deadline
-            .within(Instant::now() + self.reply_timeout, write)
+            .after(self.reply_timeout, write)
             .await
             .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
         self.unflushed = false;
@@ -133,7 +133,7 @@ impl UpstreamConn {
         self.flush().await?;
         let write = self.stream.write_all(bytes);
         self.deadline
-            .within(Instant::now() + self.reply_timeout, write)
+            .after(self.reply_timeout, write)
             .await
             .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
         self.unflushed = true;
@@ -155,7 +155,7 @@ impl UpstreamConn {
             let read = self.stream.read_buf(&mut self.rbuf);
             let n = self
                 .deadline
-                .within(Instant::now() + self.reply_timeout, read)
+                .after(self.reply_timeout, read)
                 .await
                 .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
             if n == 0 {
