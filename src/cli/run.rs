@@ -133,6 +133,7 @@ fn worker(
     };
     runtime.block_on(async move {
         let mut services = services;
+        services.shutdown = services.shutdown.for_worker();
         let want = services.snapshots.load().upstream.warm_connections;
         if want > 0 {
             let pool = WarmPool::new(want);

@@ -237,13 +237,16 @@ impl Listener {
         let load = self.balance.enter(self.worker);
         // A debug span: entered on every poll, it costs measurably when it is enabled.
         let span = tracing::debug_span!("session", session = self.next_id, listener = %self.name, client = %peer);
-        tokio::spawn(
-            async move {
-                accept_session(ctx, stream, peer, resolver).await;
-                drop((permit, load));
-            }
-            .instrument(span),
-        );
+        let session = async move {
+            accept_session(ctx, stream, peer, resolver).await;
+            drop((permit, load));
+        };
+        // Instrumented costs on every poll even when its span is off.
+        if span.is_disabled() {
+            tokio::spawn(session);
+        } else {
+            tokio::spawn(session.instrument(span));
+        }
     }
 }
 

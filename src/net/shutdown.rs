@@ -3,8 +3,9 @@
 //! mini-redis's pattern: the shutdown is announced to every session, and every session holds a
 //! clone of one mpsc sender; when the last clone is dropped, every session is done. The
 //! announcement is a flag plus a `Notify` each session registers with once, not per read: a
-//! session waits on it beside every command read, and a registration per read would put a
-//! shared lock on the hot path.
+//! session waits on it beside every command read. Each worker has a `Notify` of its own
+//! ([`Shutdown::for_worker`]): polling a wait takes its `Notify`'s lock, and one lock shared by
+//! every session of every worker bounced between the cores on each read.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, Notify};
 struct Announcement {
     made: AtomicBool,
     notify: Arc<Notify>,
+    /// The workers' own: each is woken too.
+    workers: std::sync::Mutex<Vec<Arc<Notify>>>,
 }
 
 /// Owned by the process; hands out one [`Shutdown`] per session.
@@ -30,6 +33,8 @@ pub struct Drain {
 /// A session's view of the shutdown. Dropping it tells the [`Drain`] this session is done.
 pub struct Shutdown {
     announcement: Arc<Announcement>,
+    /// The announcement's own `Notify`, or a worker's.
+    notify: Arc<Notify>,
     _done: mpsc::Sender<()>,
     /// Registered on first wait and kept, so later waits cost no registration.
     wait: Option<Pin<Box<OwnedNotified>>>,
@@ -39,6 +44,7 @@ impl Clone for Shutdown {
     fn clone(&self) -> Self {
         Shutdown {
             announcement: self.announcement.clone(),
+            notify: self.notify.clone(),
             _done: self._done.clone(),
             wait: None,
         }
@@ -64,6 +70,7 @@ impl Drain {
     pub fn watcher(&self) -> Shutdown {
         Shutdown {
             announcement: self.announcement.clone(),
+            notify: self.announcement.notify.clone(),
             _done: self.done_tx.clone(),
             wait: None,
         }
@@ -80,12 +87,29 @@ impl Drain {
         // The flag first: a session that registers after notify_waiters() sees it.
         announcement.made.store(true, Ordering::Release);
         announcement.notify.notify_waiters();
+        if let Ok(workers) = announcement.workers.lock() {
+            for notify in workers.iter() {
+                notify.notify_waiters();
+            }
+        }
         drop(done_tx);
         tokio::time::timeout(deadline, done_rx.recv()).await.is_ok()
     }
 }
 
 impl Shutdown {
+    /// A watcher for one worker's sessions, with a `Notify` of its own.
+    pub fn for_worker(&self) -> Shutdown {
+        let notify = Arc::new(Notify::new());
+        if let Ok(mut workers) = self.announcement.workers.lock() {
+            workers.push(notify.clone());
+        }
+        Shutdown {
+            notify,
+            ..self.clone()
+        }
+    }
+
     fn is_announced(&self) -> bool {
         self.announcement.made.load(Ordering::Acquire)
     }
@@ -96,7 +120,7 @@ impl Shutdown {
         if self.is_announced() {
             return;
         }
-        let notify = &self.announcement.notify;
+        let notify = &self.notify;
         let wait = self
             .wait
             .get_or_insert_with(|| Box::pin(notify.clone().notified_owned()));
@@ -128,6 +152,20 @@ mod tests {
         let stuck = drain.watcher();
         assert!(!drain.drain(Duration::from_millis(50)).await);
         drop(stuck);
+    }
+
+    #[tokio::test]
+    async fn a_worker_watcher_hears_the_announcement() {
+        let drain = Drain::new();
+        let mut session = drain.watcher().for_worker().clone();
+        let waiter = tokio::spawn(async move { session.announced().await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished());
+        drain.drain(Duration::from_millis(10)).await;
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
