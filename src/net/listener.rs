@@ -17,7 +17,7 @@ use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::session::{Session, SessionContext};
-use crate::smtp::replies;
+use crate::smtp::{replies, Reply};
 use crate::upstream::{Upstream, WarmPool};
 
 /// What every session of every listener shares.
@@ -137,10 +137,16 @@ impl Listener {
         };
         let mut shutdown = services.shutdown.clone();
         loop {
+            // In this order: a connection handed over at the moment of shutdown hears 421
+            // from here rather than a greeting from a session that will say 421 next.
             let arrival = tokio::select! {
-                _ = shutdown.announced() => return,
-                accepted = socket.accept() => Arrival::Accepted(accepted),
+                biased;
+                _ = shutdown.announced() => {
+                    self.refuse_handed_over(&services);
+                    return;
+                }
                 Some(handoff) = self.inbox.recv() => Arrival::HandedOver(handoff),
+                accepted = socket.accept() => Arrival::Accepted(accepted),
             };
             let (stream, peer, permit) = match arrival {
                 Arrival::HandedOver(h) => match TcpStream::from_std(h.stream) {
@@ -161,13 +167,7 @@ impl Listener {
                     // strand a connection queued on another's. A full listener answers 421 at
                     // once and closes.
                     let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-                        refuse_when_full(
-                            &self.name,
-                            self.max_connections,
-                            &stream,
-                            peer,
-                            &services,
-                        );
+                        refuse_when_full(&self.name, self.max_connections, stream, peer, &services);
                         continue;
                     };
                     match self.hand_over_if_busier(stream, peer, permit) {
@@ -213,6 +213,19 @@ impl Listener {
         }
     }
 
+    /// Connections another worker handed over that this one had not taken when the shutdown
+    /// came: each gets the 421 a session would have given, without waiting.
+    fn refuse_handed_over(&mut self, services: &Services) {
+        self.inbox.close();
+        while let Ok(handoff) = self.inbox.try_recv() {
+            let snapshot = services.snapshots.load();
+            if let Some(listener) = snapshot.listener(&self.name) {
+                let reply = replies::shutting_down(&listener.smtpd.myhostname);
+                answer_and_close(listener, &handoff.stream, &reply);
+            }
+        }
+    }
+
     /// Spawns the session with the snapshot current now, counted on this worker.
     fn start_session(
         &mut self,
@@ -251,12 +264,11 @@ impl Listener {
 }
 
 /// Postfix's answer to a client over its connection limit (anvil): a 421 and a close,
-/// written without waiting so a flood costs no more than the accept. Implicit TLS gets
-/// only the close: a plaintext reply would be garbage to a client expecting a handshake.
+/// written without waiting so a flood costs no more than the accept.
 fn refuse_when_full(
     name: &str,
     max_connections: usize,
-    stream: &TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     services: &Services,
 ) {
@@ -271,16 +283,28 @@ fn refuse_when_full(
         max_connections + 1,
         peer.ip(),
     );
+    let reply = replies::too_many_connections(&listener.smtpd.myhostname);
+    if let Ok(stream) = stream.into_std() {
+        answer_and_close(listener, &stream, &reply);
+    }
+}
+
+/// Writes `reply` to a connection no session will serve, without waiting; the caller then
+/// drops it. Implicit TLS gets only the close: a plaintext reply would be garbage to a client
+/// expecting a handshake.
+fn answer_and_close(listener: &ListenerSnapshot, stream: &std::net::TcpStream, reply: &Reply) {
+    use std::io::{Read, Write};
     if listener.role == Role::Submissions {
         return;
     }
     // Whatever already arrived (a load balancer's PROXY header) is read away first: closing
-    // with unread input would send a reset that can destroy the reply in flight.
+    // with unread input would send a reset that can destroy the reply in flight. The stream
+    // is non-blocking (tokio's `into_std` leaves it so).
     let mut discard = [0u8; 512];
-    let _ = stream.try_read(&mut discard);
+    let _ = (&*stream).read(&mut discard);
     let mut wire = Vec::new();
-    replies::too_many_connections(&listener.smtpd.myhostname).write_to(&mut wire);
-    let _ = stream.try_write(&wire);
+    reply.write_to(&mut wire);
+    let _ = (&*stream).write(&wire);
 }
 
 async fn accept_session(
@@ -383,4 +407,65 @@ async fn refuse(mut stream: TcpStream, host: &str) {
     replies::server_local_error(host).write_to(&mut out);
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::load::load_str;
+    use crate::net::shutdown::Drain;
+    use crate::smtp::Capabilities;
+
+    #[tokio::test]
+    async fn a_connection_handed_over_but_not_taken_hears_421_at_shutdown() {
+        let config = "[[listener]]\nname = \"smtp\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\
+                      [policy]\nmyhostname = \"rg.test\"\n\
+                      [upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:9\"\n";
+        let snapshot = load_str(config, Path::new("/nonexistent/relayguard.toml")).unwrap();
+        let bound = BoundListener::bind(&snapshot.listeners[0], 2).unwrap();
+        let mut shards = bound.into_shards();
+        let second = shards.pop().unwrap();
+        let first = shards.pop().unwrap();
+
+        // A connection the first worker accepted and handed to the second.
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(elsewhere.local_addr().unwrap()).unwrap();
+        let (stream, peer) = elsewhere.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let permit = first.limit.clone().try_acquire_owned().unwrap();
+        let handoff = Handoff {
+            stream,
+            peer,
+            permit,
+        };
+        assert!(first.balance.hand_over(1, handoff).is_ok());
+
+        let drain = Drain::new();
+        let services = Services {
+            snapshots: Arc::new(crate::config::SnapshotCell::new(snapshot)),
+            upstream: Arc::new(Upstream::new(Capabilities::default())),
+            resolver: None,
+            shutdown: drain.watcher(),
+            warm: None,
+        };
+        // Announced before the second worker looks at its inbox.
+        drain.drain(Duration::ZERO).await;
+        tokio::time::timeout(Duration::from_secs(5), second.serve(services))
+            .await
+            .unwrap();
+
+        let heard = tokio::task::spawn_blocking(move || {
+            client.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut heard = String::new();
+            client.read_to_string(&mut heard).map(|_| heard)
+        });
+        assert_eq!(
+            heard.await.unwrap().unwrap(),
+            "421 4.3.2 rg.test Error: service shutting down\r\n"
+        );
+    }
 }

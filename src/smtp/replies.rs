@@ -181,8 +181,6 @@ pub fn shutting_down(host: &str) -> Reply {
     )
 }
 
-/// The upstream cannot be reached or dropped the connection outside a message: ours, worded
-/// like Postfix's 421s. The session closes, since relayguard has no queue to fall back on.
 /// A listener at `max_connections` (Postfix's anvil text for a client over its limit).
 pub fn too_many_connections(host: &str) -> Reply {
     Reply::new(
@@ -192,6 +190,8 @@ pub fn too_many_connections(host: &str) -> Reply {
     )
 }
 
+/// The upstream cannot be reached or dropped the connection outside a message: ours, worded
+/// like Postfix's 421s. The session closes, since relayguard has no queue to fall back on.
 pub fn upstream_unavailable(host: &str) -> Reply {
     Reply::new(
         421,
