@@ -1,5 +1,6 @@
-//! `[upstream] defer_mail`: on an upstream leg that already carried a message, MAIL is answered
-//! here and sent to a private Postfix 3.7 together with the first RCPT. Postfix's refusal of
+//! `[upstream] defer_mail`: on an upstream leg that offers PIPELINING, MAIL is answered here and
+//! sent to a private Postfix 3.7 together with the first RCPT, whether the leg was opened by that
+//! MAIL or carried a message before. Postfix's refusal of
 //! such a MAIL answers each RCPT (and the MAIL stays held for the next one); a leg Postfix
 //! closed while the client was idle is replaced at MAIL, never answered for by a dead one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -110,11 +111,43 @@ async fn a_refused_held_mail_answers_every_rcpt_and_the_session_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mail_that_opens_the_leg_waits_for_the_first_rcpt_too() {
+    let pf = refusing_postfix();
+    let rg = behind_lb(&pf, Identity::Xclient).start();
+    let mut c = session(&rg, "198.51.100.23").await;
+    // No upstream leg yet: this MAIL opens one (XCLIENT, EHLO), then is answered here.
+    assert_eq!(
+        c.cmd("MAIL FROM:<bad@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(mail_refusals(&pf), 0, "the MAIL went upstream on its own");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, REFUSED);
+    expect_refusals(&pf, 1);
+    // Postfix judged the held MAIL as the client's: XCLIENT reached it before the MAIL did.
+    assert!(
+        pf.maillog_lines()
+            .iter()
+            .any(|l| l.contains("reject: MAIL from") && l.contains("[198.51.100.23]")),
+        "{:#?}",
+        pf.maillog_lines()
+    );
+    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
+    deliver(&mut c, "after a refused sender").await;
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    pf.maildir()
+        .wait_for_containing("Subject: after a refused sender", WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_defer_mail_off_the_upstream_answers_mail_itself() {
     let pf = refusing_postfix();
     let rg = behind_lb(&pf, Identity::Xclient)
         .upstream_toml("defer_mail = false")
         .start();
+    // On the MAIL that opens the leg, and on one that finds it open.
+    let mut fresh = session(&rg, "198.51.100.24").await;
+    assert_eq!(fresh.cmd("MAIL FROM:<bad@sender.example>").await, REFUSED);
+    expect_refusals(&pf, 1);
     let mut c = session(&rg, "198.51.100.21").await;
     deliver(&mut c, "first").await;
     assert_eq!(c.cmd("MAIL FROM:<bad@sender.example>").await, REFUSED);
@@ -122,7 +155,7 @@ async fn with_defer_mail_off_the_upstream_answers_mail_itself() {
         c.cmd("RCPT TO:<u@local.test>").await,
         "503 5.5.1 Error: need MAIL command"
     );
-    expect_refusals(&pf, 1);
+    expect_refusals(&pf, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,8 +112,8 @@ pub struct UpstreamFile {
     /// Upstream connections each worker keeps dialled and greeted ahead of need (0: none).
     #[serde(default)]
     pub warm_connections: usize,
-    /// Answer MAIL here and send it to the upstream with the first RCPT, on an upstream
-    /// connection the session already has open (see `UpstreamSettings::defer_mail`).
+    /// Answer MAIL here and send it to the upstream with the first RCPT, when the session's
+    /// upstream connection offers PIPELINING (see `UpstreamSettings::defer_mail`).
     #[serde(default = "yes")]
     pub defer_mail: bool,
     /// Maildir root for `kind = "maildir"`.

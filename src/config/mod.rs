@@ -113,7 +113,7 @@ pub struct UpstreamSettings {
     pub allow_open_relay: bool,
     /// Connections each worker keeps prepared ahead of need (`upstream::warm`); 0 for none.
     pub warm_connections: usize,
-    /// On an open upstream leg that offers PIPELINING, MAIL is answered here and sent with the
+    /// On an upstream leg that offers PIPELINING, MAIL is answered here and sent with the
     /// first RCPT (RFC 2920), saving the upstream a round trip per message; a refusal of the
     /// MAIL then answers the RCPT, as Postfix's smtpd_delay_reject places sender refusals.
     pub defer_mail: bool,

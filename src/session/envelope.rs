@@ -31,12 +31,18 @@ impl Session {
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
-        let defer = self.mail_can_wait();
-        if !defer {
-            if let Err(reply) = self.upstream().await {
-                return self.refuse(reply);
+        let defer = if self.mail_can_wait() {
+            true
+        } else if self.upstream.is_some() {
+            false
+        } else {
+            let allowed = self.ctx.snapshot.upstream.defer_mail;
+            match self.upstream().await {
+                // A leg opened just now: its EHLO reply says whether the MAIL may wait.
+                Ok(up) => allowed && up.capabilities().offers("PIPELINING"),
+                Err(reply) => return self.refuse(reply),
             }
-        }
+        };
         let mut forwarded = *command;
         if let Command::Mail { params, .. } = &mut forwarded {
             // SIZE is relayguard's own offer (it enforces message_size_limit itself): the
@@ -81,8 +87,8 @@ impl Session {
         }
     }
 
-    /// Whether this MAIL may wait for the first RCPT and travel with it: on an upstream leg
-    /// that is open, offers PIPELINING and has said nothing since its last reply. A leg that
+    /// Whether this MAIL may wait for the first RCPT and travel with it on the leg already
+    /// open: one that offers PIPELINING and has said nothing since its last reply. A leg that
     /// spoke unasked (a 421 at its idle limit) or closed is dropped here, so the MAIL opens a
     /// new one instead of meeting a dead one.
     fn mail_can_wait(&mut self) -> bool {
