@@ -31,27 +31,25 @@ impl Session {
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
-        let defer = if self.mail_can_wait() {
-            true
-        } else if self.upstream.is_some() {
-            false
-        } else {
-            let allowed = self.ctx.snapshot.upstream.defer_mail;
-            match self.upstream().await {
-                // A leg opened just now: its EHLO reply says whether the MAIL may wait.
-                Ok(up) => allowed && up.capabilities().offers("PIPELINING"),
-                Err(reply) => return self.refuse(reply),
+        self.drop_leg_that_spoke();
+        // On the leg open already or opened now: its EHLO reply says whether the MAIL may wait
+        // for the first RCPT and travel with it.
+        let allowed = self.ctx.snapshot.upstream.defer_mail;
+        let (defer, upstream_size) = match self.upstream().await {
+            Ok(up) => {
+                let offers = up.capabilities();
+                (
+                    allowed && offers.offers("PIPELINING"),
+                    offers.offers("SIZE"),
+                )
             }
+            Err(reply) => return self.refuse(reply),
         };
         let mut forwarded = *command;
         if let Command::Mail { params, .. } = &mut forwarded {
             // SIZE is relayguard's own offer (it enforces message_size_limit itself): the
             // upstream gets SIZE= only if it offered SIZE. AUTH= asserts a submitter identity,
             // which only an authenticated client may pass on (RFC 4954 5).
-            let upstream_size = self
-                .upstream
-                .as_ref()
-                .is_some_and(|u| u.capabilities().offers("SIZE"));
             if !upstream_size {
                 params.size = None;
             }
@@ -87,20 +85,13 @@ impl Session {
         }
     }
 
-    /// Whether this MAIL may wait for the first RCPT and travel with it on the leg already
-    /// open: one that offers PIPELINING and has said nothing since its last reply. A leg that
-    /// spoke unasked (a 421 at its idle limit) or closed is dropped here, so the MAIL opens a
-    /// new one instead of meeting a dead one.
-    fn mail_can_wait(&mut self) -> bool {
-        let Some(up) = self.upstream.as_mut() else {
-            return false;
-        };
-        if up.has_input() {
+    /// Drops an open leg that spoke unasked (a 421 at its idle limit) or closed since its last
+    /// reply, so the MAIL opens a new one instead of meeting (or waiting on) a dead one.
+    fn drop_leg_that_spoke(&mut self) {
+        if self.upstream.as_mut().is_some_and(|up| up.has_input()) {
             tracing::debug!("upstream leg spoke or closed while idle; opening a new one");
             self.upstream = None;
-            return false;
         }
-        self.ctx.snapshot.upstream.defer_mail && up.capabilities().offers("PIPELINING")
     }
 
     pub(super) async fn rcpt(&mut self, command: &Command<'_>) -> Step {
