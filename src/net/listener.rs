@@ -217,12 +217,13 @@ impl Listener {
     /// came: each gets the 421 a session would have given, without waiting.
     fn refuse_handed_over(&mut self, services: &Services) {
         self.inbox.close();
+        let snapshot = services.snapshots.load();
+        let Some(listener) = snapshot.listener(&self.name) else {
+            return;
+        };
+        let reply = replies::shutting_down(&listener.smtpd.myhostname);
         while let Ok(handoff) = self.inbox.try_recv() {
-            let snapshot = services.snapshots.load();
-            if let Some(listener) = snapshot.listener(&self.name) {
-                let reply = replies::shutting_down(&listener.smtpd.myhostname);
-                answer_and_close(listener, &handoff.stream, &reply);
-            }
+            answer_and_close(listener, &handoff.stream, &reply);
         }
     }
 

@@ -1,5 +1,5 @@
-//! The network edges: listeners and their balance over workers, TLS configurations, the inbound PROXY header, client name
-//! lookups, read deadlines, and the stream type sessions run over.
+//! The network edges: listeners and their balance over workers, TLS configurations, the inbound
+//! PROXY header, client name lookups, read deadlines, and the stream type sessions run over.
 //!
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 

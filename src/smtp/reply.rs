@@ -81,24 +81,24 @@ impl Reply {
     /// written by hand: a reply is written for every relayed command, and `write!` costs more
     /// than the rest of the work together.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len().saturating_sub(1);
-        for i in 0..self.lines.len().max(1) {
+        if self.lines.is_empty() {
             push_decimal(out, self.code);
-            match self.lines.get(i) {
-                None => {}
-                Some(line) => {
-                    out.push(if i == last { b' ' } else { b'-' });
-                    if let Some(e) = self.enhanced {
-                        push_decimal(out, u16::from(e.class));
-                        out.push(b'.');
-                        push_decimal(out, e.subject);
-                        out.push(b'.');
-                        push_decimal(out, e.detail);
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(line.as_bytes());
-                }
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+        let last = self.lines.len() - 1;
+        for (i, line) in self.lines.iter().enumerate() {
+            push_decimal(out, self.code);
+            out.push(if i == last { b' ' } else { b'-' });
+            if let Some(e) = self.enhanced {
+                push_decimal(out, u16::from(e.class));
+                out.push(b'.');
+                push_decimal(out, e.subject);
+                out.push(b'.');
+                push_decimal(out, e.detail);
+                out.push(b' ');
             }
+            out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }
