@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::client::{dot_stuff, Client};
-use support::flows::behind_lb;
+use support::flows::{behind_lb, lb_client, send_queued};
 use support::postfix::Postfix;
 use support::relayguard::{Identity, Relayguard};
 
@@ -29,23 +29,11 @@ fn refusing_postfix() -> Postfix {
 }
 
 async fn session(rg: &Relayguard, client_ip: &str) -> Client {
-    let mut c = Client::connect(rg.addr("lb")).await;
-    c.send_raw(format!("PROXY TCP4 {client_ip} 127.0.0.1 40100 25\r\n").as_bytes())
-        .await;
-    c.greeting().await;
-    c.ehlo("client.example").await;
-    c
-}
-
-async fn deliver(c: &mut Client, subject: &str) {
-    let reply = c
-        .send_mail(
-            "s@sender.example",
-            &["u@local.test"],
-            &format!("Subject: {subject}\n\nhi\n"),
-        )
-        .await;
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    lb_client(
+        rg,
+        &format!("PROXY TCP4 {client_ip} 127.0.0.1 40100 25\r\n"),
+    )
+    .await
 }
 
 /// Postfix's own log lines refusing the bad sender at MAIL.
@@ -72,7 +60,7 @@ async fn a_refused_held_mail_answers_every_rcpt_and_the_session_goes_on() {
     let pf = refusing_postfix();
     let rg = behind_lb(&pf, Identity::Xclient).start();
     let mut c = session(&rg, "198.51.100.20").await;
-    deliver(&mut c, "first").await;
+    send_queued(&mut c, "first").await;
 
     // The upstream leg is open now: the MAIL is answered here and waits for a RCPT.
     assert_eq!(
@@ -132,7 +120,7 @@ async fn the_mail_that_opens_the_leg_waits_for_the_first_rcpt_too() {
         pf.maillog_lines()
     );
     assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
-    deliver(&mut c, "after a refused sender").await;
+    send_queued(&mut c, "after a refused sender").await;
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     pf.maildir()
         .wait_for_containing("Subject: after a refused sender", WAIT);
@@ -149,7 +137,7 @@ async fn with_defer_mail_off_the_upstream_answers_mail_itself() {
     assert_eq!(fresh.cmd("MAIL FROM:<bad@sender.example>").await, REFUSED);
     expect_refusals(&pf, 1);
     let mut c = session(&rg, "198.51.100.21").await;
-    deliver(&mut c, "first").await;
+    send_queued(&mut c, "first").await;
     assert_eq!(c.cmd("MAIL FROM:<bad@sender.example>").await, REFUSED);
     assert_eq!(
         c.cmd("RCPT TO:<u@local.test>").await,
@@ -163,10 +151,10 @@ async fn a_leg_the_upstream_timed_out_is_replaced_at_the_next_mail() {
     let pf = Postfix::builder().param("smtpd_timeout", "2s").start();
     let rg = behind_lb(&pf, Identity::Xclient).start();
     let mut c = session(&rg, "198.51.100.22").await;
-    deliver(&mut c, "before the timeout").await;
+    send_queued(&mut c, "before the timeout").await;
     // Postfix gives up on relayguard's idle leg (421, then close) while the client thinks.
     pf.wait_for_log("timeout after", WAIT);
-    deliver(&mut c, "after the timeout").await;
+    send_queued(&mut c, "after the timeout").await;
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     let msg = pf
         .maildir()
