@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
 //! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
-//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of absolute numbers and relayguard/haproxy ratios.
+//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of
+//! absolute numbers and relayguard/haproxy ratios.
 //! Ratios are reported, never asserted; a measurement that fails (a refused message, a
 //! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
 //! argument) it runs a smoke pass with tiny counts so that CI proves the harness still works.
@@ -275,16 +276,10 @@ async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row 
 }
 
 async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
-    let mut cells: [Cell; 3] = [None, None, None];
-    for (i, path) in PATHS.iter().enumerate().skip(1) {
-        let r = match ctx.front(*path, fast.addr) {
-            Ok(f) => idle_pss(&f, sizes.idle).await,
-            Err(e) => Err(e),
-        };
-        cells[i] = Some(r);
-    }
+    let n = sizes.idle;
+    let cells = per_proxy(ctx, fast, async |f: Front| idle_pss(&f, n).await).await;
     Row {
-        label: format!("{} idle sessions after EHLO: PSS per session", sizes.idle),
+        label: format!("{n} idle sessions after EHLO: PSS per session"),
         unit: "KiB",
         ratio: ratio(&cells[2], &cells[1]),
         cells,
@@ -293,24 +288,33 @@ async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
 }
 
 async fn big_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
-    let mut cells: [Cell; 3] = [None, None, None];
-    for (i, path) in PATHS.iter().enumerate().skip(1) {
-        let r = match ctx.front(*path, fast.addr) {
-            Ok(f) => big_message_rise(&f, sizes.big).await,
-            Err(e) => Err(e),
-        };
-        cells[i] = Some(r);
-    }
+    let size = sizes.big;
+    let cells = per_proxy(ctx, fast, async |f: Front| big_message_rise(&f, size).await).await;
     Row {
-        label: format!(
-            "one {} MB message: peak memory rise (VmHWM)",
-            sizes.big >> 20
-        ),
+        label: format!("one {} MB message: peak memory rise (VmHWM)", size >> 20),
         unit: "MiB",
         ratio: ratio(&cells[2], &cells[1]),
         cells,
         target: "rg < 8 MiB",
     }
+}
+
+/// One measurement of each proxy (HAProxy, relayguard) in front of the fast sink; the direct
+/// path has no process to measure.
+async fn per_proxy(
+    ctx: &mut Ctx,
+    fast: &sink::Sink,
+    measure: impl AsyncFn(Front) -> Result<f64, String>,
+) -> [Cell; 3] {
+    let mut cells: [Cell; 3] = [None, None, None];
+    for (i, path) in PATHS.iter().enumerate().skip(1) {
+        let r = match ctx.front(*path, fast.addr) {
+            Ok(f) => measure(f).await,
+            Err(e) => Err(e),
+        };
+        cells[i] = Some(r);
+    }
+    cells
 }
 
 async fn latency_rows(sizes: &Sizes, ctx: &mut Ctx, smtp_sink: SocketAddr) -> Vec<Row> {
