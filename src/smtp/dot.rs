@@ -1,4 +1,5 @@
-//! Finds the end of a DATA body in a byte stream and judges its line endings (SMTP smuggling).
+//! Finds the end of a DATA body in a byte stream and judges its line endings (SMTP smuggling);
+//! holds BDAT chunk content to the same line rules.
 //!
 //! The only end of data is `<CR><LF>.<CR><LF>` (the body starts right after the DATA line's
 //! CRLF, so `.<CR><LF>` first is an empty message). Every other CR/LF form around a dot
@@ -10,6 +11,12 @@
 //! Does not read sockets, allocate per byte, or undo dot-stuffing: in `Reject` mode the body goes
 //! to the upstream exactly as the client stuffed it, as ranges of the caller's own buffer.
 //! State is O(1) whatever the input.
+//!
+//! BDAT content ([`DotScanner::chunks`]) has no terminator and no dot-stuffing: chunk
+//! boundaries are invisible to the line rules (a CR ending one chunk and the LF starting the
+//! next are a CRLF, a line's length counts across chunks), and [`DotScanner::finish`] closes
+//! the message. For an upstream without CHUNKING the same pass stuffs dots and appends the
+//! `.<CR><LF>`, so the chunks become a DATA body.
 
 use memchr::{memchr2, memchr3};
 
@@ -61,16 +68,28 @@ impl Violation {
     }
 }
 
+/// How the body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// DATA: dot-stuffed by the client, ended by `<CR><LF>.<CR><LF>`.
+    Dot,
+    /// BDAT: counted chunks, taken as they are. `stuff`: the output is for a DATA upstream,
+    /// so a dot beginning a line is doubled and `finish` appends the end of data.
+    Chunks { stuff: bool },
+}
+
 /// The result of one [`DotScanner::scan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scan {
     /// Bytes of the input the scanner has dealt with; drop them from the buffer. Anything after
     /// them stays: the command after the end of data, or (when `end` is false) a final CR whose
     /// meaning depends on the next byte, to be scanned again together with the next read.
+    /// Chunk framing consumes every byte.
     pub consumed: usize,
-    /// `Reject` mode: `input[..forward]` goes to the upstream as is. Always 0 in `Normalize`
-    /// mode, where the bytes to send were appended to `out`. So a caller may always send
-    /// `input[..forward]` and then `out`. Never contains a byte of or after a violation.
+    /// `Reject` mode: `input[..forward]` goes to the upstream as is. Always 0 where the output
+    /// is written out (`Normalize` mode, chunk framing): the bytes to send were
+    /// appended to `out`. So a caller may always send `input[..forward]` and then `out`. Never
+    /// contains a byte of or after a violation.
     pub forward: usize,
     /// The real `<CR><LF>.<CR><LF>` was found: `consumed` ends right after it, and the forwarded
     /// bytes (when there is no violation) end with its `.<CR><LF>`.
@@ -93,6 +112,10 @@ enum State {
     Dot,
     /// Inside a line.
     Mid,
+    /// Chunk framing: a CR ended the input. It is consumed but not handed out (the bytes after
+    /// a chunk are the next command, so it cannot wait in the caller's buffer); the next byte,
+    /// or `finish`, judges it.
+    Cr,
     End,
 }
 
@@ -100,6 +123,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct DotScanner {
     mode: DotMode,
+    framing: Framing,
     state: State,
     line_len: usize,
     consumed: u64,
@@ -115,6 +139,7 @@ impl DotScanner {
     pub fn new(mode: DotMode) -> Self {
         Self {
             mode,
+            framing: Framing::Dot,
             state: State::LineStart { after_crlf: true },
             line_len: 0,
             consumed: 0,
@@ -122,6 +147,19 @@ impl DotScanner {
             max_line: BODY_LINE_MAX,
             size_limit: 0,
             fast_lane: mode == DotMode::Reject && blocks::available(),
+        }
+    }
+
+    /// Scans the content of a message's BDAT chunks, one after the other, with `mode`'s line
+    /// rules. Every byte given is consumed, and the output always goes to `out` (`forward` is
+    /// 0): a CR that ends a chunk is held there until the next byte says what it is. With
+    /// `stuff` the output is a DATA body for an upstream without CHUNKING: line-start dots
+    /// doubled, and [`finish`](Self::finish) adds a final CRLF where the content lacks one and
+    /// the `.<CR><LF>`.
+    pub fn chunks(mode: DotMode, stuff: bool) -> Self {
+        Self {
+            framing: Framing::Chunks { stuff },
+            ..Self::new(mode)
         }
     }
 
@@ -141,9 +179,11 @@ impl DotScanner {
 
     /// Starts over for the next message, keeping mode and limits.
     pub fn reset(&mut self) {
+        let framing = self.framing;
         *self = Self::new(self.mode)
             .with_max_line(self.max_line)
             .with_size_limit(self.size_limit);
+        self.framing = framing;
     }
 
     pub fn mode(&self) -> DotMode {
@@ -152,7 +192,7 @@ impl DotScanner {
 
     /// Body octets so far as the client sent them (dot-stuffed, without the final `.<CR><LF>`).
     pub fn body_bytes(&self) -> u64 {
-        if self.state == State::End {
+        if self.state == State::End && self.framing == Framing::Dot {
             self.consumed.saturating_sub(3)
         } else {
             self.consumed
@@ -165,6 +205,36 @@ impl DotScanner {
 
     pub fn is_done(&self) -> bool {
         self.state == State::End
+    }
+
+    /// Whether the bytes to forward are written to `out` rather than handed out as ranges.
+    fn rewrites(&self) -> bool {
+        self.mode == DotMode::Normalize || self.framing != Framing::Dot
+    }
+
+    /// Ends a chunked message after its last chunk: a CR left waiting is judged (bare: refused,
+    /// or a line end when normalizing), and with `stuff` the end of data is appended to `out`.
+    /// Returns the message's violation, if any; nothing is appended after one.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Option<Violation> {
+        let Framing::Chunks { stuff } = self.framing else {
+            return self.violation;
+        };
+        if self.state == State::Cr {
+            if self.mode == DotMode::Normalize && self.violation.is_none() {
+                out.extend_from_slice(b"\r\n");
+                self.state = State::LineStart { after_crlf: false };
+            } else {
+                self.refuse(Violation::BareCr, 0, &mut None, &[], 0, out);
+            }
+        }
+        if stuff && self.violation.is_none() {
+            if !matches!(self.state, State::LineStart { .. }) {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+        }
+        self.state = State::End;
+        self.violation
     }
 
     /// Scans the next bytes of the body. See [`Scan`] for what to do with the result. In
@@ -181,6 +251,9 @@ impl DotScanner {
 
     fn scan_with<const FAST_LANE: bool>(&mut self, input: &[u8], out: &mut Vec<u8>) -> Scan {
         let normalize = self.mode == DotMode::Normalize;
+        let rewrites = self.rewrites();
+        let chunks = matches!(self.framing, Framing::Chunks { .. });
+        let stuff = self.framing == Framing::Chunks { stuff: true };
         let violated_before = self.violation.is_some();
         let mut cut: Option<usize> = None;
         let mut run = 0;
@@ -192,10 +265,37 @@ impl DotScanner {
                     break;
                 }
             }
-            // `writing`: this mode rewrites and nothing has been refused yet.
-            let writing = normalize && self.violation.is_none();
+            // `writing`: the output goes to `out` and nothing has been refused yet; `fixing`:
+            // bare line ends are rewritten rather than refused.
+            let writing = rewrites && self.violation.is_none();
+            let fixing = normalize && self.violation.is_none();
             match self.state {
                 State::End => break,
+                State::LineStart { .. } if chunks => {
+                    // Chunk content is not stuffed; for a DATA upstream, stuff it here.
+                    if input[i] == b'.' && stuff && writing {
+                        out.extend_from_slice(&input[run..i]);
+                        out.push(b'.');
+                        run = i;
+                    }
+                    self.state = State::Mid;
+                    self.line_len = 0;
+                }
+                State::Cr => {
+                    if input[i] == b'\n' {
+                        if writing {
+                            out.push(b'\r');
+                        }
+                        i += 1;
+                        self.state = State::LineStart { after_crlf: true };
+                    } else if fixing {
+                        out.extend_from_slice(b"\r\n");
+                        self.state = State::LineStart { after_crlf: false };
+                    } else {
+                        self.refuse(Violation::BareCr, i, &mut cut, input, run, out);
+                        self.state = State::Mid;
+                    }
+                }
                 State::LineStart { after_crlf } => {
                     if input[i] == b'.' && after_crlf {
                         if writing {
@@ -229,7 +329,7 @@ impl DotScanner {
                         run = i;
                         self.state = State::End;
                     }
-                    (b'\r' | b'\n', _) if writing => {
+                    (b'\r' | b'\n', _) if fixing => {
                         // `.` then a bare line end is data, not the end: send it stuffed.
                         out.extend_from_slice(b"..\r\n");
                         i += 1;
@@ -285,6 +385,15 @@ impl DotScanner {
                         break;
                     }
                     match (input[i], input.get(i + 1)) {
+                        (b'\r', None) if chunks => {
+                            if writing {
+                                out.extend_from_slice(&input[run..i]);
+                            }
+                            i += 1;
+                            run = i;
+                            self.state = State::Cr;
+                            break;
+                        }
                         (b'\r', None) => break,
                         (b'\r', Some(b'\n')) => {
                             i += 2;
@@ -294,7 +403,7 @@ impl DotScanner {
                                 self.refuse(Violation::TooBig, i, &mut cut, input, run, out);
                             }
                         }
-                        (b'\r' | b'\n', _) if writing => {
+                        (b'\r' | b'\n', _) if fixing => {
                             out.extend_from_slice(&input[run..i]);
                             out.extend_from_slice(b"\r\n");
                             i += 1;
@@ -318,10 +427,10 @@ impl DotScanner {
         if self.size_limit != 0 && self.body_bytes() > self.size_limit {
             self.refuse(Violation::TooBig, i, &mut cut, input, run, out);
         }
-        if normalize && self.violation.is_none() {
+        if rewrites && self.violation.is_none() {
             out.extend_from_slice(&input[run..i]);
         }
-        let forward = match (normalize, cut) {
+        let forward = match (rewrites, cut) {
             (true, _) => 0,
             (false, Some(at)) => at,
             (false, None) if violated_before => 0,
@@ -393,12 +502,14 @@ impl DotScanner {
         }
         self.violation = Some(v);
         *cut = Some(at);
-        if self.mode == DotMode::Normalize {
+        if self.rewrites() {
             out.extend_from_slice(input.get(run..at).unwrap_or_default());
         }
     }
 }
 
 mod blocks;
+#[cfg(test)]
+mod chunk_tests;
 #[cfg(test)]
 mod tests;
