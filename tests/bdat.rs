@@ -1,11 +1,13 @@
-//! BDAT (CHUNKING): offered exactly when the upstream offers it, chunks streamed through as
-//! counted bytes to a real Postfix, refusals that still read the chunk so the session stays in
-//! step, and nothing inside a chunk ever read as a command.
+//! BDAT (CHUNKING): offered to a session when its own upstream leg offers it (or, before the leg
+//! is open, the upstream as last seen), chunks streamed as counted bytes to a real Postfix or
+//! translated into DATA for a leg without CHUNKING, refusals that still read the chunk so the
+//! session stays in step, Postfix's hang-ups, and nothing inside a chunk ever read as a command.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::client::Client;
@@ -31,16 +33,23 @@ async fn chunk(c: &mut Client, data: &[u8], last: bool) -> String {
     c.read_reply().await
 }
 
+/// Turns Postfix's CHUNKING on or off for the sessions it starts from now on.
+fn set_chunking(pf: &Postfix, on: bool) {
+    let discard = if on { "" } else { "chunking" };
+    pf.postconf(&[("smtpd_discard_ehlo_keywords", discard)]);
+    pf.reload();
+}
+
+fn offers_chunking(c: &Client) -> bool {
+    c.capabilities.iter().any(|k| k == "CHUNKING")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_reach_postfix_and_nothing_in_them_is_a_command() {
     let pf = Postfix::builder().start();
     let rg = through_postfix(&pf, "10240000");
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert!(
-        c.capabilities.iter().any(|k| k == "CHUNKING"),
-        "{:?}",
-        c.capabilities
-    );
+    assert!(offers_chunking(&c), "{:?}", c.capabilities);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
     assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
     let first = b"Subject: chunked\r\n\r\nline one\r\n.\r\nMAIL FROM:<evil@x.example>\r\n";
@@ -58,7 +67,7 @@ async fn chunks_reach_postfix_and_nothing_in_them_is_a_command() {
         reply.starts_with("250 2.0.0 Ok: ") && reply.contains(" queued as "),
         "{reply}"
     );
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     let msg = pf.maildir().wait_for_containing("Subject: chunked", WAIT);
     // Postfix's virtual(8) stores LF line ends.
     let text = msg.text().replace('\r', "");
@@ -67,57 +76,231 @@ async fn chunks_reach_postfix_and_nothing_in_them_is_a_command() {
         "{text}"
     );
     rg.wait_for_log("client=unknown[127.0.0.1]", WAIT);
+    let leg = pf.wait_for_log("disconnect from unknown[127.0.0.1]", WAIT);
+    assert!(leg.contains(" bdat=2 "), "the leg took BDAT: {leg}");
+}
+
+/// The refusals Postfix answers after reading the chunk, in Postfix's order; run against
+/// Postfix itself and through relayguard, which must answer alike.
+async fn refusal_script(addr: SocketAddr) -> Vec<String> {
+    let mut c = Client::after_ehlo(addr).await;
+    let mut replies = Vec::new();
+    // No transaction: the chunk is read whole, and the command inside it never runs; until
+    // the LAST chunk (or RSET) every chunk is discarded.
+    replies.push(chunk(&mut c, b"RCPT TO:<u@local.test>\r\n", false).await);
+    replies.push(c.cmd("NOOP").await);
+    replies.push(c.cmd("MAIL FROM:<a@sender.example>").await);
+    replies.push(chunk(&mut c, b"QUIT\r\n", false).await);
+    replies.push(chunk(&mut c, b"QUIT\r\n", true).await);
+    replies.push(c.cmd("MAIL FROM:<a@sender.example>").await);
+    // No recipient: the LAST chunk ends the transaction.
+    replies.push(chunk(&mut c, b"hello", true).await);
+    replies.push(c.cmd("RCPT TO:<u@local.test>").await);
+    replies.push(c.cmd("MAIL FROM:<a@sender.example>").await);
+    replies.push(c.cmd("RCPT TO:<u@local.test>").await);
+    // An empty chunk that is not the last, then one past the size limit.
+    replies.push(chunk(&mut c, b"", false).await);
+    replies.push(chunk(&mut c, b"x", false).await);
+    replies.push(c.cmd("RSET").await);
+    replies.push(c.cmd("MAIL FROM:<a@sender.example>").await);
+    replies.push(c.cmd("RCPT TO:<u@local.test>").await);
+    replies.push(chunk(&mut c, &vec![b'x'; 2000], true).await);
+    replies.push(c.cmd("NOOP").await);
+    replies
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_chunks_are_read_and_dropped() {
-    let pf = Postfix::builder().start();
-    let rg = through_postfix(&pf, "100");
-    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    // No transaction: the chunk is read whole, and the command inside it never runs.
+async fn refused_chunks_are_read_and_dropped_as_postfix_does() {
+    let pf = Postfix::builder()
+        .param("message_size_limit", "1000")
+        .start();
+    let rg = through_postfix(&pf, "1000");
+    let expected = [
+        "503 5.5.1 Error: need RCPT command",
+        "250 2.0.0 Ok",
+        "503 5.5.1 Error: MAIL after BDAT",
+        "551 5.0.0 Discarded 6 bytes after earlier error",
+        "551 5.0.0 Discarded 6 bytes after earlier error",
+        "250 2.1.0 Ok",
+        "554 5.5.1 Error: no valid recipients",
+        "503 5.5.1 Error: need MAIL command",
+        "250 2.1.0 Ok",
+        "250 2.1.5 Ok",
+        "551 5.7.1 Null BDAT request",
+        "551 5.0.0 Discarded 1 bytes after earlier error",
+        "250 2.0.0 Ok",
+        "250 2.1.0 Ok",
+        "250 2.1.5 Ok",
+        "552 5.3.4 Chunk exceeds message size limit",
+        "250 2.0.0 Ok",
+    ];
+    assert_eq!(refusal_script(pf.addr_xclient()).await, expected, "Postfix");
     assert_eq!(
-        chunk(&mut c, b"RCPT TO:<u@local.test>\r\n", false).await,
-        "503 5.5.1 Error: need RCPT command"
+        refusal_script(rg.addr("smtp")).await,
+        expected,
+        "relayguard"
     );
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(
-        chunk(&mut c, b"hello", true).await,
-        "554 5.5.1 Error: no valid recipients"
-    );
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    let big = vec![b'x'; 200];
-    assert_eq!(
-        chunk(&mut c, &big, true).await,
-        "552 5.3.4 Chunk exceeds message size limit"
-    );
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(pf.maildir().messages().is_empty(), "nothing was delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn not_offered_when_the_upstream_has_no_chunking() {
+async fn bdat_not_offered_gets_521_and_the_connection_closes() {
     let rg = Relayguard::builder()
         .policy("mydestination", "local.test")
         .listener("smtp", Role::Smtp)
         .upstream_maildir()
         .start();
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert!(
-        !c.capabilities.iter().any(|k| k == "CHUNKING"),
-        "{:?}",
-        c.capabilities
-    );
+    assert!(!offers_chunking(&c), "{:?}", c.capabilities);
     assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
     assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    // What follows the BDAT line is message content: read as commands it would run.
+    c.send_raw(b"BDAT 46 LAST\r\nRSET\r\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<v@local.test>\r\n")
+        .await;
     assert_eq!(
-        chunk(&mut c, b"QUIT\r\n", true).await,
-        "502 5.5.1 Error: command not implemented"
+        c.read_reply().await,
+        "521 5.5.1 Error: command not implemented"
     );
+    c.expect_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bdat_gets_521_and_the_connection_closes() {
+    let pf = Postfix::builder().start();
+    let rg = through_postfix(&pf, "10240000");
+    for line in [
+        "BDAT 5 X",
+        "BDAT x",
+        "BDAT",
+        "BDAT -1 LAST",
+        "BDAT 5 LAST x",
+    ] {
+        let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        c.send_raw(format!("{line}\r\nRSET\r\nDATA\r\n").as_bytes())
+            .await;
+        assert_eq!(
+            c.read_reply().await,
+            "521 5.5.4 Syntax: BDAT count [LAST]",
+            "{line}"
+        );
+        c.expect_closed().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_become_data_on_a_leg_without_chunking() {
+    let pf = Postfix::builder().start();
+    let rg = through_postfix(&pf, "10240000");
+    // relayguard probed an upstream with CHUNKING; the leg this session gets has none.
+    set_chunking(&pf, false);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(offers_chunking(&c), "{:?}", c.capabilities);
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    // Lines that begin with a dot (stuffed on the DATA leg), a line and a CRLF split across
+    // chunks, and no line end at the very end.
+    let parts: [&[u8]; 3] = [
+        b"Subject: translated\r\n\r\n.leading dot\r\n.\r\nline spanning",
+        b" chunks\r",
+        b"\n..two dots\r\nno final newline",
+    ];
+    for part in &parts[..2] {
+        assert_eq!(
+            chunk(&mut c, part, false).await,
+            format!("250 2.0.0 Ok: {} bytes", part.len())
+        );
+    }
+    let reply = chunk(&mut c, parts[2], true).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    // The leg is open now and has no CHUNKING: this session's next EHLO does not offer it.
+    c.ehlo("client.example").await;
+    assert!(!offers_chunking(&c), "{:?}", c.capabilities);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    let msg = pf
+        .maildir()
+        .wait_for_containing("Subject: translated", WAIT);
     assert_eq!(
-        c.cmd("NOOP").await,
-        "250 2.0.0 Ok",
-        "the chunk was read, not executed"
+        String::from_utf8_lossy(msg.body()),
+        ".leading dot\n.\nline spanning chunks\n..two dots\nno final newline\n"
     );
+    let legs = pf.wait_for_log("data=1", WAIT);
+    assert!(!legs.contains("bdat"), "{legs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_never_reaches_a_leg_without_chunking_when_another_has_it() {
+    let pf = Postfix::builder().start();
+    let rg = through_postfix(&pf, "10240000");
+    let mut a = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(offers_chunking(&a));
+    // A's leg opens while Postfix has no CHUNKING ...
+    set_chunking(&pf, false);
+    assert_eq!(a.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(a.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    // ... and B's after it is back, so the upstream as last seen offers CHUNKING again.
+    set_chunking(&pf, true);
+    let mut b = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(b.cmd("MAIL FROM:<b@sender.example>").await, "250 2.1.0 Ok");
+    // A chunk that Postfix, had it been sent BDAT without CHUNKING, would read as commands:
+    // a new transaction past relayguard's relay policy.
+    let content = b"Subject: shared\r\n\r\nRSET\r\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<victim@elsewhere.example>\r\n";
+    let reply = chunk(&mut a, content, true).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(a.cmd("QUIT").await, "221 2.0.0 Bye");
+    let msg = pf.maildir().wait_for_containing("Subject: shared", WAIT);
+    assert!(
+        msg.text().contains("RCPT TO:<victim@elsewhere.example>"),
+        "the chunk is the message's text"
+    );
+    assert_eq!(b.cmd("QUIT").await, "221 2.0.0 Bye");
+    let leg = pf.wait_for_log("data=1", WAIT);
+    assert!(!leg.contains("bdat="), "{leg}");
+    let log = pf.smtpd_log().join("\n");
+    assert!(!log.contains("evil@x.example"), "{log}");
+    assert!(!log.contains("bdat="), "no leg got BDAT: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_are_normalized_under_forbid_bare_newline_normalize() {
+    let pf = Postfix::builder()
+        .param("smtpd_forbid_bare_newline", "reject")
+        .param("smtpd_forbid_bare_newline_exclusions", "")
+        .start();
+    let rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .policy("smtpd_forbid_bare_newline", "normalize")
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    for chunking in [true, false] {
+        set_chunking(&pf, chunking);
+        let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        let subject = format!("Subject: normalized {chunking}\r\n\r\n");
+        let reply = chunk(&mut c, subject.as_bytes(), false).await;
+        assert_eq!(reply, format!("250 2.0.0 Ok: {} bytes", subject.len()));
+        assert_eq!(
+            chunk(&mut c, b"line1\nline2\r", false).await,
+            "250 2.0.0 Ok: 12 bytes"
+        );
+        let reply = chunk(&mut c, b"line3\n.\nMAIL FROM:<evil@x.example>\r", true).await;
+        // Postfix's BDAT LAST reply names its byte count; DATA's does not.
+        assert!(
+            reply.starts_with("250 2.0.0 Ok: ") && reply.contains("queued as "),
+            "{reply}"
+        );
+        let msg = pf
+            .maildir()
+            .wait_for_containing(&format!("normalized {chunking}"), WAIT);
+        assert_eq!(
+            String::from_utf8_lossy(msg.body()),
+            "line1\nline2\nline3\n.\nMAIL FROM:<evil@x.example>\n"
+        );
+    }
+    let log = pf.smtpd_log().join("\n");
+    assert!(!log.contains("bare <LF>"), "{log}");
 }

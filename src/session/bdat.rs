@@ -1,90 +1,149 @@
-//! BDAT (RFC 3030 CHUNKING): every chunk goes to the upstream as counted bytes in bounded
-//! buffers; the final reply is the upstream's.
+//! BDAT (RFC 3030 CHUNKING): chunks are scanned with DATA's line rules and go to this session's
+//! upstream leg as BDAT chunks when that leg offered CHUNKING, or as one DATA body when it did
+//! not; the message's final reply is the upstream's.
 //!
-//! A refused chunk is still read to its last byte, as Postfix does: the client sends it
-//! whatever the reply, and reading it is the only way to stay in step. A chunk is counted, not
-//! scanned: no byte in it can end the message early, so there is nothing to smuggle.
+//! CHUNKING is offered from the leg when one is open and from the upstream as last seen
+//! otherwise (the leg is opened at MAIL, after EHLO was answered), so a client may send BDAT
+//! to a session whose leg lacks it: BDAT on such a leg would be read there as commands past
+//! relayguard's policy, so it never gets one, and the chunks become DATA instead.
+//!
+//! As Postfix does (smtpd.c `bdat_cmd`): BDAT where CHUNKING is not offered and malformed BDAT
+//! (parsed elsewhere) get a 521 and the connection closes, since the bytes behind them are
+//! content; every other refusal reads the chunk to its last byte first, and a refused chunk
+//! that is not the last makes the session discard chunks until the LAST one or RSET.
+//!
+//! A violation (bare CR or LF, NUL, long line) is answered after the chunk it is found in, as
+//! Postfix 3.9 answers a bare LF in BDAT content (its end-of-chunk check of `state->err`, then
+//! `SMTPD_BDAT_STAT_ERROR`); the upstream never gets the end of such a message: its leg is
+//! closed.
 
 use super::{Session, SessionEnd, Step};
+use crate::config::BareNewline;
 use crate::policy::Stage;
+use crate::smtp::command::Command;
+use crate::smtp::dot::{DotMode, DotScanner, Violation};
 use crate::smtp::{replies, Reply};
+
+/// The session's CHUNKING state outside any one transaction.
+#[derive(Debug, Default)]
+pub(super) struct Chunking {
+    /// What the client's last EHLO reply said about CHUNKING; `None` before any EHLO.
+    offered: Option<bool>,
+    /// Postfix's BDAT error state: chunks are read and discarded until the LAST one, RSET,
+    /// HELO/EHLO or STARTTLS.
+    skipping: bool,
+}
+
+/// A chunked message on its way upstream, from its first accepted chunk to its end.
+#[derive(Debug)]
+pub(super) struct ChunkStream {
+    scanner: DotScanner,
+    /// The leg offered CHUNKING: the content goes as BDAT. Otherwise DATA was sent, the leg
+    /// answered 354, and the content goes as a dot-stuffed body.
+    bdat: bool,
+}
+
+/// How one accepted chunk ended.
+enum ChunkEnd {
+    /// Not the last chunk; all of it went upstream and the upstream took it.
+    Taken,
+    /// The last chunk: the upstream's reply to the message.
+    Final(Reply),
+    Refused(Violation),
+    /// The upstream refused a BDAT piece of a chunk that is not the last.
+    UpstreamRefused(Reply),
+    UpstreamFailed(String),
+}
+
+/// The upstream's replies to the pieces of one client chunk.
+#[derive(Default)]
+struct PieceReplies {
+    /// Replies not read yet.
+    owed: usize,
+    /// The first one that was not 250.
+    refused: Option<Reply>,
+    last: Option<Reply>,
+}
 
 impl Session {
     pub(super) async fn bdat(&mut self, size: u64, last: bool) -> Step {
-        let refusal = self.bdat_refusal(size, last);
-        if let Some(reply) = refusal {
-            // A transaction the upstream holds chunks for cannot be trusted any more.
-            if self.txn.as_ref().is_some_and(|t| t.bdat_bytes > 0) {
-                self.upstream = None;
-                self.txn = None;
-            }
-            return match self.forward_chunk(size, false).await {
-                Ok(_) => self.refuse(reply),
-                Err(end) => Step::End(end),
-            };
+        if !self.chunking_offered() {
+            return self.refuse(replies::bdat_not_implemented());
         }
-        if let Some(t) = self.txn.as_mut() {
-            t.bdat = true;
+        if size == 0 && !last {
+            return self.skip_chunk(0, false, replies::null_bdat()).await;
         }
-        let mut line = format!("BDAT {size}").into_bytes();
-        if last {
-            line.extend_from_slice(b" LAST");
+        if self.chunking.skipping {
+            let reply = replies::discarded_after_error(size);
+            return self.skip_chunk(size, last, reply).await;
         }
-        line.extend_from_slice(b"\r\n");
-        if let Some(up) = self.upstream.as_mut() {
-            up.queue(&line);
+        if let Some(reply) = self.bdat_refusal(size, last) {
+            return self.skip_chunk(size, last, reply).await;
         }
-        let forwarded = match self.forward_chunk(size, true).await {
-            Ok(forwarded) => forwarded,
+        if let Err(reply) = self.start_chunk_stream().await {
+            return self.skip_chunk(size, last, reply).await;
+        }
+        let end = match self.relay_chunk(size, last).await {
+            Ok(end) => end,
             Err(end) => {
+                // The client vanished mid-chunk: the upstream never gets the end of the message.
                 self.upstream = None;
                 self.txn = None;
                 return Step::End(end);
             }
         };
-        if let Some(t) = self.txn.as_mut() {
-            t.bdat_bytes += size;
-        }
-        let reply = match (forwarded, self.upstream.as_mut()) {
-            (true, Some(up)) => match up.read_reply().await {
-                Ok(reply) => reply,
-                Err(e) => self.chunk_failed(&e.to_string()),
-            },
-            _ => self.chunk_failed("upstream gone during BDAT"),
+        let reply = match end {
+            ChunkEnd::Taken => {
+                if let Some(t) = self.txn.as_mut() {
+                    t.bdat_bytes = t.bdat_bytes.saturating_add(size);
+                }
+                self.io.reply(&replies::chunk_ok(size));
+                return Step::Ok;
+            }
+            ChunkEnd::Final(reply) => {
+                self.txn = None;
+                if reply.code == 250 {
+                    self.io.reply(&reply);
+                    self.reply_then_log_accepted(&reply).await;
+                    // Postfix forgives a session's errors once it delivered a message (smtpd.c).
+                    self.errors = 0;
+                    return Step::Ok;
+                }
+                return self.refuse(reply);
+            }
+            ChunkEnd::Refused(violation) => {
+                let reply = violation.reply(&self.ctx.listener.smtpd.myhostname);
+                let sender = self.txn.as_ref().map(|t| t.sender.clone());
+                self.log.rejected(
+                    "END-OF-MESSAGE",
+                    &reply,
+                    &self.reject_context(sender.as_deref(), None),
+                );
+                reply
+            }
+            ChunkEnd::UpstreamRefused(reply) => reply,
+            ChunkEnd::UpstreamFailed(why) => {
+                tracing::warn!(upstream = %why, "upstream failed during BDAT for {}", self.log.client());
+                replies::queue_file_write_error()
+            }
         };
-        let ok = reply.code == 250;
-        if !ok || last {
-            self.txn = None;
-        }
-        self.io.reply(&reply);
-        if ok && last {
-            self.reply_then_log_accepted(&reply).await;
-            self.errors = 0;
-        }
-        if ok {
-            Step::Ok
-        } else {
-            Step::Failed
-        }
+        // The upstream holds part of a message that must never be completed.
+        self.upstream = None;
+        self.txn = None;
+        self.chunking.skipping = !last;
+        self.refuse(reply)
     }
 
-    /// Why this chunk is not forwarded, in Postfix's words (postfix-semantics 9.4).
+    /// Why this chunk is not taken, in Postfix's words and order (postfix-semantics 9.4).
     fn bdat_refusal(&mut self, size: u64, last: bool) -> Option<Reply> {
-        if !self.chunking_offered() {
-            return Some(replies::command_not_implemented());
-        }
         let Some(txn) = &self.txn else {
             return Some(replies::need_rcpt());
         };
         if txn.recipients.is_empty() {
-            return Some(if last {
-                replies::no_valid_recipients()
-            } else {
-                replies::need_rcpt()
-            });
+            return Some(replies::no_valid_recipients());
         }
         let sender = txn.sender.clone();
-        let first = txn.bdat_bytes == 0;
+        let first = txn.chunks.is_none();
         let limit = self.ctx.listener.smtpd.message_size_limit;
         if limit > 0 && txn.bdat_bytes.saturating_add(size) > limit {
             return Some(replies::chunk_exceeds_limit());
@@ -105,51 +164,253 @@ impl Session {
         None
     }
 
-    /// relayguard offers CHUNKING exactly when the upstream does.
-    pub(super) fn chunking_offered(&self) -> bool {
-        self.ctx.upstream.capabilities().offers("CHUNKING")
+    /// Reads and drops a refused chunk, then answers it. A refused last chunk ends the
+    /// transaction; any other starts discarding the chunks that follow.
+    async fn skip_chunk(&mut self, size: u64, last: bool, reply: Reply) -> Step {
+        let mut remaining = size;
+        while remaining > 0 {
+            match self.chunk_piece(remaining).await {
+                Ok(take) => {
+                    bytes::Buf::advance(&mut self.io.rbuf, take);
+                    remaining -= take as u64;
+                }
+                Err(end) => return Step::End(end),
+            }
+        }
+        if last {
+            self.chunking.skipping = false;
+            self.end_chunked_transaction().await;
+        } else {
+            self.chunking.skipping = true;
+            // Until then the transaction is in BDAT: no RCPT, no DATA.
+            if let Some(t) = self.txn.as_mut() {
+                t.bdat = true;
+            }
+        }
+        self.refuse(reply)
     }
 
-    /// Moves `size` bytes of chunk from the client to the upstream (`to_upstream`) or to
-    /// nowhere. `Ok(false)`: the upstream failed on the way; the rest was read and dropped.
-    async fn forward_chunk(&mut self, size: u64, to_upstream: bool) -> Result<bool, SessionEnd> {
+    /// Ends a transaction that will not complete. The leg is closed if it holds part of the
+    /// message, and otherwise told RSET, so its MAIL and RCPT go too.
+    async fn end_chunked_transaction(&mut self) {
+        let Some(txn) = self.txn.take() else {
+            return;
+        };
+        if txn.chunks.is_some() {
+            self.upstream = None;
+        } else if self.upstream.is_some() {
+            let _ = self.upstream_command(b"RSET\r\n").await;
+        }
+    }
+
+    /// On the first accepted chunk: chunks for this leg go as BDAT if it offered CHUNKING,
+    /// else DATA is sent now and must be answered 354. `Err` is the reply for the client.
+    async fn start_chunk_stream(&mut self) -> Result<(), Reply> {
+        if self.txn.as_ref().is_some_and(|t| t.chunks.is_some()) {
+            return Ok(());
+        }
+        let Some(up) = self.upstream.as_ref() else {
+            return Err(self.upstream_unavailable());
+        };
+        let bdat = up.capabilities().offers("CHUNKING");
+        if !bdat {
+            let reply = self.upstream_command(b"DATA\r\n").await?;
+            if reply.code != 354 {
+                return Err(reply);
+            }
+        }
+        let mode = match self.ctx.listener.smtpd.bare_newline {
+            BareNewline::Reject => DotMode::Reject,
+            BareNewline::Normalize => DotMode::Normalize,
+        };
+        let stream = ChunkStream {
+            scanner: DotScanner::chunks(mode, !bdat),
+            bdat,
+        };
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(self.upstream_unavailable());
+        };
+        txn.bdat = true;
+        txn.chunks = Some(Box::new(stream));
+        Ok(())
+    }
+
+    /// Moves one accepted chunk from the client through the scanner to the leg. Each piece
+    /// read goes on at once: as a BDAT chunk of its own (the scanner may hold a CR back or
+    /// normalize, so sizes are relayguard's), or as more of the DATA body. After a violation
+    /// or an upstream failure the rest is read and dropped. `Err`: the client is gone.
+    async fn relay_chunk(&mut self, size: u64, last: bool) -> Result<ChunkEnd, SessionEnd> {
+        let Some(mut stream) = self.txn.as_mut().and_then(|t| t.chunks.take()) else {
+            return Ok(ChunkEnd::UpstreamFailed("no chunk stream".into()));
+        };
+        let pipelining = self
+            .upstream
+            .as_ref()
+            .is_some_and(|up| up.capabilities().offers("PIPELINING"));
         let mut remaining = size;
-        let mut healthy = to_upstream && self.upstream.is_some();
-        let idle = self.ctx.listener.smtpd.smtpd_timeout;
+        let mut out = Vec::new();
+        let mut owed = PieceReplies::default();
+        let mut failed: Option<String> = None;
         loop {
-            let take = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(self.io.rbuf.len());
-            if take > 0 {
-                if healthy {
-                    if let Some(up) = self.upstream.as_mut() {
-                        if up.write_body(&self.io.rbuf[..take]).await.is_err() {
-                            healthy = false;
-                        }
-                    }
+            let take = self.chunk_piece(remaining).await?;
+            out.clear();
+            stream.scanner.scan(&self.io.rbuf[..take], &mut out);
+            bytes::Buf::advance(&mut self.io.rbuf, take);
+            remaining -= take as u64;
+            let final_piece = remaining == 0 && last;
+            if final_piece {
+                stream.scanner.finish(&mut out);
+            }
+            let sending =
+                failed.is_none() && owed.refused.is_none() && stream.scanner.violation().is_none();
+            if sending && (!out.is_empty() || (final_piece && stream.bdat)) {
+                if let Err(why) = self
+                    .send_piece(&stream, &out, final_piece, pipelining, &mut owed)
+                    .await
+                {
+                    failed = Some(why);
                 }
-                bytes::Buf::advance(&mut self.io.rbuf, take);
-                remaining -= take as u64;
             }
             if remaining == 0 {
-                if healthy {
-                    if let Some(up) = self.upstream.as_mut() {
-                        // A zero-length chunk still needs its command line sent.
-                        healthy = up.flush().await.is_ok();
-                    }
-                }
-                return Ok(healthy || !to_upstream);
+                break;
             }
+        }
+        if let Some(v) = stream.scanner.violation() {
+            return Ok(ChunkEnd::Refused(v));
+        }
+        if failed.is_none() {
+            if let Err(why) = self.collect_replies(&mut owed).await {
+                failed = Some(why);
+            }
+        }
+        if let Some(why) = failed {
+            return Ok(ChunkEnd::UpstreamFailed(why));
+        }
+        if !last {
+            return Ok(match owed.refused {
+                Some(reply) => ChunkEnd::UpstreamRefused(reply),
+                None => {
+                    if let Some(t) = self.txn.as_mut() {
+                        t.chunks = Some(stream);
+                    }
+                    ChunkEnd::Taken
+                }
+            });
+        }
+        // A refused piece before the last one explains whatever the last one got.
+        Ok(match owed.refused.or(owed.last) {
+            Some(reply) => ChunkEnd::Final(reply),
+            None => ChunkEnd::UpstreamFailed("no reply to the last chunk".into()),
+        })
+    }
+
+    /// Sends `out` to the leg: as `BDAT n [LAST]` and its bytes, or as DATA body bytes.
+    async fn send_piece(
+        &mut self,
+        stream: &ChunkStream,
+        out: &[u8],
+        final_piece: bool,
+        pipelining: bool,
+        owed: &mut PieceReplies,
+    ) -> Result<(), String> {
+        let Some(up) = self.upstream.as_mut() else {
+            return Err("upstream gone during BDAT".into());
+        };
+        if stream.bdat {
+            // Checked where the command is written: BDAT on a leg without CHUNKING would be
+            // read there as commands.
+            if !up.capabilities().offers("CHUNKING") {
+                return Err("leg lost CHUNKING".into());
+            }
+            let header = format!(
+                "BDAT {}{}\r\n",
+                out.len(),
+                if final_piece { " LAST" } else { "" }
+            );
+            up.queue(header.as_bytes());
+        }
+        up.write_body(out).await.map_err(|e| e.to_string())?;
+        // A reply per BDAT piece; over DATA, one to the end of data.
+        if stream.bdat || final_piece {
+            owed.owed += 1;
+        }
+        if !pipelining {
+            self.collect_replies(owed).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the replies the leg owes, keeping the first refusal and the last reply.
+    async fn collect_replies(&mut self, owed: &mut PieceReplies) -> Result<(), String> {
+        let Some(up) = self.upstream.as_mut() else {
+            return Err("upstream gone during BDAT".into());
+        };
+        while owed.owed > 0 {
+            let reply = up.read_reply().await.map_err(|e| e.to_string())?;
+            owed.owed -= 1;
+            if reply.code != 250 && owed.refused.is_none() {
+                owed.refused = Some(reply.clone());
+            }
+            owed.last = Some(reply);
+        }
+        Ok(())
+    }
+
+    /// Waits until chunk bytes are buffered and returns how many of them belong to the chunk
+    /// (0 only when nothing remains). `Err`: the client is gone or timed out.
+    async fn chunk_piece(&mut self, remaining: u64) -> Result<usize, SessionEnd> {
+        let idle = self.ctx.listener.smtpd.smtpd_timeout;
+        while remaining > 0 && self.io.rbuf.is_empty() {
             let deadline = (tokio::time::Instant::now() + idle).min(self.session_deadline());
             if let Err(e) = self.io.fill_body(deadline).await {
                 return Err(self.read_failed(e));
             }
         }
+        Ok(usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(self.io.rbuf.len()))
     }
 
-    fn chunk_failed(&mut self, why: &str) -> Reply {
-        tracing::warn!(upstream = %why, "upstream failed during BDAT for {}", self.log.client());
-        self.upstream = None;
-        replies::queue_file_write_error()
+    /// Whether this client was offered CHUNKING: by its last EHLO reply, or (no EHLO yet) by
+    /// what one would say now.
+    fn chunking_offered(&self) -> bool {
+        self.chunking
+            .offered
+            .unwrap_or_else(|| self.offers_chunking())
+    }
+
+    /// Whether an EHLO now offers CHUNKING: the session's own leg says when one is open; before
+    /// that the upstream as last seen is enough, since chunks for a leg without CHUNKING are
+    /// sent as DATA.
+    pub(super) fn offers_chunking(&self) -> bool {
+        match &self.upstream {
+            Some(up) => up.capabilities().offers("CHUNKING"),
+            None => self.ctx.upstream.capabilities().offers("CHUNKING"),
+        }
+    }
+
+    /// Remembers whether the EHLO reply just queued offered CHUNKING.
+    pub(super) fn note_ehlo_offer(&mut self, reply: &Reply) {
+        let offered = reply
+            .lines
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("CHUNKING"));
+        self.chunking.offered = Some(offered);
+    }
+
+    /// Postfix's BDAT error state as other commands see it: MAIL and DATA are refused while
+    /// chunks are being discarded, and a command that resets the transaction ends it.
+    pub(super) fn bdat_state_refusal(&mut self, command: &Command<'_>) -> Option<Reply> {
+        match command {
+            Command::Mail { .. } if self.chunking.skipping && self.txn.is_none() => {
+                Some(replies::mail_after_bdat())
+            }
+            Command::Data if self.chunking.skipping => Some(replies::data_after_bdat()),
+            Command::Rset | Command::Ehlo(_) | Command::Helo(_) | Command::StartTls => {
+                self.chunking.skipping = false;
+                None
+            }
+            _ => None,
+        }
     }
 }

@@ -67,6 +67,7 @@ impl Session {
         }
         if esmtp {
             let reply = self.ehlo_reply();
+            self.note_ehlo_offer(&reply);
             self.io.reply(&reply);
         } else {
             self.io.reply(&Reply::plain(
@@ -89,7 +90,7 @@ impl Session {
                 && settings.tls_level != TlsLevel::None,
             auth: self.ctx.listener.policy.offers_auth(&facts) && self.tls_required().is_none(),
             size_limit: settings.message_size_limit,
-            chunking: true,
+            chunking: self.offers_chunking(),
             vrfy: !settings.vrfy_disabled,
         };
         caps.advertise(&offer)

@@ -64,6 +64,8 @@ struct Transaction {
     /// Chunk bytes sent so far: a BDAT transaction takes no DATA and no more RCPT.
     bdat_bytes: u64,
     bdat: bool,
+    /// The chunked message under way, from its first accepted chunk.
+    chunks: Option<Box<bdat::ChunkStream>>,
     /// The canonical MAIL line the upstream has not answered yet: held since the client's MAIL
     /// and sent with the next RCPT (`UpstreamSettings::defer_mail`).
     held_mail: Option<Vec<u8>>,
@@ -97,6 +99,7 @@ pub struct Session {
     policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
+    chunking: bdat::Chunking,
     started: Instant,
     /// The last command, for `lost connection after X` and `timeout after X`.
     last: &'static str,
@@ -142,6 +145,7 @@ impl Session {
             errors: 0,
             policy_state: None,
             improper_pipelining: false,
+            chunking: bdat::Chunking::default(),
             started: Instant::now(),
             last: "CONNECT",
             framer: LineFramer::default(),
@@ -359,6 +363,11 @@ impl Session {
             self.policy_state.as_ref().and_then(|s| s.access_denied()),
             matches!(command, Command::Quit),
         ) {
+            self.io.reply(&reply);
+            self.counts.record(verb, false);
+            return Step::Failed;
+        }
+        if let Some(reply) = self.bdat_state_refusal(&command) {
             self.io.reply(&reply);
             self.counts.record(verb, false);
             return Step::Failed;

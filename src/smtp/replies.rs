@@ -91,6 +91,22 @@ pub fn mail_after_bdat() -> Reply {
     Reply::new(503, (5, 5, 1), "Error: MAIL after BDAT")
 }
 
+/// A BDAT chunk taken that is not the last: Postfix counts the client's bytes, as sent.
+pub fn chunk_ok(bytes: u64) -> Reply {
+    Reply::new(250, (2, 0, 0), format!("Ok: {bytes} bytes"))
+}
+
+/// `BDAT 0` without LAST [src smtpd.c]: read as nothing, and the chunks after it are discarded.
+pub fn null_bdat() -> Reply {
+    Reply::new(551, (5, 7, 1), "Null BDAT request")
+}
+
+/// BDAT where CHUNKING is not offered [src smtpd.c]: 521, so the session hangs up, because
+/// the bytes after the command line are message content that would run as commands.
+pub fn bdat_not_implemented() -> Reply {
+    Reply::new(521, (5, 5, 1), "Error: command not implemented")
+}
+
 /// A BDAT chunk read and thrown away after an earlier error in the same BDAT sequence.
 pub fn discarded_after_error(bytes: u64) -> Reply {
     Reply::new(
@@ -340,6 +356,12 @@ mod tests {
             (data_after_bdat(), "503 5.5.1 Error: DATA after BDAT\r\n"),
             (rcpt_after_bdat(), "503 5.5.1 Error: RCPT after BDAT\r\n"),
             (mail_after_bdat(), "503 5.5.1 Error: MAIL after BDAT\r\n"),
+            (chunk_ok(4), "250 2.0.0 Ok: 4 bytes\r\n"),
+            (null_bdat(), "551 5.7.1 Null BDAT request\r\n"),
+            (
+                bdat_not_implemented(),
+                "521 5.5.1 Error: command not implemented\r\n",
+            ),
             (
                 discarded_after_error(12),
                 "551 5.0.0 Discarded 12 bytes after earlier error\r\n",
