@@ -160,3 +160,129 @@ async fn attacks_deep_in_large_bodies_over_plain_tcp_are_refused() {
     let n = attacks().len() + 1;
     assert_only_clean(&settled(&pf, n), n);
 }
+
+/// BDAT: one chunk of `Subject:` lines, the attack (cut into chunks at `cuts`), and a LAST
+/// chunk after it. The reply after the chunk holding the violation is the DATA one, the chunks
+/// after it are discarded until LAST, and the session stays in step.
+async fn run_chunked_attacks(addr: std::net::SocketAddr) {
+    let mut cases: Vec<(String, Vec<u8>, Vec<usize>, String)> = attacks()
+        .into_iter()
+        .map(|(name, body, reply)| (name.to_owned(), body.to_vec(), vec![], reply))
+        .collect();
+    // The same bytes with a chunk ending right after the first CR, LF or NUL of the body.
+    for (name, body, reply) in attacks() {
+        let header = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let at = header
+            + body[header..]
+                .iter()
+                .position(|b| matches!(b, b'\n' | b'\r' | 0))
+                .unwrap()
+            + 1;
+        cases.push((format!("{name}/split"), body.to_vec(), vec![at], reply));
+    }
+    let long = format!("550 5.5.2 {HOST} Error: message line too long");
+    let mut long_line = b"Subject: s9\r\n\r\n".to_vec();
+    long_line.extend(std::iter::repeat_n(b'x', 999));
+    cases.push(("line_across_chunks".into(), long_line, vec![520], long));
+    // Every client has its EHLO answered before any leg opens: with an upstream that dropped
+    // CHUNKING, each is offered it from the upstream as last seen, and its leg lacks it.
+    let mut clients = Vec::new();
+    for _ in &cases {
+        clients.push(Client::after_ehlo(addr).await);
+    }
+    for ((name, body, cuts, expected), mut c) in cases.into_iter().zip(clients) {
+        assert!(
+            c.capabilities.iter().any(|k| k == "CHUNKING"),
+            "{name}: {:?}",
+            c.capabilities
+        );
+        assert_eq!(
+            c.cmd("MAIL FROM:<a@sender.example>").await,
+            "250 2.1.0 Ok",
+            "{name}"
+        );
+        assert_eq!(
+            c.cmd("RCPT TO:<u@local.test>").await,
+            "250 2.1.5 Ok",
+            "{name}"
+        );
+        let mut bounds = cuts.clone();
+        bounds.push(body.len());
+        let mut start = 0;
+        let mut refused = false;
+        for end in bounds {
+            let piece = &body[start..end];
+            start = end;
+            c.send_raw(format!("BDAT {}\r\n", piece.len()).as_bytes())
+                .await;
+            c.send_raw(piece).await;
+            let reply = c.read_reply().await;
+            if refused {
+                assert_eq!(
+                    reply,
+                    format!(
+                        "551 5.0.0 Discarded {} bytes after earlier error",
+                        piece.len()
+                    ),
+                    "{name}"
+                );
+            } else if reply != format!("250 2.0.0 Ok: {} bytes", piece.len()) {
+                assert_eq!(reply, expected, "{name}");
+                refused = true;
+            }
+        }
+        assert!(refused, "{name}: no chunk was refused");
+        c.send_raw(b"BDAT 9 LAST\r\nline9\r\n\r\n").await;
+        assert_eq!(
+            c.read_reply().await,
+            "551 5.0.0 Discarded 9 bytes after earlier error",
+            "{name}"
+        );
+        assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{name}");
+        // The violation in the LAST chunk itself: the reply ends the transaction.
+        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        c.send_raw(format!("BDAT {} LAST\r\n", body.len()).as_bytes())
+            .await;
+        c.send_raw(&body).await;
+        assert_eq!(c.read_reply().await, expected, "{name}/last");
+        assert_eq!(
+            c.cmd("RCPT TO:<u@local.test>").await,
+            "503 5.5.1 Error: need MAIL command",
+            "{name}"
+        );
+        let reply = c
+            .send_mail(
+                "a@sender.example",
+                &["u@local.test"],
+                &format!("Subject: clean {name}\n\nok\n"),
+            )
+            .await;
+        assert!(
+            reply.starts_with("250 2.0.0 Ok: queued as "),
+            "{name}: {reply}"
+        );
+        assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_are_held_to_the_data_rules_over_bdat_and_over_data() {
+    let pf = Postfix::builder().start();
+    let rg = in_front_of(&pf);
+    let n = 2 * attacks().len() + 1;
+    // A leg with CHUNKING gets BDAT pieces; then, Postfix without CHUNKING, the same chunks
+    // become DATA: neither may ever get a smuggled message or the end of a refused one.
+    run_chunked_attacks(rg.addr("smtp")).await;
+    pf.postconf(&[("smtpd_discard_ehlo_keywords", "chunking")]);
+    pf.reload();
+    let before = pf.smtpd_log().len();
+    run_chunked_attacks(rg.addr("smtp")).await;
+    assert_only_clean(&settled(&pf, 2 * n), 2 * n);
+    let log = pf.smtpd_log();
+    let after_reload = log[before..].join("\n");
+    assert!(after_reload.contains("data="), "{after_reload}");
+    assert!(!after_reload.contains("bdat="), "{after_reload}");
+    let log = log.join("\n");
+    assert!(!log.contains("evil@x.example"), "{log}");
+}
