@@ -32,20 +32,41 @@ fn attacks() -> Vec<(&'static str, &'static [u8], String)> {
     ]
 }
 
+/// MAIL and RCPT, both accepted.
+async fn open_transaction(c: &mut Client, name: &str) {
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@sender.example>").await,
+        "250 2.1.0 Ok",
+        "{name}"
+    );
+    assert_eq!(
+        c.cmd("RCPT TO:<u@local.test>").await,
+        "250 2.1.5 Ok",
+        "{name}"
+    );
+}
+
+/// After an attack: a clean message goes through on the same session, then QUIT.
+async fn send_clean_and_quit(mut c: Client, name: &str) {
+    let reply = c
+        .send_mail(
+            "a@sender.example",
+            &["u@local.test"],
+            &format!("Subject: clean {name}\n\nok\n"),
+        )
+        .await;
+    assert!(
+        reply.starts_with("250 2.0.0 Ok: queued as "),
+        "{name}: {reply}"
+    );
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+}
+
 /// Runs every attack, each after `prefix` (clean body lines).
 async fn run_attacks(addr: std::net::SocketAddr, prefix: &[u8]) {
     for (name, body, expected) in attacks() {
         let mut c = Client::after_ehlo(addr).await;
-        assert_eq!(
-            c.cmd("MAIL FROM:<a@sender.example>").await,
-            "250 2.1.0 Ok",
-            "{name}"
-        );
-        assert_eq!(
-            c.cmd("RCPT TO:<u@local.test>").await,
-            "250 2.1.5 Ok",
-            "{name}"
-        );
+        open_transaction(&mut c, name).await;
         assert_eq!(
             c.cmd("DATA").await,
             "354 End data with <CR><LF>.<CR><LF>",
@@ -58,18 +79,7 @@ async fn run_attacks(addr: std::net::SocketAddr, prefix: &[u8]) {
         assert_eq!(c.read_reply().await, expected, "{name}");
         // In step: the next command is answered as a command, and a clean message goes through.
         assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{name}");
-        let reply = c
-            .send_mail(
-                "a@sender.example",
-                &["u@local.test"],
-                &format!("Subject: clean {name}\n\nok\n"),
-            )
-            .await;
-        assert!(
-            reply.starts_with("250 2.0.0 Ok: queued as "),
-            "{name}: {reply}"
-        );
-        assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+        send_clean_and_quit(c, name).await;
     }
 }
 
@@ -196,16 +206,7 @@ async fn run_chunked_attacks(addr: std::net::SocketAddr) {
             "{name}: {:?}",
             c.capabilities
         );
-        assert_eq!(
-            c.cmd("MAIL FROM:<a@sender.example>").await,
-            "250 2.1.0 Ok",
-            "{name}"
-        );
-        assert_eq!(
-            c.cmd("RCPT TO:<u@local.test>").await,
-            "250 2.1.5 Ok",
-            "{name}"
-        );
+        open_transaction(&mut c, &name).await;
         let mut bounds = cuts.clone();
         bounds.push(body.len());
         let mut start = 0;
@@ -240,8 +241,7 @@ async fn run_chunked_attacks(addr: std::net::SocketAddr) {
         );
         assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok", "{name}");
         // The violation in the LAST chunk itself: the reply ends the transaction.
-        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        open_transaction(&mut c, &name).await;
         c.send_raw(format!("BDAT {} LAST\r\n", body.len()).as_bytes())
             .await;
         c.send_raw(&body).await;
@@ -251,18 +251,7 @@ async fn run_chunked_attacks(addr: std::net::SocketAddr) {
             "503 5.5.1 Error: need MAIL command",
             "{name}"
         );
-        let reply = c
-            .send_mail(
-                "a@sender.example",
-                &["u@local.test"],
-                &format!("Subject: clean {name}\n\nok\n"),
-            )
-            .await;
-        assert!(
-            reply.starts_with("250 2.0.0 Ok: queued as "),
-            "{name}: {reply}"
-        );
-        assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+        send_clean_and_quit(c, &name).await;
     }
 }
 

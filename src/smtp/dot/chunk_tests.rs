@@ -1,6 +1,7 @@
 //! The scanner in chunk framing (BDAT): the DATA line rules without a terminator, chunk and read
 //! boundaries invisible, and the DATA body it writes for an upstream without CHUNKING.
 
+use super::tests::{body_bytes, long_bodies, modes};
 use super::*;
 use proptest::prelude::*;
 
@@ -149,20 +150,6 @@ fn stuffing_makes_a_data_body() {
     );
 }
 
-fn content() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(
-        prop_oneof![
-            6 => Just(b'a'),
-            3 => Just(b'.'),
-            3 => Just(b'\r'),
-            3 => Just(b'\n'),
-            1 => Just(0u8),
-            1 => any::<u8>(),
-        ],
-        0..300,
-    )
-}
-
 fn clean_content() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
@@ -175,15 +162,11 @@ fn clean_content() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
-fn modes() -> impl Strategy<Value = DotMode> {
-    prop_oneof![Just(DotMode::Reject), Just(DotMode::Normalize)]
-}
-
 proptest! {
     /// Chunk ends and read ends change nothing: not the bytes sent, not the verdict.
     #[test]
     fn any_chunking_gives_the_same_result(
-        input in content(),
+        input in body_bytes(),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
         mode in modes(),
         stuff in any::<bool>(),
@@ -199,7 +182,7 @@ proptest! {
     /// what goes upstream is the content up to it, untouched.
     #[test]
     fn reject_finds_the_first_violation_and_forwards_up_to_it(
-        input in content(),
+        input in body_bytes(),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
         let o = feed_chunks(DotScanner::chunks(DotMode::Reject, false).with_max_line(40), &input, &cuts);
@@ -242,7 +225,7 @@ proptest! {
     /// has exactly one end.
     #[test]
     fn normalized_chunks_are_safe(
-        input in content(),
+        input in body_bytes(),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
         stuff in any::<bool>(),
     ) {
@@ -263,26 +246,10 @@ proptest! {
     }
 }
 
-/// Mostly clean 10-byte runs, so the fast lane sees whole blocks, with trouble mixed in.
-fn long_content() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(
-        prop_oneof![
-            40 => Just(&b"abcdefghij"[..]),
-            8 => Just(&b"\r\n"[..]),
-            2 => Just(&b"\r\n."[..]),
-            1 => Just(&b"\r"[..]),
-            1 => Just(&b"\n"[..]),
-            1 => Just(&b"\0"[..]),
-        ],
-        0..400,
-    )
-    .prop_map(|parts| parts.concat())
-}
-
 proptest! {
     #[test]
     fn the_fast_lane_changes_nothing_in_chunks(
-        input in long_content(),
+        input in long_bodies(),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
         stuff in any::<bool>(),
     ) {

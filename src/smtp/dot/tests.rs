@@ -286,7 +286,7 @@ fn violation_replies() {
     );
 }
 
-fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
             6 => Just(b'a'),
@@ -300,7 +300,7 @@ fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-fn modes() -> impl Strategy<Value = DotMode> {
+pub(super) fn modes() -> impl Strategy<Value = DotMode> {
     prop_oneof![Just(DotMode::Reject), Just(DotMode::Normalize)]
 }
 
@@ -350,7 +350,7 @@ proptest! {
 }
 
 /// Mostly clean lines, so the fast lane sees whole blocks, with every kind of trouble mixed in.
-fn long_bodies() -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn long_bodies() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
             40 => Just(&b"abcdefghij"[..]),
