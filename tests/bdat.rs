@@ -304,3 +304,36 @@ async fn chunks_are_normalized_under_forbid_bare_newline_normalize() {
     let log = pf.smtpd_log().join("\n");
     assert!(!log.contains("bare <LF>"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rset_between_chunks_on_a_data_leg_abandons_the_message() {
+    let pf = Postfix::builder().start();
+    let rg = through_postfix(&pf, "10240000");
+    set_chunking(&pf, false);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(offers_chunking(&c), "{:?}", c.capabilities);
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    let part = b"Subject: abandoned\r\n\r\nhalf a message\r\n";
+    assert_eq!(
+        chunk(&mut c, part, false).await,
+        format!("250 2.0.0 Ok: {} bytes", part.len())
+    );
+    // The leg is inside DATA: an RSET (or EHLO) sent there would be message text.
+    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    let reply = chunk(&mut c, b"Subject: after rset\r\n\r\nwhole\r\n", true).await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    let msg = pf
+        .maildir()
+        .wait_for_containing("Subject: after rset", WAIT);
+    assert!(!msg.text().contains("RSET"), "{}", msg.text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pf.maildir().messages().len(),
+        1,
+        "the abandoned one is not delivered"
+    );
+}

@@ -399,7 +399,8 @@ impl Session {
     }
 
     /// Postfix's BDAT error state as other commands see it: MAIL and DATA are refused while
-    /// chunks are being discarded, and a command that resets the transaction ends it.
+    /// chunks are being discarded, and a command that resets the transaction ends it (and a
+    /// message half sent as DATA, with its leg).
     pub(super) fn bdat_state_refusal(&mut self, command: &Command<'_>) -> Option<Reply> {
         match command {
             Command::Mail { .. } if self.chunking.skipping && self.txn.is_none() => {
@@ -408,6 +409,16 @@ impl Session {
             Command::Data if self.chunking.skipping => Some(replies::data_after_bdat()),
             Command::Rset | Command::Ehlo(_) | Command::Helo(_) | Command::StartTls => {
                 self.chunking.skipping = false;
+                let in_data = self
+                    .txn
+                    .as_ref()
+                    .and_then(|t| t.chunks.as_ref())
+                    .is_some_and(|c| !c.bdat);
+                if in_data {
+                    // The leg is inside DATA: the RSET or EHLO it would be sent would be
+                    // message text there, and the message must not be completed.
+                    self.upstream = None;
+                }
                 None
             }
             _ => None,
