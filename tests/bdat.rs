@@ -33,6 +33,31 @@ async fn chunk(c: &mut Client, data: &[u8], last: bool) -> String {
     c.read_reply().await
 }
 
+/// A session in a transaction that was offered CHUNKING (relayguard probed an upstream with
+/// it) while its leg has none (Postfix dropped it since).
+async fn offered_chunking_on_a_leg_without_it() -> (Postfix, Relayguard, Client) {
+    let pf = Postfix::builder().start();
+    let rg = through_postfix(&pf, "10240000");
+    set_chunking(&pf, false);
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert!(offers_chunking(&c), "{:?}", c.capabilities);
+    open_transaction(&mut c).await;
+    (pf, rg, c)
+}
+
+/// Sends `bytes`, expects `reply` for the first command and then the connection closed.
+async fn expect_hang_up(mut c: Client, bytes: &[u8], reply: &str) {
+    c.send_raw(bytes).await;
+    assert_eq!(c.read_reply().await, reply);
+    c.expect_closed().await;
+}
+
+/// MAIL and RCPT, both accepted.
+async fn open_transaction(c: &mut Client) {
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+}
+
 /// Turns Postfix's CHUNKING on or off for the sessions it starts from now on.
 fn set_chunking(pf: &Postfix, on: bool) {
     let discard = if on { "" } else { "chunking" };
@@ -50,8 +75,7 @@ async fn chunks_reach_postfix_and_nothing_in_them_is_a_command() {
     let rg = through_postfix(&pf, "10240000");
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
     assert!(offers_chunking(&c), "{:?}", c.capabilities);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    open_transaction(&mut c).await;
     let first = b"Subject: chunked\r\n\r\nline one\r\n.\r\nMAIL FROM:<evil@x.example>\r\n";
     assert_eq!(
         chunk(&mut c, first, false).await,
@@ -153,16 +177,10 @@ async fn bdat_not_offered_gets_521_and_the_connection_closes() {
         .start();
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
     assert!(!offers_chunking(&c), "{:?}", c.capabilities);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    open_transaction(&mut c).await;
     // What follows the BDAT line is message content: read as commands it would run.
-    c.send_raw(b"BDAT 46 LAST\r\nRSET\r\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<v@local.test>\r\n")
-        .await;
-    assert_eq!(
-        c.read_reply().await,
-        "521 5.5.1 Error: command not implemented"
-    );
-    c.expect_closed().await;
+    let bdat = b"BDAT 46 LAST\r\nRSET\r\nMAIL FROM:<evil@x.example>\r\nRCPT TO:<v@local.test>\r\n";
+    expect_hang_up(c, bdat, "521 5.5.1 Error: command not implemented").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,29 +195,15 @@ async fn malformed_bdat_gets_521_and_the_connection_closes() {
         "BDAT 5 LAST x",
     ] {
         let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-        c.send_raw(format!("{line}\r\nRSET\r\nDATA\r\n").as_bytes())
-            .await;
-        assert_eq!(
-            c.read_reply().await,
-            "521 5.5.4 Syntax: BDAT count [LAST]",
-            "{line}"
-        );
-        c.expect_closed().await;
+        open_transaction(&mut c).await;
+        let bytes = format!("{line}\r\nRSET\r\nDATA\r\n");
+        expect_hang_up(c, bytes.as_bytes(), "521 5.5.4 Syntax: BDAT count [LAST]").await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_become_data_on_a_leg_without_chunking() {
-    let pf = Postfix::builder().start();
-    let rg = through_postfix(&pf, "10240000");
-    // relayguard probed an upstream with CHUNKING; the leg this session gets has none.
-    set_chunking(&pf, false);
-    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert!(offers_chunking(&c), "{:?}", c.capabilities);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    let (pf, _rg, mut c) = offered_chunking_on_a_leg_without_it().await;
     // Lines that begin with a dot (stuffed on the DATA leg), a line and a CRLF split across
     // chunks, and no line end at the very end.
     let parts: [&[u8]; 3] = [
@@ -238,8 +242,7 @@ async fn bdat_never_reaches_a_leg_without_chunking_when_another_has_it() {
     assert!(offers_chunking(&a));
     // A's leg opens while Postfix has no CHUNKING ...
     set_chunking(&pf, false);
-    assert_eq!(a.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(a.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    open_transaction(&mut a).await;
     // ... and B's after it is back, so the upstream as last seen offers CHUNKING again.
     set_chunking(&pf, true);
     let mut b = Client::after_ehlo(rg.addr("smtp")).await;
@@ -278,8 +281,7 @@ async fn chunks_are_normalized_under_forbid_bare_newline_normalize() {
     for chunking in [true, false] {
         set_chunking(&pf, chunking);
         let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        open_transaction(&mut c).await;
         let subject = format!("Subject: normalized {chunking}\r\n\r\n");
         let reply = chunk(&mut c, subject.as_bytes(), false).await;
         assert_eq!(reply, format!("250 2.0.0 Ok: {} bytes", subject.len()));
@@ -307,13 +309,7 @@ async fn chunks_are_normalized_under_forbid_bare_newline_normalize() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rset_between_chunks_on_a_data_leg_abandons_the_message() {
-    let pf = Postfix::builder().start();
-    let rg = through_postfix(&pf, "10240000");
-    set_chunking(&pf, false);
-    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
-    assert!(offers_chunking(&c), "{:?}", c.capabilities);
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    let (pf, _rg, mut c) = offered_chunking_on_a_leg_without_it().await;
     let part = b"Subject: abandoned\r\n\r\nhalf a message\r\n";
     assert_eq!(
         chunk(&mut c, part, false).await,
@@ -321,8 +317,7 @@ async fn rset_between_chunks_on_a_data_leg_abandons_the_message() {
     );
     // The leg is inside DATA: an RSET (or EHLO) sent there would be message text.
     assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    open_transaction(&mut c).await;
     let reply = chunk(&mut c, b"Subject: after rset\r\n\r\nwhole\r\n", true).await;
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
