@@ -125,13 +125,14 @@ impl Session {
             ctx.listener.smtpd.syslog_tag.clone(),
             format!("{}[{}]", client.name, client.addr),
         );
+        let write_timeout = ctx.listener.smtpd.smtpd_timeout;
         Session {
             ctx,
             client,
             names,
             peer,
             local,
-            io: ClientIo::new(stream),
+            io: ClientIo::new(stream, write_timeout),
             tls,
             helo: None,
             esmtp: false,
