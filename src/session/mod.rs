@@ -426,14 +426,7 @@ impl Session {
             return;
         }
         self.improper_pipelining = true;
-        let pending: String = self
-            .io
-            .rbuf
-            .iter()
-            .take(100)
-            .flat_map(|b| std::ascii::escape_default(*b))
-            .map(char::from)
-            .collect();
+        let pending = events::pending_input(&self.io.rbuf, matches!(command, Command::Auth { .. }));
         self.log.info(format_args!(
             "improper command pipelining after {} from {}: {pending}",
             verb.to_ascii_uppercase(),
