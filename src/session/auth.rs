@@ -150,6 +150,7 @@ impl Session {
         };
         write(up.queue_buf());
         match up.read_reply().await {
+            Ok(reply) if reply.closes_connection() => Err(self.upstream_closed(reply)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.upstream_failed(&e)),
         }

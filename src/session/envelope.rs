@@ -75,7 +75,7 @@ impl Session {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
-        let accepted = reply.code == 250;
+        let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
             self.txn = Some(transaction);
@@ -130,7 +130,7 @@ impl Session {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
-        let accepted = reply.is_positive();
+        let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
             if let Some(txn) = self.txn.as_mut() {
@@ -142,7 +142,8 @@ impl Session {
         }
     }
 
-    /// Sends the held MAIL and this RCPT together. While the upstream refuses the MAIL, its
+    /// Sends the held MAIL and this RCPT together. A 2xx accepts the MAIL, whatever its exact
+    /// code, and the RCPT's own reply answers the RCPT. While the upstream refuses the MAIL, its
     /// refusal is this RCPT's answer and the MAIL stays held for the next RCPT: every recipient
     /// hears why, and a temporary refusal stays temporary for each of them.
     async fn rcpt_with_held_mail(
@@ -159,16 +160,15 @@ impl Session {
             Ok(r) => r,
             Err(e) => return Err(self.upstream_failed(&e)),
         };
-        if mail_reply.code == 250 {
+        if mail_reply.closes_connection() {
+            return Err(self.upstream_closed(mail_reply));
+        }
+        if mail_reply.is_completion() {
             return match up.read_reply().await {
+                Ok(r) if r.closes_connection() => Err(self.upstream_closed(r)),
                 Ok(r) => Ok(r),
                 Err(e) => Err(self.upstream_failed(&e)),
             };
-        }
-        if mail_reply.closes_connection() {
-            self.upstream = None;
-            self.txn = None;
-            return Err(mail_reply);
         }
         // The RCPT reached an upstream without a transaction; its "need MAIL" is not the
         // client's business.

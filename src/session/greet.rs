@@ -61,8 +61,14 @@ impl Session {
         self.txn = None;
         if let Some(up) = self.upstream.as_mut() {
             let line = format!("{} {name}\r\n", if esmtp { "EHLO" } else { "HELO" });
-            if let Err(e) = up.command(line.as_bytes()).await {
-                let _ = self.upstream_failed(&e);
+            match up.command(line.as_bytes()).await {
+                Ok(reply) if reply.is_completion() => {}
+                // A leg that refused the new HELO is not one to go on with; the next MAIL
+                // opens another (or, after AUTH, ends the session).
+                Ok(_) => self.upstream = None,
+                Err(e) => {
+                    let _ = self.upstream_failed(&e);
+                }
             }
         }
         if esmtp {

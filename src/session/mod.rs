@@ -454,6 +454,13 @@ impl Session {
         self.ctx.listener.smtpd.refusal_before_tls(self.tls)
     }
 
+    /// Whether a new upstream leg can be told the login: only XCLIENT has a LOGIN attribute,
+    /// which it sends from relayguard's own record of the AUTH (`unknown` when the mechanism
+    /// carries no readable name).
+    fn identity_carries_login(&self) -> bool {
+        self.ctx.snapshot.upstream.identity == crate::config::IdentityMode::Xclient
+    }
+
     fn identity(&self) -> ClientIdentity {
         ClientIdentity {
             addr: self.peer,
@@ -468,6 +475,15 @@ impl Session {
 
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
+        if self.upstream.is_none() && self.login.is_some() && !self.identity_carries_login() {
+            // The leg that confirmed the AUTH is gone, and a new one could not be told who
+            // authenticated: going on would send as a client the upstream never authenticated.
+            self.log.info(format_args!(
+                "upstream leg lost after AUTH for {}; ending the session",
+                self.log.client()
+            ));
+            return Err(self.upstream_unavailable());
+        }
         if self.upstream.is_none() {
             match Box::pin(self.ctx.upstream.connect(
                 &self.ctx.snapshot.upstream,
@@ -493,6 +509,15 @@ impl Session {
         self.upstream = None;
         self.txn = None;
         self.upstream_unavailable()
+    }
+
+    /// The upstream said 421 (or 521): its leg is gone, and the session ends with that reply,
+    /// as behind Postfix's smtpd proxy, rather than going on over a leg that is not there.
+    fn upstream_closed(&mut self, reply: Reply) -> Reply {
+        tracing::warn!(upstream = %reply, "upstream closed the session for {}", self.log.client());
+        self.upstream = None;
+        self.txn = None;
+        reply
     }
 
     fn upstream_unavailable(&self) -> Reply {
