@@ -28,8 +28,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use relayguard::policy::main_cf::parse_main_cf;
-use relayguard::policy::trace::Script;
 use relayguard::policy::{Client, Policy};
+use relayguard::session::phase::Rules;
+use relayguard::session::trace::{trace, Script};
 use support::client::{auth_plain, Client as SmtpClient};
 use support::dns::{start_dnsmasq_with, Dnsmasq};
 use support::postfix::Postfix as HarnessPostfix;
@@ -683,8 +684,7 @@ fn trace_leg(policy: &Policy, case: &Case) -> Vec<Seen> {
     s.helo = case.helo.map(Into::into);
     s.sender = Some(case.from.into());
     s.recipients = vec![case.rcpt.into()];
-    policy
-        .trace(&s)
+    trace(policy, &Rules::default(), &s)
         .steps
         .iter()
         .map(|step| {

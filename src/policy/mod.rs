@@ -28,7 +28,6 @@ mod restriction;
 mod stages;
 mod table;
 mod text;
-pub mod trace;
 
 #[cfg(test)]
 mod tests;

@@ -14,16 +14,16 @@ impl Session {
         let refusal = self.bdat_refusal(size, last);
         if let Some(reply) = refusal {
             // A transaction the upstream holds chunks for cannot be trusted any more.
-            if self.txn.as_ref().is_some_and(|t| t.bdat_bytes > 0) {
+            if self.heard.txn.as_ref().is_some_and(|t| t.bdat_bytes > 0) {
                 self.upstream = None;
-                self.txn = None;
+                self.heard.txn = None;
             }
             return match self.forward_chunk(size, false).await {
                 Ok(_) => self.refuse(reply),
                 Err(end) => Step::End(end),
             };
         }
-        if let Some(t) = self.txn.as_mut() {
+        if let Some(t) = self.heard.txn.as_mut() {
             t.bdat = true;
         }
         let mut line = format!("BDAT {size}").into_bytes();
@@ -38,11 +38,11 @@ impl Session {
             Ok(forwarded) => forwarded,
             Err(end) => {
                 self.upstream = None;
-                self.txn = None;
+                self.heard.txn = None;
                 return Step::End(end);
             }
         };
-        if let Some(t) = self.txn.as_mut() {
+        if let Some(t) = self.heard.txn.as_mut() {
             t.bdat_bytes += size;
         }
         let reply = match (forwarded, self.upstream.as_mut()) {
@@ -54,7 +54,7 @@ impl Session {
         };
         let ok = reply.code == 250;
         if !ok || last {
-            self.txn = None;
+            self.heard.txn = None;
         }
         self.io.reply(&reply);
         if ok && last {
@@ -73,7 +73,7 @@ impl Session {
         if !self.chunking_offered() {
             return Some(replies::command_not_implemented());
         }
-        let Some(txn) = &self.txn else {
+        let Some(txn) = &self.heard.txn else {
             return Some(replies::need_rcpt());
         };
         if txn.recipients.is_empty() {

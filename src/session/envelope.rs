@@ -8,25 +8,9 @@ use crate::smtp::{replies, Reply};
 
 impl Session {
     pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
-        let Command::Mail { from, params } = command else {
+        let Command::Mail { from, .. } = command else {
             return Step::Failed;
         };
-        if let Some(reply) = self.tls_required() {
-            return self.refuse(reply);
-        }
-        if self.ctx.listener.smtpd.helo_required && self.helo.is_none() {
-            return self.refuse(replies::send_helo_first());
-        }
-        if self.txn.is_some() {
-            return self.refuse(replies::nested_mail());
-        }
-        let limit = self.ctx.listener.smtpd.message_size_limit;
-        if limit > 0 && params.size.is_some_and(|s| s > limit) {
-            let reply = replies::message_size_exceeds_limit();
-            self.log
-                .rejected("MAIL", &reply, &self.reject_context(Some(from), None));
-            return self.refuse(reply);
-        }
         let decision = self.decide(Stage::Mail, Some(from), None);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
@@ -53,7 +37,7 @@ impl Session {
             if !upstream_size {
                 params.size = None;
             }
-            if self.login.is_none() {
+            if self.heard.login.is_none() {
                 params.auth = None;
             }
         }
@@ -65,7 +49,7 @@ impl Session {
             let mut line = Vec::with_capacity(64);
             forwarded.write_to(&mut line);
             self.io.reply(&replies::mail_ok());
-            self.txn = Some(Transaction {
+            self.heard.txn = Some(Transaction {
                 held_mail: Some(line),
                 ..transaction
             });
@@ -78,7 +62,7 @@ impl Session {
         let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
-            self.txn = Some(transaction);
+            self.heard.txn = Some(transaction);
             Step::Ok
         } else {
             Step::Failed
@@ -98,30 +82,17 @@ impl Session {
         let Command::Rcpt { to, .. } = command else {
             return Step::Failed;
         };
-        let Some(mut txn) = self.txn.take() else {
+        // Admitted by the phase rules: a transaction is open and takes recipients.
+        let Some(mut txn) = self.heard.txn.take() else {
             return self.refuse(replies::need_mail());
         };
-        if txn.bdat {
-            self.txn = Some(txn);
-            return self.refuse(replies::rcpt_after_bdat());
-        }
-        if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
-            let reply = replies::too_many_recipients();
-            self.log.rejected(
-                "RCPT",
-                &reply,
-                &self.reject_context(Some(&txn.sender), Some(to)),
-            );
-            self.txn = Some(txn);
-            return self.refuse(reply);
-        }
         let decision = self.decide(Stage::Rcpt, Some(&txn.sender), Some(to));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
-            self.txn = Some(txn);
+            self.heard.txn = Some(txn);
             return self.refuse(reply);
         }
         let held_mail = txn.held_mail.take();
-        self.txn = Some(txn);
+        self.heard.txn = Some(txn);
         let forwarded = match held_mail {
             Some(mail) => self.rcpt_with_held_mail(mail, command).await,
             None => self.forward(command).await,
@@ -133,7 +104,7 @@ impl Session {
         let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
-            if let Some(txn) = self.txn.as_mut() {
+            if let Some(txn) = self.heard.txn.as_mut() {
                 txn.recipients.push(to.to_string());
             }
             Step::Ok
@@ -175,14 +146,14 @@ impl Session {
         if let Err(e) = up.read_reply().await {
             return Err(self.upstream_failed(&e));
         }
-        if let Some(txn) = self.txn.as_mut() {
+        if let Some(txn) = self.heard.txn.as_mut() {
             txn.held_mail = Some(mail);
         }
         Ok(mail_reply)
     }
 
     pub(super) async fn rset(&mut self) -> Step {
-        self.txn = None;
+        self.heard.txn = None;
         if self.upstream.is_some() {
             match self.upstream_command(b"RSET\r\n").await {
                 Ok(reply) => {
@@ -200,9 +171,6 @@ impl Session {
     /// VRFY is answered here after the recipient restrictions: relayguard never lets it probe
     /// the upstream's users.
     pub(super) fn vrfy(&mut self, address: &str) -> Step {
-        if self.ctx.listener.smtpd.vrfy_disabled {
-            return self.refuse(replies::vrfy_disabled());
-        }
         // `VRFY <a@b>`: the brackets are syntax, as in RCPT (Postfix's extract_addr strips them
         // before the restrictions and the 252 echo).
         let address = address

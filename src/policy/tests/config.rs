@@ -1,7 +1,8 @@
 //! Load-time errors, warnings and the scripted-session trace.
 
 use super::*;
-use crate::policy::trace::Script;
+use crate::session::phase::Rules;
+use crate::session::trace::{trace, Script};
 
 const BASE: &str =
     "myhostname = mx.relayguard.test\nmydestination = local.test\nmynetworks = 127.0.0.0/8\n";
@@ -132,7 +133,7 @@ fn trace_of_forum_problem_1() {
     s.sender = Some("a@b.example".into());
     s.recipients = vec!["x@elsewhere.example".into(), "postmaster".into()];
     s.data = true;
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     let lines: Vec<(&str, &str)> = t
         .steps
         .iter()
@@ -185,7 +186,7 @@ fn trace_with_delay_reject_no_and_sasl_gate() {
     s.login = Some("alice".into());
     s.sender = Some("a@b.example".into());
     s.recipients = vec!["u@local.test".into()];
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     assert!(!t.auth_offered);
     let auth = &t.steps[2];
     assert_eq!(
@@ -198,7 +199,7 @@ fn trace_with_delay_reject_no_and_sasl_gate() {
     );
 
     s.client = Client::unnamed("203.0.113.9".parse().unwrap(), 1);
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     assert_eq!(t.steps.len(), 1);
     assert_eq!(
         t.steps[0].reply.line,
