@@ -257,8 +257,10 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
     }
 }
 
-/// What a reload cannot change under running sockets: the listeners (bound at start) and the
-/// upstream (probed and checked at start). `Some` names the change.
+/// What a reload cannot change under running sockets: the listeners (bound at start), the worker
+/// threads (each with its own accept socket per listener, made at start) and the upstream
+/// (probed and checked at start). `Some` names the change. A listener's `max_connections` is
+/// not here: each accept reads it from the snapshot current then (`net::limit`).
 fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<String> {
     let shape = |s: &config::Snapshot| -> Vec<String> {
         s.listeners
@@ -268,6 +270,12 @@ fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<S
     };
     if shape(running) != shape(new) {
         return Some("a change to the [[listener]] names, addresses or roles".into());
+    }
+    if running.workers != new.workers {
+        return Some(format!(
+            "a change to [limits] workers ({} to {})",
+            running.workers, new.workers
+        ));
     }
     // Where the upstream is and how it learns the client were checked at start (the open-relay
     // probe); timeouts and the EHLO name may change.
