@@ -184,3 +184,65 @@ async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
         WAIT,
     );
 }
+
+/// A DATA that relayguard refuses ends the upstream leg mid-body, the only way to abort a
+/// message in SMTP. The Maildir upstream takes that as a client gone, as Postfix's `lost
+/// connection after DATA` is: no warning, no message, the partial file removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_data_leaves_no_maildir_warning() {
+    let rg = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .policy("mydestination", "local.test")
+        .policy(
+            "smtpd_end_of_data_restrictions",
+            "check_sender_access inline:{ blocked@sender.example=REJECT }",
+        )
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .start();
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    // Refused by the end-of-data policy, then for a bare LF in the body.
+    assert_eq!(
+        c.cmd("MAIL FROM:<blocked@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(b"Subject: refused\r\n\r\nbody\r\n.\r\n").await;
+    assert_eq!(
+        c.read_reply().await,
+        "554 5.7.1 <blocked@sender.example>: Sender address rejected: Access denied"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(b"Subject: bare\r\n\r\nbare\nlf\r\n.\r\n").await;
+    assert_eq!(
+        c.read_reply().await,
+        format!("550 5.5.2 {HOST} Error: bare <LF> received")
+    );
+    // A message after both is delivered, and the session ends normally.
+    let ok = c
+        .send_mail(
+            "a@sender.example",
+            &["u@local.test"],
+            "Subject: after\n\nok\n",
+        )
+        .await;
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as "), "{ok}");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    rg.wait_for_log("disconnect from unknown[127.0.0.1]", WAIT);
+    let delivered = rg.maildir().wait_for(1, WAIT);
+    assert!(delivered[0].text().contains("Subject: after"));
+    assert_eq!(rg.maildir().messages().len(), 1);
+    let tmp: Vec<_> = std::fs::read_dir(rg.maildir_path().join("tmp"))
+        .unwrap()
+        .collect();
+    assert!(tmp.is_empty(), "partial files left in tmp/: {tmp:?}");
+    let noise: Vec<String> = rg
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("maildir upstream") || l.contains("unexpected end of file"))
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
+}

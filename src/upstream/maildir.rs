@@ -73,7 +73,13 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
             return Ok(());
         }
         if data {
-            let reply = receive_body(&mut io, &mut buf, &env, root).await?;
+            let Some(reply) = receive_body(&mut io, &mut buf, &env, root).await? else {
+                // The peer hung up inside the body. relayguard does that on purpose whenever
+                // it refuses a message after DATA went upstream (a body rule, the end-of-data
+                // policy), since SMTP has no other way to abort one: a client gone, as
+                // Postfix's `lost connection after DATA`, and no error.
+                return Ok(());
+            };
             io.write_all(reply.as_bytes()).await?;
             env.sender = None;
             env.recipients.clear();
@@ -142,13 +148,15 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     (reply + "\r\n", false)
 }
 
-/// Reads the body to CRLF.CRLF, undoing dot-stuffing, into tmp/ and then new/.
+/// Reads the body to CRLF.CRLF, undoing dot-stuffing, into tmp/ and then new/, and returns the
+/// reply. `None` when the peer hung up before the end of data: the message is abandoned and
+/// its partial file removed.
 async fn receive_body(
     io: &mut DuplexStream,
     buf: &mut Vec<u8>,
     env: &Envelope,
     root: &Path,
-) -> std::io::Result<String> {
+) -> std::io::Result<Option<String>> {
     let id = format!(
         "{:X}{:05X}",
         std::process::id(),
@@ -187,7 +195,7 @@ async fn receive_body(
                 file.flush().await?;
                 drop(file);
                 tokio::fs::rename(&tmp, root.join("new").join(&name)).await?;
-                return Ok(format!("250 2.0.0 Ok: queued as {id}\r\n"));
+                return Ok(Some(format!("250 2.0.0 Ok: queued as {id}\r\n")));
             }
             let unstuffed = line.strip_prefix(b".").unwrap_or(line);
             file.write_all(unstuffed).await?;
@@ -199,7 +207,7 @@ async fn receive_body(
         if io.read_buf(buf).await? == 0 {
             drop(file);
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+            return Ok(None);
         }
     }
 }
