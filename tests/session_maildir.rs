@@ -246,3 +246,27 @@ async fn a_refused_data_leaves_no_maildir_warning() {
         .collect();
     assert!(noise.is_empty(), "{noise:#?}");
 }
+
+/// The Maildir agent treats XCLIENT as Postfix does: one without HELO clears the HELO, so a
+/// client that never said HELO is not written down under relayguard's EHLO name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_helo_is_received_without_one() {
+    let rg = relayguard();
+    let mut c = Client::greeted(rg.addr("smtp")).await;
+    let ok = c
+        .send_mail(
+            "a@sender.example",
+            &["u@local.test"],
+            "Subject: no helo\n\nx\n",
+        )
+        .await;
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as "), "{ok}");
+    let msg = rg.maildir().wait_for_containing("Subject: no helo", WAIT);
+    let received = &msg.received()[0];
+    assert!(
+        received.starts_with(
+            "from unknown (unknown [127.0.0.1]) by maildir.relayguard (relayguard maildir) with SMTP id "
+        ),
+        "{received}"
+    );
+}

@@ -34,7 +34,9 @@ pub fn connect(root: PathBuf) -> BoxStream {
 struct Envelope {
     client: String,
     client_name: String,
+    /// Empty until HELO/EHLO, and again after an XCLIENT without HELO.
     helo: String,
+    esmtp: bool,
     sender: Option<String>,
     recipients: Vec<String>,
 }
@@ -90,6 +92,10 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
 /// The reply to one command line, and whether a DATA body follows.
 fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     if line.len() > 8 && line[..8].eq_ignore_ascii_case(b"XCLIENT ") {
+        // As Postfix: HELO and PROTO an XCLIENT leaves out are reset, not kept (the proxy's own
+        // EHLO must not become the client's HELO).
+        env.helo.clear();
+        env.esmtp = false;
         for attr in String::from_utf8_lossy(&line[8..]).split(' ') {
             let Some((name, value)) = attr.split_once('=') else {
                 continue;
@@ -102,6 +108,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
                 "NAME" if value.starts_with('[') => env.client_name = "unknown".into(),
                 "NAME" => env.client_name = value,
                 "HELO" => env.helo = value,
+                "PROTO" => env.esmtp = value.eq_ignore_ascii_case("ESMTP"),
                 _ => {}
             }
         }
@@ -110,6 +117,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     let reply = match parse(line) {
         Ok(Command::Ehlo(name)) => {
             env.helo = name.to_owned();
+            env.esmtp = true;
             return (
                 format!(
                     "250-{host}\r\n250-PIPELINING\r\n250-SIZE 0\r\n250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
@@ -119,6 +127,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
         }
         Ok(Command::Helo(name)) => {
             env.helo = name.to_owned();
+            env.esmtp = false;
             format!("250 {host}")
         }
         Ok(Command::Mail { from, .. }) => {
@@ -175,11 +184,13 @@ async fn receive_body(
     let tmp = root.join("tmp").join(&name);
     let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&tmp).await?);
     let header = format!(
-        "Return-Path: <{}>\r\nReceived: from {} ({} [{}])\r\n\tby maildir.relayguard (relayguard maildir) with ESMTP id {id}\r\n\tfor <{}>; {}\r\n",
+        "Return-Path: <{}>\r\nReceived: from {} ({} [{}])\r\n\tby maildir.relayguard (relayguard maildir) with {} id {id}\r\n\tfor <{}>; {}\r\n",
         env.sender.as_deref().unwrap_or(""),
-        env.helo,
+        // Postfix names a client without HELO by its client name here.
+        if env.helo.is_empty() { &env.client_name } else { &env.helo },
         env.client_name,
         env.client,
+        if env.esmtp { "ESMTP" } else { "SMTP" },
         env.recipients.first().map(String::as_str).unwrap_or(""),
         Civil::now().rfc5322()
     );
