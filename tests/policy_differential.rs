@@ -264,6 +264,20 @@ const SCENARIOS: &[Scenario] = &[
             c("127.0.0.1", LOCALHOST, None, "a@b.example", "u@local"),
         ],
     },
+    // Address literals as Postfix's valid_mailhost_addr() judges them (issue 10): both HELO
+    // syntax restrictions answer a bad literal with `invalid ip address`.
+    Scenario {
+        name: "helo address literals, reject_invalid_helo_hostname",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname\n",
+        tables: &[],
+        cases: HELO_LITERALS,
+    },
+    Scenario {
+        name: "helo address literals, reject_non_fqdn_helo_hostname",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_non_fqdn_helo_hostname\n",
+        tables: &[],
+        cases: HELO_LITERALS,
+    },
     // The same client, HELO and sender rejects with smtpd_delay_reject yes and no: the reply
     // moves from RCPT to the connect, EHLO and MAIL stages, and everything after gets 503.
     Scenario {
@@ -299,6 +313,182 @@ const SCENARIOS: &[Scenario] = &[
             c("203.0.113.9", None, H, "a@b.example", "u@elsewhere.example"),
         ],
     },
+];
+
+/// HELO arguments around Postfix's address-literal rules: leading zeros pass, a zero first
+/// octet, a misplaced dot, a wrong octet count or an IPv6 literal without `IPv6:` do not;
+/// `[IPv6:...]` follows valid_ipv6_hostaddr() (which takes `1:2:3`); bare addresses and a
+/// trailing dot as reject_invalid_hostname() sees them.
+const HELO_LITERALS: &[Case] = &[
+    c(
+        "192.0.2.1",
+        None,
+        Some("[321.255.255.255]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[0.255.255.255]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.321]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4.5]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1..2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[.1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4.5.]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c("192.0.2.1", None, Some("[]"), "a@b.example", "u@local.test"),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[01.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[0.0.0.0]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[ipv6:2001:db8::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2:3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1::2::3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:::ffff:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2:3:4:5:6:7:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("1.2.3.4."),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("0.1.2.3"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("::1"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("host.example."),
+        "a@b.example",
+        "u@local.test",
+    ),
 ];
 
 /// Both sides share these; Postfix gets them from its template, relayguard from here.
