@@ -185,7 +185,7 @@ const SCENARIOS: &[Scenario] = &[
             ("helos", "bad.helo.example REJECT bad helo\n"),
             ("senders", "<> REJECT null sender key\nc550dsn@s.test 550 5.1.1 txt\n"),
             ("rcpts", "n550@local.test 550 nope\nd550@local.test 550\nrej4@local.test REJECT 4.7.9 txt\nr418@local.test REJECT 4.1.8 four\nrej9@local.test REJECT 5.7.9\nn421@local.test 421 closing\ndip@local.test DEFER_IF_PERMIT 4.7.5 dip text\next@local.test REJECT no ext\nsomeuser@ REJECT user at\n"),
-            ("rcpts.pcre", "/^(\\w+)\\.(\\w+)@local\\.test$/ REJECT $2 of $1\n"),
+            ("rcpts.pcre", "/^(\\w+)\\.(\\w+)@local\\.test$$/ REJECT $2 of $1\n"),
         ],
         cases: &[
             c("10.9.7.1", None, H, "a@b.example", "u@local.test"),
@@ -248,6 +248,19 @@ const SCENARIOS: &[Scenario] = &[
             c("203.0.113.7", None, H, "a@b.example", "u@local.test"),
             c("127.0.0.5", None, H, "a@b.example", "u@local.test"),
             c("2001:db8:7::7", None, H, "a@b.example", "u@local.test"),
+        ],
+    },
+    // Postfix 3.7's inline form for the pattern tables (issue 10): rules in braces in main.cf.
+    Scenario {
+        name: "inline cidr, regexp and pcre tables",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_client_restrictions = check_client_access cidr:{ {192.0.2.0/24 REJECT cidr  inline}, {0.0.0.0/0 OK} }\nsmtpd_helo_restrictions = check_helo_access regexp:{{/^bad\\.example$$/ REJECT regexp inline}, {if /\\.test$$/}, {/^a\\./ REJECT in if}, {endif}}\nsmtpd_sender_restrictions = check_sender_access pcre:{ { /^(\\w+)@spam\\.example$$/ REJECT spammer $$1 } }\n",
+        tables: &[],
+        cases: &[
+            c("192.0.2.7", None, H, "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("bad.example"), "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("a.b.test"), "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("b.b.test"), "joe@spam.example", "u@local.test"),
+            c("198.51.100.7", None, H, "a@b.example", "u@local.test"),
         ],
     },
     Scenario {

@@ -4,6 +4,7 @@ mod access;
 mod config;
 mod relay;
 mod stages;
+mod tables;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
