@@ -263,6 +263,20 @@ const SCENARIOS: &[Scenario] = &[
             c("198.51.100.7", None, H, "a@b.example", "u@local.test"),
         ],
     },
+    // readllines() keeps the whitespace around a continuation break (issue 10).
+    Scenario {
+        name: "continuation lines in tables",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_recipient_restrictions = check_recipient_access texthash:@DIR@/cont, check_client_access cidr:@DIR@/cont.cidr\n",
+        tables: &[
+            ("cont", "retired@local.test REJECT This address\n    is retired\nfoo@local.test REJECT x # not a comment  \n  continued\n# comment\n\tmore\n"),
+            ("cont.cidr", "192.0.2.0/24 REJECT cidr\n    continued   text\n"),
+        ],
+        cases: &[
+            c("198.51.100.9", None, H, "a@b.example", "retired@local.test"),
+            c("198.51.100.9", None, H, "a@b.example", "foo@local.test"),
+            c("192.0.2.9", None, H, "a@b.example", "u@local.test"),
+        ],
+    },
     Scenario {
         name: "helo syntax and fqdn",
         policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\nsmtpd_sender_restrictions = reject_non_fqdn_sender\nsmtpd_recipient_restrictions = warn_if_reject reject_non_fqdn_recipient, defer_if_reject, permit_mynetworks, reject\n",

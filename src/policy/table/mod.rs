@@ -277,20 +277,21 @@ pub(crate) fn values_with_origin<'a>(
         .collect()
 }
 
-/// Postfix's line reader for table files: `#` lines and blank lines skipped, a line starting with
-/// whitespace continues the previous one. Returns (line number of the first line, text).
+/// Postfix's line reader for table files (readllines): `#` lines and blank lines skipped, a
+/// line starting with whitespace continues the previous one. The continuation is joined as it
+/// stands, without the newline: the whitespace on both sides of the break stays, so
+/// `This address` + `    is retired` reads `This address    is retired`. Returns (line number
+/// of the first line, text).
 pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_end();
+    for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
+        if line.starts_with(char::is_whitespace) {
             if let Some(last) = out.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(trimmed);
+                last.1.push_str(line);
                 continue;
             }
         }

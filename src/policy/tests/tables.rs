@@ -80,3 +80,34 @@ fn inline_pattern_table_errors() {
         );
     }
 }
+
+/// readllines() joins a continuation line as it stands: the newline goes, the whitespace
+/// around it stays, and a comment line in between is skipped (`postmap -q` [live]).
+#[test]
+fn continuation_lines_keep_their_whitespace() {
+    let p = policy(
+        "continuation",
+        &format!("{BASE}smtpd_recipient_restrictions = check_recipient_access texthash:rcpts, check_recipient_access cidr:c.cidr\n"),
+        &[
+            (
+                "rcpts",
+                "retired@local.test REJECT This address\n    is retired\nfoo@local.test REJECT x # not a comment  \n  continued\n# comment\n\tmore\n",
+            ),
+            ("c.cidr", "0.0.0.0/0 REJECT cidr\n    continued   text\n"),
+        ],
+    );
+    let c = who("192.0.2.1");
+    assert_eq!(
+        rcpt(&p, &c, "retired@local.test"),
+        "554 5.7.1 <retired@local.test>: Recipient address rejected: This address    is retired"
+    );
+    assert_eq!(
+        rcpt(&p, &c, "foo@local.test"),
+        // The tab stays in the value; the reply shows it as a space, as Postfix's does [live].
+        "554 5.7.1 <foo@local.test>: Recipient address rejected: x # not a comment    continued more"
+    );
+    assert_eq!(
+        rcpt(&p, &c, "u@local.test"),
+        "554 5.7.1 <u@local.test>: Recipient address rejected: cidr    continued   text"
+    );
+}
