@@ -87,7 +87,7 @@ fn inline_pattern_table_errors() {
 fn continuation_lines_keep_their_whitespace() {
     let p = policy(
         "continuation",
-        &format!("{BASE}smtpd_recipient_restrictions = check_recipient_access texthash:rcpts, check_recipient_access cidr:c.cidr\n"),
+        &format!("{BASE}smtpd_recipient_restrictions = check_recipient_access texthash:rcpts, check_client_access cidr:c.cidr\n"),
         &[
             (
                 "rcpts",
@@ -108,6 +108,6 @@ fn continuation_lines_keep_their_whitespace() {
     );
     assert_eq!(
         rcpt(&p, &c, "u@local.test"),
-        "554 5.7.1 <u@local.test>: Recipient address rejected: cidr    continued   text"
+        "554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: cidr    continued   text"
     );
 }
