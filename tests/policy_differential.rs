@@ -277,6 +277,17 @@ const SCENARIOS: &[Scenario] = &[
             c("192.0.2.9", None, H, "a@b.example", "u@local.test"),
         ],
     },
+    // The admin's own parameters, referred to as $name and $(name) (issue 10).
+    Scenario {
+        name: "user-defined parameters",
+        policy: "mydestination = local.test\noffice_nets = 192.0.2.0/24\nmynetworks = 127.0.0.0/8 $office_nets\nmy_sender_checks = check_sender_access inline:{{bad@s.test=REJECT user defined}}\nsmtpd_sender_restrictions = $(my_sender_checks)\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+        tables: &[],
+        cases: &[
+            c("192.0.2.9", None, H, "a@b.example", "u@elsewhere.example"),
+            c("198.51.100.9", None, H, "a@b.example", "u@elsewhere.example"),
+            c("198.51.100.9", None, H, "bad@s.test", "u@local.test"),
+        ],
+    },
     Scenario {
         name: "helo syntax and fqdn",
         policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\nsmtpd_sender_restrictions = reject_non_fqdn_sender\nsmtpd_recipient_restrictions = warn_if_reject reject_non_fqdn_recipient, defer_if_reject, permit_mynetworks, reject\n",

@@ -2,6 +2,7 @@
 
 mod access;
 mod config;
+mod params;
 mod relay;
 mod stages;
 mod tables;
