@@ -141,23 +141,37 @@ pub(crate) fn check(
                 "set smtpd_sasl_auth_enable = yes if clients authenticate".into(),
             ));
         }
-        if any(list, &|r| matches!(r, Restriction::SenderLoginMismatch(_))) {
+        let mismatch: Vec<&'static str> = list
+            .iter()
+            .filter_map(|r| match r {
+                Restriction::SenderLoginMismatch(m) => Some(m.name),
+                Restriction::WarnIfReject(inner) => match &**inner {
+                    Restriction::SenderLoginMismatch(m) => Some(m.name),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        if !mismatch.is_empty() {
             if p.sender_login_maps.is_none() {
                 errors.push(PolicyError::BadValue {
                     name: name.to_string(),
                     origin: origin(name),
-                    why: "reject_*sender_login_mismatch needs smtpd_sender_login_maps".into(),
+                    why: format!("{} needs smtpd_sender_login_maps", mismatch.join(", ")),
                     hint: super::Hint::text(
                         "set smtpd_sender_login_maps = texthash:/path/to/logins",
                     ),
                 });
             } else if !p.sasl_auth_enable {
-                warnings.push(PolicyWarning::new(
-                    name,
-                    &origin(name),
-                    "restriction `reject_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)".into(),
-                    "set smtpd_sasl_auth_enable = yes".into(),
-                ));
+                // smtpd_check.c: "restriction `%s' ignored: no SASL support", per restriction.
+                for restriction in mismatch {
+                    warnings.push(PolicyWarning::new(
+                        name,
+                        &origin(name),
+                        format!("restriction `{restriction}' ignored: no SASL support (smtpd_sasl_auth_enable = no)"),
+                        "set smtpd_sasl_auth_enable = yes".into(),
+                    ));
+                }
             }
         }
         if any(list, &|r| {
