@@ -6,14 +6,6 @@ use crate::policy::trace::Script;
 const BASE: &str =
     "myhostname = mx.relayguard.test\nmydestination = local.test\nmynetworks = 127.0.0.0/8\n";
 
-fn errors(test: &str, conf: &str) -> Vec<String> {
-    try_policy(test, conf, &[])
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
-}
-
 #[test]
 fn unknown_and_unimplemented_names() {
     let dir = scratch("names");

@@ -5,14 +5,6 @@ use super::*;
 
 const BASE: &str = "myhostname = mx.relayguard.test\nmydestination = local.test\n";
 
-fn errors(test: &str, conf: &str) -> Vec<String> {
-    try_policy(test, conf, &[])
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
-}
-
 /// Postfix takes any name that a value refers to (`mynetworks = $office_nets`), in each of
 /// its three spellings.
 #[test]
