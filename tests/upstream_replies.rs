@@ -94,8 +94,9 @@ async fn an_upstream_421_ends_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_421_at_mail_ends_the_session() {
-    let up = ScriptedUpstream::start(&[], |_, line| {
-        if line.starts_with("MAIL") {
+    // Connection 0 is the start-up probe, which must pass.
+    let up = ScriptedUpstream::start(&[], |connection, line| {
+        if connection > 0 && line.starts_with("MAIL") {
             Answer::close_with("421 4.7.0 fake.upstream Error: too many connections")
         } else {
             ordinary(line)
