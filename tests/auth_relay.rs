@@ -133,3 +133,70 @@ async fn auth_not_enabled_never_reaches_the_upstream() {
         "the upstream saw the AUTH"
     );
 }
+
+/// Every way a credential can arrive, pipelined or not: none of it, encoded or decoded, is
+/// ever written to the log. Pipelined input is still logged as Postfix does, up to the AUTH
+/// line's mechanism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_ever_reaches_the_log() {
+    let (_pf, rg) = setup();
+    let (user, pass) = ("carol", "Tr0ub4dor-3");
+    let plain = auth_plain(user, pass);
+    let (user64, pass64) = (b64(user), b64(pass));
+    let addr = rg.addr("auth");
+    let failed = "535 5.7.8 Error: authentication failed: (reason unavailable)";
+
+    // EHLO and AUTH PLAIN with its initial response in one write.
+    let mut c = Client::connect_as(addr, "198.51.100.71").await;
+    c.send_raw(format!("EHLO c.example\r\nAUTH PLAIN {plain}\r\n").as_bytes())
+        .await;
+    assert!(c.read_reply().await.starts_with("250-relayguard.test"));
+    assert_eq!(c.read_reply().await, failed);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+
+    // HELO, then AUTH LOGIN and both responses pipelined behind it.
+    let mut c = Client::connect_as(addr, "198.51.100.72").await;
+    c.send_raw(format!("HELO c.example\r\nAUTH LOGIN\r\n{user64}\r\n{pass64}\r\n").as_bytes())
+        .await;
+    assert_eq!(c.read_reply().await, "250 relayguard.test");
+    assert_eq!(c.read_reply().await, "334 VXNlcm5hbWU6");
+    assert_eq!(c.read_reply().await, "334 UGFzc3dvcmQ6");
+    assert_eq!(c.read_reply().await, failed);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+
+    // After EHLO: AUTH LOGIN with its responses in one write, then PLAIN without an initial
+    // response, then PLAIN step by step.
+    let mut c = from_outside(&rg).await;
+    c.send_raw(format!("AUTH LOGIN\r\n{user64}\r\n{pass64}\r\n").as_bytes())
+        .await;
+    assert_eq!(c.read_reply().await, "334 VXNlcm5hbWU6");
+    assert_eq!(c.read_reply().await, "334 UGFzc3dvcmQ6");
+    assert_eq!(c.read_reply().await, failed);
+    assert_eq!(c.cmd("AUTH PLAIN").await, "334 ");
+    assert_eq!(c.cmd(&plain).await, failed);
+    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
+    assert_eq!(c.cmd(&user64).await, "334 UGFzc3dvcmQ6");
+    assert_eq!(c.cmd(&pass64).await, failed);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+
+    rg.wait_for_log("disconnect from unknown[198.51.100.20]", WAIT);
+    let line = rg.wait_for_log("improper command pipelining after EHLO", WAIT);
+    assert!(
+        line.ends_with(
+            "improper command pipelining after EHLO from unknown[198.51.100.71]: AUTH PLAIN"
+        ),
+        "{line}"
+    );
+    let line = rg.wait_for_log("improper command pipelining after HELO", WAIT);
+    assert!(
+        line.ends_with(
+            "improper command pipelining after HELO from unknown[198.51.100.72]: AUTH LOGIN"
+        ),
+        "{line}"
+    );
+    let log = rg.log_lines().join("\n");
+    for secret in [pass, pass64.as_str(), plain.as_str(), &plain[..12]] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+    assert!(log.contains("sasl_username=carol"), "{log}");
+}

@@ -79,6 +79,28 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
         "421 4.7.0 relayguard.test Error: too many errors"
     );
 
+    // A username that carries a CR LF and a whole forged log line naming an address that never
+    // connected: one failed AUTH must be one line, for this client alone.
+    let mut c = from(&rg, "198.51.100.60").await;
+    let forged = "mallory\r\nDec  1 23:59:59 relayguard postfix/smtpd[4242]: warning: \
+                  unknown[203.0.113.99]: SASL LOGIN authentication failed: UGFzc3dvcmQ6";
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", auth_plain(forged, "wrong")))
+            .await,
+        "535 5.7.8 Error: authentication failed: (reason unavailable)"
+    );
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    let line = rg.wait_for_log("SASL PLAIN authentication failed", WAIT);
+    let line = rg
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("unknown[198.51.100.60]: SASL PLAIN"))
+        .unwrap_or(line);
+    assert!(
+        line.ends_with("sasl_username=mallory??Dec  1 23:59:59 relayguard postfix/smtpd[4242]: warning: unknown[203.0.113.99]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"),
+        "{line}"
+    );
+
     // An innocent client: authenticates and delivers.
     let mut c = from(&rg, "198.51.100.50").await;
     assert_eq!(
@@ -96,7 +118,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
     let log = rg.config_path().with_file_name("relayguard.log");
     assert_eq!(
         banned(&log, "postfix[mode=auth]"),
-        BTreeSet::from(["198.51.100.20".to_owned()])
+        BTreeSet::from(["198.51.100.20".to_owned(), "198.51.100.60".to_owned()])
     );
     assert_eq!(
         banned(&log, "postfix"),

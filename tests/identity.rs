@@ -142,3 +142,66 @@ async fn xclient_carries_the_forward_confirmed_name() {
         "{forged}"
     );
 }
+
+/// A client that never says HELO/EHLO must reach the upstream with no HELO at all, in every
+/// identity mode that names the client: not with relayguard's own `EHLO relayguard.test`,
+/// which HELO rules upstream would then judge as the client's (issue 10, item 6). Postfix's
+/// WARN line carries `helo=<...>` whenever it has a HELO name, and its Received: header says
+/// `from HELO (...)`; both must show the client as Postfix shows a direct client without HELO.
+/// Over an upstream STARTTLS the EHLO relayguard must say first is forgotten with the handshake
+/// (RFC 3207 4.2; Postfix keeps only PROTO=ESMTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_helo_has_no_helo_upstream() {
+    let pf = Postfix::builder()
+        .extra_main_cf(
+            "smtpd_recipient_restrictions = \
+             check_recipient_access inline:{ { u@local.test = WARN helo-check } }",
+        )
+        .start();
+    for (identity, client, starttls, with, proto) in [
+        (Identity::Xclient, "198.51.100.61", false, "SMTP", "SMTP"),
+        (Identity::ProxyV1, "198.51.100.62", false, "SMTP", "SMTP"),
+        (Identity::ProxyV2, "198.51.100.63", false, "SMTP", "SMTP"),
+        // Postfix writes XCLIENT's PROTO=SMTP as is; only an EHLO after TLS makes it ESMTPS.
+        (Identity::Xclient, "198.51.100.64", true, "SMTP", "SMTP"),
+        (Identity::ProxyV2, "198.51.100.65", true, "ESMTPS", "ESMTP"),
+    ] {
+        let mut rg = behind_lb(&pf, identity).policy("smtpd_helo_required", "no");
+        if starttls {
+            rg = rg.upstream_toml("starttls = true");
+        }
+        let rg = rg.start();
+        let mut c = support::client::Client::connect(rg.addr("lb")).await;
+        c.send_raw(format!("PROXY TCP4 {client} 127.0.0.1 40010 25\r\n").as_bytes())
+            .await;
+        c.greeting().await;
+        let subject = format!("no helo {identity:?} {client}");
+        support::flows::send_queued(&mut c, &subject).await;
+        assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+        let msg = pf
+            .maildir()
+            .wait_for_containing(&format!("Subject: {subject}"), WAIT);
+        let received = &msg.received()[0];
+        assert!(
+            received.starts_with(&format!(
+                "from unknown (unknown [{client}]) by mx.relayguard.test (Postfix) with {with} id "
+            )),
+            "{identity:?}: {received}"
+        );
+        let warn = pf.wait_for_log(&format!("warn: RCPT from unknown[{client}]"), WAIT);
+        assert!(
+            warn.ends_with(&format!(
+                "NOQUEUE: warn: RCPT from unknown[{client}]: helo-check; \
+                 from=<s@sender.example> to=<u@local.test> proto={proto}"
+            )),
+            "{identity:?}: {warn}"
+        );
+    }
+    // relayguard's own start-up probe says EHLO as itself; no line about a client may.
+    let log = pf.maillog_lines();
+    let with_helo: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("[198.51.100.6") && l.contains("helo="))
+        .collect();
+    assert!(with_helo.is_empty(), "{with_helo:#?}");
+}

@@ -320,8 +320,12 @@ fn proxy_session(postfix: &Postfix, header: &[u8]) {
     transaction(&mut smtp);
 }
 
+/// The tests here run one at a time: each picks free ports in the same range and would race.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn postfix_sees_the_original_client() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let postfix = Postfix::start();
 
     // XCLIENT, IPv4, named client.
@@ -415,4 +419,52 @@ fn postfix_sees_the_original_client() {
         !log.contains("[127.0.0.1]: client=") && !log.contains("from localhost[127.0.0.1]: 454"),
         "a session ran as relayguard's own address:\n{log}"
     );
+}
+
+/// Why a client without HELO gets no EHLO after XCLIENT (`upstream::connect::introduce`):
+/// Postfix takes the HELO from the last EHLO it read, even after `HELO=[UNAVAILABLE]`, while an
+/// XCLIENT without HELO, after relayguard's own EHLO, leaves none.
+#[test]
+fn only_no_ehlo_after_xclient_leaves_a_client_without_helo() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let postfix = Postfix::start();
+    let id = ClientIdentity {
+        helo: None,
+        esmtp: false,
+        ..identity("198.51.100.31:40031", HostName::Unavailable, "unused")
+    };
+    let line = xclient_commands(&id).concat();
+    let line = String::from_utf8(line).unwrap();
+    let relay_denied = |client: &str, proto: &str| {
+        format!(
+            "reject: RCPT from unknown[{client}]: 454 4.7.1 <u@elsewhere.example>: Relay access \
+             denied; from=<s@sender.example> to=<u@elsewhere.example> proto={proto}"
+        )
+    };
+
+    // XCLIENT HELO=[UNAVAILABLE], then EHLO: the EHLO's name is the client's HELO.
+    let mut smtp = Smtp::new(TcpStream::connect(postfix.xclient).unwrap());
+    assert_eq!(smtp.reply(), GREETING);
+    let unavailable = line.replace(" ADDR=", " HELO=[UNAVAILABLE] ADDR=");
+    assert_eq!(smtp.cmd(unavailable.trim_end()), GREETING);
+    assert!(smtp.cmd("EHLO relayguard.test").starts_with("250-"));
+    transaction(&mut smtp);
+    let seen = postfix.log_line(&[&relay_denied("198.51.100.31", "ESMTP")]);
+    assert!(seen.ends_with(" helo=<relayguard.test>"), "{seen}");
+
+    // EHLO as relayguard, then XCLIENT without HELO, and nothing after: no HELO at all.
+    let id = ClientIdentity {
+        addr: "198.51.100.32:40032".parse().unwrap(),
+        ..id
+    };
+    let mut smtp = Smtp::new(TcpStream::connect(postfix.xclient).unwrap());
+    assert_eq!(smtp.reply(), GREETING);
+    assert!(smtp.cmd("EHLO relayguard.test").starts_with("250-"));
+    for command in xclient_commands(&id) {
+        smtp.send(&command);
+        assert_eq!(smtp.reply(), GREETING);
+    }
+    transaction(&mut smtp);
+    let seen = postfix.log_line(&[&relay_denied("198.51.100.32", "SMTP")]);
+    assert!(!seen.contains("helo="), "{seen}");
 }

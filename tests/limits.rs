@@ -213,3 +213,62 @@ async fn a_full_implicit_tls_listener_closes_without_a_plaintext_reply() {
         Duration::from_secs(5),
     );
 }
+
+/// Connects with a small receive buffer, then pipelines EHLO after EHLO without ever reading a
+/// reply, until its own writes stall: relayguard is then stuck writing to it.
+async fn client_that_never_reads(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let burst = "EHLO never-reads.example\r\n".repeat(1000);
+    for _ in 0..2000 {
+        let write = stream.write_all(burst.as_bytes());
+        if tokio::time::timeout(Duration::from_secs(1), write)
+            .await
+            .is_err()
+        {
+            return stream;
+        }
+    }
+    panic!("relayguard read 50 MB of EHLOs without its writes ever stalling");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_lose_their_slots() {
+    let rg = Relayguard::builder()
+        .policy("smtpd_timeout", "3s")
+        .listener("smtp", Role::Smtp)
+        .listener_toml("smtp", "max_connections = 2")
+        .upstream_maildir()
+        .start();
+    let _hogs = [
+        client_that_never_reads(rg.addr("smtp")).await,
+        client_that_never_reads(rg.addr("smtp")).await,
+    ];
+    // Both slots are held by sessions stuck writing; within smtpd_timeout (3 s) plus a margin
+    // both must be dropped and an honest client served.
+    let start = Instant::now();
+    loop {
+        let mut honest = Client::connect(rg.addr("smtp")).await;
+        let greeting = honest.read_reply().await;
+        if greeting.starts_with("220 ") {
+            assert_eq!(honest.cmd("QUIT").await, "221 2.0.0 Bye");
+            break;
+        }
+        assert_eq!(
+            greeting,
+            "421 4.7.0 relayguard.test Error: too many connections"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the stuck sessions kept their slots for {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rg.wait_for_log(
+        "timeout after EHLO from unknown[127.0.0.1]",
+        Duration::from_secs(5),
+    );
+}

@@ -28,8 +28,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use relayguard::policy::main_cf::parse_main_cf;
-use relayguard::policy::trace::Script;
 use relayguard::policy::{Client, Policy};
+use relayguard::session::phase::Rules;
+use relayguard::session::trace::{trace, Script};
 use support::client::{auth_plain, Client as SmtpClient};
 use support::dns::{start_dnsmasq_with, Dnsmasq};
 use support::postfix::Postfix as HarnessPostfix;
@@ -185,7 +186,7 @@ const SCENARIOS: &[Scenario] = &[
             ("helos", "bad.helo.example REJECT bad helo\n"),
             ("senders", "<> REJECT null sender key\nc550dsn@s.test 550 5.1.1 txt\n"),
             ("rcpts", "n550@local.test 550 nope\nd550@local.test 550\nrej4@local.test REJECT 4.7.9 txt\nr418@local.test REJECT 4.1.8 four\nrej9@local.test REJECT 5.7.9\nn421@local.test 421 closing\ndip@local.test DEFER_IF_PERMIT 4.7.5 dip text\next@local.test REJECT no ext\nsomeuser@ REJECT user at\n"),
-            ("rcpts.pcre", "/^(\\w+)\\.(\\w+)@local\\.test$/ REJECT $2 of $1\n"),
+            ("rcpts.pcre", "/^(\\w+)\\.(\\w+)@local\\.test$$/ REJECT $2 of $1\n"),
         ],
         cases: &[
             c("10.9.7.1", None, H, "a@b.example", "u@local.test"),
@@ -250,6 +251,44 @@ const SCENARIOS: &[Scenario] = &[
             c("2001:db8:7::7", None, H, "a@b.example", "u@local.test"),
         ],
     },
+    // Postfix 3.7's inline form for the pattern tables (issue 10): rules in braces in main.cf.
+    Scenario {
+        name: "inline cidr, regexp and pcre tables",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_client_restrictions = check_client_access cidr:{ {192.0.2.0/24 REJECT cidr  inline}, {0.0.0.0/0 OK} }\nsmtpd_helo_restrictions = check_helo_access regexp:{{/^bad\\.example$$/ REJECT regexp inline}, {if /\\.test$$/}, {/^a\\./ REJECT in if}, {endif}}\nsmtpd_sender_restrictions = check_sender_access pcre:{ { /^(\\w+)@spam\\.example$$/ REJECT spammer $$1 } }\n",
+        tables: &[],
+        cases: &[
+            c("192.0.2.7", None, H, "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("bad.example"), "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("a.b.test"), "a@b.example", "u@local.test"),
+            c("198.51.100.7", None, Some("b.b.test"), "joe@spam.example", "u@local.test"),
+            c("198.51.100.7", None, H, "a@b.example", "u@local.test"),
+        ],
+    },
+    // readllines() keeps the whitespace around a continuation break (issue 10).
+    Scenario {
+        name: "continuation lines in tables",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_recipient_restrictions = check_recipient_access texthash:@DIR@/cont, check_client_access cidr:@DIR@/cont.cidr\n",
+        tables: &[
+            ("cont", "retired@local.test REJECT This address\n    is retired\nfoo@local.test REJECT x # not a comment  \n  continued\n# comment\n\tmore\n"),
+            ("cont.cidr", "192.0.2.0/24 REJECT cidr\n    continued   text\n"),
+        ],
+        cases: &[
+            c("198.51.100.9", None, H, "a@b.example", "retired@local.test"),
+            c("198.51.100.9", None, H, "a@b.example", "foo@local.test"),
+            c("192.0.2.9", None, H, "a@b.example", "u@local.test"),
+        ],
+    },
+    // The admin's own parameters, referred to as $name and $(name) (issue 10).
+    Scenario {
+        name: "user-defined parameters",
+        policy: "mydestination = local.test\noffice_nets = 192.0.2.0/24\nmynetworks = 127.0.0.0/8 $office_nets\nmy_sender_checks = check_sender_access inline:{{bad@s.test=REJECT user defined}}\nsmtpd_sender_restrictions = $(my_sender_checks)\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+        tables: &[],
+        cases: &[
+            c("192.0.2.9", None, H, "a@b.example", "u@elsewhere.example"),
+            c("198.51.100.9", None, H, "a@b.example", "u@elsewhere.example"),
+            c("198.51.100.9", None, H, "bad@s.test", "u@local.test"),
+        ],
+    },
     Scenario {
         name: "helo syntax and fqdn",
         policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname\nsmtpd_sender_restrictions = reject_non_fqdn_sender\nsmtpd_recipient_restrictions = warn_if_reject reject_non_fqdn_recipient, defer_if_reject, permit_mynetworks, reject\n",
@@ -263,6 +302,20 @@ const SCENARIOS: &[Scenario] = &[
             c("192.0.2.1", None, None, "a@b.example", "u@local"),
             c("127.0.0.1", LOCALHOST, None, "a@b.example", "u@local"),
         ],
+    },
+    // Address literals as Postfix's valid_mailhost_addr() judges them (issue 10): both HELO
+    // syntax restrictions answer a bad literal with `invalid ip address`.
+    Scenario {
+        name: "helo address literals, reject_invalid_helo_hostname",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_invalid_helo_hostname\n",
+        tables: &[],
+        cases: HELO_LITERALS,
+    },
+    Scenario {
+        name: "helo address literals, reject_non_fqdn_helo_hostname",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nsmtpd_helo_restrictions = reject_non_fqdn_helo_hostname\n",
+        tables: &[],
+        cases: HELO_LITERALS,
     },
     // The same client, HELO and sender rejects with smtpd_delay_reject yes and no: the reply
     // moves from RCPT to the connect, EHLO and MAIL stages, and everything after gets 503.
@@ -299,6 +352,182 @@ const SCENARIOS: &[Scenario] = &[
             c("203.0.113.9", None, H, "a@b.example", "u@elsewhere.example"),
         ],
     },
+];
+
+/// HELO arguments around Postfix's address-literal rules: leading zeros pass, a zero first
+/// octet, a misplaced dot, a wrong octet count or an IPv6 literal without `IPv6:` do not;
+/// `[IPv6:...]` follows valid_ipv6_hostaddr() (which takes `1:2:3`); bare addresses and a
+/// trailing dot as reject_invalid_hostname() sees them.
+const HELO_LITERALS: &[Case] = &[
+    c(
+        "192.0.2.1",
+        None,
+        Some("[321.255.255.255]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[0.255.255.255]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.321]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4.5]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1..2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[.1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4.5.]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[1.2.3.4"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c("192.0.2.1", None, Some("[]"), "a@b.example", "u@local.test"),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[01.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[0.0.0.0]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[ipv6:2001:db8::1]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2:3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1::2::3]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:::ffff:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1:2:3:4:5:6:7:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("[IPv6:1.2.3.4]"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("1.2.3.4."),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("0.1.2.3"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("::1"),
+        "a@b.example",
+        "u@local.test",
+    ),
+    c(
+        "192.0.2.1",
+        None,
+        Some("host.example."),
+        "a@b.example",
+        "u@local.test",
+    ),
 ];
 
 /// Both sides share these; Postfix gets them from its template, relayguard from here.
@@ -683,8 +912,7 @@ fn trace_leg(policy: &Policy, case: &Case) -> Vec<Seen> {
     s.helo = case.helo.map(Into::into);
     s.sender = Some(case.from.into());
     s.recipients = vec![case.rcpt.into()];
-    policy
-        .trace(&s)
+    trace(policy, &Rules::default(), &s)
         .steps
         .iter()
         .map(|step| {

@@ -191,3 +191,101 @@ async fn listener_and_upstream_changes_need_a_restart() {
     assert!(rg.is_running());
     outside(&rg, "old.test").await;
 }
+
+/// What a new connection to `addr` hears first: the greeting or the 421 of a full listener.
+async fn first_reply(addr: std::net::SocketAddr) -> (Client, String) {
+    let mut c = Client::connect(addr).await;
+    let reply = c.read_reply().await;
+    (c, reply)
+}
+
+/// The first reply a new connection hears once the slots of closed sessions are free again:
+/// a session gives its slot back when its task ends, just after its client saw 221.
+async fn greeted_when_a_slot_is_free(addr: std::net::SocketAddr) -> Client {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (c, reply) = first_reply(addr).await;
+        if reply == "220 relayguard.test ESMTP relayguard" {
+            return c;
+        }
+        assert_eq!(reply, FULL);
+        assert!(std::time::Instant::now() < deadline, "no slot freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const FULL: &str = "421 4.7.0 relayguard.test Error: too many connections";
+
+/// max_connections is applied by a reload, both ways, while sessions are open: a larger limit
+/// lets the next client in at once, a smaller one turns new clients away until enough of the
+/// sessions already running have ended, and none of those is cut (issue 10, item 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_max_connections() {
+    let rg = Relayguard::builder()
+        .listener("smtp", Role::Smtp)
+        .listener_toml("smtp", "max_connections = 1")
+        .upstream_maildir()
+        .extra_toml("[limits]\nworkers = 2")
+        .start();
+    let addr = rg.addr("smtp");
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+    let mut a = Client::greeted(addr).await;
+    assert_eq!(first_reply(addr).await.1, FULL);
+
+    reload(
+        &rg,
+        &original.replace("max_connections = 1", "max_connections = 3"),
+        "reloaded ",
+    );
+    let mut b = Client::greeted(addr).await;
+    let mut c = Client::greeted(addr).await;
+    assert_eq!(first_reply(addr).await.1, FULL);
+    rg.wait_for_log(
+        "warning: Connection concurrency limit exceeded: 4 from unknown[127.0.0.1] for service smtp",
+        WAIT,
+    );
+
+    reload(&rg, &original, "reloaded ");
+    assert_eq!(first_reply(addr).await.1, FULL);
+    // The three sessions opened under the larger limit go on.
+    for s in [&mut a, &mut b, &mut c] {
+        assert_eq!(s.cmd("NOOP").await, "250 2.0.0 Ok");
+    }
+    for s in [&mut a, &mut b] {
+        assert_eq!(s.cmd("QUIT").await, "221 2.0.0 Bye");
+        s.expect_closed().await;
+    }
+    // One session left and a limit of one: still full.
+    assert_eq!(first_reply(addr).await.1, FULL);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    c.expect_closed().await;
+    let mut d = greeted_when_a_slot_is_free(addr).await;
+    assert_eq!(first_reply(addr).await.1, FULL);
+    assert_eq!(d.cmd("QUIT").await, "221 2.0.0 Bye");
+}
+
+/// The worker threads and their accept sockets are made at start: a reload that changes
+/// `workers` is refused as a whole, and the running config stays, other changes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_workers_needs_a_restart() {
+    let mut rg = Relayguard::builder()
+        .policy("myhostname", "old.test")
+        .policy("mydestination", "local.test")
+        .listener("lb", Role::Smtp)
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
+        .upstream_maildir()
+        .extra_toml("[limits]\nworkers = 2")
+        .start();
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+    let changed = original
+        .replace("workers = 2", "workers = 1")
+        .replace("\"old.test\"", "\"new.test\"");
+    assert_ne!(changed, original);
+    reload(
+        &rg,
+        &changed,
+        "reload refused, keeping the running config: a change to [limits] workers (2 to 1) needs a restart",
+    );
+    assert!(rg.is_running());
+    outside(&rg, "old.test").await;
+}

@@ -141,9 +141,10 @@ async fn swaks_and_smtplib_deliver() {
         .wait_for_containing("Subject: by smtplib", WAIT);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
-    let rg = Relayguard::builder()
+/// relayguard over the Maildir upstream, refusing mail from blocked@sender.example at the end
+/// of data.
+fn blocking_at_end_of_data() -> Relayguard {
+    Relayguard::builder()
         .policy("myhostname", HOST)
         .policy("mydestination", "local.test")
         .policy(
@@ -152,20 +153,38 @@ async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
         )
         .listener("smtp", Role::Smtp)
         .upstream_maildir()
-        .start();
+        .start()
+}
+
+/// A client of [`blocking_at_end_of_data`] whose first message was just refused at its end.
+async fn refused_at_end_of_data(rg: &Relayguard) -> Client {
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
     assert_eq!(
-        c.cmd("MAIL FROM:<blocked@sender.example>").await,
-        "250 2.1.0 Ok"
-    );
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
-    c.send_raw(b"Subject: refused at the end\r\n\r\nbody\r\n.\r\n")
-        .await;
-    assert_eq!(
-        c.read_reply().await,
+        data_reply(
+            &mut c,
+            "blocked@sender.example",
+            b"Subject: refused at the end\r\n\r\nbody\r\n.\r\n"
+        )
+        .await,
         "554 5.7.1 <blocked@sender.example>: Sender address rejected: Access denied"
     );
+    c
+}
+
+/// MAIL from `from`, RCPT u@local.test, DATA, then `body` as sent (its terminator included):
+/// the reply to the end of data.
+async fn data_reply(c: &mut Client, from: &str, body: &[u8]) -> String {
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.send_raw(body).await;
+    c.read_reply().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
+    let rg = blocking_at_end_of_data();
+    let mut c = refused_at_end_of_data(&rg).await;
     let ok = c
         .send_mail(
             "fine@sender.example",
@@ -182,5 +201,69 @@ async fn end_of_data_policy_decides_before_the_upstream_sees_the_end() {
     rg.wait_for_log(
         "reject: END-OF-MESSAGE from unknown[127.0.0.1]: 554 5.7.1 <blocked@sender.example>",
         WAIT,
+    );
+}
+
+/// A DATA that relayguard refuses ends the upstream leg mid-body, the only way to abort a
+/// message in SMTP. The Maildir upstream takes that as a client gone, as Postfix's `lost
+/// connection after DATA` is: no warning, no message, the partial file removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_data_leaves_no_maildir_warning() {
+    let rg = blocking_at_end_of_data();
+    // Refused by the end-of-data policy, then for a bare LF in the body.
+    let mut c = refused_at_end_of_data(&rg).await;
+    assert_eq!(
+        data_reply(
+            &mut c,
+            "a@sender.example",
+            b"Subject: bare\r\n\r\nbare\nlf\r\n.\r\n"
+        )
+        .await,
+        format!("550 5.5.2 {HOST} Error: bare <LF> received")
+    );
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    rg.wait_for_log("disconnect from unknown[127.0.0.1]", WAIT);
+    assert!(rg.maildir().messages().is_empty());
+    // The agent's task removes the partial file once it sees the leg gone, a moment after
+    // the session moved on; a warning would come right after that.
+    let deadline = std::time::Instant::now() + WAIT;
+    let tmp = rg.maildir_path().join("tmp");
+    while std::fs::read_dir(&tmp).unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partial files left in tmp/"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let noise: Vec<String> = rg
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("maildir upstream") || l.contains("unexpected end of file"))
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
+}
+
+/// The Maildir agent treats XCLIENT as Postfix does: one without HELO clears the HELO, so a
+/// client that never said HELO is not written down under relayguard's EHLO name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_helo_is_received_without_one() {
+    let rg = relayguard();
+    let mut c = Client::greeted(rg.addr("smtp")).await;
+    let ok = c
+        .send_mail(
+            "a@sender.example",
+            &["u@local.test"],
+            "Subject: no helo\n\nx\n",
+        )
+        .await;
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as "), "{ok}");
+    let msg = rg.maildir().wait_for_containing("Subject: no helo", WAIT);
+    let received = &msg.received()[0];
+    assert!(
+        received.starts_with(
+            "from unknown (unknown [127.0.0.1]) by maildir.relayguard (relayguard maildir) with SMTP id "
+        ),
+        "{received}"
     );
 }

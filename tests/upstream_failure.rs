@@ -1,11 +1,14 @@
 //! When the upstream fails, the client hears a 4xx, never a 250: an upstream that drops the
 //! connection mid-message, one that refuses at the end, one that goes silent, and one that is
-//! gone when the session needs it. The upstream here is a scripted SMTP server in the test.
+//! gone when the session needs it; and an upstream whose answers to the start-up open-relay
+//! check decide nothing. The upstream here is a scripted SMTP server in the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -202,5 +205,84 @@ async fn parameters_the_upstream_does_not_offer_are_not_forwarded() {
         c.cmd("MAIL FROM:<a@sender.example> SIZE=100 AUTH=<a@sender.example>")
             .await,
         "250 2.1.0 Ok"
+    );
+}
+
+/// An upstream that answers every MAIL with `mail_reply`; counts the MAILs it was sent.
+async fn upstream_refusing_mail(mail_reply: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mails = Arc::new(AtomicUsize::new(0));
+    let counter = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 fake.upstream ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let upper = line.to_ascii_uppercase();
+                    let reply = if upper.starts_with("EHLO") {
+                        "250-fake.upstream\r\n250 PIPELINING\r\n".to_owned()
+                    } else if upper.starts_with("MAIL") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        format!("{mail_reply}\r\n")
+                    } else if upper.starts_with("QUIT") {
+                        let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                        return;
+                    } else {
+                        "250 2.0.0 Ok\r\n".to_owned()
+                    };
+                    if w.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, mails)
+}
+
+/// A 451 at MAIL is no refusal of the relay test: the check is tried three times, then
+/// start-up stops and says what the upstream answered (issue 10, item 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_at_mail_does_not_pass_the_open_relay_check() {
+    let (addr, mails) = upstream_refusing_mail("451 4.3.0 <>: Temporary lookup failure").await;
+    let err = Relayguard::builder()
+        .policy("myhostname", HOST)
+        .listener("smtp", Role::Smtp)
+        .upstream_smtp(addr, Identity::Xclient)
+        .try_start()
+        .err()
+        .expect("relayguard must not start");
+    assert!(err.contains("exited with exit status: 3"), "{err}");
+    assert!(
+        err.contains(
+            "the open-relay check did not pass: after 3 attempts the upstream still answered \
+             MAIL FROM:<> with \"451 4.3.0 <>: Temporary lookup failure\", which is no refusal \
+             of RCPT TO:<relayguard-open-relay-probe@relay-check.invalid> from relayguard's own \
+             address. Make the upstream accept MAIL FROM:<> and refuse that recipient, or set \
+             [upstream] allow_open_relay = true to start without the check"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("open-relay check passed"), "{err}");
+    assert_eq!(mails.load(Ordering::SeqCst), 3, "{err}");
+}
+
+/// The scripted upstream of the other tests refuses the relay test with a 5xx at RCPT: that
+/// passes, and start-up says which reply passed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_names_the_refusal_that_passed_the_open_relay_check() {
+    let (addr, _task) = fake_upstream(AtBody::Answer("250 2.0.0 Ok")).await;
+    let rg = relayguard(addr);
+    rg.wait_for_log(
+        "open-relay check passed: the upstream refused \
+         RCPT TO:<relayguard-open-relay-probe@relay-check.invalid> from relayguard's own address: \
+         \"554 5.7.1 Relay access denied\"",
+        Duration::from_secs(5),
     );
 }

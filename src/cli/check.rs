@@ -9,8 +9,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::config::{self, ListenerSnapshot, TlsLevel};
-use crate::policy::trace::{Script, StepTrace, Trace};
 use crate::policy::Client;
+use crate::session::phase::Rules;
+use crate::session::trace::{trace, Script, StepTrace, Trace};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -85,8 +86,9 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     script.sender = Some(args.from.clone());
     script.recipients = args.rcpts.clone();
     script.data = args.data;
-    let mut trace = listener.policy.trace(&script);
-    apply_session_rules(listener, tls, &mut trace);
+    let rules = Rules::of(&listener.smtpd, listener.tls.is_some());
+    let mut trace = trace(&listener.policy, &rules, &script);
+    greet_with_banner(listener, &mut trace);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     } else {
@@ -100,35 +102,14 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// What the session itself answers: its own greeting, and TLS first on a listener that
-/// requires it (smtpd_tls_security_level = encrypt).
-fn apply_session_rules(listener: &ListenerSnapshot, tls: bool, trace: &mut Trace) {
+/// The session greets with the listener's own banner (smtpd_banner), not the engine's default.
+fn greet_with_banner(listener: &ListenerSnapshot, trace: &mut Trace) {
     if let Some(connect) = trace
         .steps
         .first_mut()
         .filter(|s| s.stage == "CONNECT" && s.accepted)
     {
         connect.reply = (&crate::smtp::Reply::plain(220, listener.smtpd.banner.clone())).into();
-    }
-    let Some(reply) = listener.smtpd.refusal_before_tls(tls) else {
-        return;
-    };
-    for step in trace
-        .steps
-        .iter_mut()
-        .filter(|s| matches!(s.stage, "AUTH" | "MAIL" | "RCPT" | "DATA"))
-    {
-        step.reply = (&reply).into();
-        step.accepted = false;
-        step.lists.clear();
-        step.reason = None;
-        step.remark = Some(format!(
-            "listener `{}` requires STARTTLS first (use --tls)",
-            listener.name
-        ));
-    }
-    if !tls {
-        trace.auth_offered = false;
     }
 }
 

@@ -27,13 +27,19 @@ pub fn import(main_cf: &Path, master_cf: Option<&Path>) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// Names relayguard reads: the policy's, the session's, and the restriction classes declared.
-fn carried(params: &ParamMap) -> impl Fn(&str) -> bool + '_ {
+/// Names relayguard reads: the policy's, the session's, the restriction classes declared, and
+/// the admin's own parameters that main.cf or a master.cf service refers to as `$name`
+/// (without them the reference would point nowhere, and relayguard refuses that).
+fn carried<'a>(params: &'a ParamMap, services: &[MasterService]) -> impl Fn(&str) -> bool + 'a {
     let classes = policy::restriction_class_names(params);
+    let user_defined = policy::user_defined_parameters(
+        std::iter::once(params).chain(services.iter().map(|s| &s.overrides)),
+    );
     move |name: &str| {
         policy::PARAMETERS.contains(&name)
             || settings::PARAMETERS.contains(&name)
             || classes.iter().any(|c| c == name)
+            || user_defined.contains(name)
     }
 }
 
@@ -50,7 +56,7 @@ fn render(
     main_cf: &Path,
     master_cf: Option<&Path>,
 ) -> String {
-    let is_carried = carried(params);
+    let is_carried = carried(params, services);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -248,5 +254,25 @@ mod tests {
                     .join("\n")
             );
         }
+    }
+
+    /// Names the admin made up and refers to (main.cf or master.cf `-o`) are carried over;
+    /// dropping them would leave `$name` pointing nowhere.
+    #[test]
+    fn carries_user_defined_parameters() {
+        let main = "mydestination = local.test\noffice_nets = 192.0.2.0/24\nmynetworks = 127.0.0.0/8 $office_nets\nmua_sender_restrictions = reject_non_fqdn_sender, permit\nunused_thing = 1\n";
+        let master = "submission inet n - y - - smtpd\n  -o smtpd_sender_restrictions=$mua_sender_restrictions\n";
+        let params = parse_main_cf(main, Path::new("/etc/postfix/main.cf")).unwrap();
+        let services = parse_master_cf(master, Path::new("/etc/postfix/master.cf")).unwrap();
+        let text = render(&params, &services, Path::new("main.cf"), None);
+        assert!(
+            text.contains("\noffice_nets = \"192.0.2.0/24\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nmua_sender_restrictions = \"reject_non_fqdn_sender, permit\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("#   unused_thing = 1"), "{text}");
     }
 }

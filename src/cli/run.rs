@@ -11,8 +11,13 @@ use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
-use crate::upstream::probe::{probe, TrustBoundary};
+use crate::upstream::probe::{probe, ProbeReport, TrustBoundary, PROBE_RECIPIENT};
 use crate::upstream::{Upstream, WarmPool};
+
+/// How many times in all the open-relay check runs when it decides nothing.
+const PROBE_ATTEMPTS: u32 = 3;
+/// The pause between two probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(500);
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let snapshot = match config::load(path) {
@@ -40,22 +45,36 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCode> {
     let settings = snapshot.upstream.clone();
-    let report = probe_with_retry(&settings).await?;
+    let (report, attempts) = probe_with_retry(&settings).await?;
     match &report.trust {
         TrustBoundary::OpenRelay(reply) if !settings.allow_open_relay => {
             tracing::error!(
-                "the upstream accepted RCPT TO:<{}> from relayguard's own address without the client's identity ({reply}): \
+                "the upstream accepted RCPT TO:<{PROBE_RECIPIENT}> from relayguard's own address without the client's identity ({reply}): \
                  anyone who reaches it through relayguard without identity forwarding, or directly, can relay. \
                  Remove relayguard's address from the upstream's mynetworks (keep it in smtpd_authorized_xclient_hosts), \
-                 or set [upstream] allow_open_relay = true to start anyway",
-                crate::upstream::probe::PROBE_RECIPIENT
+                 or set [upstream] allow_open_relay = true to start anyway"
             );
             return Ok(ExitCode::from(3));
         }
         TrustBoundary::OpenRelay(reply) => {
             tracing::warn!("the upstream relays for relayguard's own address ({reply}); starting because allow_open_relay = true")
         }
-        TrustBoundary::Closed(_) | TrustBoundary::NotChecked => {}
+        TrustBoundary::Inconclusive { command, reply } if !settings.allow_open_relay => {
+            tracing::error!(
+                "the open-relay check did not pass: after {attempts} attempts the upstream still answered {command} with \"{reply}\", \
+                 which is no refusal of RCPT TO:<{PROBE_RECIPIENT}> from relayguard's own address. \
+                 Make the upstream accept MAIL FROM:<> and refuse that recipient, \
+                 or set [upstream] allow_open_relay = true to start without the check"
+            );
+            return Ok(ExitCode::from(3));
+        }
+        TrustBoundary::Inconclusive { command, reply } => {
+            tracing::warn!("the open-relay check did not pass ({command}: \"{reply}\"); starting because allow_open_relay = true")
+        }
+        TrustBoundary::Closed(reply) => tracing::info!(
+            "open-relay check passed: the upstream refused RCPT TO:<{PROBE_RECIPIENT}> from relayguard's own address: \"{reply}\""
+        ),
+        TrustBoundary::NotChecked => {}
     }
     if settings.identity == IdentityMode::None {
         tracing::warn!(
@@ -177,22 +196,32 @@ fn name_resolver(dns: &config::DnsSettings) -> Option<NameResolver> {
 }
 
 /// The upstream may start after relayguard (a sidecar, a service manager): keep asking for up to
-/// the connect timeout before giving up.
+/// the connect timeout before giving up. An open-relay check that decided nothing (a 4xx, a
+/// refused MAIL) is asked again [`PROBE_ATTEMPTS`] times in all; the report and the attempts
+/// made are returned, and the caller judges the last verdict.
 async fn probe_with_retry(
     settings: &config::UpstreamSettings,
-) -> anyhow::Result<crate::upstream::probe::ProbeReport> {
+) -> anyhow::Result<(ProbeReport, u32)> {
     let give_up = tokio::time::Instant::now() + settings.connect_timeout;
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         match probe(settings).await {
-            Ok(report) => return Ok(report),
+            Ok(ProbeReport {
+                trust: TrustBoundary::Inconclusive { command, reply },
+                ..
+            }) if attempts < PROBE_ATTEMPTS => {
+                tracing::warn!("open-relay check inconclusive, retrying: {command}: \"{reply}\"");
+            }
+            Ok(report) => return Ok((report, attempts)),
             // A refusal (a bad certificate, a 5xx) will not go away by waiting; only an
             // upstream that is not there yet is worth another try.
             Err(e) if e.is_transient() && tokio::time::Instant::now() < give_up => {
                 tracing::warn!("upstream probe failed, retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(e).context("probing the upstream at start-up"),
         }
+        tokio::time::sleep(PROBE_PAUSE).await;
     }
 }
 
@@ -228,8 +257,10 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
     }
 }
 
-/// What a reload cannot change under running sockets: the listeners (bound at start) and the
-/// upstream (probed and checked at start). `Some` names the change.
+/// What a reload cannot change under running sockets: the listeners (bound at start), the worker
+/// threads (each with its own accept socket per listener, made at start) and the upstream
+/// (probed and checked at start). `Some` names the change. A listener's `max_connections` is
+/// not here: each accept reads it from the snapshot current then (`net::limit`).
 fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<String> {
     let shape = |s: &config::Snapshot| -> Vec<String> {
         s.listeners
@@ -239,6 +270,12 @@ fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<S
     };
     if shape(running) != shape(new) {
         return Some("a change to the [[listener]] names, addresses or roles".into());
+    }
+    if running.workers != new.workers {
+        return Some(format!(
+            "a change to [limits] workers ({} to {})",
+            running.workers, new.workers
+        ));
     }
     // Where the upstream is and how it learns the client were checked at start (the open-relay
     // probe); timeouts and the EHLO name may change.

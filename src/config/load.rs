@@ -3,7 +3,7 @@
 //! Every mistake an admin can fix is a [`ConfigError`] naming the file and line; all of them are
 //! collected, so `check-config` prints the whole list at once.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,6 +94,15 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
     })?;
     let mut errors = Vec::new();
     let main_params = source.params(&file.policy);
+    // Postfix counts a parameter as used when main.cf or any master.cf service refers to it;
+    // so does relayguard, across [policy] and every listener's overrides.
+    let listener_params: Vec<ParamMap> = file
+        .listeners
+        .iter()
+        .map(|l| source.params(&l.policy))
+        .collect();
+    let user_defined =
+        policy::user_defined_parameters(std::iter::once(&main_params).chain(&listener_params));
 
     let mut names = HashSet::new();
     let mut listeners = Vec::new();
@@ -104,7 +113,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
                 format!("listener name `{}` is used twice", l.name),
             ));
         }
-        if let Some(listener) = compile_listener(&source, &file, l, &main_params, &mut errors) {
+        if let Some(listener) =
+            compile_listener(&source, &file, l, &main_params, &user_defined, &mut errors)
+        {
             listeners.push(Arc::new(listener));
         }
     }
@@ -165,6 +176,7 @@ fn compile_listener(
     file: &ConfigFile,
     l: &ListenerFile,
     main_params: &ParamMap,
+    user_defined: &BTreeSet<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<ListenerSnapshot> {
     let address: Option<SocketAddr> = match l.address.get_ref().parse() {
@@ -217,7 +229,12 @@ fn compile_listener(
             None
         }
     };
-    let policy = match Policy::compile_with(&params, &host_info(), settings::PARAMETERS) {
+    let policy = match Policy::compile_in_config(
+        &params,
+        &host_info(),
+        settings::PARAMETERS,
+        user_defined,
+    ) {
         Ok(p) => Some(p),
         Err(es) => {
             errors.extend(es.into_iter().map(ConfigError::Policy));
@@ -557,6 +574,28 @@ mod tests {
             with_upstream("").map(|s| s.upstream.warm_connections).ok(),
             Some(0),
             "off unless asked for"
+        );
+    }
+
+    /// Debian's master.cf pattern: `mua_sender_restrictions` set in `[policy]`, used only by
+    /// the submission listener's overrides. The smtp listener must not call it unknown.
+    #[test]
+    fn user_defined_parameter_used_by_another_listener() {
+        let text = "[policy]\nmydestination = \"local.test\"\nmua_sender_restrictions = \"reject_non_fqdn_sender, permit\"\n\n\
+             [[listener]]\nname = \"smtp\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\n\
+             [[listener]]\nname = \"sub\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\
+             [listener.policy]\nsmtpd_sender_restrictions = \"$mua_sender_restrictions\"\n\n\
+             [upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:10025\"\n";
+        if let Err(errors) = load_str(text, Path::new("/nonexistent/relayguard.toml")) {
+            panic!("{errors:?}");
+        }
+        let undefined = text.replace("mua_sender_restrictions = ", "mua_sender_restriction = ");
+        let errors = load_str(&undefined, Path::new("/nonexistent/relayguard.toml"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            errors.iter().any(|e| e.to_string() == "/nonexistent/relayguard.toml:15: `smtpd_sender_restrictions` refers to `$mua_sender_restrictions`, which is defined nowhere (did you mean `mua_sender_restriction`?)"),
+            "{errors:?}"
         );
     }
 }

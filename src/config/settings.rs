@@ -131,14 +131,6 @@ impl SmtpdSettings {
             syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
         }
     }
-
-    /// The answer to AUTH, MAIL, RCPT and DATA before TLS where TLS is required first
-    /// (`smtpd_tls_security_level = encrypt`); `None` when they may go ahead. One rule for the
-    /// session and for `relayguard check`.
-    pub fn refusal_before_tls(&self, tls: bool) -> Option<crate::smtp::Reply> {
-        (self.tls_level == TlsLevel::Encrypt && !tls)
-            .then(crate::smtp::replies::must_issue_starttls)
-    }
 }
 
 fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigError>) -> u64 {

@@ -11,20 +11,22 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
+
+use super::limit::Slot;
 
 /// A connection on its way to another worker, with its place under the listener's limit.
 pub struct Handoff {
     pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
-    pub permit: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// One listener's view of its workers: how many sessions each runs, and where to send one.
 pub struct Balance {
     loads: Vec<AtomicUsize>,
     /// Unbounded, yet never holds more than the listener's connection limit: every hand-off
-    /// carries one of its permits.
+    /// carries one of its slots.
     inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
 }
 

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ListenerSnapshot, Role, SnapshotCell, TlsLevel};
 use crate::net::balance::{Balance, Handoff};
+use crate::net::limit::{ConnectionLimit, Slot};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
 use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::shutdown::Shutdown;
@@ -39,8 +40,7 @@ pub struct BoundListener {
     pub name: String,
     pub address: SocketAddr,
     sockets: Vec<std::net::TcpListener>,
-    limit: Arc<Semaphore>,
-    max_connections: usize,
+    limit: Arc<ConnectionLimit>,
 }
 
 impl BoundListener {
@@ -67,8 +67,7 @@ impl BoundListener {
             address,
             sockets,
             // The connection limit is the listener's, across all workers.
-            limit: Arc::new(Semaphore::new(config.max_connections)),
-            max_connections: config.max_connections,
+            limit: ConnectionLimit::new(),
         })
     }
 
@@ -78,7 +77,6 @@ impl BoundListener {
             name,
             sockets,
             limit,
-            max_connections,
             ..
         } = self;
         let (balance, inboxes) = Balance::new(sockets.len());
@@ -90,7 +88,6 @@ impl BoundListener {
                 name: name.clone(),
                 socket: Some(socket),
                 limit: limit.clone(),
-                max_connections,
                 worker,
                 balance: balance.clone(),
                 inbox,
@@ -105,8 +102,7 @@ pub struct Listener {
     name: String,
     /// Taken by `serve`.
     socket: Option<std::net::TcpListener>,
-    limit: Arc<Semaphore>,
-    max_connections: usize,
+    limit: Arc<ConnectionLimit>,
     /// This shard's worker, and where connections other workers hand over arrive.
     worker: usize,
     balance: Arc<Balance>,
@@ -148,9 +144,9 @@ impl Listener {
                 Some(handoff) = self.inbox.recv() => Arrival::HandedOver(handoff),
                 accepted = socket.accept() => Arrival::Accepted(accepted),
             };
-            let (stream, peer, permit) = match arrival {
+            let (stream, peer, slot) = match arrival {
                 Arrival::HandedOver(h) => match TcpStream::from_std(h.stream) {
-                    Ok(stream) => (stream, h.peer, h.permit),
+                    Ok(stream) => (stream, h.peer, h.slot),
                     Err(e) => {
                         tracing::warn!(listener = %self.name, "taking over a connection: {e}");
                         continue;
@@ -165,18 +161,23 @@ impl Listener {
                     // The slot is taken after accept: the workers each accept on their own
                     // socket, and a slot held by a worker whose socket has nothing waiting would
                     // strand a connection queued on another's. A full listener answers 421 at
-                    // once and closes.
-                    let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-                        refuse_when_full(&self.name, self.max_connections, stream, peer, &services);
+                    // once and closes. The limit is the one of the snapshot current now, so a
+                    // reload applies to the next accept (`net::limit`).
+                    let snapshot = services.snapshots.load();
+                    let Some(listener) = snapshot.listener(&self.name) else {
                         continue;
                     };
-                    match self.hand_over_if_busier(stream, peer, permit) {
+                    let Some(slot) = self.limit.try_acquire(listener.max_connections) else {
+                        refuse_when_full(listener, self.limit.open(), stream, peer);
+                        continue;
+                    };
+                    match self.hand_over_if_busier(stream, peer, slot) {
                         Some(kept) => kept,
                         None => continue,
                     }
                 }
             };
-            self.start_session(stream, peer, permit, &services);
+            self.start_session(stream, peer, slot, &services);
         }
     }
 
@@ -186,11 +187,11 @@ impl Listener {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
-    ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+        slot: Slot,
+    ) -> Option<(TcpStream, SocketAddr, Slot)> {
         let to = self.balance.pick(self.worker);
         if to == self.worker {
-            return Some((stream, peer, permit));
+            return Some((stream, peer, slot));
         }
         let stream = match stream.into_std() {
             Ok(s) => s,
@@ -199,17 +200,13 @@ impl Listener {
                 return None;
             }
         };
-        let handoff = Handoff {
-            stream,
-            peer,
-            permit,
-        };
+        let handoff = Handoff { stream, peer, slot };
         match self.balance.hand_over(to, handoff) {
             Ok(()) => None,
             // That worker has stopped: serve it here.
             Err(h) => TcpStream::from_std(h.stream)
                 .ok()
-                .map(|s| (s, h.peer, h.permit)),
+                .map(|s| (s, h.peer, h.slot)),
         }
     }
 
@@ -232,7 +229,7 @@ impl Listener {
         &mut self,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
         services: &Services,
     ) {
         let snapshot = services.snapshots.load();
@@ -253,7 +250,7 @@ impl Listener {
         let span = tracing::debug_span!("session", session = self.next_id, listener = %self.name, client = %peer);
         let session = async move {
             accept_session(ctx, stream, peer, resolver).await;
-            drop((permit, load));
+            drop((slot, load));
         };
         // Instrumented costs on every poll even when its span is off.
         if span.is_disabled() {
@@ -266,23 +263,15 @@ impl Listener {
 
 /// Postfix's answer to a client over its connection limit (anvil): a 421 and a close,
 /// written without waiting so a flood costs no more than the accept.
-fn refuse_when_full(
-    name: &str,
-    max_connections: usize,
-    stream: TcpStream,
-    peer: SocketAddr,
-    services: &Services,
-) {
-    let snapshot = services.snapshots.load();
-    let Some(listener) = snapshot.listener(name) else {
-        return;
-    };
-    // smtpd's own line for a client over its anvil limit, with the listener as the service.
+fn refuse_when_full(listener: &ListenerSnapshot, open: usize, stream: TcpStream, peer: SocketAddr) {
+    // smtpd's own line for a client over its anvil limit, with the listener as the service,
+    // counting this connection: after a reload lowered the limit, more than one past it.
     tracing::warn!(
         tag = %listener.smtpd.syslog_tag,
-        "warning: Connection concurrency limit exceeded: {} from unknown[{}] for service {name}",
-        max_connections + 1,
+        "warning: Connection concurrency limit exceeded: {} from unknown[{}] for service {}",
+        open + 1,
         peer.ip(),
+        listener.name,
     );
     let reply = replies::too_many_connections(&listener.smtpd.myhostname);
     if let Ok(stream) = stream.into_std() {
@@ -437,12 +426,8 @@ mod tests {
         let mut client = std::net::TcpStream::connect(elsewhere.local_addr().unwrap()).unwrap();
         let (stream, peer) = elsewhere.accept().unwrap();
         stream.set_nonblocking(true).unwrap();
-        let permit = first.limit.clone().try_acquire_owned().unwrap();
-        let handoff = Handoff {
-            stream,
-            peer,
-            permit,
-        };
+        let slot = first.limit.try_acquire(1).unwrap();
+        let handoff = Handoff { stream, peer, slot };
         assert!(first.balance.hand_over(1, handoff).is_ok());
 
         let drain = Drain::new();

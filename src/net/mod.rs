@@ -1,10 +1,11 @@
-//! The network edges: listeners and their balance over workers, TLS configurations, the inbound
+//! The network edges: listeners, their connection limit and their balance over workers, TLS configurations, the inbound
 //! PROXY header, client name lookups, read deadlines, and the stream type sessions run over.
 //!
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 
 pub mod balance;
 pub mod deadline;
+pub mod limit;
 pub mod listener;
 pub mod proxy_header;
 pub mod resolve;

@@ -11,6 +11,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
+use super::printable::PrintableWriter;
 use super::time::Civil;
 
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides the level.
@@ -56,8 +57,10 @@ struct LineWriter<'w, 'f> {
 }
 
 impl LineWriter<'_, '_> {
+    /// Writes `args` [`Printable`](super::printable::Printable): whatever a field or message
+    /// carries, the line ends only where this writer ends it.
     fn write(&mut self, args: fmt::Arguments<'_>) {
-        let result = self.writer.write_fmt(args);
+        let result = fmt::write(&mut PrintableWriter(&mut *self.writer), args);
         self.result = self.result.and(result);
     }
 }
@@ -117,8 +120,8 @@ where
         line.opening = false;
         event.record(&mut line);
         let rest = std::mem::take(&mut line.rest);
-        line.write(format_args!("{rest}\n"));
-        line.result
+        line.write(format_args!("{rest}"));
+        line.result.and(writeln!(writer))
     }
 }
 
@@ -175,6 +178,7 @@ mod tests {
             let tag = "postfix/submission/smtpd";
             tracing::info!(tag = %tag, "connect from {}", "unknown[192.0.2.1]");
             tracing::warn!(upstream = %"refused", "upstream failed for {}", "x[192.0.2.2]");
+            tracing::warn!(upstream = %"a\r\nb", "untagged {}", "c\nd");
         });
         let text = String::from_utf8(out.0.lock().map(|b| b.clone()).unwrap_or_default())
             .unwrap_or_default();
@@ -184,6 +188,7 @@ mod tests {
             [
                 "mx postfix/submission/smtpd[42]: connect from unknown[192.0.2.1]",
                 "mx relayguard[42]: warning: upstream failed for x[192.0.2.2] upstream=refused",
+                "mx relayguard[42]: warning: untagged c?d upstream=a??b",
             ]
         );
         // The stamp: `Nov 24 06:33:22 `.

@@ -1,4 +1,5 @@
-//! Observability edges: log output and time formatting.
+//! Observability edges: log output, printable log text, and time formatting.
 
 pub mod log;
+pub mod printable;
 pub mod time;

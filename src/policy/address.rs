@@ -1,5 +1,5 @@
-//! Envelope addresses and host names as smtpd and trivial-rewrite see them: source routes,
-//! quoting, percent hack, bang paths, address literals, and RFC 1035 host name syntax.
+//! Envelope addresses as smtpd and trivial-rewrite see them: source routes, quoting, percent
+//! hack, bang paths and address literals (host name syntax is in `hostname`).
 //!
 //! Only string work; which domains are local is asked of the caller through [`Locality`].
 
@@ -169,37 +169,6 @@ pub(crate) fn resolve(
     (Destination::Foreign, addr)
 }
 
-/// Postfix's valid_hostname: labels of letters, digits, `-` and `_`, not starting or ending in
-/// `-`, at most 63 characters each and 255 in all, and not all-numeric.
-pub(crate) fn valid_hostname(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.is_empty() || name.len() > 255 {
-        return false;
-    }
-    let mut non_numeric = false;
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
-            return false;
-        }
-        for b in label.bytes() {
-            if b.is_ascii_alphabetic() || b == b'-' || b == b'_' {
-                non_numeric = true;
-            } else if !b.is_ascii_digit() {
-                return false;
-            }
-        }
-    }
-    non_numeric
-}
-
-/// Postfix's valid_hostaddr: a dotted-quad IPv4 address or an IPv6 address.
-pub(crate) fn valid_hostaddr(addr: &str) -> bool {
-    if addr.contains(':') {
-        return addr.parse::<std::net::Ipv6Addr>().is_ok();
-    }
-    addr.parse::<std::net::Ipv4Addr>().is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,17 +251,5 @@ mod tests {
             "user@elsewhere"
         );
         assert_eq!(Address::new("ok@T.TEST.").key, "ok@t.test");
-    }
-
-    #[test]
-    fn hostnames() {
-        assert!(valid_hostname("host.example."));
-        assert!(valid_hostname("nodots"));
-        assert!(!valid_hostname("bad_helo!"));
-        assert!(!valid_hostname("1.2.3.4"));
-        assert!(!valid_hostname("a..b"));
-        assert!(!valid_hostname("-a.b"));
-        assert!(valid_hostaddr("1.2.3.4"));
-        assert!(!valid_hostaddr("1.2.3.999"));
     }
 }

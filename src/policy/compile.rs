@@ -1,6 +1,7 @@
 //! Turns Postfix parameters into a [`Policy`]: names checked, `$` expanded, defaults of
 //! compatibility_level 3.6 applied, lists and tables compiled, mistakes reported with file and line.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use super::access::{parse_action, Action, Codes};
 use super::address::Rewrite;
-use super::compile_checks::check_names;
+use super::compile_checks::{check_names, check_references};
 use super::defaults::{default_value, parse_compat, style_networks};
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::netlist::{NetList, TableOpener};
@@ -118,10 +119,13 @@ impl Ctx<'_> {
     }
 }
 
+/// `user_defined` are names referred to as `$name` elsewhere in the configuration (other
+/// listeners); the ones `params` refers to itself are found here.
 pub(crate) fn compile(
     params: &ParamMap,
     host: &HostInfo,
     others: &[&str],
+    user_defined: &BTreeSet<String>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let compat = params
         .value("compatibility_level")
@@ -138,7 +142,14 @@ pub(crate) fn compile(
 
     // Classes are parameter names too, so read them before checking names.
     let class_names = super::restriction_class_names(params);
-    check_names(params, &mut cx.errors, &class_names, others);
+    let mut user_defined = user_defined.clone();
+    user_defined.extend(super::compile_checks::user_defined([params]));
+    check_names(params, &mut cx.errors, &class_names, others, &user_defined);
+    let builtin = |name: &str| {
+        matches!(name, "myhostname" | "mydomain" | "mynetworks")
+            || default_value(name, compat).is_some()
+    };
+    check_references(params, others, builtin, &mut cx.errors);
 
     let mut cache: FxHashMap<String, Arc<Table>> = FxHashMap::default();
     let mut table_warnings: Vec<PolicyWarning> = Vec::new();

@@ -1,9 +1,11 @@
 //! Whole-policy checks after compilation: Postfix's start-up relay-control rule, restrictions
 //! that cannot work with these settings, and whether the client name is ever needed.
 
+use std::collections::BTreeSet;
+
 use super::error::Hint;
 use super::error::{PolicyError, PolicyWarning};
-use super::params::{Origin, ParamMap};
+use super::params::{references, Origin, ParamMap};
 use super::postfix_names::POSTFIX_NAMES;
 use super::restriction::{Lookup, Restriction};
 use super::Policy;
@@ -139,23 +141,37 @@ pub(crate) fn check(
                 "set smtpd_sasl_auth_enable = yes if clients authenticate".into(),
             ));
         }
-        if any(list, &|r| matches!(r, Restriction::SenderLoginMismatch(_))) {
+        let mismatch: Vec<&'static str> = list
+            .iter()
+            .filter_map(|r| match r {
+                Restriction::SenderLoginMismatch(m) => Some(m.name),
+                Restriction::WarnIfReject(inner) => match &**inner {
+                    Restriction::SenderLoginMismatch(m) => Some(m.name),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        if !mismatch.is_empty() {
             if p.sender_login_maps.is_none() {
                 errors.push(PolicyError::BadValue {
                     name: name.to_string(),
                     origin: origin(name),
-                    why: "reject_*sender_login_mismatch needs smtpd_sender_login_maps".into(),
+                    why: format!("{} needs smtpd_sender_login_maps", mismatch.join(", ")),
                     hint: super::Hint::text(
                         "set smtpd_sender_login_maps = texthash:/path/to/logins",
                     ),
                 });
             } else if !p.sasl_auth_enable {
-                warnings.push(PolicyWarning::new(
-                    name,
-                    &origin(name),
-                    "restriction `reject_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)".into(),
-                    "set smtpd_sasl_auth_enable = yes".into(),
-                ));
+                // smtpd_check.c: "restriction `%s' ignored: no SASL support", per restriction.
+                for restriction in mismatch {
+                    warnings.push(PolicyWarning::new(
+                        name,
+                        &origin(name),
+                        format!("restriction `{restriction}' ignored: no SASL support (smtpd_sasl_auth_enable = no)"),
+                        "set smtpd_sasl_auth_enable = yes".into(),
+                    ));
+                }
             }
         }
         if any(list, &|r| {
@@ -176,12 +192,18 @@ pub(crate) fn check(
     p.wants_name = wants_name;
 }
 
-/// Every name in the map must be implemented here, by the session, or be a declared class.
+/// Every name in the map must be implemented here, by the session, be a declared class, or be
+/// user-defined: not a Postfix name, and referred to as `$name` somewhere in the configuration
+/// (`user_defined`). A made-up name nothing refers to stays an error (Postfix only warns
+/// "unused parameter", but a typo in a security setting must not pass silently); a real
+/// Postfix parameter relayguard does not implement stays refused even when referred to, since
+/// setting it would mean more to Postfix than a macro.
 pub(crate) fn check_names(
     params: &ParamMap,
     errors: &mut Vec<PolicyError>,
     classes: &[String],
     others: &[&str],
+    user_defined: &BTreeSet<String>,
 ) {
     let names: Vec<(String, Origin)> = params
         .iter()
@@ -191,6 +213,7 @@ pub(crate) fn check_names(
         if PARAMETERS.contains(&name.as_str())
             || others.contains(&name.as_str())
             || classes.contains(&name)
+            || user_defined.contains(&name)
         {
             continue;
         }
@@ -209,12 +232,73 @@ pub(crate) fn check_names(
             });
         } else {
             let hint = Hint::nearest(&name, candidates);
-            let hint = if hint.0.is_none() && !classes.is_empty() {
-                Hint::text("a restriction class must be listed in smtpd_restriction_classes")
-            } else {
-                hint
+            let hint = match hint.0 {
+                Some(_) => hint,
+                None if !classes.is_empty() => {
+                    Hint::text("a restriction class must be listed in smtpd_restriction_classes")
+                }
+                None => Hint::text(format!(
+                    "no value refers to it as ${name}; Postfix would warn: unused parameter"
+                )),
             };
             errors.push(PolicyError::UnknownParameter { name, origin, hint });
         }
     }
+}
+
+/// Every `$name` a value needs must name something: a parameter in the map, a Postfix
+/// parameter (`is_builtin`: one with a built-in value, or computed from the host), or one
+/// implemented elsewhere in relayguard. Postfix would expand anything else to nothing.
+/// A `$` that starts no name stops Postfix at start-up, so it is refused too.
+pub(crate) fn check_references(
+    params: &ParamMap,
+    others: &[&str],
+    is_builtin: impl Fn(&str) -> bool,
+    errors: &mut Vec<PolicyError>,
+) {
+    for (parameter, pv) in params.iter() {
+        let refs = match references(&pv.value) {
+            Ok(refs) => refs,
+            Err(why) => {
+                errors.push(PolicyError::BadValue {
+                    name: parameter.to_string(),
+                    origin: pv.origin.clone(),
+                    why,
+                    hint: Hint::none(),
+                });
+                continue;
+            }
+        };
+        for (name, needed) in refs {
+            let defined = params.get(name).is_some()
+                || others.contains(&name)
+                || POSTFIX_NAMES.binary_search(&name).is_ok()
+                || is_builtin(name);
+            if needed && !defined {
+                errors.push(PolicyError::UndefinedParameter {
+                    name: name.to_string(),
+                    parameter: parameter.to_string(),
+                    origin: pv.origin.clone(),
+                    hint: Hint::nearest(name, params.iter().map(|(n, _)| n)),
+                });
+            }
+        }
+    }
+}
+
+/// The names that values in `maps` refer to with `$` and that Postfix does not know itself:
+/// the admin's own parameters, such as `office_nets` in `mynetworks = $office_nets`.
+pub(crate) fn user_defined<'a>(maps: impl IntoIterator<Item = &'a ParamMap>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for map in maps {
+        for (_, pv) in map.iter() {
+            // A value with a `$` error is reported by check_references.
+            for (name, _) in references(&pv.value).unwrap_or_default() {
+                if POSTFIX_NAMES.binary_search(&name).is_err() {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
 }

@@ -55,6 +55,17 @@ pub enum PolicyError {
         hint: Hint,
     },
 
+    /// A `$name` (or `${name}`, `$(name)`) in `parameter`'s value that names nothing: neither a
+    /// parameter set here nor a Postfix parameter with a built-in value. Postfix would expand it
+    /// to nothing, which can silently empty a whole restriction list.
+    #[error("{}:{}: `{parameter}` refers to `${name}`, which is defined nowhere{hint}", origin.file.display(), origin.line)]
+    UndefinedParameter {
+        name: String,
+        parameter: String,
+        origin: Origin,
+        hint: Hint,
+    },
+
     /// A real Postfix parameter that relayguard does not implement; it is refused rather than
     /// silently ignored.
     #[error("{}:{}: Postfix parameter `{name}` is not implemented by relayguard{hint}", origin.file.display(), origin.line)]

@@ -6,9 +6,8 @@ use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
-use super::address::{
-    classify, literal_addr, valid_hostaddr, valid_hostname, Address, Destination,
-};
+use super::address::{classify, literal_addr, Address, Destination};
+use super::hostname::{truncate_dot, valid_helo_literal, valid_hostaddr, valid_hostname};
 use super::restriction::Restriction;
 use super::{Facts, ListTrace, Note, Policy, Reason};
 use crate::smtp::Reply;
@@ -282,20 +281,29 @@ impl<'p, 'f> Eval<'p, 'f> {
                 self.reject(reply, self.reason(r))
             }
             Restriction::Check { lookup, table } => self.check_access(r, *lookup, table),
-            Restriction::RejectNonFqdnHelo { .. } => {
+            Restriction::RejectNonFqdnHelo { .. } | Restriction::RejectInvalidHelo { .. } => {
                 let Some(helo) = self.facts.helo else {
                     return Verdict::Dunno;
                 };
-                let name = helo.strip_suffix('.').unwrap_or(helo);
-                if helo.starts_with('[') || (valid_hostname(name) && name.contains('.')) {
+                // smtpd_check.c: a HELO that starts with `[` is an address literal for both
+                // restrictions, refused with the invalid-name code; a name is cut of one
+                // trailing dot first (dup_if_truncate).
+                let name = truncate_dot(helo);
+                let refusal = if helo.starts_with('[') {
+                    (!valid_helo_literal(helo))
+                        .then_some((codes.invalid_hostname_reject, "invalid ip address"))
+                } else if matches!(r, Restriction::RejectInvalidHelo { .. }) {
+                    // "XXX back compat" in Postfix: a bare address is a valid name here.
+                    (!valid_hostname(name) && !valid_hostaddr(name))
+                        .then_some((codes.invalid_hostname_reject, "Invalid name"))
+                } else {
+                    (!valid_hostname(name) || !name.contains('.'))
+                        .then_some((codes.non_fqdn_reject, "need fully-qualified hostname"))
+                };
+                let Some((code, text)) = refusal else {
                     return Verdict::Dunno;
-                }
-                let reply = self.voice_reply(
-                    codes.non_fqdn_reject,
-                    (5, 5, 2),
-                    VoiceKind::Helo,
-                    "need fully-qualified hostname",
-                );
+                };
+                let reply = self.voice_reply(code, (5, 5, 2), VoiceKind::Helo, text);
                 self.reject(
                     reply,
                     Reason {
@@ -303,34 +311,6 @@ impl<'p, 'f> Eval<'p, 'f> {
                         ..self.reason(r)
                     },
                 )
-            }
-            Restriction::RejectInvalidHelo { .. } => {
-                let Some(helo) = self.facts.helo else {
-                    return Verdict::Dunno;
-                };
-                let why = if helo.starts_with('[') {
-                    (literal_addr(helo).is_none()).then_some("invalid ip address")
-                } else {
-                    (!valid_hostname(helo) && !valid_hostaddr(helo)).then_some("Invalid name")
-                };
-                match why {
-                    None => Verdict::Dunno,
-                    Some(text) => {
-                        let reply = self.voice_reply(
-                            codes.invalid_hostname_reject,
-                            (5, 5, 2),
-                            VoiceKind::Helo,
-                            text,
-                        );
-                        self.reject(
-                            reply,
-                            Reason {
-                                key: Some(helo.into()),
-                                ..self.reason(r)
-                            },
-                        )
-                    }
-                }
             }
             Restriction::RejectNonFqdnSender | Restriction::RejectNonFqdnRecipient => {
                 let (addr, voice) = if matches!(r, Restriction::RejectNonFqdnSender) {

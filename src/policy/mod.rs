@@ -17,6 +17,7 @@ mod error;
 mod eval;
 mod eval_access;
 mod facts;
+mod hostname;
 mod lookup;
 pub mod main_cf;
 mod netlist;
@@ -28,11 +29,11 @@ mod restriction;
 mod stages;
 mod table;
 mod text;
-pub mod trace;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -99,6 +100,14 @@ pub const PARAMETERS: &[&str] = &[
     "virtual_alias_domains",
     "virtual_mailbox_domains",
 ];
+
+/// The admin's own parameter names: the ones values in `maps` (main.cf and every master.cf
+/// service's overrides) refer to with `$name`, `${name}` or `$(name)`, that Postfix does not know.
+pub fn user_defined_parameters<'a>(
+    maps: impl IntoIterator<Item = &'a ParamMap>,
+) -> BTreeSet<String> {
+    compile_checks::user_defined(maps)
+}
 
 /// The class names `smtpd_restriction_classes` declares (`$`-expanded, lower-cased); each is
 /// also a parameter name.
@@ -180,7 +189,7 @@ impl Policy {
     /// Compiles the parameters once at load, for a loopback-only host ([`HostInfo::loopback`]).
     /// Every problem is returned, not only the first.
     pub fn compile(params: &ParamMap) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, &HostInfo::loopback(), &[])
+        compile::compile(params, &HostInfo::loopback(), &[], &BTreeSet::new())
     }
 
     /// Compiles with the real host's interfaces and name (for `mynetworks_style`,
@@ -189,7 +198,7 @@ impl Policy {
         params: &ParamMap,
         host: &HostInfo,
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host, &[])
+        compile::compile(params, host, &[], &BTreeSet::new())
     }
 
     /// Like [`Policy::compile_for_host`]; `other_parameters` are names implemented elsewhere in
@@ -199,7 +208,20 @@ impl Policy {
         host: &HostInfo,
         other_parameters: &[&str],
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host, other_parameters)
+        compile::compile(params, host, other_parameters, &BTreeSet::new())
+    }
+
+    /// Like [`Policy::compile_with`], for one listener of a configuration with several:
+    /// `user_defined` are the admin's own parameter names that any part of the configuration
+    /// refers to ([`user_defined_parameters`]), so that a name set in `[policy]` and used only
+    /// by another listener's overrides is not taken for a typo here.
+    pub fn compile_in_config(
+        params: &ParamMap,
+        host: &HostInfo,
+        other_parameters: &[&str],
+        user_defined: &BTreeSet<String>,
+    ) -> Result<Policy, Vec<PolicyError>> {
+        compile::compile(params, host, other_parameters, user_defined)
     }
 
     /// Settings that are valid but surely not what the admin meant, for `check-config`.

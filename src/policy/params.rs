@@ -55,9 +55,99 @@ impl ParamMap {
     }
 }
 
-/// Expands `$name`, `${name}`, `${name?text}` (text if name is non-empty) and `${name:text}`
-/// (text if name is empty) as Postfix does for main.cf values. `lookup` gives a parameter's raw
-/// value (explicit or default); unknown names expand to nothing. Depth-limited against loops.
+/// One part of a main.cf value as Postfix's mac_parse() splits it.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    /// `$name`, `${name}` or `$(name)`; with `${name?text}` / `${name:text}` the operator and
+    /// the text.
+    Macro {
+        name: &'a str,
+        test: Option<(char, &'a str)>,
+    },
+}
+
+/// Splits `value` into text and macros. A `$` that starts no macro (Postfix: "empty macro
+/// name") or a bracket that does not close is reported, and kept as text.
+fn pieces(value: &str) -> (Vec<Piece<'_>>, Option<String>) {
+    let mut out = Vec::new();
+    let mut problem = None;
+    let mut rest = value;
+    while let Some(pos) = rest.find('$') {
+        if pos > 0 {
+            out.push(Piece::Text(&rest[..pos]));
+        }
+        let after = &rest[pos + 1..];
+        let close = match after.chars().next() {
+            Some('{') => Some('}'),
+            Some('(') => Some(')'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            let open = if close == '}' { '{' } else { '(' };
+            // Only the same kind of bracket nests, as in Postfix's balpar().
+            let mut depth = 0usize;
+            let end = after.char_indices().find_map(|(i, c)| {
+                if c == open {
+                    depth += 1;
+                } else if c == close {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                None
+            });
+            let Some(end) = end else {
+                problem.get_or_insert_with(|| format!("missing '{close}' after `${open}`"));
+                out.push(Piece::Text(&rest[pos..]));
+                return (out, problem);
+            };
+            let inner = &after[1..end];
+            let piece = match inner.find(['?', ':']) {
+                Some(i) => Piece::Macro {
+                    name: &inner[..i],
+                    test: inner[i..].chars().next().map(|op| (op, &inner[i + 1..])),
+                },
+                None => Piece::Macro {
+                    name: inner,
+                    test: None,
+                },
+            };
+            out.push(piece);
+            rest = &after[end + 1..];
+        } else if let Some(stripped) = after.strip_prefix('$') {
+            out.push(Piece::Text("$"));
+            rest = stripped;
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if len == 0 {
+                problem.get_or_insert_with(|| {
+                    "empty macro name after `$` (write $$ for a literal $)".to_string()
+                });
+                out.push(Piece::Text("$"));
+                rest = after;
+                continue;
+            }
+            out.push(Piece::Macro {
+                name: &after[..len],
+                test: None,
+            });
+            rest = &after[len..];
+        }
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    (out, problem)
+}
+
+/// Expands `$name`, `${name}`, `$(name)`, `${name?text}` (text if name is non-empty) and
+/// `${name:text}` (text if name is empty) as Postfix does for main.cf values. `lookup` gives a
+/// parameter's raw value (explicit or default); unknown names expand to nothing (the loader
+/// refuses them first, see [`references`]). Depth-limited against loops.
 pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     expand_depth(value, lookup, 0)
 }
@@ -72,69 +162,50 @@ fn expand_depth(value: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usi
             .unwrap_or_default()
     };
     let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(body) = after.strip_prefix('{') {
-            // Find the matching close brace (values may nest ${a:${b}}).
-            let mut depth_b = 1usize;
-            let mut end = None;
-            for (i, c) in body.char_indices() {
-                match c {
-                    '{' => depth_b += 1,
-                    '}' => {
-                        depth_b -= 1;
-                        if depth_b == 0 {
-                            end = Some(i);
-                            break;
-                        }
-                    }
-                    _ => {}
+    for piece in pieces(value).0 {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Macro { name, test: None } => out.push_str(&resolve(name)),
+            Piece::Macro {
+                name,
+                test: Some((op, text)),
+            } => {
+                let val = resolve(name);
+                // `?` takes the text when name is set, `:` when it is not.
+                let take = if op == '?' {
+                    !val.is_empty()
+                } else {
+                    val.is_empty()
+                };
+                if take {
+                    out.push_str(&expand_depth(text, lookup, depth + 1));
+                } else if op == ':' {
+                    out.push_str(&val);
                 }
             }
-            let Some(end) = end else {
-                out.push_str(&rest[pos..]);
-                return out;
-            };
-            let inner = &body[..end];
-            let split = inner.find(['?', ':']);
-            match split {
-                Some(i) => {
-                    let (name, op, text) = (&inner[..i], &inner[i..=i], &inner[i + 1..]);
-                    let val = resolve(name);
-                    let take = if op == "?" {
-                        !val.is_empty()
-                    } else {
-                        val.is_empty()
-                    };
-                    if take {
-                        out.push_str(&expand_depth(text, lookup, depth + 1));
-                    } else if op == ":" {
-                        out.push_str(&val);
-                    }
-                }
-                None => out.push_str(&resolve(inner)),
-            }
-            rest = &body[end + 1..];
-        } else if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if len == 0 {
-                out.push('$');
-                rest = after;
-                continue;
-            }
-            out.push_str(&resolve(&after[..len]));
-            rest = &after[len..];
         }
     }
-    out.push_str(rest);
     out
+}
+
+/// The parameter names a value refers to, each with whether the value needs it defined:
+/// `$name` does, while `${name?text}` and `${name:text}` only ask whether it is set. A
+/// syntax error Postfix would stop at ("empty macro name") comes back as `Err`.
+pub fn references(value: &str) -> Result<Vec<(&str, bool)>, String> {
+    let (parts, problem) = pieces(value);
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    let mut out = Vec::new();
+    for piece in parts {
+        if let Piece::Macro { name, test } = piece {
+            out.push((name, test.is_none()));
+            if let Some((_, text)) = test {
+                out.extend(references(text)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -159,5 +230,29 @@ mod tests {
         assert_eq!(expand("${mydomain:no}", &look), "example");
         assert_eq!(expand("${mydomain?yes}", &look), "yes");
         assert_eq!(expand("${empty?yes}", &look), "");
+        assert_eq!(expand("$(mydomain)/x $$1", &look), "example/x $1");
+        assert_eq!(expand("${mydomain?$(nested)}", &look), "mx.example");
+    }
+
+    #[test]
+    fn references_and_their_errors() {
+        assert_eq!(
+            references("$a, ${b}, $(c), ${d:$e}, ${f?x}, $$g").unwrap(),
+            vec![
+                ("a", true),
+                ("b", true),
+                ("c", true),
+                ("d", false),
+                ("e", true),
+                ("f", false)
+            ]
+        );
+        assert!(references("/x$/")
+            .unwrap_err()
+            .starts_with("empty macro name"));
+        assert!(references("x $")
+            .unwrap_err()
+            .starts_with("empty macro name"));
+        assert!(references("${a").unwrap_err().starts_with("missing '}'"));
     }
 }

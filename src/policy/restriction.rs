@@ -160,58 +160,63 @@ const CHECKS: &[(&str, Lookup)] = &[
     ("check_recipient_access", Lookup::Recipient),
 ];
 
-/// Postfix restrictions relayguard knows but does not implement (refused with this word).
-const NOT_IMPLEMENTED: &[&str] = &[
-    "check_policy_service",
-    "reject_rbl_client",
-    "reject_rhsbl_client",
-    "reject_rhsbl_sender",
-    "reject_rhsbl_recipient",
-    "reject_rhsbl_helo",
-    "reject_rhsbl_reverse_client",
-    "permit_dnswl_client",
-    "permit_rhswl_client",
-    "reject_unknown_client_hostname",
-    "reject_unknown_reverse_client_hostname",
-    "reject_unknown_helo_hostname",
-    "reject_unknown_sender_domain",
-    "reject_unknown_recipient_domain",
-    "reject_unlisted_recipient",
-    "reject_unlisted_sender",
-    "reject_unverified_recipient",
-    "reject_unverified_sender",
-    "reject_multi_recipient_bounce",
-    "reject_plaintext_session",
-    "permit_tls_clientcerts",
-    "permit_tls_all_clientcerts",
-    "permit_inet_interfaces",
-    "permit_mx_backup",
-    "check_relay_domains",
-    "permit_naked_ip_address",
-    "reject_unknown_hostname",
-    "reject_unknown_client",
-    "reject_unknown_address",
-    "check_ccert_access",
-    "check_sasl_access",
-    "check_reverse_client_hostname_access",
-    "check_client_a_access",
-    "check_client_mx_access",
-    "check_client_ns_access",
-    "check_helo_a_access",
-    "check_helo_mx_access",
-    "check_helo_ns_access",
-    "check_sender_a_access",
-    "check_sender_mx_access",
-    "check_sender_ns_access",
-    "check_recipient_a_access",
-    "check_recipient_mx_access",
-    "check_recipient_ns_access",
-    "check_etrn_access",
-    "sleep",
-    "warn_if_reject_rbl",
-    "reject_maps_rbl",
-    "check_address_map",
-    "reject_sender_login_mismatch_for_known",
+/// Postfix restrictions relayguard knows but does not implement (refused with this word), and
+/// whether Postfix reads the next word as their argument (smtpd_check.c takes `*(cpp += 1)`):
+/// a table, a DNS domain, a server or seconds. The refusal skips that argument and nothing
+/// more, so the word after a restriction without one (`reject_maps_rbl`, which reads
+/// maps_rbl_domains) is still checked.
+const NOT_IMPLEMENTED: &[(&str, bool)] = &[
+    ("check_policy_service", true),
+    ("reject_rbl_client", true),
+    ("reject_rbl", true),
+    ("reject_rhsbl_client", true),
+    ("reject_rhsbl_sender", true),
+    ("reject_rhsbl_recipient", true),
+    ("reject_rhsbl_helo", true),
+    ("reject_rhsbl_reverse_client", true),
+    ("permit_dnswl_client", true),
+    ("permit_rhswl_client", true),
+    ("reject_unknown_client_hostname", false),
+    ("reject_unknown_reverse_client_hostname", false),
+    ("reject_unknown_helo_hostname", false),
+    ("reject_unknown_sender_domain", false),
+    ("reject_unknown_recipient_domain", false),
+    ("reject_unlisted_recipient", false),
+    ("reject_unlisted_sender", false),
+    ("reject_unverified_recipient", false),
+    ("reject_unverified_sender", false),
+    ("reject_multi_recipient_bounce", false),
+    ("reject_plaintext_session", false),
+    ("permit_tls_clientcerts", false),
+    ("permit_tls_all_clientcerts", false),
+    ("permit_inet_interfaces", false),
+    ("permit_mx_backup", false),
+    ("check_relay_domains", false),
+    ("permit_naked_ip_address", false),
+    ("reject_unknown_hostname", false),
+    ("reject_unknown_client", false),
+    ("reject_unknown_address", false),
+    ("check_ccert_access", true),
+    ("check_sasl_access", true),
+    ("check_reverse_client_hostname_access", true),
+    ("check_client_a_access", true),
+    ("check_client_mx_access", true),
+    ("check_client_ns_access", true),
+    ("check_helo_a_access", true),
+    ("check_helo_mx_access", true),
+    ("check_helo_ns_access", true),
+    ("check_sender_a_access", true),
+    ("check_sender_mx_access", true),
+    ("check_sender_ns_access", true),
+    ("check_recipient_a_access", true),
+    ("check_recipient_mx_access", true),
+    ("check_recipient_ns_access", true),
+    ("check_etrn_access", true),
+    ("sleep", true),
+    ("warn_if_reject_rbl", true),
+    ("reject_maps_rbl", false),
+    ("check_address_map", true),
+    ("reject_sender_login_mismatch_for_known", false),
 ];
 
 impl Restriction {
@@ -368,20 +373,8 @@ fn parse_one(
             }
         };
     }
-    if NOT_IMPLEMENTED.contains(&lower.as_str()) {
-        let takes_argument = [
-            "check_",
-            "reject_rbl",
-            "reject_rhsbl",
-            "permit_dnswl",
-            "permit_rhswl",
-            "sleep",
-            "warn_if_reject_rbl",
-            "reject_maps",
-        ]
-        .iter()
-        .any(|p| lower.starts_with(p));
-        if takes_argument && lower != "check_relay_domains" {
+    if let Some(&(_, takes_argument)) = NOT_IMPLEMENTED.iter().find(|(n, _)| *n == lower) {
+        if takes_argument {
             *i += 1;
         }
         unknown(

@@ -13,18 +13,6 @@ const SASL_RESPONSE_LIMIT: usize = 12290;
 
 impl Session {
     pub(super) async fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Step {
-        if self.login.is_some() {
-            return self.refuse(replies::already_authenticated());
-        }
-        if self.txn.is_some() {
-            return self.refuse(replies::mail_transaction_in_progress());
-        }
-        if let Some(reply) = self.tls_required() {
-            return self.refuse(reply);
-        }
-        if self.ctx.listener.smtpd.helo_required && self.helo.is_none() {
-            return self.refuse(replies::send_helo_first());
-        }
         if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {
             // Its own event, apart from a failed password: the credentials never left here.
             self.log
@@ -96,7 +84,7 @@ impl Session {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
         if reply.code == 235 {
-            self.login = Some(Login {
+            self.heard.login = Some(Login {
                 name: username.unwrap_or_else(|| "unknown".into()),
                 method: mechanism.to_owned(),
             });
@@ -150,6 +138,7 @@ impl Session {
         };
         write(up.queue_buf());
         match up.read_reply().await {
+            Ok(reply) if reply.closes_connection() => Err(self.upstream_closed(reply)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(self.upstream_failed(&e)),
         }

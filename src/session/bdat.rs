@@ -88,20 +88,20 @@ impl Session {
             Err(end) => {
                 // The client vanished mid-chunk: the upstream never gets the end of the message.
                 self.upstream = None;
-                self.txn = None;
+                self.heard.txn = None;
                 return Step::End(end);
             }
         };
         let reply = match end {
             ChunkEnd::Taken => {
-                if let Some(t) = self.txn.as_mut() {
+                if let Some(t) = self.heard.txn.as_mut() {
                     t.bdat_bytes = t.bdat_bytes.saturating_add(size);
                 }
                 self.io.reply(&replies::chunk_ok(size));
                 return Step::Ok;
             }
             ChunkEnd::Final(reply) => {
-                self.txn = None;
+                self.heard.txn = None;
                 if reply.code == 250 {
                     self.io.reply(&reply);
                     self.reply_then_log_accepted(&reply).await;
@@ -113,7 +113,7 @@ impl Session {
             }
             ChunkEnd::Refused(violation) => {
                 let reply = violation.reply(&self.ctx.listener.smtpd.myhostname);
-                let sender = self.txn.as_ref().map(|t| t.sender.clone());
+                let sender = self.heard.txn.as_ref().map(|t| t.sender.clone());
                 self.log.rejected(
                     "END-OF-MESSAGE",
                     &reply,
@@ -129,14 +129,14 @@ impl Session {
         };
         // The upstream holds part of a message that must never be completed.
         self.upstream = None;
-        self.txn = None;
+        self.heard.txn = None;
         self.chunking.skipping = !last;
         self.refuse(reply)
     }
 
     /// Why this chunk is not taken, in Postfix's words and order (postfix-semantics 9.4).
     fn bdat_refusal(&mut self, size: u64, last: bool) -> Option<Reply> {
-        let Some(txn) = &self.txn else {
+        let Some(txn) = &self.heard.txn else {
             return Some(replies::need_rcpt());
         };
         if txn.recipients.is_empty() {
@@ -183,7 +183,7 @@ impl Session {
         } else {
             self.chunking.skipping = true;
             // Until then the transaction is in BDAT: no RCPT, no DATA.
-            if let Some(t) = self.txn.as_mut() {
+            if let Some(t) = self.heard.txn.as_mut() {
                 t.bdat = true;
             }
         }
@@ -193,7 +193,7 @@ impl Session {
     /// Ends a transaction that will not complete. The leg is closed if it holds part of the
     /// message, and otherwise told RSET, so its MAIL and RCPT go too.
     async fn end_chunked_transaction(&mut self) {
-        let Some(txn) = self.txn.take() else {
+        let Some(txn) = self.heard.txn.take() else {
             return;
         };
         if txn.chunks.is_some() {
@@ -206,7 +206,7 @@ impl Session {
     /// On the first accepted chunk: chunks for this leg go as BDAT if it offered CHUNKING,
     /// else DATA is sent now and must be answered 354. `Err` is the reply for the client.
     async fn start_chunk_stream(&mut self) -> Result<(), Reply> {
-        if self.txn.as_ref().is_some_and(|t| t.chunks.is_some()) {
+        if self.heard.txn.as_ref().is_some_and(|t| t.chunks.is_some()) {
             return Ok(());
         }
         let Some(up) = self.upstream.as_ref() else {
@@ -227,7 +227,7 @@ impl Session {
             scanner: DotScanner::chunks(mode, !bdat),
             bdat,
         };
-        let Some(txn) = self.txn.as_mut() else {
+        let Some(txn) = self.heard.txn.as_mut() else {
             return Err(self.upstream_unavailable());
         };
         txn.bdat = true;
@@ -240,7 +240,7 @@ impl Session {
     /// normalize, so sizes are relayguard's), or as more of the DATA body. After a violation
     /// or an upstream failure the rest is read and dropped. `Err`: the client is gone.
     async fn relay_chunk(&mut self, size: u64, last: bool) -> Result<ChunkEnd, SessionEnd> {
-        let Some(mut stream) = self.txn.as_mut().and_then(|t| t.chunks.take()) else {
+        let Some(mut stream) = self.heard.txn.as_mut().and_then(|t| t.chunks.take()) else {
             return Ok(ChunkEnd::UpstreamFailed("no chunk stream".into()));
         };
         let pipelining = self
@@ -290,7 +290,7 @@ impl Session {
             return Ok(match owed.refused {
                 Some(reply) => ChunkEnd::UpstreamRefused(reply),
                 None => {
-                    if let Some(t) = self.txn.as_mut() {
+                    if let Some(t) = self.heard.txn.as_mut() {
                         t.chunks = Some(stream);
                     }
                     ChunkEnd::Taken
@@ -403,13 +403,14 @@ impl Session {
     /// message half sent as DATA, with its leg).
     pub(super) fn bdat_state_refusal(&mut self, command: &Command<'_>) -> Option<Reply> {
         match command {
-            Command::Mail { .. } if self.chunking.skipping && self.txn.is_none() => {
+            Command::Mail { .. } if self.chunking.skipping && self.heard.txn.is_none() => {
                 Some(replies::mail_after_bdat())
             }
             Command::Data if self.chunking.skipping => Some(replies::data_after_bdat()),
             Command::Rset | Command::Ehlo(_) | Command::Helo(_) | Command::StartTls => {
                 self.chunking.skipping = false;
                 let in_data = self
+                    .heard
                     .txn
                     .as_ref()
                     .and_then(|t| t.chunks.as_ref())

@@ -26,15 +26,10 @@ enum BodyEnd {
 
 impl Session {
     pub(super) async fn data(&mut self) -> Step {
-        let Some(txn) = &self.txn else {
+        // Admitted by the phase rules: a transaction with recipients.
+        let Some(txn) = &self.heard.txn else {
             return self.refuse(replies::need_rcpt());
         };
-        if txn.bdat {
-            return self.refuse(replies::data_after_bdat());
-        }
-        if txn.recipients.is_empty() {
-            return self.refuse(replies::no_valid_recipients());
-        }
         let sender = txn.sender.clone();
         let decision = self.decide(Stage::Data, Some(&sender), None);
         if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
@@ -55,7 +50,7 @@ impl Session {
             Err(end) => {
                 // The client vanished mid-message: the upstream never gets an end of data.
                 self.upstream = None;
-                self.txn = None;
+                self.heard.txn = None;
                 return Step::End(end);
             }
         };
@@ -82,7 +77,7 @@ impl Session {
             }
             BodyEnd::Complete => self.finish_message().await,
         };
-        self.txn = None;
+        self.heard.txn = None;
         let ok = reply.code == 250;
         self.io.reply(&reply);
         if ok {
@@ -128,7 +123,7 @@ impl Session {
             .rsplit_once("queued as ")
             .map(|(_, id)| id.trim())
             .unwrap_or("UNKNOWN");
-        match &self.login {
+        match &self.heard.login {
             Some(login) => self.log.info(format_args!(
                 "{queue_id}: client={}, sasl_method={}, sasl_username={}",
                 self.log.client(),

@@ -8,25 +8,9 @@ use crate::smtp::{replies, Reply};
 
 impl Session {
     pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
-        let Command::Mail { from, params } = command else {
+        let Command::Mail { from, .. } = command else {
             return Step::Failed;
         };
-        if let Some(reply) = self.tls_required() {
-            return self.refuse(reply);
-        }
-        if self.ctx.listener.smtpd.helo_required && self.helo.is_none() {
-            return self.refuse(replies::send_helo_first());
-        }
-        if self.txn.is_some() {
-            return self.refuse(replies::nested_mail());
-        }
-        let limit = self.ctx.listener.smtpd.message_size_limit;
-        if limit > 0 && params.size.is_some_and(|s| s > limit) {
-            let reply = replies::message_size_exceeds_limit();
-            self.log
-                .rejected("MAIL", &reply, &self.reject_context(Some(from), None));
-            return self.refuse(reply);
-        }
         let decision = self.decide(Stage::Mail, Some(from), None);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
@@ -53,7 +37,7 @@ impl Session {
             if !upstream_size {
                 params.size = None;
             }
-            if self.login.is_none() {
+            if self.heard.login.is_none() {
                 params.auth = None;
             }
         }
@@ -65,7 +49,7 @@ impl Session {
             let mut line = Vec::with_capacity(64);
             forwarded.write_to(&mut line);
             self.io.reply(&replies::mail_ok());
-            self.txn = Some(Transaction {
+            self.heard.txn = Some(Transaction {
                 held_mail: Some(line),
                 ..transaction
             });
@@ -75,10 +59,10 @@ impl Session {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
-        let accepted = reply.code == 250;
+        let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
-            self.txn = Some(transaction);
+            self.heard.txn = Some(transaction);
             Step::Ok
         } else {
             Step::Failed
@@ -98,30 +82,17 @@ impl Session {
         let Command::Rcpt { to, .. } = command else {
             return Step::Failed;
         };
-        let Some(mut txn) = self.txn.take() else {
+        // Admitted by the phase rules: a transaction is open and takes recipients.
+        let Some(mut txn) = self.heard.txn.take() else {
             return self.refuse(replies::need_mail());
         };
-        if txn.bdat {
-            self.txn = Some(txn);
-            return self.refuse(replies::rcpt_after_bdat());
-        }
-        if txn.recipients.len() >= self.ctx.listener.smtpd.recipient_limit {
-            let reply = replies::too_many_recipients();
-            self.log.rejected(
-                "RCPT",
-                &reply,
-                &self.reject_context(Some(&txn.sender), Some(to)),
-            );
-            self.txn = Some(txn);
-            return self.refuse(reply);
-        }
         let decision = self.decide(Stage::Rcpt, Some(&txn.sender), Some(to));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
-            self.txn = Some(txn);
+            self.heard.txn = Some(txn);
             return self.refuse(reply);
         }
         let held_mail = txn.held_mail.take();
-        self.txn = Some(txn);
+        self.heard.txn = Some(txn);
         let forwarded = match held_mail {
             Some(mail) => self.rcpt_with_held_mail(mail, command).await,
             None => self.forward(command).await,
@@ -130,10 +101,10 @@ impl Session {
             Ok(r) => r,
             Err(reply) => return self.refuse(reply),
         };
-        let accepted = reply.is_positive();
+        let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
-            if let Some(txn) = self.txn.as_mut() {
+            if let Some(txn) = self.heard.txn.as_mut() {
                 txn.recipients.push(to.to_string());
             }
             Step::Ok
@@ -142,7 +113,8 @@ impl Session {
         }
     }
 
-    /// Sends the held MAIL and this RCPT together. While the upstream refuses the MAIL, its
+    /// Sends the held MAIL and this RCPT together. A 2xx accepts the MAIL, whatever its exact
+    /// code, and the RCPT's own reply answers the RCPT. While the upstream refuses the MAIL, its
     /// refusal is this RCPT's answer and the MAIL stays held for the next RCPT: every recipient
     /// hears why, and a temporary refusal stays temporary for each of them.
     async fn rcpt_with_held_mail(
@@ -159,30 +131,29 @@ impl Session {
             Ok(r) => r,
             Err(e) => return Err(self.upstream_failed(&e)),
         };
-        if mail_reply.code == 250 {
+        if mail_reply.closes_connection() {
+            return Err(self.upstream_closed(mail_reply));
+        }
+        if mail_reply.is_completion() {
             return match up.read_reply().await {
+                Ok(r) if r.closes_connection() => Err(self.upstream_closed(r)),
                 Ok(r) => Ok(r),
                 Err(e) => Err(self.upstream_failed(&e)),
             };
-        }
-        if mail_reply.closes_connection() {
-            self.upstream = None;
-            self.txn = None;
-            return Err(mail_reply);
         }
         // The RCPT reached an upstream without a transaction; its "need MAIL" is not the
         // client's business.
         if let Err(e) = up.read_reply().await {
             return Err(self.upstream_failed(&e));
         }
-        if let Some(txn) = self.txn.as_mut() {
+        if let Some(txn) = self.heard.txn.as_mut() {
             txn.held_mail = Some(mail);
         }
         Ok(mail_reply)
     }
 
     pub(super) async fn rset(&mut self) -> Step {
-        self.txn = None;
+        self.heard.txn = None;
         if self.upstream.is_some() {
             match self.upstream_command(b"RSET\r\n").await {
                 Ok(reply) => {
@@ -200,9 +171,6 @@ impl Session {
     /// VRFY is answered here after the recipient restrictions: relayguard never lets it probe
     /// the upstream's users.
     pub(super) fn vrfy(&mut self, address: &str) -> Step {
-        if self.ctx.listener.smtpd.vrfy_disabled {
-            return self.refuse(replies::vrfy_disabled());
-        }
         // `VRFY <a@b>`: the brackets are syntax, as in RCPT (Postfix's extract_addr strips them
         // before the restrictions and the 252 echo).
         let address = address

@@ -5,8 +5,49 @@
 
 use std::fmt;
 
+use crate::observe::printable::Printable;
 use crate::policy::Note;
 use crate::smtp::Reply;
+
+/// Postfix logs at most this much of the input waiting behind an improperly pipelined command.
+const PENDING_LOGGED: usize = 100;
+
+/// The input waiting behind an improperly pipelined command, as Postfix logs it (escaped, the
+/// first 100 octets), but never a credential: an AUTH line shows its mechanism only and nothing
+/// after it, since what follows may be its SASL responses; behind an AUTH command itself
+/// (`after_auth`) everything pending is the exchange, and none of it is shown.
+pub fn pending_input(pending: &[u8], after_auth: bool) -> String {
+    if after_auth {
+        return "(SASL responses not logged)".into();
+    }
+    let pending = pending.get(..PENDING_LOGGED).unwrap_or(pending);
+    let mut text = String::new();
+    for line in pending.split_inclusive(|b| *b == b'\n') {
+        let mut words = line.splitn(3, |b| *b == b' ');
+        if words
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH"))
+        {
+            let mechanism = words.next().unwrap_or(b"");
+            let mechanism = mechanism.strip_suffix(b"\n").unwrap_or(mechanism);
+            let mechanism = mechanism.strip_suffix(b"\r").unwrap_or(mechanism);
+            escape_into(&mut text, b"AUTH ");
+            escape_into(&mut text, mechanism);
+            break;
+        }
+        escape_into(&mut text, line);
+    }
+    text
+}
+
+fn escape_into(text: &mut String, bytes: &[u8]) {
+    text.extend(
+        bytes
+            .iter()
+            .flat_map(|b| std::ascii::escape_default(*b))
+            .map(char::from),
+    );
+}
 
 pub struct EventLog {
     tag: std::sync::Arc<str>,
@@ -33,12 +74,13 @@ impl EventLog {
         &self.client
     }
 
+    /// Every line is written [`Printable`]: the client's words in it cannot end it early.
     pub fn info(&self, text: fmt::Arguments<'_>) {
-        tracing::info!(tag = %self.tag, "{text}");
+        tracing::info!(tag = %self.tag, "{}", Printable(text));
     }
 
     pub fn warning(&self, text: fmt::Arguments<'_>) {
-        tracing::warn!(tag = %self.tag, "warning: {text}");
+        tracing::warn!(tag = %self.tag, "warning: {}", Printable(text));
     }
 
     /// `NOQUEUE: reject: RCPT from NAME[ADDR]: 454 4.7.1 <x>: Relay access denied; from=<a> to=<x> proto=ESMTP helo=<h>`
@@ -65,7 +107,7 @@ impl EventLog {
             tail.push_str(&format!(" helo=<{helo}>"));
         }
         let queue = ctx.queue_id.unwrap_or("NOQUEUE");
-        tracing::info!(tag = %self.tag, "{queue}: {action}: {stage} from {}: {reply};{tail}", self.client);
+        tracing::info!(tag = %self.tag, "{}", Printable(format_args!("{queue}: {action}: {stage} from {}: {reply};{tail}", self.client)));
     }
 
     pub fn rejected(&self, stage: &str, reply: &Reply, ctx: &RejectContext<'_>) {
@@ -77,5 +119,35 @@ impl EventLog {
         for note in notes {
             self.reject(note.action, stage, &note.text, ctx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_input;
+
+    #[test]
+    fn pending_input_shows_commands_but_no_credential() {
+        assert_eq!(
+            pending_input(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", false),
+            "MAIL FROM:<a@b>\\r\\nRCPT TO:<c@d>\\r\\n"
+        );
+        assert_eq!(
+            pending_input(
+                b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b>\r\n",
+                false
+            ),
+            "AUTH PLAIN"
+        );
+        assert_eq!(
+            pending_input(b"NOOP\r\nauth login\r\nYWxpY2U=\r\nc2VjcmV0\r\n", false),
+            "NOOP\\r\\nAUTH login"
+        );
+        assert_eq!(
+            pending_input(b"YWxpY2U=\r\nc2VjcmV0\r\n", true),
+            "(SASL responses not logged)"
+        );
+        let long = "NOOP ".repeat(40);
+        assert_eq!(pending_input(long.as_bytes(), false).len(), 100);
     }
 }

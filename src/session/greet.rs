@@ -3,8 +3,7 @@
 
 use tokio_rustls::TlsAcceptor;
 
-use super::{Session, SessionEnd, Step};
-use crate::config::TlsLevel;
+use super::{Heard, Session, SessionEnd, Step};
 use crate::policy::{Outcome, Stage};
 use crate::smtp::ehlo::Offer;
 use crate::smtp::{replies, Reply};
@@ -44,8 +43,8 @@ impl Session {
     }
 
     pub(super) async fn helo(&mut self, name: &str, esmtp: bool) -> Step {
-        let previous = self.helo.replace(name.to_owned());
-        let previous_esmtp = std::mem::replace(&mut self.esmtp, esmtp);
+        let previous = self.heard.helo.replace(name.to_owned());
+        let previous_esmtp = std::mem::replace(&mut self.heard.esmtp, esmtp);
         let decision = self.decide(Stage::Helo, None, None);
         let stage = if esmtp { "EHLO" } else { "HELO" };
         self.log
@@ -53,16 +52,22 @@ impl Session {
         if let Outcome::Reject(reply) = decision.outcome {
             self.log
                 .rejected(stage, &reply, &self.reject_context(None, None));
-            self.helo = previous;
-            self.esmtp = previous_esmtp;
+            self.heard.helo = previous;
+            self.heard.esmtp = previous_esmtp;
             return self.refuse(reply);
         }
         // HELO/EHLO in mid-transaction resets it, here and upstream.
-        self.txn = None;
+        self.heard.txn = None;
         if let Some(up) = self.upstream.as_mut() {
             let line = format!("{} {name}\r\n", if esmtp { "EHLO" } else { "HELO" });
-            if let Err(e) = up.command(line.as_bytes()).await {
-                let _ = self.upstream_failed(&e);
+            match up.command(line.as_bytes()).await {
+                Ok(reply) if reply.is_completion() => {}
+                // A leg that refused the new HELO is not one to go on with; the next MAIL
+                // opens another (or, after AUTH, ends the session).
+                Ok(_) => self.upstream = None,
+                Err(e) => {
+                    let _ = self.upstream_failed(&e);
+                }
             }
         }
         if esmtp {
@@ -81,14 +86,13 @@ impl Session {
     /// relayguard's own EHLO reply: the upstream's extensions, filtered for this client.
     fn ehlo_reply(&self) -> Reply {
         let settings = &self.ctx.listener.smtpd;
+        let rules = self.rules();
         let caps = self.ctx.upstream.capabilities();
         let facts = self.facts(None, None);
         let offer = Offer {
             hostname: settings.myhostname.clone(),
-            starttls: !self.tls
-                && self.ctx.listener.tls.is_some()
-                && settings.tls_level != TlsLevel::None,
-            auth: self.ctx.listener.policy.offers_auth(&facts) && self.tls_required().is_none(),
+            starttls: !self.tls && rules.starttls_available,
+            auth: self.ctx.listener.policy.offers_auth(&facts) && (self.tls || !rules.tls_required),
             size_limit: settings.message_size_limit,
             chunking: self.offers_chunking(),
             vrfy: !settings.vrfy_disabled,
@@ -97,15 +101,10 @@ impl Session {
     }
 
     pub(super) async fn starttls(&mut self) -> Step {
-        if self.tls {
-            return self.refuse(replies::tls_already_active());
-        }
+        // Admitted by the phase rules: not yet TLS, and the listener has it.
         let Some(config) = self.ctx.listener.tls.clone() else {
             return self.refuse(replies::command_not_implemented());
         };
-        if self.ctx.listener.smtpd.tls_level == TlsLevel::None {
-            return self.refuse(replies::command_not_implemented());
-        }
         self.io.reply(&replies::ready_to_start_tls());
         if let Err(e) = self.io.flush().await {
             return Step::End(SessionEnd::Io(e.to_string()));
@@ -120,11 +119,10 @@ impl Session {
             Ok(Ok(tls)) => {
                 self.io.set_stream(Box::new(tls));
                 self.tls = true;
-                // RFC 3207 4.2: forget everything learned before TLS.
-                self.helo = None;
-                self.esmtp = false;
-                self.login = None;
-                self.txn = None;
+                // RFC 3207 4.2: forget everything learned before TLS. What the policy keeps
+                // (a delayed client reject) and the improper-pipelining flag stay: they are
+                // about the client and its connection, which TLS does not change.
+                self.heard = Heard::default();
                 if let Some(up) = self.upstream.take() {
                     tokio::spawn(up.quit());
                 }
@@ -157,8 +155,8 @@ impl Session {
             queue_id: None,
             from,
             to,
-            esmtp: self.esmtp,
-            helo: self.helo.as_deref(),
+            esmtp: self.heard.esmtp,
+            helo: self.heard.helo.as_deref(),
         }
     }
 }

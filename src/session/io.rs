@@ -1,9 +1,13 @@
-//! The client's side of a session: one read buffer, one write buffer, deadlines on every read.
+//! The client's side of a session: one read buffer, one write buffer, a deadline on every read
+//! and every write.
 //!
 //! Replies are queued and written when the session next needs input, so a pipelined group is
-//! answered in one write, in command order, however its bytes arrived.
+//! answered in one write, in command order, however its bytes arrived. A write has
+//! smtpd_timeout to finish, as in Postfix: a client that pipelines and never reads its replies
+//! would otherwise hold its session, and its connection slot, forever.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,16 +39,23 @@ pub struct ClientIo {
     /// The next body read size; grows while a body keeps the socket full.
     body_read: usize,
     deadline: Deadline,
+    /// How long one flush may wait for the client to take the bytes (smtpd_timeout).
+    write_timeout: Duration,
+    /// A write timed out: the stream is stuck, and nothing more is tried on it, not even the
+    /// final 421, so the session ends without waiting another timeout.
+    write_stuck: bool,
 }
 
 impl ClientIo {
-    pub fn new(stream: BoxStream) -> Self {
+    pub fn new(stream: BoxStream, write_timeout: Duration) -> Self {
         Self {
             stream,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             body_read: BODY_READ_MIN,
             deadline: Deadline::default(),
+            write_timeout,
+            write_stuck: false,
         }
     }
 
@@ -57,20 +68,40 @@ impl ClientIo {
         self.wbuf.extend_from_slice(bytes);
     }
 
+    /// Writes the queued replies. Fails with `TimedOut` when the client took none of them for
+    /// `write_timeout`, and at once on every call after that.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > 4096 {
-                self.wbuf = Vec::new();
+        if self.write_stuck {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let (stream, queued) = (&mut self.stream, &self.wbuf);
+        let write = async {
+            if !queued.is_empty() {
+                stream.write_all(queued).await?;
+            }
+            stream.flush().await
+        };
+        match self.deadline.after(self.write_timeout, write).await {
+            Ok(written) => written?,
+            Err(_) => {
+                self.write_stuck = true;
+                return Err(io::ErrorKind::TimedOut.into());
             }
         }
-        self.stream.flush().await
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 4096 {
+            self.wbuf = Vec::new();
+        }
+        Ok(())
     }
 
-    /// Flushes pending replies, then reads more input before `deadline`.
+    /// Flushes pending replies, then reads more input before `deadline`. A flush that timed
+    /// out is a timeout of the session, as a read's is.
     async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
-        self.flush().await.map_err(ReadError::Io)?;
+        self.flush().await.map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut => ReadError::Timeout,
+            _ => ReadError::Io(e),
+        })?;
         if self.rbuf.is_empty()
             && self.rbuf.capacity() > 2 * COMMAND_READ
             && read_size == COMMAND_READ

@@ -12,6 +12,11 @@ mod envelope;
 mod events;
 mod greet;
 pub mod io;
+pub mod phase;
+pub mod trace;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +76,16 @@ struct Transaction {
     held_mail: Option<Vec<u8>>,
 }
 
+/// What the client told this session since connect, or since STARTTLS, which forgets all of
+/// it at once (RFC 3207 4.2).
+#[derive(Debug, Default)]
+struct Heard {
+    helo: Option<String>,
+    esmtp: bool,
+    login: Option<Login>,
+    txn: Option<Transaction>,
+}
+
 /// How handling one command went: counted as OK or failed, or the session is over.
 enum Step {
     Ok,
@@ -86,10 +101,7 @@ pub struct Session {
     local: SocketAddr,
     io: ClientIo,
     tls: bool,
-    helo: Option<String>,
-    esmtp: bool,
-    login: Option<Login>,
-    txn: Option<Transaction>,
+    heard: Heard,
     upstream: Option<UpstreamConn>,
     counts: CommandCounts,
     errors: u32,
@@ -128,18 +140,16 @@ impl Session {
             ctx.listener.smtpd.syslog_tag.clone(),
             format!("{}[{}]", client.name, client.addr),
         );
+        let write_timeout = ctx.listener.smtpd.smtpd_timeout;
         Session {
             ctx,
             client,
             names,
             peer,
             local,
-            io: ClientIo::new(stream),
+            io: ClientIo::new(stream, write_timeout),
             tls,
-            helo: None,
-            esmtp: false,
-            login: None,
-            txn: None,
+            heard: Heard::default(),
             upstream: None,
             counts: CommandCounts::default(),
             errors: 0,
@@ -372,6 +382,14 @@ impl Session {
             self.counts.record(verb, false);
             return Step::Failed;
         }
+        if let Err(refusal) = phase::admit(&self.rules(), &self.dialogue(), &command) {
+            if refusal.logged {
+                self.log_refusal(&command, &refusal.reply);
+            }
+            let step = self.refuse(refusal.reply);
+            self.counts.record(verb, false);
+            return step;
+        }
         let step = match command {
             Command::Ehlo(name) => Box::pin(self.helo(name, true)).await,
             Command::Helo(name) => Box::pin(self.helo(name, false)).await,
@@ -429,19 +447,12 @@ impl Session {
     fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) {
         if self.improper_pipelining
             || self.io.rbuf.is_empty()
-            || (self.esmtp && !command.must_end_group())
+            || (self.heard.esmtp && !command.must_end_group())
         {
             return;
         }
         self.improper_pipelining = true;
-        let pending: String = self
-            .io
-            .rbuf
-            .iter()
-            .take(100)
-            .flat_map(|b| std::ascii::escape_default(*b))
-            .map(char::from)
-            .collect();
+        let pending = events::pending_input(&self.io.rbuf, matches!(command, Command::Auth { .. }));
         self.log.info(format_args!(
             "improper command pipelining after {} from {}: {pending}",
             verb.to_ascii_uppercase(),
@@ -453,9 +464,9 @@ impl Session {
     fn facts<'a>(&'a self, sender: Option<&'a str>, recipient: Option<&'a str>) -> Facts<'a> {
         Facts {
             client: &self.client,
-            helo: self.helo.as_deref(),
-            esmtp: self.esmtp,
-            login: self.login.as_ref().map(|l| l.name.as_str()),
+            helo: self.heard.helo.as_deref(),
+            esmtp: self.heard.esmtp,
+            login: self.heard.login.as_ref().map(|l| l.name.as_str()),
             tls: self.tls,
             sender,
             recipient,
@@ -464,9 +475,47 @@ impl Session {
         }
     }
 
-    /// `Some(reply)` when TLS is required first (smtpd_tls_security_level = encrypt).
-    fn tls_required(&self) -> Option<Reply> {
-        self.ctx.listener.smtpd.refusal_before_tls(self.tls)
+    /// The dialogue's rules for this listener (see [`phase`]).
+    fn rules(&self) -> phase::Rules {
+        phase::Rules::of(&self.ctx.listener.smtpd, self.ctx.listener.tls.is_some())
+    }
+
+    /// Where the dialogue stands, as [`phase::admit`] judges it.
+    fn dialogue(&self) -> phase::Dialogue {
+        let phase = match &self.heard.txn {
+            None => phase::Phase::ExpectMail,
+            Some(t) if t.bdat => phase::Phase::Chunking {
+                bytes: t.bdat_bytes,
+            },
+            Some(t) => phase::Phase::ExpectRcpt {
+                recipients: t.recipients.len(),
+            },
+        };
+        phase::Dialogue {
+            phase,
+            helo: self.heard.helo.is_some(),
+            authenticated: self.heard.login.is_some(),
+            tls: self.tls,
+        }
+    }
+
+    /// The `reject:` line Postfix writes for a refusal of the dialogue's rules.
+    fn log_refusal(&self, command: &Command<'_>, reply: &Reply) {
+        let sender = self.heard.txn.as_ref().map(|t| t.sender.as_str());
+        let (stage, from, to) = match command {
+            Command::Mail { from, .. } => ("MAIL", Some(*from), None),
+            Command::Rcpt { to, .. } => ("RCPT", sender, Some(*to)),
+            _ => (command.verb(), sender, None),
+        };
+        self.log
+            .rejected(stage, reply, &self.reject_context(from, to));
+    }
+
+    /// Whether a new upstream leg can be told the login: only XCLIENT has a LOGIN attribute,
+    /// which it sends from relayguard's own record of the AUTH (`unknown` when the mechanism
+    /// carries no readable name).
+    fn identity_carries_login(&self) -> bool {
+        self.ctx.snapshot.upstream.identity == crate::config::IdentityMode::Xclient
     }
 
     fn identity(&self) -> ClientIdentity {
@@ -475,14 +524,23 @@ impl Session {
             server: self.local,
             name: self.names.name.clone(),
             reverse_name: self.names.reverse_name.clone(),
-            helo: self.helo.clone(),
-            login: self.login.as_ref().map(|l| l.name.clone()),
-            esmtp: self.esmtp,
+            helo: self.heard.helo.clone(),
+            login: self.heard.login.as_ref().map(|l| l.name.clone()),
+            esmtp: self.heard.esmtp,
         }
     }
 
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
+        if self.upstream.is_none() && self.heard.login.is_some() && !self.identity_carries_login() {
+            // The leg that confirmed the AUTH is gone, and a new one could not be told who
+            // authenticated: going on would send as a client the upstream never authenticated.
+            self.log.info(format_args!(
+                "upstream leg lost after AUTH for {}; ending the session",
+                self.log.client()
+            ));
+            return Err(self.upstream_unavailable());
+        }
         if self.upstream.is_none() {
             match Box::pin(self.ctx.upstream.connect(
                 &self.ctx.snapshot.upstream,
@@ -506,8 +564,17 @@ impl Session {
     fn upstream_failed(&mut self, e: &crate::upstream::UpstreamError) -> Reply {
         tracing::warn!(upstream = %e, "upstream failed for {}", self.log.client());
         self.upstream = None;
-        self.txn = None;
+        self.heard.txn = None;
         self.upstream_unavailable()
+    }
+
+    /// The upstream said 421 (or 521): its leg is gone, and the session ends with that reply,
+    /// as behind Postfix's smtpd proxy, rather than going on over a leg that is not there.
+    fn upstream_closed(&mut self, reply: Reply) -> Reply {
+        tracing::warn!(upstream = %reply, "upstream closed the session for {}", self.log.client());
+        self.upstream = None;
+        self.heard.txn = None;
+        reply
     }
 
     fn upstream_unavailable(&self) -> Reply {

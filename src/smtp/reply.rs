@@ -59,6 +59,12 @@ impl Reply {
         (200..400).contains(&self.code)
     }
 
+    /// A 2xx: the command was done (RFC 5321 4.2.1). A MAIL or RCPT is accepted by its
+    /// class, not by the exact 250: `251` and `252` accept too.
+    pub fn is_completion(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
     }

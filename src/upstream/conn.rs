@@ -66,6 +66,9 @@ pub struct UpstreamConn {
     reply_timeout: Duration,
     deadline: Deadline,
     capabilities: Capabilities,
+    /// An EHLO on this connection was answered, so `capabilities` is what the upstream offered
+    /// rather than the empty default.
+    ehlo_answered: bool,
 }
 
 impl UpstreamConn {
@@ -78,6 +81,7 @@ impl UpstreamConn {
             reply_timeout,
             deadline: Deadline::default(),
             capabilities: Capabilities::default(),
+            ehlo_answered: false,
         }
     }
 
@@ -85,13 +89,20 @@ impl UpstreamConn {
         self.stream
     }
 
-    /// The upstream's EHLO answer for this connection.
+    /// The upstream's EHLO answer for this connection; empty when it was never asked (a leg
+    /// for a client that gave no HELO, see `connect::introduce`).
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
 
+    /// Whether [`Self::capabilities`] came from an EHLO answered on this connection.
+    pub fn ehlo_answered(&self) -> bool {
+        self.ehlo_answered
+    }
+
     pub(crate) fn set_capabilities(&mut self, caps: Capabilities) {
         self.capabilities = caps;
+        self.ehlo_answered = true;
     }
 
     /// Queues bytes (one or more complete command lines) to be sent at the next flush.

@@ -97,11 +97,37 @@ pub async fn prepare(
 
 /// Names the client on a prepared connection (XCLIENT; a PROXY header went out in
 /// [`prepare`]) and says EHLO as the client.
+///
+/// A client that gave no HELO/EHLO must not reach the upstream under relayguard's name, and
+/// Postfix takes the HELO from the last HELO/EHLO it read: an EHLO after XCLIENT sets it
+/// again even after `XCLIENT HELO=[UNAVAILABLE]` (seen against Postfix 3.7:
+/// `helo=<relayguard.test>` in its log, `Received: from relayguard.test (unknown [...])`).
+/// So for such a client nothing says EHLO after the client is named:
+/// - XCLIENT: relayguard says `EHLO helo_name` *before* XCLIENT, to learn the extensions,
+///   and the XCLIENT, which carries no HELO, resets the HELO and PROTO to SMTP (postfix-semantics
+///   12.1). The upstream then shows `Received: from unknown (unknown [addr]) ... with SMTP`,
+///   as for a direct client without HELO.
+/// - PROXY v1/v2: the upstream has no way to clear a HELO, so there is no EHLO at all. The leg
+///   knows no extensions (empty [`UpstreamConn::capabilities`]): its MAIL is sent alone and
+///   without SIZE=, as plain SMTP, which is all a client without EHLO may use anyway. An
+///   EHLO before an upstream STARTTLS does not count: Postfix forgets it with the handshake.
+/// - `none`: the upstream sees relayguard as the client, so relayguard's name is the truth.
+///
+/// When the client says HELO/EHLO later, the session forwards it and the upstream has it.
 pub async fn introduce(
     conn: &mut UpstreamConn,
     settings: &UpstreamSettings,
     client: &ClientIdentity,
 ) -> Result<(), UpstreamError> {
+    let helo = match (settings.identity, client.helo.as_deref()) {
+        (_, Some(helo)) => Some(helo),
+        (IdentityMode::None, None) => Some(settings.helo_name.as_str()),
+        (IdentityMode::Xclient, None) => {
+            ehlo(conn, &settings.helo_name).await?;
+            None
+        }
+        (IdentityMode::ProxyV1 | IdentityMode::ProxyV2, None) => None,
+    };
     if settings.identity == IdentityMode::Xclient {
         // One XCLIENT at a time, each answered by a fresh 220 before anything else is sent:
         // Postfix flags pipelining after XCLIENT, and any other reply leaves the session running
@@ -116,8 +142,10 @@ pub async fn introduce(
             }
         }
     }
-    let helo = client.helo.as_deref().unwrap_or(&settings.helo_name);
-    ehlo(conn, helo).await
+    match helo {
+        Some(helo) => ehlo(conn, helo).await,
+        None => Ok(()),
+    }
 }
 
 /// The stream, and for TCP its local and peer addresses.

@@ -34,7 +34,9 @@ pub fn connect(root: PathBuf) -> BoxStream {
 struct Envelope {
     client: String,
     client_name: String,
+    /// Empty until HELO/EHLO, and again after an XCLIENT without HELO.
     helo: String,
+    esmtp: bool,
     sender: Option<String>,
     recipients: Vec<String>,
 }
@@ -73,7 +75,13 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
             return Ok(());
         }
         if data {
-            let reply = receive_body(&mut io, &mut buf, &env, root).await?;
+            let Some(reply) = receive_body(&mut io, &mut buf, &env, root).await? else {
+                // The peer hung up inside the body. relayguard does that on purpose whenever
+                // it refuses a message after DATA went upstream (a body rule, the end-of-data
+                // policy), since SMTP has no other way to abort one: a client gone, as
+                // Postfix's `lost connection after DATA`, and no error.
+                return Ok(());
+            };
             io.write_all(reply.as_bytes()).await?;
             env.sender = None;
             env.recipients.clear();
@@ -84,6 +92,10 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
 /// The reply to one command line, and whether a DATA body follows.
 fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     if line.len() > 8 && line[..8].eq_ignore_ascii_case(b"XCLIENT ") {
+        // As Postfix: HELO and PROTO an XCLIENT leaves out are reset, not kept (the proxy's own
+        // EHLO must not become the client's HELO).
+        env.helo.clear();
+        env.esmtp = false;
         for attr in String::from_utf8_lossy(&line[8..]).split(' ') {
             let Some((name, value)) = attr.split_once('=') else {
                 continue;
@@ -96,6 +108,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
                 "NAME" if value.starts_with('[') => env.client_name = "unknown".into(),
                 "NAME" => env.client_name = value,
                 "HELO" => env.helo = value,
+                "PROTO" => env.esmtp = value.eq_ignore_ascii_case("ESMTP"),
                 _ => {}
             }
         }
@@ -104,6 +117,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     let reply = match parse(line) {
         Ok(Command::Ehlo(name)) => {
             env.helo = name.to_owned();
+            env.esmtp = true;
             return (
                 format!(
                     "250-{host}\r\n250-PIPELINING\r\n250-SIZE 0\r\n250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
@@ -113,6 +127,7 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
         }
         Ok(Command::Helo(name)) => {
             env.helo = name.to_owned();
+            env.esmtp = false;
             format!("250 {host}")
         }
         Ok(Command::Mail { from, .. }) => {
@@ -142,13 +157,15 @@ fn answer(line: &[u8], env: &mut Envelope, host: &str) -> (String, bool) {
     (reply + "\r\n", false)
 }
 
-/// Reads the body to CRLF.CRLF, undoing dot-stuffing, into tmp/ and then new/.
+/// Reads the body to CRLF.CRLF, undoing dot-stuffing, into tmp/ and then new/, and returns the
+/// reply. `None` when the peer hung up before the end of data: the message is abandoned and
+/// its partial file removed.
 async fn receive_body(
     io: &mut DuplexStream,
     buf: &mut Vec<u8>,
     env: &Envelope,
     root: &Path,
-) -> std::io::Result<String> {
+) -> std::io::Result<Option<String>> {
     let id = format!(
         "{:X}{:05X}",
         std::process::id(),
@@ -167,11 +184,13 @@ async fn receive_body(
     let tmp = root.join("tmp").join(&name);
     let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&tmp).await?);
     let header = format!(
-        "Return-Path: <{}>\r\nReceived: from {} ({} [{}])\r\n\tby maildir.relayguard (relayguard maildir) with ESMTP id {id}\r\n\tfor <{}>; {}\r\n",
+        "Return-Path: <{}>\r\nReceived: from {} ({} [{}])\r\n\tby maildir.relayguard (relayguard maildir) with {} id {id}\r\n\tfor <{}>; {}\r\n",
         env.sender.as_deref().unwrap_or(""),
-        env.helo,
+        // Postfix names a client without HELO by its client name here.
+        if env.helo.is_empty() { &env.client_name } else { &env.helo },
         env.client_name,
         env.client,
+        if env.esmtp { "ESMTP" } else { "SMTP" },
         env.recipients.first().map(String::as_str).unwrap_or(""),
         Civil::now().rfc5322()
     );
@@ -187,7 +206,7 @@ async fn receive_body(
                 file.flush().await?;
                 drop(file);
                 tokio::fs::rename(&tmp, root.join("new").join(&name)).await?;
-                return Ok(format!("250 2.0.0 Ok: queued as {id}\r\n"));
+                return Ok(Some(format!("250 2.0.0 Ok: queued as {id}\r\n")));
             }
             let unstuffed = line.strip_prefix(b".").unwrap_or(line);
             file.write_all(unstuffed).await?;
@@ -199,7 +218,7 @@ async fn receive_body(
         if io.read_buf(buf).await? == 0 {
             drop(file);
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+            return Ok(None);
         }
     }
 }

@@ -60,7 +60,9 @@ impl Upstream {
             Some(conn) => conn,
             None => connect::open(settings, Some(client)).await?,
         };
-        if **self.capabilities.load() != *conn.capabilities() {
+        // A leg that never said EHLO knows no extensions; it must not make every later
+        // client's EHLO reply empty.
+        if conn.ehlo_answered() && **self.capabilities.load() != *conn.capabilities() {
             self.capabilities
                 .store(Arc::new(conn.capabilities().clone()));
         }

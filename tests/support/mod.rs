@@ -11,6 +11,7 @@
 //! - [`client::Client`]: exact-reply SMTP client (plain, STARTTLS, implicit TLS).
 //! - [`external`]: swaks and smtplib wrappers returning transcripts.
 //! - [`flows`]: whole SMTP exchanges several test files repeat.
+//! - [`scripted::ScriptedUpstream`]: an upstream whose every reply a test scripts.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,4 +23,5 @@ pub mod maildir;
 pub mod postfix;
 pub mod process;
 pub mod relayguard;
+pub mod scripted;
 pub mod tls;

@@ -120,7 +120,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             t.get("foo.example"),
-            Some("REJECT x # not a comment continued")
+            Some("REJECT x # not a comment  continued")
         );
         assert_eq!(t.get("bar"), Some("DUNNO"));
         assert_eq!(w.len(), 1);

@@ -1,5 +1,5 @@
 //! Postfix lookup tables, opened once at load: texthash/hash/btree/lmdb (from the source text),
-//! cidr, regexp, pcre, inline and static.
+//! cidr, regexp and pcre (from a file or rules inline in braces), inline and static.
 //!
 //! A lookup takes an already case-folded key and never allocates, except where a regexp/pcre value
 //! substitutes `$1`. Tables that would need the network (SQL, LDAP, socketmap) are refused at load;
@@ -8,9 +8,10 @@
 mod cidr;
 mod hash;
 mod regexp;
+mod source;
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::params::Origin;
@@ -18,6 +19,7 @@ use super::params::Origin;
 pub(crate) use cidr::CidrTable;
 pub(crate) use hash::HashTable;
 pub(crate) use regexp::{PcreTable, RegexpTable};
+use source::{inline_rules, read, resolve};
 
 /// Table types relayguard implements (for hints).
 pub const TABLE_TYPES: &[&str] = &[
@@ -65,6 +67,9 @@ enum Kind {
 pub struct Table {
     spec: Box<str>,
     kind: Kind,
+    /// For rules written inline in a parameter: where that parameter was written, which is
+    /// where every value of the table comes from.
+    inline_at: Option<Origin>,
 }
 
 impl Table {
@@ -94,7 +99,14 @@ impl Table {
                 })
             }
             "texthash" | "hash" | "btree" | "lmdb" => {
-                let path = resolve(name, origin);
+                if name.starts_with('{') {
+                    // Postfix would look for a file of that name and find none.
+                    return Err(err(
+                        format!("{ty} tables are files; Postfix reads rules in braces only for cidr, regexp and pcre"),
+                        Hint::text("for exact keys write inline:{ key=value, { key = text with spaces } }"),
+                    ));
+                }
+                let path = resolve(name, &origin.file);
                 if ty_l != "texthash" {
                     warnings.push(PolicyWarning::new(
                         spec,
@@ -117,20 +129,8 @@ impl Table {
                     .trim();
                 Kind::Static(v.into())
             }
-            "cidr" => {
-                let path = resolve(name, origin);
-                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
-                Kind::Cidr(CidrTable::parse(&text, &path)?)
-            }
-            "regexp" => {
-                let path = resolve(name, origin);
-                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
-                Kind::Regexp(RegexpTable::parse(&text, &path)?)
-            }
-            "pcre" => {
-                let path = resolve(name, origin);
-                let text = read(&path).map_err(|e| err(e, Hint::none()))?;
-                Kind::Pcre(PcreTable::parse(&text, &path)?)
+            "cidr" | "regexp" | "pcre" => {
+                return Table::open_pattern(spec, &ty_l, name, origin);
             }
             other => {
                 if let Some((_, why)) = FOREIGN_TYPES.iter().find(|(t, _)| *t == other) {
@@ -148,6 +148,47 @@ impl Table {
         Ok(Table {
             spec: spec.into(),
             kind,
+            inline_at: None,
+        })
+    }
+
+    /// A cidr, regexp or pcre table (`ty`, lower case) from its file or from inline rules.
+    /// An error inside inline rules is reported at the parameter's line, naming the rule.
+    fn open_pattern(
+        spec: &str,
+        ty: &str,
+        name: &str,
+        origin: &Origin,
+    ) -> Result<Table, PolicyError> {
+        let err = |why: String| PolicyError::Table {
+            table: spec.to_string(),
+            origin: origin.clone(),
+            why,
+            hint: Hint::none(),
+        };
+        let inline = name.starts_with('{');
+        let (text, path) = if inline {
+            (inline_rules(name).map_err(err)?, origin.file.clone())
+        } else {
+            let path = resolve(name, &origin.file);
+            (read(&path).map_err(err)?, path)
+        };
+        let kind = match ty {
+            "cidr" => CidrTable::parse(&text, &path).map(Kind::Cidr),
+            "regexp" => RegexpTable::parse(&text, &path).map(Kind::Regexp),
+            _ => PcreTable::parse(&text, &path).map(Kind::Pcre),
+        };
+        let kind = match kind {
+            Ok(kind) => kind,
+            Err(PolicyError::Table {
+                origin: at, why, ..
+            }) if inline => return Err(err(format!("rule {}: {why}", at.line))),
+            Err(e) => return Err(e),
+        };
+        Ok(Table {
+            spec: spec.into(),
+            kind,
+            inline_at: inline.then(|| origin.clone()),
         })
     }
 
@@ -187,29 +228,20 @@ impl Table {
     /// Every value the table can return, with where it was written, for checks at load.
     /// Values that substitute `$N` are included as written.
     pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        match &self.kind {
+        let mut values = match &self.kind {
             Kind::Hash(h) => h.values(),
-            Kind::Static(v) => vec![(v, Origin::default())],
+            Kind::Static(v) => vec![(&**v, Origin::default())],
             Kind::Cidr(c) => c.values(),
             Kind::Regexp(r) => r.values(),
             Kind::Pcre(p) => p.values(),
+        };
+        if let Some(at) = &self.inline_at {
+            for (_, origin) in &mut values {
+                *origin = at.clone();
+            }
         }
+        values
     }
-}
-
-fn resolve(name: &str, origin: &Origin) -> PathBuf {
-    let p = Path::new(name);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    match origin.file.parent() {
-        Some(dir) => dir.join(p),
-        None => p.to_path_buf(),
-    }
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// A table file that cannot be read as written: `table` names it as the error shows it, `line`
@@ -245,20 +277,21 @@ pub(crate) fn values_with_origin<'a>(
         .collect()
 }
 
-/// Postfix's line reader for table files: `#` lines and blank lines skipped, a line starting with
-/// whitespace continues the previous one. Returns (line number of the first line, text).
+/// Postfix's line reader for table files (readllines): `#` lines and blank lines skipped, a
+/// line starting with whitespace continues the previous one. The continuation is joined as it
+/// stands, without the newline: the whitespace on both sides of the break stays, so
+/// `This address` + `    is retired` reads `This address    is retired`. Returns (line number
+/// of the first line, text).
 pub(crate) fn logical_lines(text: &str) -> Vec<(usize, String)> {
     let mut out: Vec<(usize, String)> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_end();
+    for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if line.starts_with([' ', '\t']) {
+        if line.starts_with(char::is_whitespace) {
             if let Some(last) = out.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(trimmed);
+                last.1.push_str(line);
                 continue;
             }
         }

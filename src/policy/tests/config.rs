@@ -1,18 +1,11 @@
 //! Load-time errors, warnings and the scripted-session trace.
 
 use super::*;
-use crate::policy::trace::Script;
+use crate::session::phase::Rules;
+use crate::session::trace::{trace, Script};
 
 const BASE: &str =
     "myhostname = mx.relayguard.test\nmydestination = local.test\nmynetworks = 127.0.0.0/8\n";
-
-fn errors(test: &str, conf: &str) -> Vec<String> {
-    try_policy(test, conf, &[])
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
-}
 
 #[test]
 fn unknown_and_unimplemented_names() {
@@ -132,7 +125,7 @@ fn trace_of_forum_problem_1() {
     s.sender = Some("a@b.example".into());
     s.recipients = vec!["x@elsewhere.example".into(), "postmaster".into()];
     s.data = true;
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     let lines: Vec<(&str, &str)> = t
         .steps
         .iter()
@@ -185,7 +178,7 @@ fn trace_with_delay_reject_no_and_sasl_gate() {
     s.login = Some("alice".into());
     s.sender = Some("a@b.example".into());
     s.recipients = vec!["u@local.test".into()];
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     assert!(!t.auth_offered);
     let auth = &t.steps[2];
     assert_eq!(
@@ -198,7 +191,7 @@ fn trace_with_delay_reject_no_and_sasl_gate() {
     );
 
     s.client = Client::unnamed("203.0.113.9".parse().unwrap(), 1);
-    let t = p.trace(&s);
+    let t = trace(&p, &Rules::default(), &s);
     assert_eq!(t.steps.len(), 1);
     assert_eq!(
         t.steps[0].reply.line,
@@ -222,4 +215,41 @@ fn class_recursion_and_tables_in_values_are_load_errors() {
     )
     .unwrap_err();
     assert!(e[0].to_string().contains("access:1: table `texthash:access`: value \"check_sender_access texthash:other\" names a lookup table"), "{}", e[0]);
+}
+
+/// A restriction that takes no argument leaves the next word alone: `reject_maps_rbl` used to
+/// swallow `permit_mynetwork`, so its typo went unreported. `reject_rbl` (the old name of
+/// reject_rbl_client) does take one.
+#[test]
+fn unimplemented_restrictions_take_only_their_own_argument() {
+    let e = errors(
+        "noarg",
+        &format!("{BASE}smtpd_recipient_restrictions = reject_maps_rbl, permit_mynetwork, reject_rbl zen.example, reject_unauth_destination\n"),
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].contains("unknown restriction `reject_maps_rbl` (`reject_maps_rbl` is a Postfix restriction relayguard does not implement)"), "{e:?}");
+    assert!(
+        e[1].contains("unknown restriction `permit_mynetwork` (did you mean `permit_mynetworks`?)"),
+        "{e:?}"
+    );
+    assert!(e[2].contains("unknown restriction `reject_rbl` (`reject_rbl` is a Postfix restriction relayguard does not implement)"), "{e:?}");
+}
+
+/// The no-SASL warning names the restriction written, as smtpd's "restriction `%s' ignored".
+#[test]
+fn login_mismatch_warning_names_the_restriction() {
+    let p = policy(
+        "loginwarn",
+        &format!("{BASE}smtpd_sender_login_maps = static:alice\nsmtpd_sender_restrictions = reject_authenticated_sender_login_mismatch, reject_known_sender_login_mismatch\n"),
+        &[],
+    );
+    let w: Vec<&str> = p.warnings().iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        w,
+        [
+            "restriction `reject_authenticated_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)",
+            "restriction `reject_known_sender_login_mismatch' ignored: no SASL support (smtpd_sasl_auth_enable = no)",
+        ],
+        "{w:?}"
+    );
 }

@@ -2,8 +2,11 @@
 
 mod access;
 mod config;
+mod helo;
+mod params;
 mod relay;
 mod stages;
+mod tables;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,14 @@ pub(crate) fn try_policy(
     let main = main_cf.replace("@DIR@", dir.to_str().unwrap());
     let map = parse_main_cf(&main, &dir.join("main.cf")).unwrap();
     Policy::compile(&map)
+}
+
+/// The load errors of `main_cf`, as `check-config` prints them.
+pub(crate) fn errors(test: &str, main_cf: &str) -> Vec<String> {
+    match try_policy(test, main_cf, &[]) {
+        Ok(_) => panic!("{test}: compiled without errors"),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
 }
 
 pub(crate) fn policy(test: &str, main_cf: &str, files: &[(&str, &str)]) -> Policy {
