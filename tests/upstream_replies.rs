@@ -187,3 +187,43 @@ async fn without_xclient_a_lost_authenticated_leg_ends_the_session() {
         );
     }
 }
+
+/// A 421, or a connection dropped without a word, in answer to a chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_lost_at_bdat_ends_the_session() {
+    for (goodbye, heard) in [
+        (
+            "421 4.3.2 fake.upstream Service shutting down",
+            "421 4.3.2 fake.upstream Service shutting down".to_owned(),
+        ),
+        (
+            "",
+            format!("421 4.3.0 {HOST} Error: upstream server unavailable"),
+        ),
+    ] {
+        let up = ScriptedUpstream::start(&["PIPELINING", "CHUNKING"], move |_, line| {
+            if line.starts_with("BDAT") {
+                Answer::ReplyAndClose(if goodbye.is_empty() {
+                    vec![]
+                } else {
+                    vec![goodbye.to_owned()]
+                })
+            } else {
+                ordinary(line)
+            }
+        })
+        .await;
+        let rg = relayguard(&up, Identity::None, "");
+        let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+        assert!(
+            c.capabilities.iter().any(|k| k == "CHUNKING"),
+            "{:?}",
+            c.capabilities
+        );
+        assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+        assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+        c.send_raw(b"BDAT 12 LAST\r\nSubject: x\r\n").await;
+        assert_eq!(c.read_reply().await, heard);
+        c.expect_closed().await;
+    }
+}

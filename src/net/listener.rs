@@ -390,13 +390,18 @@ async fn accept_session(
     tracing::debug!(?end, "session ended");
 }
 
-/// Postfix's answer to a bad or missing PROXY header: 421 and close.
+/// Postfix's answer to a bad or missing PROXY header: 421 and close. A peer that takes none of
+/// it (a zero window) is given a few seconds, not the task's whole life.
 async fn refuse(mut stream: TcpStream, host: &str) {
     use tokio::io::AsyncWriteExt;
+    const REFUSAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
     let mut out = Vec::new();
     replies::server_local_error(host).write_to(&mut out);
-    let _ = stream.write_all(&out).await;
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(REFUSAL_WRITE, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 #[cfg(test)]

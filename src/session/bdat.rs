@@ -123,8 +123,10 @@ impl Session {
             }
             ChunkEnd::UpstreamRefused(reply) => reply,
             ChunkEnd::UpstreamFailed(why) => {
+                // The leg is gone with part of the message: the session ends with a 421, as
+                // after a 421 from the upstream, rather than going on without a leg.
                 tracing::warn!(upstream = %why, "upstream failed during BDAT for {}", self.log.client());
-                replies::queue_file_write_error()
+                self.upstream_unavailable()
             }
         };
         // The upstream holds part of a message that must never be completed.
@@ -166,7 +168,7 @@ impl Session {
 
     /// Reads and drops a refused chunk, then answers it. A refused last chunk ends the
     /// transaction; any other starts discarding the chunks that follow.
-    async fn skip_chunk(&mut self, size: u64, last: bool, reply: Reply) -> Step {
+    pub(super) async fn skip_chunk(&mut self, size: u64, last: bool, reply: Reply) -> Step {
         let mut remaining = size;
         while remaining > 0 {
             match self.chunk_piece(remaining).await {

@@ -386,7 +386,14 @@ impl Session {
             if refusal.logged {
                 self.log_refusal(&command, &refusal.reply);
             }
-            let step = self.refuse(refusal.reply);
+            let step = match command {
+                // The chunk follows whatever the reply: read past it, or its bytes would be
+                // taken for commands.
+                Command::Bdat { size, last } => {
+                    Box::pin(self.skip_chunk(size, last, refusal.reply)).await
+                }
+                _ => self.refuse(refusal.reply),
+            };
             self.counts.record(verb, false);
             return step;
         }

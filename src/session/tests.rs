@@ -36,8 +36,9 @@ impl Harness {
     /// [`Self::start`] with more top-level TOML (`[limits]`).
     async fn start_with(policy: &str, toml: &str, pipe: usize) -> Harness {
         let maildir = tempfile::TempDir::new().unwrap();
+        let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
         let text = format!(
-            "{toml}[policy]\nmyhostname = \"relayguard.test\"\nmydestination = \"local.test\"\n{policy}\n\
+            "{toml}[tls]\ncert = \"{certs}/dev-cert.pem\"\nkey = \"{certs}/dev-key.pem\"\n[policy]\nmyhostname = \"relayguard.test\"\nmydestination = \"local.test\"\n{policy}\n\
              [[listener]]\nname = \"smtp\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\
              [upstream]\nkind = \"maildir\"\npath = \"{}\"\n",
             maildir.path().join("mail").display()
@@ -242,4 +243,23 @@ async fn the_session_limit_ends_a_busy_client() {
     );
     assert_within_a_tick(start.elapsed(), Duration::from_secs(30));
     assert!(matches!(s.end().await, SessionEnd::SessionTimeLimit));
+}
+
+#[tokio::test]
+async fn a_chunk_refused_before_tls_is_read_past_not_run() {
+    let mut s = Harness::start("smtpd_tls_security_level = \"encrypt\"", 64 * 1024).await;
+    s.reply().await;
+    assert!(s.cmd("EHLO c.example").await.starts_with("250-"));
+    let chunk = "MAIL FROM:<x@y.example>\r\n";
+    s.send(&format!("BDAT {} LAST\r\n{chunk}NOOP\r\n", chunk.len()))
+        .await;
+    assert_eq!(
+        s.reply().await,
+        "530 5.7.0 Must issue a STARTTLS command first"
+    );
+    assert_eq!(
+        s.reply().await,
+        "250 2.0.0 Ok",
+        "the chunk's MAIL was not run"
+    );
 }
