@@ -125,6 +125,14 @@ impl TransactionState {
             && self.after_sender.is_none()
     }
 
+    /// STARTTLS made the session forget its HELO and transaction (RFC 3207 4.2): what their
+    /// stages armed goes with them, while what the client's own stage left stays, since TLS
+    /// does not change the client.
+    pub fn forget_helo(&mut self) {
+        self.after_helo = self.after_client.clone();
+        self.after_sender = self.after_client.clone();
+    }
+
     /// The reply for any command after a connect-stage reject with `smtpd_delay_reject = no`.
     pub fn access_denied(&self) -> Option<Reply> {
         self.client_rejected

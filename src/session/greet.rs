@@ -119,10 +119,13 @@ impl Session {
             Ok(Ok(tls)) => {
                 self.io.set_stream(Box::new(tls));
                 self.tls = true;
-                // RFC 3207 4.2: forget everything learned before TLS. What the policy keeps
-                // (a delayed client reject) and the improper-pipelining flag stay: they are
-                // about the client and its connection, which TLS does not change.
+                // RFC 3207 4.2: forget everything learned before TLS, and what the policy
+                // armed on the HELO. A connect-stage reject and the improper-pipelining flag
+                // stay: they are about the client and its connection, which TLS does not change.
                 self.heard = Heard::default();
+                if let Some(state) = self.policy_state.as_mut() {
+                    state.forget_helo();
+                }
                 if let Some(up) = self.upstream.take() {
                     tokio::spawn(up.quit());
                 }

@@ -342,3 +342,36 @@ fn data_and_end_of_data() {
         e[0]
     );
 }
+
+/// A defer_if_permit armed by the HELO stage (smtpd_delay_reject = no) is the HELO's: after
+/// STARTTLS forgets the HELO it no longer defers a permitted recipient.
+#[test]
+fn forgetting_the_helo_drops_what_its_stage_armed() {
+    let p = policy(
+        "forgethelo",
+        &format!("{BASE}smtpd_delay_reject = no\nsmtpd_helo_restrictions = check_helo_access inline:{{{{bad.example=defer_if_permit}}}}\nsmtpd_relay_restrictions = permit_mynetworks, reject\n"),
+        &[],
+    );
+    let c = who("127.0.0.1").helo(Some("bad.example"));
+    let mut state = TransactionState::default();
+    p.evaluate(Stage::Connect, &c.facts(None), &mut state);
+    p.evaluate(Stage::Helo, &c.facts(None), &mut state);
+    let mut kept = state.clone();
+    let armed = p.evaluate(
+        Stage::Rcpt,
+        &c.facts(Some("x@elsewhere.example")),
+        &mut kept,
+    );
+    assert_eq!(
+        shown(&armed, "250 2.1.5 Ok"),
+        "450 4.7.1 <bad.example>: Helo command rejected: Service unavailable"
+    );
+    state.forget_helo();
+    let after_tls = c.clone().helo(None);
+    let d = p.evaluate(
+        Stage::Rcpt,
+        &after_tls.facts(Some("x@elsewhere.example")),
+        &mut state,
+    );
+    assert_eq!(shown(&d, "250 2.1.5 Ok"), "250 2.1.5 Ok");
+}
