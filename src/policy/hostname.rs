@@ -9,7 +9,7 @@
 /// Postfix's valid_hostname: labels of letters, digits, `-` and `_`, not starting or ending in
 /// `-`, at most 63 characters each and 255 in all, and not all-numeric. One trailing dot is
 /// allowed here (smtpd cuts it before asking, see [`truncate_dot`]).
-pub(crate) fn valid_hostname(name: &str) -> bool {
+pub fn valid_hostname(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > 255 {
         return false;
@@ -170,6 +170,10 @@ mod tests {
         assert!(!valid_hostname("1.2.3.4"));
         assert!(!valid_hostname("a..b"));
         assert!(!valid_hostname("-a.b"));
+        assert!(!valid_hostname("a-.b"));
+        assert!(valid_hostname("a-b_c.example"));
+        assert!(!valid_hostname(""));
+        assert!(!valid_hostname(&format!("{}.example", "a".repeat(64))));
         assert_eq!(truncate_dot("a.b."), "a.b");
         assert_eq!(truncate_dot("a.b.."), "a.b..");
         assert_eq!(truncate_dot("."), ".");

@@ -17,7 +17,7 @@ mod error;
 mod eval;
 mod eval_access;
 mod facts;
-mod hostname;
+pub mod hostname;
 mod lookup;
 pub mod main_cf;
 mod netlist;
