@@ -7,8 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -16,6 +14,7 @@ use tokio::net::TcpListener;
 
 use support::client::Client;
 use support::relayguard::{Identity, Relayguard, Role};
+use support::scripted::{Answer, ScriptedUpstream};
 
 const HOST: &str = "relayguard.test";
 
@@ -208,53 +207,22 @@ async fn parameters_the_upstream_does_not_offer_are_not_forwarded() {
     );
 }
 
-/// An upstream that answers every MAIL with `mail_reply`; counts the MAILs it was sent.
-async fn upstream_refusing_mail(mail_reply: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mails = Arc::new(AtomicUsize::new(0));
-    let counter = mails.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut r = BufReader::new(r);
-                w.write_all(b"220 fake.upstream ESMTP\r\n").await.unwrap();
-                let mut line = String::new();
-                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    let upper = line.to_ascii_uppercase();
-                    let reply = if upper.starts_with("EHLO") {
-                        "250-fake.upstream\r\n250 PIPELINING\r\n".to_owned()
-                    } else if upper.starts_with("MAIL") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        format!("{mail_reply}\r\n")
-                    } else if upper.starts_with("QUIT") {
-                        let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
-                        return;
-                    } else {
-                        "250 2.0.0 Ok\r\n".to_owned()
-                    };
-                    if w.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
-    (addr, mails)
-}
-
 /// A 451 at MAIL is no refusal of the relay test: the check is tried three times, then
 /// start-up stops and says what the upstream answered (issue 10, item 7).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_4xx_at_mail_does_not_pass_the_open_relay_check() {
-    let (addr, mails) = upstream_refusing_mail("451 4.3.0 <>: Temporary lookup failure").await;
+    let up = ScriptedUpstream::start(&["PIPELINING"], |_, line| {
+        if line.starts_with("MAIL") {
+            Answer::reply("451 4.3.0 <>: Temporary lookup failure")
+        } else {
+            Answer::reply("250 2.0.0 Ok")
+        }
+    })
+    .await;
     let err = Relayguard::builder()
         .policy("myhostname", HOST)
         .listener("smtp", Role::Smtp)
-        .upstream_smtp(addr, Identity::Xclient)
+        .upstream_smtp(up.addr, Identity::Xclient)
         .try_start()
         .err()
         .expect("relayguard must not start");
@@ -270,7 +238,11 @@ async fn a_4xx_at_mail_does_not_pass_the_open_relay_check() {
         "{err}"
     );
     assert!(!err.contains("open-relay check passed"), "{err}");
-    assert_eq!(mails.load(Ordering::SeqCst), 3, "{err}");
+    let mails = (0..up.connections())
+        .flat_map(|c| up.lines(c))
+        .filter(|l| l.starts_with("MAIL"))
+        .count();
+    assert_eq!(mails, 3, "{err}");
 }
 
 /// The scripted upstream of the other tests refuses the relay test with a 5xx at RCPT: that
