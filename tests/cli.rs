@@ -395,3 +395,33 @@ fn a_postfix_parameter_nobody_implements_is_an_error() {
         stdout(&out)
     );
 }
+
+#[test]
+fn check_says_when_a_listener_wants_starttls_first() {
+    let dir = TempDir::new().unwrap();
+    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/certs");
+    let path = config(
+        &dir,
+        &format!(
+            "myhostname = \"mx.example.com\"\nsmtpd_tls_security_level = \"encrypt\"\n\
+             [tls]\ncert = \"{certs}/dev-cert.pem\"\nkey = \"{certs}/dev-key.pem\"\n"
+        ),
+    );
+    let out = relayguard(dir.path(), &check_args(&path, "192.0.2.1"));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let mail = lines.iter().position(|l| l.starts_with("MAIL ")).unwrap();
+    assert!(
+        lines[mail].ends_with("-> 530 5.7.0 Must issue a STARTTLS command first"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[mail + 1].trim(),
+        "(listener `smtp` requires STARTTLS first (use --tls))"
+    );
+    let mut args = check_args(&path, "192.0.2.1");
+    args.push("--tls");
+    let out = relayguard(dir.path(), &args);
+    assert!(!stdout(&out).contains("530"), "{}", stdout(&out));
+}

@@ -89,6 +89,9 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let rules = Rules::of(&listener.smtpd, listener.tls.is_some());
     let mut trace = trace(&listener.policy, &rules, &script);
     greet_with_banner(listener, &mut trace);
+    if rules.tls_required && !tls {
+        explain_tls_first(listener, &mut trace);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
     } else {
@@ -110,6 +113,22 @@ fn greet_with_banner(listener: &ListenerSnapshot, trace: &mut Trace) {
         .filter(|s| s.stage == "CONNECT" && s.accepted)
     {
         connect.reply = (&crate::smtp::Reply::plain(220, listener.smtpd.banner.clone())).into();
+    }
+}
+
+/// Says why a step got 530 on a listener that requires STARTTLS first, and how to trace the
+/// session after it.
+fn explain_tls_first(listener: &ListenerSnapshot, trace: &mut Trace) {
+    let must_starttls = crate::smtp::replies::must_issue_starttls();
+    for step in trace
+        .steps
+        .iter_mut()
+        .filter(|s| s.reply.line == must_starttls.to_string())
+    {
+        step.remark = Some(format!(
+            "listener `{}` requires STARTTLS first (use --tls)",
+            listener.name
+        ));
     }
 }
 
