@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod lookup;
 pub mod net;
 pub mod observe;
 pub mod policy;

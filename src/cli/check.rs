@@ -9,9 +9,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::config::{self, ListenerSnapshot, TlsLevel};
-use crate::policy::Client;
+use crate::lookup::Lookups;
+use crate::net::resolve::NameResolver;
+use crate::policy::{Client, FactRequest, NameStatus};
 use crate::session::phase::Rules;
-use crate::session::trace::{trace, Script, StepTrace, Trace};
+use crate::session::trace::{trace, trace_fetching, Script, StepTrace, Trace};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -70,11 +72,18 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let name = args.client_name.clone().unwrap_or_else(|| "unknown".into());
+    let status = if args.client_name.is_some() {
+        NameStatus::Ok
+    } else {
+        NameStatus::Permanent
+    };
     let client = Client {
         addr: args.client,
         port: 0,
         name: name.clone(),
         reverse_name: name,
+        name_status: status,
+        reverse_status: status,
     };
     let tls = args.tls || listener.smtpd.tls_level == TlsLevel::Wrapper;
     let mut script = Script::new(client);
@@ -87,7 +96,20 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     script.recipients = args.rcpts.clone();
     script.data = args.data;
     let rules = Rules::of(&listener.smtpd, listener.tls.is_some());
-    let mut trace = trace(&listener.policy, &rules, &script);
+    let mut trace = if listener.policy.can_wait() {
+        // The lookups are real: the same resolver and deadlines as a running relayguard.
+        let resolver = NameResolver::from_settings(&snapshot.dns)
+            .map_err(|e| eprintln!("warning: {e}; DNS lookups will fail"))
+            .ok();
+        let lookups = Lookups::new(resolver);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut fetch = |needs: &[FactRequest]| runtime.block_on(lookups.fetch(needs));
+        trace_fetching(&listener.policy, &rules, &script, &mut fetch)
+    } else {
+        trace(&listener.policy, &rules, &script)
+    };
     greet_with_banner(listener, &mut trace);
     if rules.tls_required && !tls {
         explain_tls_first(listener, &mut trace);
@@ -172,6 +194,16 @@ fn render_step(step: &StepTrace) -> String {
             "",
             reason.parameter,
             reason.describe()
+        ));
+    }
+    for lookup in &step.lookups {
+        out.push_str(&format!(
+            "{:>17}lookup {} -> {} ({:.1} ms{})\n",
+            "",
+            lookup.request,
+            lookup.answer,
+            lookup.elapsed_ms,
+            if lookup.cached { ", cached" } else { "" }
         ));
     }
     for note in &step.notes {

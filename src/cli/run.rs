@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
+use crate::lookup::Lookups;
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
@@ -92,8 +93,11 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
     }
     let drain = Drain::new();
     let drain_timeout = snapshot.drain_timeout;
+    let waits = snapshot.listeners.iter().any(|l| l.policy.can_wait());
+    let resolver = name_resolver(&snapshot.dns, waits);
     let services = Services {
-        resolver: name_resolver(&snapshot.dns),
+        lookups: Arc::new(Lookups::new(resolver.clone())),
+        resolver,
         snapshots: Arc::new(SnapshotCell::new(snapshot)),
         upstream,
         shutdown: drain.watcher(),
@@ -175,17 +179,14 @@ fn worker(
     });
 }
 
-/// The resolver for client names; without one every client is `unknown`, as Postfix's
-/// clients are when DNS fails.
-fn name_resolver(dns: &config::DnsSettings) -> Option<NameResolver> {
-    if dns.lookups == DnsLookups::Never {
+/// The resolver for client names and for the policy's DNS restrictions (`policy_waits`);
+/// without one every client is `unknown`, as Postfix's clients are when DNS fails, and every
+/// DNS restriction meets a temporary failure.
+fn name_resolver(dns: &config::DnsSettings, policy_waits: bool) -> Option<NameResolver> {
+    if dns.lookups == DnsLookups::Never && !policy_waits {
         return None;
     }
-    let built = if dns.nameservers.is_empty() {
-        NameResolver::from_system_conf(dns.timeout)
-    } else {
-        NameResolver::with_nameservers(&dns.nameservers, dns.timeout)
-    };
+    let built = NameResolver::from_settings(dns);
     match built {
         Ok(r) => Some(r),
         Err(e) => {

@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ListenerSnapshot, Role, SnapshotCell, TlsLevel};
+use crate::lookup::Lookups;
 use crate::net::balance::{Balance, Handoff};
 use crate::net::limit::{ConnectionLimit, Slot};
 use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, ProxiedAddrs};
@@ -27,6 +28,8 @@ pub struct Services {
     pub snapshots: Arc<SnapshotCell>,
     pub upstream: Arc<Upstream>,
     pub resolver: Option<NameResolver>,
+    /// What waiting policies fetch their facts with.
+    pub lookups: Arc<Lookups>,
     pub shutdown: Shutdown,
     /// This worker's warm upstream connections, when configured.
     pub warm: Option<Arc<WarmPool>>,
@@ -243,6 +246,7 @@ impl Listener {
             upstream: services.upstream.clone(),
             warm: services.warm.clone(),
             shutdown: services.shutdown.clone(),
+            lookups: services.lookups.clone(),
         };
         let resolver = services.resolver.clone();
         let load = self.balance.enter(self.worker);
@@ -440,6 +444,7 @@ mod tests {
             snapshots: Arc::new(crate::config::SnapshotCell::new(snapshot)),
             upstream: Arc::new(Upstream::new(Capabilities::default())),
             resolver: None,
+            lookups: Arc::new(Lookups::new(None)),
             shutdown: drain.watcher(),
             warm: None,
         };

@@ -14,11 +14,14 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::NetError;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 
 use crate::policy::hostname::valid_hostname;
+use crate::policy::pending::{DnsAnswer, DnsRecord, RecordType as PolicyRecordType};
+use crate::policy::NameStatus;
 
 /// The value Postfix shows (and `check_client_access` looks up) for a name it does not have.
 pub const UNKNOWN: &str = "unknown";
@@ -56,6 +59,15 @@ impl HostName {
 
     pub fn is_known(&self) -> bool {
         matches!(self, Self::Known(_))
+    }
+
+    /// How the lookup ended, as the policy sees it.
+    pub fn status(&self) -> NameStatus {
+        match self {
+            Self::Known(_) => NameStatus::Ok,
+            Self::Unavailable => NameStatus::Permanent,
+            Self::TempUnavailable => NameStatus::Temporary,
+        }
     }
 }
 
@@ -129,6 +141,15 @@ impl NameResolver {
             options,
             deadline,
         )
+    }
+
+    /// The resolver `[dns]` asks for: its nameservers, or the system's.
+    pub fn from_settings(dns: &crate::config::DnsSettings) -> Result<Self, ResolveError> {
+        if dns.nameservers.is_empty() {
+            Self::from_system_conf(dns.timeout)
+        } else {
+            Self::with_nameservers(&dns.nameservers, dns.timeout)
+        }
     }
 
     /// A resolver configured from `/etc/resolv.conf`, as Postfix's own lookups would be
@@ -220,6 +241,90 @@ impl NameResolver {
             RData::AAAA(aaaa) => IpAddr::V6(aaaa.0) == addr,
             _ => false,
         }))
+    }
+}
+
+impl NameResolver {
+    /// The records of one type for an absolute name, as the policy's DNS restrictions ask
+    /// for them, bounded by the deadline. Never fails: failures are the answer's value.
+    pub async fn records(&self, name: &str, rtype: PolicyRecordType) -> DnsAnswer {
+        let Ok(mut fqdn) = Name::from_ascii(name) else {
+            return DnsAnswer::Refused("not a valid domain name".into());
+        };
+        fqdn.set_fqdn(true);
+        let wanted = match rtype {
+            PolicyRecordType::A => RecordType::A,
+            PolicyRecordType::Aaaa => RecordType::AAAA,
+            PolicyRecordType::Mx => RecordType::MX,
+            PolicyRecordType::Ns => RecordType::NS,
+            PolicyRecordType::Txt => RecordType::TXT,
+        };
+        let lookup =
+            match tokio::time::timeout(self.deadline, self.resolver.lookup(fqdn, wanted)).await {
+                Err(_elapsed) => return DnsAnswer::TryAgain("timed out".into()),
+                Ok(Err(err)) => return dns_failure(&err),
+                Ok(Ok(lookup)) => lookup,
+            };
+        let host = |n: &Name| {
+            n.to_ascii()
+                .trim_end_matches('.')
+                .to_owned()
+                .into_boxed_str()
+        };
+        let mut records = Vec::new();
+        for record in lookup.answers() {
+            let found = match &record.data {
+                RData::A(a) if wanted == RecordType::A => DnsRecord::Addr(IpAddr::V4(a.0)),
+                RData::AAAA(a) if wanted == RecordType::AAAA => DnsRecord::Addr(IpAddr::V6(a.0)),
+                RData::MX(mx) if wanted == RecordType::MX => {
+                    if mx.exchange.is_root() {
+                        return DnsAnswer::NullMx;
+                    }
+                    DnsRecord::Host {
+                        preference: mx.preference,
+                        name: host(&mx.exchange),
+                    }
+                }
+                RData::NS(ns) if wanted == RecordType::NS => DnsRecord::Host {
+                    preference: 0,
+                    name: host(&ns.0),
+                },
+                RData::TXT(txt) if wanted == RecordType::TXT => {
+                    let text: String = txt
+                        .txt_data
+                        .iter()
+                        .map(|part| String::from_utf8_lossy(part))
+                        .collect();
+                    DnsRecord::Text(text.into())
+                }
+                _ => continue,
+            };
+            records.push(found);
+        }
+        if records.is_empty() {
+            DnsAnswer::NoData
+        } else {
+            DnsAnswer::Records(records)
+        }
+    }
+}
+
+/// Postfix's dns_query() categories: NXDOMAIN and NODATA are "not found", SERVFAIL and
+/// timeouts "try again", any other error code a hard failure.
+fn dns_failure(err: &NetError) -> DnsAnswer {
+    match err {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => {
+            if none.response_code == ResponseCode::NXDomain {
+                DnsAnswer::NxDomain
+            } else {
+                DnsAnswer::NoData
+            }
+        }
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => {
+            DnsAnswer::TryAgain("SERVFAIL".into())
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => DnsAnswer::Refused(code.to_string().into()),
+        other => DnsAnswer::TryAgain(other.to_string().into()),
     }
 }
 

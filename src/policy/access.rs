@@ -188,6 +188,9 @@ pub(crate) fn parse_action<'v>(value: &'v str, codes: &Codes) -> Action<'v> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum VoiceKind {
     Client,
+    /// The client by its unverified (PTR) name: reject_rhsbl_reverse_client and the
+    /// check_reverse_client_hostname_* restrictions.
+    ReverseClient,
     Helo,
     Sender,
     Recipient,
@@ -199,6 +202,7 @@ impl VoiceKind {
     pub(crate) fn class(self) -> &'static str {
         match self {
             VoiceKind::Client => "Client host",
+            VoiceKind::ReverseClient => "Unverified Client host",
             VoiceKind::Helo => "Helo command",
             VoiceKind::Sender => "Sender address",
             VoiceKind::Recipient => "Recipient address",

@@ -12,6 +12,7 @@ use super::address::Rewrite;
 use super::compile_checks::{check_names, check_references};
 use super::defaults::{default_value, parse_compat, style_networks};
 use super::error::{Hint, PolicyError, PolicyWarning};
+use super::eval_dns::DnsRules;
 use super::netlist::{NetList, TableOpener};
 use super::params::{expand, Origin, ParamMap};
 use super::restriction::{parse_list, ListContext, Lookup, Restriction};
@@ -95,6 +96,24 @@ impl Ctx<'_> {
                     hint: Hint::none(),
                 });
                 false
+            }
+        }
+    }
+
+    /// A `*_tempfail_action`: true for defer_if_permit, false for defer.
+    fn tempfail_action(&mut self, name: &str) -> bool {
+        let v = self.get(name);
+        match v.trim().to_ascii_lowercase().as_str() {
+            "defer_if_permit" => true,
+            "defer" => false,
+            _ => {
+                self.errors.push(PolicyError::BadValue {
+                    name: name.into(),
+                    origin: self.origin(name),
+                    why: format!("\"{v}\" is not defer_if_permit or defer"),
+                    hint: Hint::none(),
+                });
+                true
             }
         }
     }
@@ -342,7 +361,8 @@ pub(crate) fn compile(
         }
         cx.errors = errors;
         cx.warnings = warnings;
-        let sender_login_maps = login_maps(&mut cx, &mut open);
+        let sender_login_maps = one_table(&mut cx, &mut open, "smtpd_sender_login_maps");
+        let rbl_reply_maps = one_table(&mut cx, &mut open, "rbl_reply_maps");
         finish(
             cx,
             FinishParts {
@@ -359,17 +379,23 @@ pub(crate) fn compile(
                 value_lists,
                 table_warnings,
                 sender_login_maps,
+                rbl_reply_maps,
             },
         )
     }
 }
 
-fn login_maps(cx: &mut Ctx<'_>, open: &mut TableOpener<'_>) -> Option<Arc<Table>> {
-    let v = cx.get("smtpd_sender_login_maps");
+/// A parameter that names one table (relayguard does not search several in turn here).
+fn one_table(
+    cx: &mut Ctx<'_>,
+    open: &mut TableOpener<'_>,
+    param: &'static str,
+) -> Option<Arc<Table>> {
+    let v = cx.get(param);
     let specs = super::text::split_list(&v);
     match specs.as_slice() {
         [] => None,
-        [one] => match open(one, &cx.origin("smtpd_sender_login_maps")) {
+        [one] => match open(one, &cx.origin(param)) {
             Ok(t) => Some(t),
             Err(e) => {
                 cx.errors.push(e);
@@ -378,8 +404,8 @@ fn login_maps(cx: &mut Ctx<'_>, open: &mut TableOpener<'_>) -> Option<Arc<Table>
         },
         _ => {
             cx.errors.push(PolicyError::BadValue {
-                name: "smtpd_sender_login_maps".into(),
-                origin: cx.origin("smtpd_sender_login_maps"),
+                name: param.into(),
+                origin: cx.origin(param),
                 why: "relayguard takes one table here".into(),
                 hint: Hint::text("merge the tables into one file"),
             });
@@ -402,6 +428,7 @@ struct FinishParts {
     value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
     table_warnings: Vec<PolicyWarning>,
     sender_login_maps: Option<Arc<Table>>,
+    rbl_reply_maps: Option<Arc<Table>>,
 }
 
 fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError>> {
@@ -413,6 +440,21 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         access_map_defer: cx.code("access_map_defer_code", 450),
         invalid_hostname_reject: cx.code("invalid_hostname_reject_code", 501),
         non_fqdn_reject: cx.code("non_fqdn_reject_code", 504),
+    };
+    let dns = DnsRules {
+        unknown_client: cx.code("unknown_client_reject_code", 450),
+        unknown_hostname: cx.code("unknown_hostname_reject_code", 450),
+        unknown_address: cx.code("unknown_address_reject_code", 450),
+        maps_rbl: cx.code("maps_rbl_reject_code", 554),
+        helo_tempfail_if_permit: cx.tempfail_action("unknown_helo_hostname_tempfail_action"),
+        address_tempfail_if_permit: cx.tempfail_action("unknown_address_tempfail_action"),
+        // A template expanded per reply, never at load (Postfix reads it raw).
+        default_rbl_reply: cx
+            .raw("default_rbl_reply")
+            .unwrap_or_default()
+            .trim()
+            .into(),
+        rbl_reply_maps: parts.rbl_reply_maps,
     };
     let sasl_auth_enable = cx.yes("smtpd_sasl_auth_enable");
     let sender_login_maps = parts.sender_login_maps;
@@ -429,6 +471,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         classes: parts.classes,
         value_lists: parts.value_lists,
         codes,
+        dns,
         delay_reject: cx.yes("smtpd_delay_reject"),
         relay_before_recipient: cx.yes("smtpd_relay_before_recipient_restrictions"),
         sasl_auth_enable,
@@ -453,6 +496,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         sender_login_maps,
         warnings: Vec::new(),
         wants_name: false,
+        waits: false,
     };
     let params = cx.params;
     super::compile_checks::check(&mut policy, &mut cx.errors, &mut cx.warnings, |n| {

@@ -7,7 +7,7 @@ use super::error::Hint;
 use super::error::{PolicyError, PolicyWarning};
 use super::params::{references, Origin, ParamMap};
 use super::postfix_names::POSTFIX_NAMES;
-use super::restriction::{Lookup, Restriction};
+use super::restriction::Restriction;
 use super::Policy;
 use super::PARAMETERS;
 
@@ -126,7 +126,9 @@ pub(crate) fn check(
         }
     }
     let mut wants_name = false;
+    let mut waits = false;
     for (name, list) in all_lists(p) {
+        waits |= list.iter().any(Restriction::waits);
         // Only where the admin wrote the list: Postfix's own default relay restrictions name
         // permit_sasl_authenticated on every listener, SASL or not.
         let written = origin(name).line > 0;
@@ -174,15 +176,7 @@ pub(crate) fn check(
                 }
             }
         }
-        if any(list, &|r| {
-            matches!(
-                r,
-                Restriction::Check {
-                    lookup: Lookup::Client,
-                    ..
-                }
-            )
-        }) {
+        if any(list, &Restriction::uses_client_name) {
             wants_name = true;
         }
     }
@@ -190,6 +184,7 @@ pub(crate) fn check(
         wants_name = true;
     }
     p.wants_name = wants_name;
+    p.waits = waits;
 }
 
 /// Every name in the map must be implemented here, by the session, be a declared class, or be
@@ -250,6 +245,10 @@ pub(crate) fn check_names(
 /// parameter (`is_builtin`: one with a built-in value, or computed from the host), or one
 /// implemented elsewhere in relayguard. Postfix would expand anything else to nothing.
 /// A `$` that starts no name stops Postfix at start-up, so it is refused too.
+/// Parameters whose `$name`s are filled in per reply (rbl_reply_maps templates too), not
+/// from main.cf: Postfix reads them raw.
+const RAW_PARAMETERS: &[&str] = &["default_rbl_reply"];
+
 pub(crate) fn check_references(
     params: &ParamMap,
     others: &[&str],
@@ -257,6 +256,9 @@ pub(crate) fn check_references(
     errors: &mut Vec<PolicyError>,
 ) {
     for (parameter, pv) in params.iter() {
+        if RAW_PARAMETERS.contains(&parameter) {
+            continue;
+        }
         let refs = match references(&pv.value) {
             Ok(refs) => refs,
             Err(why) => {
@@ -291,7 +293,10 @@ pub(crate) fn check_references(
 pub(crate) fn user_defined<'a>(maps: impl IntoIterator<Item = &'a ParamMap>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for map in maps {
-        for (_, pv) in map.iter() {
+        for (parameter, pv) in map.iter() {
+            if RAW_PARAMETERS.contains(&parameter) {
+                continue;
+            }
             // A value with a `$` error is reported by check_references.
             for (name, _) in references(&pv.value).unwrap_or_default() {
                 if POSTFIX_NAMES.binary_search(&name).is_err() {

@@ -74,6 +74,29 @@ impl Decision {
             notes: Vec::new(),
         }
     }
+
+    /// The answer when facts the policy needs could not be fetched at all (no resolver, too
+    /// many rounds): Postfix's temporary lookup failure, never a permit.
+    pub fn unfetched(needs: &[super::FactRequest]) -> Self {
+        let what = needs
+            .iter()
+            .map(super::FactRequest::describe)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            outcome: Outcome::Reject(Reply::new(451, (4, 3, 0), "Temporary lookup failure")),
+            reason: Some(Reason {
+                restriction: "lookup".into(),
+                key: Some(what.clone()),
+                value: Some("not fetched".into()),
+                ..Reason::default()
+            }),
+            notes: vec![Note {
+                action: "warning",
+                text: format!("cannot fetch {what}"),
+            }],
+        }
+    }
 }
 
 /// What one restriction list said, for explanations.
@@ -91,6 +114,7 @@ impl ListTrace {
         let (verdict, reply, reason) = match v {
             Verdict::Ok(r) => ("permit", None, Some(r.clone())),
             Verdict::Dunno => ("dunno", None, None),
+            Verdict::Pending => ("pending", None, None),
             Verdict::Reject(reply, r) => ("reject", Some(reply.to_string()), Some(r.clone())),
         };
         ListTrace {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
 use super::address::{classify, literal_addr, Address, Destination};
 use super::hostname::{truncate_dot, valid_helo_literal, valid_hostaddr, valid_hostname};
+use super::pending::{FactAnswer, FactCache, FactRequest, MAX_REQUESTS_PER_ROUND};
 use super::restriction::Restriction;
 use super::{Facts, ListTrace, Note, Policy, Reason};
 use crate::smtp::Reply;
@@ -18,6 +19,8 @@ pub(crate) enum Verdict {
     Ok(Reason),
     Dunno,
     Reject(Reply, Reason),
+    /// The restriction needs a fact that is not fetched yet ([`Eval::ask`] recorded it).
+    Pending,
 }
 
 /// A deferral waiting for the end of the stage (`defer_if_permit`) or for a 5xx (`defer_if_reject`).
@@ -44,10 +47,18 @@ pub(crate) struct Eval<'p, 'f> {
     pub(crate) depth: u32,
     param: &'static str,
     pub(crate) trace: Option<Vec<ListTrace>>,
+    /// Facts fetched for this command, and those still missing.
+    answers: &'f FactCache,
+    pub(crate) needs: Vec<FactRequest>,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
-    pub(crate) fn new(p: &'p Policy, facts: &'f Facts<'f>, explain: bool) -> Self {
+    pub(crate) fn new(
+        p: &'p Policy,
+        facts: &'f Facts<'f>,
+        answers: &'f FactCache,
+        explain: bool,
+    ) -> Self {
         Eval {
             p,
             facts,
@@ -61,7 +72,33 @@ impl<'p, 'f> Eval<'p, 'f> {
             depth: 0,
             param: "",
             trace: explain.then(Vec::new),
+            answers,
+            needs: Vec::new(),
         }
+    }
+
+    /// The answer to `request`, or `None` after noting that it is needed (see
+    /// [`super::pending`]): the caller then returns [`Verdict::Pending`]. A request with effects
+    /// on the other side is only noted when nothing else is open, so that it is made in
+    /// Postfix's order and only when Postfix would make it.
+    pub(crate) fn ask(&mut self, request: FactRequest) -> Option<&'f FactAnswer> {
+        if let Some(answer) = self.answers.get(&request) {
+            return Some(answer);
+        }
+        let speculating = !self.needs.is_empty();
+        let may_note = !speculating
+            || (request.is_speculative()
+                && self.needs.iter().all(FactRequest::is_speculative)
+                && self.needs.len() < MAX_REQUESTS_PER_ROUND);
+        if may_note && !self.needs.contains(&request) {
+            self.needs.push(request);
+        }
+        None
+    }
+
+    /// True under warn_if_reject: a reject becomes a logged warning.
+    pub(crate) fn warning(&self) -> bool {
+        self.warn
     }
 
     /// The MAIL FROM address in lookup form, if the stage has one.
@@ -98,6 +135,7 @@ impl<'p, 'f> Eval<'p, 'f> {
     }
 
     pub(crate) fn checks(&mut self, list: &[Restriction], voice: VoiceKind) -> Verdict {
+        let mut pending = false;
         for r in list {
             match self.apply(r, voice) {
                 Verdict::Dunno => {
@@ -105,10 +143,17 @@ impl<'p, 'f> Eval<'p, 'f> {
                         break;
                     }
                 }
+                // Go on as if it said DUNNO, to learn what else this command will need.
+                Verdict::Pending => pending = true,
+                _ if pending => return Verdict::Pending,
                 decided => return decided,
             }
         }
-        Verdict::Dunno
+        if pending {
+            Verdict::Pending
+        } else {
+            Verdict::Dunno
+        }
     }
 
     pub(crate) fn reason(&self, r: &Restriction) -> Reason {
@@ -123,6 +168,7 @@ impl<'p, 'f> Eval<'p, 'f> {
     fn reply_name(&self, voice: VoiceKind) -> String {
         match voice {
             VoiceKind::Client => format!("{}[{}]", self.facts.client.name, self.addr),
+            VoiceKind::ReverseClient => self.facts.client.reverse_name.clone(),
             VoiceKind::Helo => self.facts.helo.unwrap_or("").to_string(),
             VoiceKind::Sender => self.sender().map(|a| a.reply.clone()).unwrap_or_default(),
             VoiceKind::Recipient => self.rcpt().map(|a| a.reply.clone()).unwrap_or_default(),
@@ -345,6 +391,11 @@ impl<'p, 'f> Eval<'p, 'f> {
                 )
             }
             Restriction::SenderLoginMismatch(m) => self.login_mismatch(r, *m),
+            Restriction::RejectUnknownClient { reverse, .. } => self.unknown_client(r, *reverse),
+            Restriction::RejectUnknownHelo { .. } => self.unknown_helo(r),
+            Restriction::RejectUnknownDomain { sender, .. } => self.unknown_domain(r, *sender),
+            Restriction::Dnsxl(list) => self.dnsxl(r, list),
+            Restriction::CheckServer(check) => self.server_access(r, check),
             Restriction::Class(i) => {
                 let Some((_, list)) = self.p.classes.get(*i as usize) else {
                     return Verdict::Dunno;
@@ -372,6 +423,7 @@ pub(crate) fn wrap(mut outer: Reason, inner: Verdict) -> Verdict {
     };
     match inner {
         Verdict::Dunno => Verdict::Dunno,
+        Verdict::Pending => Verdict::Pending,
         Verdict::Ok(r) => Verdict::Ok(describe(r)),
         Verdict::Reject(reply, r) => Verdict::Reject(reply, describe(r)),
     }

@@ -97,7 +97,7 @@ impl Eval<'_, '_> {
         v
     }
 
-    fn table_result(
+    pub(crate) fn table_result(
         &mut self,
         value: &str,
         voice: VoiceKind,

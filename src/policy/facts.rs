@@ -10,6 +10,21 @@ pub struct Client {
     pub port: u16,
     pub name: String,
     pub reverse_name: String,
+    /// How the lookups behind `name` and `reverse_name` ended.
+    pub name_status: NameStatus,
+    pub reverse_status: NameStatus,
+}
+
+/// How a client-name lookup ended (Postfix's SMTPD_PEER_CODE_*): reject_unknown_client_hostname
+/// answers a temporary failure with 450 whatever its configured code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NameStatus {
+    Ok,
+    /// No name, or one that does not resolve back to the address.
+    #[default]
+    Permanent,
+    /// The DNS did not answer in time or failed for now.
+    Temporary,
 }
 
 impl Client {
@@ -20,6 +35,8 @@ impl Client {
             port,
             name: "unknown".into(),
             reverse_name: "unknown".into(),
+            name_status: NameStatus::Permanent,
+            reverse_status: NameStatus::Permanent,
         }
     }
 }

@@ -15,7 +15,7 @@ fn probe(t: &Table, key: &str) -> Hit {
 }
 
 /// A domain and its parents: `a.b.c`, then `b.c`, `c` (parent style) or `.b.c`, `.c`.
-fn domain(p: &Policy, t: &Table, name: &str) -> Hit {
+pub(crate) fn domain(p: &Policy, t: &Table, name: &str) -> Hit {
     if let Some(hit) = probe(t, name) {
         return Some(hit);
     }
@@ -45,6 +45,11 @@ pub(crate) fn client(p: &Policy, t: &Table, name: &str, addr: &AddrText) -> Hit 
     if let Some(hit) = domain(p, t, name) {
         return Some(hit);
     }
+    address(t, addr)
+}
+
+/// An address and its shorter prefixes (check_addr_access).
+pub(crate) fn address(t: &Table, addr: &AddrText) -> Hit {
     let mut key = addr.as_str();
     if let Some(hit) = probe(t, key) {
         return Some(hit);

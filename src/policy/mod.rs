@@ -5,7 +5,7 @@
 //! address and verified name, HELO, login, envelope) and calls [`Policy::evaluate`]; the returned
 //! [`Decision`] carries the exact reply and the reason, which the caller logs. Everything is
 //! compiled at load ([`Policy::compile`]); table files are read then and never again.
-//! How lookups that need the network will fit is described in [`pending`].
+//! Lookups that need the network make an evaluation wait without blocking: see [`pending`].
 
 mod access;
 mod address;
@@ -13,9 +13,12 @@ mod compile;
 mod compile_checks;
 mod decision;
 mod defaults;
+mod dnsxl;
 mod error;
 mod eval;
 mod eval_access;
+mod eval_dns;
+mod eval_server;
 mod facts;
 pub mod hostname;
 mod lookup;
@@ -45,9 +48,10 @@ pub use decision::{
     AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
 };
 pub use error::{Hint, PolicyError, PolicyWarning};
-pub use facts::{Client, Facts, HostInfo, Stage};
+pub use facts::{Client, Facts, HostInfo, NameStatus, Stage};
 pub use netlist::{ListMatch, NetList};
 pub use params::{expand, Origin, ParamMap, ParamValue};
+pub use pending::{FactCache, FactRequest, Fetched, Progress};
 pub use table::Table;
 
 use access::Codes;
@@ -62,9 +66,11 @@ pub const PARAMETERS: &[&str] = &[
     "allow_percent_hack",
     "allow_untrusted_routing",
     "compatibility_level",
+    "default_rbl_reply",
     "defer_code",
     "inet_interfaces",
     "invalid_hostname_reject_code",
+    "maps_rbl_reject_code",
     "mydestination",
     "mydomain",
     // Read for `$myhostname`; the session reads it too.
@@ -75,8 +81,10 @@ pub const PARAMETERS: &[&str] = &[
     "non_fqdn_reject_code",
     "parent_domain_matches_subdomains",
     "proxy_interfaces",
+    "rbl_reply_maps",
     "recipient_delimiter",
     "reject_code",
+    "reject_tempfail_action",
     "relay_domains",
     "relay_domains_reject_code",
     "smtpd_client_event_limit_exceptions",
@@ -97,6 +105,11 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_auth_only",
     "soft_bounce",
     "swap_bangpath",
+    "unknown_address_reject_code",
+    "unknown_address_tempfail_action",
+    "unknown_client_reject_code",
+    "unknown_helo_hostname_tempfail_action",
+    "unknown_hostname_reject_code",
     "virtual_alias_domains",
     "virtual_mailbox_domains",
 ];
@@ -149,6 +162,7 @@ pub struct Policy {
     pub(crate) classes: Vec<(Box<str>, Vec<Restriction>)>,
     pub(crate) value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
     pub(crate) codes: Codes,
+    pub(crate) dns: eval_dns::DnsRules,
     pub(crate) delay_reject: bool,
     pub(crate) relay_before_recipient: bool,
     pub(crate) sasl_auth_enable: bool,
@@ -164,6 +178,8 @@ pub struct Policy {
     pub(crate) sender_login_maps: Option<Arc<Table>>,
     pub(crate) warnings: Vec<PolicyWarning>,
     pub(crate) wants_name: bool,
+    /// Some restriction may need a fact from the network.
+    pub(crate) waits: bool,
 }
 
 impl Locality for Policy {
@@ -270,23 +286,75 @@ impl Policy {
     /// - A 421/521 reply closes the connection ([`Reply::closes_connection`]).
     /// - `Decision::notes` are logged as `ACTION: STAGE from NAME[ADDR]: TEXT; from=<..> to=<..> ...`.
     /// - `Outcome::Accept` at RCPT still needs the upstream's own 250.
+    ///
+    /// `answers` holds the facts fetched so far for this command (empty at first); when the
+    /// evaluation needs more, the state is left untouched and [`Progress::Needs`] says what to
+    /// fetch (see [`pending`]). A policy that [`Policy::can_wait`] false never needs any.
+    pub fn decide(
+        &self,
+        stage: Stage,
+        facts: &Facts<'_>,
+        state: &mut TransactionState,
+        answers: &FactCache,
+    ) -> Progress {
+        self.run(stage, facts, state, answers, false).0
+    }
+
+    /// [`Policy::decide`] for callers that cannot fetch anything: a fact the policy needs is
+    /// answered as a temporary failure (`451 4.3.0`), never as a permit.
     pub fn evaluate(
         &self,
         stage: Stage,
         facts: &Facts<'_>,
         state: &mut TransactionState,
     ) -> Decision {
-        self.run(stage, facts, state, false).0
+        match self.decide(stage, facts, state, &FactCache::default()) {
+            Progress::Decided(d) => d,
+            Progress::Needs(needs) => Decision::unfetched(&needs),
+        }
     }
 
-    /// Like [`Policy::evaluate`], and also returns what each restriction list said.
+    /// Like [`Policy::decide`], and also returns what each restriction list said.
     pub fn explain(
         &self,
         stage: Stage,
         facts: &Facts<'_>,
         state: &mut TransactionState,
-    ) -> (Decision, Vec<ListTrace>) {
-        self.run(stage, facts, state, true)
+        answers: &FactCache,
+    ) -> (Progress, Vec<ListTrace>) {
+        self.run(stage, facts, state, answers, true)
+    }
+
+    /// [`Policy::explain`] to the end, fetching what it needs with `fetch` (which answers every
+    /// request it is given, failures included), for callers without an event loop such as
+    /// `relayguard check`. Returns the facts fetched too.
+    pub fn explain_fetching(
+        &self,
+        stage: Stage,
+        facts: &Facts<'_>,
+        state: &mut TransactionState,
+        fetch: &mut dyn FnMut(&[FactRequest]) -> Vec<Fetched>,
+    ) -> (Decision, Vec<ListTrace>, FactCache) {
+        let mut answers = FactCache::default();
+        let mut needs = Vec::new();
+        for _ in 0..pending::MAX_ROUNDS {
+            match self.explain(stage, facts, state, &answers) {
+                (Progress::Decided(d), lists) => return (d, lists, answers),
+                (Progress::Needs(more), _) => needs = more,
+            }
+            for fetched in fetch(&needs) {
+                answers.insert(fetched);
+            }
+            if needs.iter().any(|n| answers.get(n).is_none()) {
+                break;
+            }
+        }
+        (Decision::unfetched(&needs), Vec::new(), answers)
+    }
+
+    /// True when some restriction may need a fact from the network ([`pending`]).
+    pub fn can_wait(&self) -> bool {
+        self.waits
     }
 
     fn run(
@@ -294,10 +362,20 @@ impl Policy {
         stage: Stage,
         facts: &Facts<'_>,
         state: &mut TransactionState,
+        answers: &FactCache,
         explain: bool,
-    ) -> (Decision, Vec<ListTrace>) {
-        let mut ev = Eval::new(self, facts, explain);
+    ) -> (Progress, Vec<ListTrace>) {
+        // Only a policy that can wait pays for keeping the state to put back.
+        let before = self.waits.then(|| state.clone());
+        let mut ev = Eval::new(self, facts, answers, explain);
         let verdict = self.stage(stage, &mut ev, state);
+        let trace = ev.trace.take().unwrap_or_default();
+        if !ev.needs.is_empty() {
+            if let Some(before) = before {
+                *state = before;
+            }
+            return (Progress::Needs(ev.needs), trace);
+        }
         let decision = match verdict {
             Verdict::Reject(reply, reason) => Decision {
                 outcome: Outcome::Reject(reply),
@@ -309,13 +387,13 @@ impl Policy {
                 reason: Some(reason),
                 notes: ev.notes,
             },
-            Verdict::Dunno => Decision {
+            Verdict::Dunno | Verdict::Pending => Decision {
                 outcome: Outcome::Accept,
                 reason: None,
                 notes: ev.notes,
             },
         };
-        (decision, ev.trace.unwrap_or_default())
+        (Progress::Decided(decision), trace)
     }
 
     /// Whether EHLO lists AUTH for this client (before the upstream's own offer is considered).

@@ -188,6 +188,41 @@ fn expand_depth(value: &str, lookup: &dyn Fn(&str) -> Option<String>, depth: usi
     out
 }
 
+/// Expands a reply template whose names stand for run-time values (`$rbl_domain`,
+/// `$client_address`): values are inserted as they are, never expanded again, so a `$` in a
+/// DNS TXT record stays text. `Err` names the first macro `lookup` does not know, or the
+/// template's syntax error.
+pub fn expand_template(
+    template: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let (parts, problem) = pieces(template);
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    let mut out = String::with_capacity(template.len() + 32);
+    for piece in parts {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Macro { name, test } => {
+                let val = lookup(name).ok_or_else(|| format!("unknown name `${name}`"))?;
+                match test {
+                    None => out.push_str(&val),
+                    Some((op, text)) => {
+                        let set = !val.is_empty();
+                        if (op == '?') == set {
+                            out.push_str(&expand_template(text, lookup)?);
+                        } else if op == ':' {
+                            out.push_str(&val);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The parameter names a value refers to, each with whether the value needs it defined:
 /// `$name` does, while `${name?text}` and `${name:text}` only ask whether it is set. A
 /// syntax error Postfix would stop at ("empty macro name") comes back as `Err`.

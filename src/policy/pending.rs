@@ -1,60 +1,197 @@
-//! How lookups that need the network (the client's DNS name today; SQL/LDAP tables and policy
-//! services later) fit an engine that never blocks and never does I/O.
+//! Facts the engine cannot compute itself (DNS records, remote table keys, policy-service
+//! answers): how an evaluation asks for them and how the caller hands them back.
 //!
 //! The shape is *resumable evaluation*: the engine never awaits. When a restriction needs a fact
-//! it does not have, evaluation stops with [`Step::Need`] naming the fact; the session fetches it
-//! (with its own timeout, through `net/resolve.rs` or a `state/` backend), stores it in a
-//! [`FactCache`] that lives as long as the command, and calls the engine again. Restrictions that
-//! already ran are pure, so re-running them is cheap and gives the same answers; only the missing
-//! fact is new. In-memory tables never return `Need`, so the common path stays synchronous and
-//! free of allocation.
+//! that is not in the [`FactCache`], evaluation ends with [`Progress::Needs`] naming the facts;
+//! the caller fetches them (each under its own timeout, concurrently), stores the answers in the
+//! cache, which lives as long as the command, and evaluates again. Restrictions that already ran
+//! are pure, so running them again gives the same answers; only the missing fact is new. State
+//! the stage would have changed is left as it was until the evaluation decides.
 //!
-//! Today the only such fact is the client name, and the session resolves it up front whenever
-//! [`super::Policy::wants_client_name`] says so. A network table type will implement its lookup
-//! as "answer from the cache, or ask": `TableAnswer::Pending(FactRequest::Lookup { .. })`.
+//! Cheap, side-effect-free requests (DNS) are gathered speculatively: evaluation goes on past a
+//! missing DNS answer as if the restriction had said DUNNO, so the lookups of one command that do
+//! not depend on each other (several DNSBLs, say) are asked for at once. Requests with effects or
+//! cost on the other side (a policy service that greylists, an SQL query) are only asked for
+//! when nothing before them is still open, in the order Postfix makes them.
+//!
+//! A policy whose restrictions are all in memory never produces a request: its callers take the
+//! synchronous path and pay nothing for this.
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::Serialize;
+
+use super::Decision;
+
+/// At most this many requests are gathered in one round.
+pub const MAX_REQUESTS_PER_ROUND: usize = 16;
+
+/// At most this many rounds per command; an evaluation that still needs facts after them is
+/// answered as a temporary failure (a chain that long is a loop or an attack).
+pub const MAX_ROUNDS: usize = 32;
+
+/// DNS record types the restrictions ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Mx,
+    Ns,
+    Txt,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Mx => "MX",
+            RecordType::Ns => "NS",
+            RecordType::Txt => "TXT",
+        }
+    }
+}
 
 /// A fact the engine cannot compute itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum FactRequest {
-    /// The client's forward-confirmed host name.
-    ClientName,
-    /// One key in a network-backed table (`mysql:/etc/postfix/x.cf`), as the lookup order asked it.
-    Lookup { table: String, key: String },
+    /// The records of one type for one absolute name (no search list; no trailing dot).
+    Dns { name: Box<str>, rtype: RecordType },
 }
 
-/// An answer the session fetched; `None` means "not found", an error is a temporary failure
-/// (the engine then answers `451 4.3.0 ... Temporary lookup failure` as Postfix does).
+impl FactRequest {
+    pub(crate) fn dns(name: impl Into<Box<str>>, rtype: RecordType) -> Self {
+        FactRequest::Dns {
+            name: name.into(),
+            rtype,
+        }
+    }
+
+    /// True when asking has no effect on the other side and costs little, so that it may be
+    /// asked for ahead of need.
+    pub fn is_speculative(&self) -> bool {
+        matches!(self, FactRequest::Dns { .. })
+    }
+
+    /// What was asked, for logs and `relayguard check`: `zen.test A 2.0.0.127.zen.test`.
+    pub fn describe(&self) -> String {
+        match self {
+            FactRequest::Dns { name, rtype } => format!("DNS {} {name}", rtype.as_str()),
+        }
+    }
+}
+
+/// One DNS record as the restrictions use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum DnsRecord {
+    /// An A or AAAA record.
+    Addr(IpAddr),
+    /// An MX (with its preference) or NS (preference 0) host name, without the trailing dot.
+    Host { preference: u16, name: Box<str> },
+    /// One TXT record, its strings joined.
+    Text(Box<str>),
+}
+
+/// What the DNS said, in the categories Postfix's dns_lookup() returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum DnsAnswer {
+    /// DNS_OK: at least one record.
+    Records(Vec<DnsRecord>),
+    /// DNS_NULLMX: an MX record with the root as its host (RFC 7505).
+    NullMx,
+    /// DNS_NOTFOUND: the name exists but has no record of this type.
+    NoData,
+    /// The name does not exist (NXDOMAIN); Postfix counts it as DNS_NOTFOUND, like NoData.
+    NxDomain,
+    /// DNS_FAIL: the server refused or could not parse the question (REFUSED, FORMERR,
+    /// NOTIMP, or a name that is not one), and why.
+    Refused(Box<str>),
+    /// DNS_RETRY: no answer for now (timeout, SERVFAIL, network error), and why.
+    TryAgain(Box<str>),
+}
+
+impl DnsAnswer {
+    /// The records, or none.
+    pub fn records(&self) -> &[DnsRecord] {
+        match self {
+            DnsAnswer::Records(r) => r,
+            _ => &[],
+        }
+    }
+}
+
+/// An answer the caller fetched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum FactAnswer {
-    Found(Option<String>),
-    TemporaryFailure,
+    Dns(DnsAnswer),
 }
 
-/// Facts fetched for the current command.
+impl FactAnswer {
+    /// The answer in one line, for logs and `relayguard check`.
+    pub fn describe(&self) -> String {
+        match self {
+            FactAnswer::Dns(DnsAnswer::Records(records)) => records
+                .iter()
+                .map(|r| match r {
+                    DnsRecord::Addr(a) => a.to_string(),
+                    DnsRecord::Host { preference, name } => format!("{preference} {name}"),
+                    DnsRecord::Text(t) => format!("\"{t}\""),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            FactAnswer::Dns(DnsAnswer::NullMx) => "null MX".into(),
+            FactAnswer::Dns(DnsAnswer::NoData) => "no records".into(),
+            FactAnswer::Dns(DnsAnswer::NxDomain) => "NXDOMAIN".into(),
+            FactAnswer::Dns(DnsAnswer::Refused(why)) => format!("failed: {why}"),
+            FactAnswer::Dns(DnsAnswer::TryAgain(why)) => format!("temporary failure: {why}"),
+        }
+    }
+}
+
+/// One fetched fact, with what it cost: `elapsed` is measured by the caller, `cached` says the
+/// answer came from a cache (the resolver's or a table's) rather than from the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fetched {
+    pub request: FactRequest,
+    pub answer: FactAnswer,
+    pub elapsed: Duration,
+    pub cached: bool,
+}
+
+/// Facts fetched for the current command, in the order they were fetched.
 #[derive(Clone, Debug, Default)]
 pub struct FactCache {
-    answers: Vec<(FactRequest, FactAnswer)>,
+    fetched: Vec<Fetched>,
 }
 
 impl FactCache {
-    pub fn insert(&mut self, request: FactRequest, answer: FactAnswer) {
-        self.answers.retain(|(r, _)| *r != request);
-        self.answers.push((request, answer));
+    pub fn insert(&mut self, fetched: Fetched) {
+        self.fetched.retain(|f| f.request != fetched.request);
+        self.fetched.push(fetched);
     }
 
     pub fn get(&self, request: &FactRequest) -> Option<&FactAnswer> {
-        self.answers
+        self.fetched
             .iter()
-            .find(|(r, _)| r == request)
-            .map(|(_, a)| a)
+            .find(|f| f.request == *request)
+            .map(|f| &f.answer)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fetched.is_empty()
+    }
+
+    /// Everything fetched, oldest first.
+    pub fn fetched(&self) -> &[Fetched] {
+        &self.fetched
     }
 }
 
-/// One evaluation step: done, or waiting for a fact.
+/// Where an evaluation stands: decided, or waiting for facts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    Decided(super::Decision),
-    Need(FactRequest),
+pub enum Progress {
+    Decided(Decision),
+    /// Fetch these (all of them, concurrently), add them to the cache and evaluate again.
+    Needs(Vec<FactRequest>),
 }

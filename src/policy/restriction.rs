@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::dnsxl::{Dnsxl, DnsxlKind};
 use super::error::{Hint, PolicyError, PolicyWarning};
 use super::netlist::TableOpener;
 use super::params::Origin;
+use super::pending::RecordType;
 use super::table::Table;
 use super::text::split_list;
 
@@ -59,14 +61,104 @@ pub(crate) enum Restriction {
     DeferUnauthDestination,
     PermitAuthDestination,
     RejectUnauthPipelining,
-    Check { lookup: Lookup, table: Arc<Table> },
-    RejectNonFqdnHelo { name: &'static str },
-    RejectInvalidHelo { name: &'static str },
+    Check {
+        lookup: Lookup,
+        table: Arc<Table>,
+    },
+    RejectNonFqdnHelo {
+        name: &'static str,
+    },
+    RejectInvalidHelo {
+        name: &'static str,
+    },
     RejectNonFqdnSender,
     RejectNonFqdnRecipient,
     SenderLoginMismatch(LoginMismatch),
     Class(u32),
+    /// reject_unknown_client_hostname (`reverse: false`) or
+    /// reject_unknown_reverse_client_hostname.
+    RejectUnknownClient {
+        reverse: bool,
+        name: &'static str,
+    },
+    /// reject_unknown_helo_hostname: no A, AAAA or MX record.
+    RejectUnknownHelo {
+        name: &'static str,
+    },
+    /// reject_unknown_sender_domain (`sender: true`) or reject_unknown_recipient_domain.
+    RejectUnknownDomain {
+        sender: bool,
+        name: &'static str,
+    },
+    /// The DNS allow and deny lists.
+    Dnsxl(Box<Dnsxl>),
+    /// check_{client,reverse_client_hostname,helo,sender,recipient}_{a,mx,ns}_access.
+    CheckServer(Box<ServerCheck>),
 }
+
+/// Whose name a check_*_{a,mx,ns}_access restriction looks up the servers of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Subject {
+    Client,
+    ReverseClient,
+    Helo,
+    Sender,
+    Recipient,
+}
+
+/// check_*_{a,mx,ns}_access: the name's A/AAAA, MX or NS hosts and their addresses, looked up
+/// in an access table.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerCheck {
+    pub(crate) name: &'static str,
+    pub(crate) subject: Subject,
+    /// A (meaning A and AAAA), MX or NS.
+    pub(crate) rtype: RecordType,
+    pub(crate) table: Arc<Table>,
+}
+
+/// The check_*_{a,mx,ns}_access names.
+const SERVER_CHECKS: &[(&str, Subject, RecordType)] = &[
+    ("check_client_a_access", Subject::Client, RecordType::A),
+    ("check_client_mx_access", Subject::Client, RecordType::Mx),
+    ("check_client_ns_access", Subject::Client, RecordType::Ns),
+    (
+        "check_reverse_client_hostname_a_access",
+        Subject::ReverseClient,
+        RecordType::A,
+    ),
+    (
+        "check_reverse_client_hostname_mx_access",
+        Subject::ReverseClient,
+        RecordType::Mx,
+    ),
+    (
+        "check_reverse_client_hostname_ns_access",
+        Subject::ReverseClient,
+        RecordType::Ns,
+    ),
+    ("check_helo_a_access", Subject::Helo, RecordType::A),
+    ("check_helo_mx_access", Subject::Helo, RecordType::Mx),
+    ("check_helo_ns_access", Subject::Helo, RecordType::Ns),
+    ("check_sender_a_access", Subject::Sender, RecordType::A),
+    ("check_sender_mx_access", Subject::Sender, RecordType::Mx),
+    ("check_sender_ns_access", Subject::Sender, RecordType::Ns),
+    (
+        "check_recipient_a_access",
+        Subject::Recipient,
+        RecordType::A,
+    ),
+    (
+        "check_recipient_mx_access",
+        Subject::Recipient,
+        RecordType::Mx,
+    ),
+    (
+        "check_recipient_ns_access",
+        Subject::Recipient,
+        RecordType::Ns,
+    ),
+];
 
 /// Simple restriction names and what they parse to.
 type Make = fn() -> Restriction;
@@ -143,6 +235,52 @@ const SIMPLE: &[(&str, Make)] = &[
             name: "reject_authenticated_sender_login_mismatch",
         })
     }),
+    ("reject_unknown_client_hostname", || {
+        Restriction::RejectUnknownClient {
+            reverse: false,
+            name: "reject_unknown_client_hostname",
+        }
+    }),
+    ("reject_unknown_client", || {
+        Restriction::RejectUnknownClient {
+            reverse: false,
+            name: "reject_unknown_client",
+        }
+    }),
+    ("reject_unknown_reverse_client_hostname", || {
+        Restriction::RejectUnknownClient {
+            reverse: true,
+            name: "reject_unknown_reverse_client_hostname",
+        }
+    }),
+    ("reject_unknown_helo_hostname", || {
+        Restriction::RejectUnknownHelo {
+            name: "reject_unknown_helo_hostname",
+        }
+    }),
+    ("reject_unknown_hostname", || {
+        Restriction::RejectUnknownHelo {
+            name: "reject_unknown_hostname",
+        }
+    }),
+    ("reject_unknown_sender_domain", || {
+        Restriction::RejectUnknownDomain {
+            sender: true,
+            name: "reject_unknown_sender_domain",
+        }
+    }),
+    ("reject_unknown_address", || {
+        Restriction::RejectUnknownDomain {
+            sender: true,
+            name: "reject_unknown_address",
+        }
+    }),
+    ("reject_unknown_recipient_domain", || {
+        Restriction::RejectUnknownDomain {
+            sender: false,
+            name: "reject_unknown_recipient_domain",
+        }
+    }),
     ("reject_unauthenticated_sender_login_mismatch", || {
         Restriction::SenderLoginMismatch(LoginMismatch {
             authenticated: false,
@@ -167,20 +305,6 @@ const CHECKS: &[(&str, Lookup)] = &[
 /// maps_rbl_domains) is still checked.
 const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("check_policy_service", true),
-    ("reject_rbl_client", true),
-    ("reject_rbl", true),
-    ("reject_rhsbl_client", true),
-    ("reject_rhsbl_sender", true),
-    ("reject_rhsbl_recipient", true),
-    ("reject_rhsbl_helo", true),
-    ("reject_rhsbl_reverse_client", true),
-    ("permit_dnswl_client", true),
-    ("permit_rhswl_client", true),
-    ("reject_unknown_client_hostname", false),
-    ("reject_unknown_reverse_client_hostname", false),
-    ("reject_unknown_helo_hostname", false),
-    ("reject_unknown_sender_domain", false),
-    ("reject_unknown_recipient_domain", false),
     ("reject_unlisted_recipient", false),
     ("reject_unlisted_sender", false),
     ("reject_unverified_recipient", false),
@@ -193,24 +317,9 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("permit_mx_backup", false),
     ("check_relay_domains", false),
     ("permit_naked_ip_address", false),
-    ("reject_unknown_hostname", false),
-    ("reject_unknown_client", false),
-    ("reject_unknown_address", false),
     ("check_ccert_access", true),
     ("check_sasl_access", true),
     ("check_reverse_client_hostname_access", true),
-    ("check_client_a_access", true),
-    ("check_client_mx_access", true),
-    ("check_client_ns_access", true),
-    ("check_helo_a_access", true),
-    ("check_helo_mx_access", true),
-    ("check_helo_ns_access", true),
-    ("check_sender_a_access", true),
-    ("check_sender_mx_access", true),
-    ("check_sender_ns_access", true),
-    ("check_recipient_a_access", true),
-    ("check_recipient_mx_access", true),
-    ("check_recipient_ns_access", true),
     ("check_etrn_access", true),
     ("sleep", true),
     ("warn_if_reject_rbl", true),
@@ -231,6 +340,11 @@ impl Restriction {
                 (*name).into()
             }
             Restriction::SenderLoginMismatch(m) => m.name.into(),
+            Restriction::RejectUnknownClient { name, .. }
+            | Restriction::RejectUnknownHelo { name }
+            | Restriction::RejectUnknownDomain { name, .. } => (*name).into(),
+            Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec),
+            Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()),
             Restriction::Class(i) => classes
                 .get(*i as usize)
                 .map(|c| c.0.to_string())
@@ -240,6 +354,39 @@ impl Restriction {
                 .find(|(_, f)| std::mem::discriminant(&f()) == std::mem::discriminant(other))
                 .map(|(n, _)| (*n).to_string())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// True when evaluating it may need a fact from the network.
+    pub(crate) fn waits(&self) -> bool {
+        match self {
+            Restriction::RejectUnknownHelo { .. }
+            | Restriction::RejectUnknownDomain { .. }
+            | Restriction::Dnsxl(_)
+            | Restriction::CheckServer(_) => true,
+            Restriction::Check { table, .. } => table.is_remote(),
+            Restriction::WarnIfReject(inner) => inner.waits(),
+            _ => false,
+        }
+    }
+
+    /// True when it looks at the client's verified or PTR name, which the session then looks
+    /// up before the greeting.
+    pub(crate) fn uses_client_name(&self) -> bool {
+        match self {
+            Restriction::Check {
+                lookup: Lookup::Client,
+                ..
+            }
+            | Restriction::RejectUnknownClient { .. } => true,
+            Restriction::Dnsxl(l) => matches!(
+                l.kind,
+                DnsxlKind::RhsblClient | DnsxlKind::RhswlClient | DnsxlKind::RhsblReverseClient
+            ),
+            Restriction::CheckServer(c) => {
+                matches!(c.subject, Subject::Client | Subject::ReverseClient)
+            }
+            _ => false,
         }
     }
 
@@ -270,6 +417,8 @@ fn all_names<'a>(classes: &'a FxHashMap<String, u32>) -> impl Iterator<Item = &'
         .iter()
         .map(|(n, _)| *n)
         .chain(CHECKS.iter().map(|(n, _)| *n))
+        .chain(SERVER_CHECKS.iter().map(|(n, ..)| *n))
+        .chain(DnsxlKind::ALL.iter().map(|(n, _)| *n))
         .chain(["warn_if_reject"])
         .chain(classes.keys().map(String::as_str))
 }
@@ -351,6 +500,42 @@ fn parse_one(
             }),
             Err(e) => {
                 cx.errors.push(e);
+                None
+            }
+        };
+    }
+    if let Some(&(name, subject, rtype)) = SERVER_CHECKS.iter().find(|(n, ..)| *n == lower) {
+        let Some(spec) = tokens.get(*i) else {
+            unknown(cx, Hint::text(format!("`{word}` needs a table argument")));
+            return None;
+        };
+        *i += 1;
+        return match (cx.open)(spec, origin) {
+            Ok(table) => Some(Restriction::CheckServer(Box::new(ServerCheck {
+                name,
+                subject,
+                rtype,
+                table,
+            }))),
+            Err(e) => {
+                cx.errors.push(e);
+                None
+            }
+        };
+    }
+    if let Some(&(name, kind)) = DnsxlKind::ALL.iter().find(|(n, _)| *n == lower) {
+        let Some(spec) = tokens.get(*i) else {
+            unknown(
+                cx,
+                Hint::text(format!("`{word}` needs a DNS domain argument")),
+            );
+            return None;
+        };
+        *i += 1;
+        return match Dnsxl::parse(name, kind, spec) {
+            Ok(list) => Some(Restriction::Dnsxl(Box::new(list))),
+            Err(why) => {
+                unknown(cx, Hint::text(format!("`{word}`: {why}")));
                 None
             }
         };

@@ -131,7 +131,8 @@ impl Policy {
                 Verdict::Ok(r) => {
                     permit.get_or_insert(r);
                 }
-                Verdict::Dunno => {}
+                // Still open: the next list may show what else is needed.
+                Verdict::Dunno | Verdict::Pending => {}
             }
         }
         let v = permit.map(Verdict::Ok).unwrap_or(Verdict::Dunno);

@@ -17,6 +17,7 @@
 //! `SMTPD_BDAT_STAT_ERROR`); the upstream never gets the end of such a message: its leg is
 //! closed.
 
+use super::decide::decide;
 use super::{Session, SessionEnd, Step};
 use crate::config::BareNewline;
 use crate::policy::Stage;
@@ -77,7 +78,7 @@ impl Session {
             let reply = replies::discarded_after_error(size);
             return self.skip_chunk(size, last, reply).await;
         }
-        if let Some(reply) = self.bdat_refusal(size, last) {
+        if let Some(reply) = self.bdat_refusal(size, last).await {
             return self.skip_chunk(size, last, reply).await;
         }
         if let Err(reply) = self.start_chunk_stream().await {
@@ -137,7 +138,7 @@ impl Session {
     }
 
     /// Why this chunk is not taken, in Postfix's words and order (postfix-semantics 9.4).
-    fn bdat_refusal(&mut self, size: u64, last: bool) -> Option<Reply> {
+    async fn bdat_refusal(&mut self, size: u64, last: bool) -> Option<Reply> {
         let Some(txn) = &self.heard.txn else {
             return Some(replies::need_rcpt());
         };
@@ -151,14 +152,14 @@ impl Session {
             return Some(replies::chunk_exceeds_limit());
         }
         if first {
-            let decision = self.decide(Stage::Data, Some(&sender), None);
+            let decision = decide!(self, Stage::Data, Some(&sender), None);
             if let Some(reply) = self.judge("BDAT", decision, Some(&sender), None) {
                 return Some(reply);
             }
         }
         if last {
             // The end-of-data policy speaks before the upstream is told this is the last chunk.
-            let decision = self.decide(Stage::EndOfData, Some(&sender), None);
+            let decision = decide!(self, Stage::EndOfData, Some(&sender), None);
             if let Some(reply) = self.judge("END-OF-MESSAGE", decision, Some(&sender), None) {
                 return Some(reply);
             }

@@ -6,6 +6,7 @@
 //! upstream, the upstream connection is closed without an end of data, so nothing is
 //! half-delivered; the client gets its reply after its own end of data, still in step.
 
+use super::decide::decide;
 use super::{Session, SessionEnd, Step};
 use crate::config::BareNewline;
 use crate::policy::Stage;
@@ -31,7 +32,7 @@ impl Session {
             return self.refuse(replies::need_rcpt());
         };
         let sender = txn.sender.clone();
-        let decision = self.decide(Stage::Data, Some(&sender), None);
+        let decision = decide!(self, Stage::Data, Some(&sender), None);
         if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
             return self.refuse(reply);
         }
@@ -155,7 +156,7 @@ impl Session {
                 // on a reject the final `.<CR><LF>` is never sent.
                 let mut refused = None;
                 if scan.end && scan.violation.is_none() && upstream_error.is_none() {
-                    let decision = self.decide(Stage::EndOfData, Some(sender), None);
+                    let decision = decide!(self, Stage::EndOfData, Some(sender), None);
                     refused = self.judge("END-OF-MESSAGE", decision, Some(sender), None);
                 }
                 let mut out: &[u8] = &self.io.rbuf[..scan.forward];

@@ -1,6 +1,7 @@
 //! MAIL, RCPT, RSET and VRFY: policy per command, the canonical command upstream, the upstream's
 //! reply back to the client.
 
+use super::decide::decide;
 use super::{Session, Step, Transaction};
 use crate::policy::{Decision, Outcome, Stage};
 use crate::smtp::command::{Command, CommandError};
@@ -11,7 +12,7 @@ impl Session {
         let Command::Mail { from, .. } = command else {
             return Step::Failed;
         };
-        let decision = self.decide(Stage::Mail, Some(from), None);
+        let decision = decide!(self, Stage::Mail, Some(from), None);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
@@ -86,7 +87,7 @@ impl Session {
         let Some(mut txn) = self.heard.txn.take() else {
             return self.refuse(replies::need_mail());
         };
-        let decision = self.decide(Stage::Rcpt, Some(&txn.sender), Some(to));
+        let decision = decide!(self, Stage::Rcpt, Some(&txn.sender), Some(to));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.heard.txn = Some(txn);
             return self.refuse(reply);
@@ -170,7 +171,7 @@ impl Session {
 
     /// VRFY is answered here after the recipient restrictions: relayguard never lets it probe
     /// the upstream's users.
-    pub(super) fn vrfy(&mut self, address: &str) -> Step {
+    pub(super) async fn vrfy(&mut self, address: &str) -> Step {
         // `VRFY <a@b>`: the brackets are syntax, as in RCPT (Postfix's extract_addr strips them
         // before the restrictions and the 252 echo).
         let address = address
@@ -180,7 +181,7 @@ impl Session {
         if address.is_empty() {
             return self.refuse(CommandError::BadRecipient.reply());
         }
-        let decision = self.decide(Stage::Vrfy, None, Some(address));
+        let decision = decide!(self, Stage::Vrfy, None, Some(address));
         if let Some(reply) = self.judge("VRFY", decision, None, Some(address)) {
             return self.refuse(reply);
         }

@@ -3,6 +3,7 @@
 
 use tokio_rustls::TlsAcceptor;
 
+use super::decide::decide;
 use super::{Heard, Session, SessionEnd, Step};
 use crate::policy::{Outcome, Stage};
 use crate::smtp::ehlo::Offer;
@@ -11,7 +12,7 @@ use crate::smtp::{replies, Reply};
 impl Session {
     /// Runs the connect stage and writes the 220. `Some` ends the session at once.
     pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
-        let decision = self.decide(Stage::Connect, None, None);
+        let decision = decide!(self, Stage::Connect, None, None);
         self.log
             .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
         match decision.outcome {
@@ -45,7 +46,7 @@ impl Session {
     pub(super) async fn helo(&mut self, name: &str, esmtp: bool) -> Step {
         let previous = self.heard.helo.replace(name.to_owned());
         let previous_esmtp = std::mem::replace(&mut self.heard.esmtp, esmtp);
-        let decision = self.decide(Stage::Helo, None, None);
+        let decision = decide!(self, Stage::Helo, None, None);
         let stage = if esmtp { "EHLO" } else { "HELO" };
         self.log
             .notes(stage, &decision.notes, &self.reject_context(None, None));

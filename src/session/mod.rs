@@ -7,6 +7,7 @@
 mod auth;
 mod bdat;
 mod body;
+mod decide;
 pub mod end;
 mod envelope;
 mod events;
@@ -25,11 +26,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{ListenerSnapshot, Snapshot};
+use crate::lookup::Lookups;
 use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
-use crate::policy::{Client, Decision, Facts, Stage, TransactionState};
+use crate::policy::{Client, Facts, TransactionState};
 use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
@@ -52,6 +54,8 @@ pub struct SessionContext {
     pub upstream: Arc<Upstream>,
     pub warm: Option<Arc<WarmPool>>,
     pub shutdown: Shutdown,
+    /// What a waiting policy fetches its facts with.
+    pub lookups: Arc<Lookups>,
 }
 
 /// The SASL login, once the upstream said 235.
@@ -135,6 +139,8 @@ impl Session {
             port: peer.port(),
             name: names.name.as_str().to_owned(),
             reverse_name: names.reverse_name.as_str().to_owned(),
+            name_status: names.name.status(),
+            reverse_status: names.reverse_name.status(),
         };
         let log = EventLog::new(
             ctx.listener.smtpd.syslog_tag.clone(),
@@ -420,7 +426,7 @@ impl Session {
                 self.counts.record("quit", true);
                 return Step::End(SessionEnd::Quit);
             }
-            Command::Vrfy(address) => self.vrfy(address),
+            Command::Vrfy(address) => Box::pin(self.vrfy(address)).await,
             Command::Help(_) => {
                 self.io.reply(&replies::help());
                 Step::Ok
@@ -432,20 +438,6 @@ impl Session {
             Step::End(_) => self.counts.record(verb, false),
         }
         step
-    }
-
-    /// Asks the policy about `stage`, with the session's one policy state.
-    fn decide(&mut self, stage: Stage, sender: Option<&str>, recipient: Option<&str>) -> Decision {
-        let mut state = self.policy_state.take().map(|b| *b).unwrap_or_default();
-        let decision =
-            self.ctx
-                .listener
-                .policy
-                .evaluate(stage, &self.facts(sender, recipient), &mut state);
-        if !state.is_clear() {
-            self.policy_state = Some(Box::new(state));
-        }
-        decision
     }
 
     /// Postfix's smtpd_flag_ill_pipelining: more input already waiting behind a command that

@@ -55,6 +55,7 @@ impl Harness {
             upstream: Arc::new(Upstream::new(report.capabilities)),
             warm: None,
             shutdown: drain.watcher(),
+            lookups: Arc::new(crate::lookup::Lookups::new(None)),
         };
         let (client, server) = tokio::io::duplex(pipe);
         let peer: SocketAddr = "192.0.2.10:40000".parse().unwrap();

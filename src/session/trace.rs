@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::phase::{self, Dialogue, Phase, Rules};
 use crate::policy::{
-    Client, Decision, Facts, ListTrace, Note, Outcome, Policy, Reason, Stage, TransactionState,
+    Client, Decision, FactCache, FactRequest, Facts, Fetched, ListTrace, Note, Outcome, Policy,
+    Reason, Stage, TransactionState,
 };
 use crate::smtp::command::{parse, Command};
 use crate::smtp::Reply;
@@ -74,7 +75,7 @@ impl From<&Reply> for TraceReply {
 }
 
 /// One command of the scripted session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StepTrace {
     /// `CONNECT`, `EHLO`, `AUTH`, `MAIL`, `RCPT`, `DATA`, `END-OF-MESSAGE`.
     pub stage: &'static str,
@@ -91,10 +92,38 @@ pub struct StepTrace {
     pub closes: bool,
     /// Where the real reply comes from the upstream, a remark saying so.
     pub remark: Option<String>,
+    /// The remote lookups this command made (DNS, tables, policy services), in order.
+    pub lookups: Vec<LookupTrace>,
 }
 
+/// One remote lookup: what was asked, what came back, and what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LookupTrace {
+    /// `DNS A 2.0.0.127.zen.test`.
+    pub request: String,
+    /// `127.0.0.2`, `NXDOMAIN`, `temporary failure: ...`.
+    pub answer: String,
+    pub elapsed_ms: f64,
+    /// Answered from a cache rather than by the server.
+    pub cached: bool,
+}
+
+impl From<&Fetched> for LookupTrace {
+    fn from(f: &Fetched) -> Self {
+        LookupTrace {
+            request: f.request.describe(),
+            answer: f.answer.describe(),
+            elapsed_ms: f.elapsed.as_secs_f64() * 1000.0,
+            cached: f.cached,
+        }
+    }
+}
+
+/// What a stage's evaluation left: the decision, the lists' verdicts and the facts fetched.
+type Explained = (Decision, Vec<ListTrace>, FactCache);
+
 /// The whole explanation; stable JSON for `relayguard check --json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Trace {
     /// `NAME[ADDR]`.
     pub client: String,
@@ -105,15 +134,16 @@ pub struct Trace {
     pub steps: Vec<StepTrace>,
 }
 
-fn step(
-    stage: &'static str,
-    command: String,
-    reply: Reply,
-    d: Option<(Decision, Vec<ListTrace>)>,
-) -> StepTrace {
-    let (accepted, lists, reason, notes) = match d {
-        Some((d, lists)) => (d.outcome == Outcome::Accept, lists, d.reason, d.notes),
-        None => (reply.code < 400, Vec::new(), None, Vec::new()),
+fn step(stage: &'static str, command: String, reply: Reply, d: Option<Explained>) -> StepTrace {
+    let (accepted, lists, reason, notes, lookups) = match d {
+        Some((d, lists, answers)) => (
+            d.outcome == Outcome::Accept,
+            lists,
+            d.reason,
+            d.notes,
+            answers.fetched().iter().map(LookupTrace::from).collect(),
+        ),
+        None => (reply.code < 400, Vec::new(), None, Vec::new(), Vec::new()),
     };
     StepTrace {
         stage,
@@ -125,6 +155,7 @@ fn step(
         reason,
         notes,
         remark: None,
+        lookups,
     }
 }
 
@@ -173,8 +204,22 @@ fn admitted<'a>(
 }
 
 /// Runs `script` through [`phase::admit`] and [`Policy::explain`] as a session would, with
-/// the same smtpd_delay_reject behaviour, and returns what the client would see and why.
+/// the same smtpd_delay_reject behaviour, and returns what the client would see and why. A
+/// fact from the network is not fetched: it is answered as a temporary lookup failure.
 pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
+    trace_fetching(policy, rules, script, &mut |_| Vec::new())
+}
+
+/// [`trace`], fetching the facts the policy needs from the network with `fetch`.
+pub fn trace_fetching(
+    policy: &Policy,
+    rules: &Rules,
+    script: &Script,
+    fetch: &mut dyn FnMut(&[FactRequest]) -> Vec<Fetched>,
+) -> Trace {
+    let mut explain = |stage, facts: &Facts<'_>, state: &mut TransactionState| {
+        policy.explain_fetching(stage, facts, state, fetch)
+    };
     let mut state = TransactionState::default();
     let mut steps: Vec<StepTrace> = Vec::new();
     let mut helo: Option<&str> = None;
@@ -198,7 +243,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
     };
     let done = |steps: &Vec<StepTrace>| steps.last().is_some_and(|s| s.closes);
 
-    let d = policy.explain(Stage::Connect, &base, &mut state);
+    let d = explain(Stage::Connect, &base, &mut state);
     let greeting = Reply::plain(220, format!("{} ESMTP", policy.myhostname));
     steps.push(step(
         "CONNECT",
@@ -213,7 +258,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
         match admitted(rules, &dialogue, &state, &cmd) {
             Err(r) => steps.push(step(verb, cmd, r, None)),
             Ok(_) => {
-                let d = policy.explain(Stage::Helo, &facts(Some(h), None, None, None), &mut state);
+                let d = explain(Stage::Helo, &facts(Some(h), None, None, None), &mut state);
                 if d.0.outcome == Outcome::Accept {
                     helo = Some(h);
                     dialogue.helo = true;
@@ -254,7 +299,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
         match admitted(rules, &dialogue, &state, &cmd) {
             Err(r) => steps.push(step("MAIL", cmd, r, None)),
             Ok(_) => {
-                let d = policy.explain(
+                let d = explain(
                     Stage::Mail,
                     &facts(helo, login, Some(sender), None),
                     &mut state,
@@ -280,7 +325,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
             Ok(Command::Rcpt { to, .. }) => to.to_owned(),
             Ok(_) => continue,
         };
-        let d = policy.explain(
+        let d = explain(
             Stage::Rcpt,
             &facts_of(script, helo, login, script.sender.as_deref(), Some(&to)),
             &mut state,
@@ -299,7 +344,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
         match admitted(rules, &dialogue, &state, "DATA") {
             Err(r) => steps.push(step("DATA", "DATA".into(), r, None)),
             Ok(_) => {
-                let d = policy.explain(Stage::Data, &f, &mut state);
+                let d = explain(Stage::Data, &f, &mut state);
                 let ok = d.0.outcome == Outcome::Accept;
                 let go_ahead = Reply::plain(354, "End data with <CR><LF>.<CR><LF>");
                 steps.push(step(
@@ -309,7 +354,7 @@ pub fn trace(policy: &Policy, rules: &Rules, script: &Script) -> Trace {
                     Some(d),
                 ));
                 if ok && !done(&steps) {
-                    let d = policy.explain(Stage::EndOfData, &f, &mut state);
+                    let d = explain(Stage::EndOfData, &f, &mut state);
                     let mut s = step(
                         "END-OF-MESSAGE",
                         ".".into(),

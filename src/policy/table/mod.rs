@@ -73,6 +73,11 @@ pub struct Table {
 }
 
 impl Table {
+    /// True when a lookup may need the network (none of the in-memory types do).
+    pub(crate) fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Opens `type:name` as written in a parameter at `origin`; relative file names are taken
     /// relative to the directory of the file that names them.
     pub(crate) fn open(

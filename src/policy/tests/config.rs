@@ -46,10 +46,12 @@ fn restriction_errors_have_hints() {
         &format!("{BASE}smtpd_relay_restrictions = permit_mynetwork, reject_unauth_destination\n"),
     );
     assert!(e[0].ends_with(":4: `smtpd_relay_restrictions`: unknown restriction `permit_mynetwork` (did you mean `permit_mynetworks`?)"), "{e:?}");
-    let e = errors("restr2", &format!("{BASE}smtpd_recipient_restrictions = reject_rbl_client zen.spamhaus.org, reject_unauth_destination\n"));
+    let e = errors("restr2", &format!("{BASE}smtpd_recipient_restrictions = check_ccert_access texthash:certs, reject_unauth_destination\n"));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].contains("`reject_rbl_client` is a Postfix restriction relayguard does not implement"),
+        e[0].contains(
+            "`check_ccert_access` is a Postfix restriction relayguard does not implement"
+        ),
         "{e:?}"
     );
 }
@@ -224,7 +226,7 @@ fn class_recursion_and_tables_in_values_are_load_errors() {
 fn unimplemented_restrictions_take_only_their_own_argument() {
     let e = errors(
         "noarg",
-        &format!("{BASE}smtpd_recipient_restrictions = reject_maps_rbl, permit_mynetwork, reject_rbl zen.example, reject_unauth_destination\n"),
+        &format!("{BASE}smtpd_recipient_restrictions = reject_maps_rbl, permit_mynetwork, check_sasl_access texthash:logins, reject_unauth_destination\n"),
     );
     assert_eq!(e.len(), 3, "{e:?}");
     assert!(e[0].contains("unknown restriction `reject_maps_rbl` (`reject_maps_rbl` is a Postfix restriction relayguard does not implement)"), "{e:?}");
@@ -232,7 +234,7 @@ fn unimplemented_restrictions_take_only_their_own_argument() {
         e[1].contains("unknown restriction `permit_mynetwork` (did you mean `permit_mynetworks`?)"),
         "{e:?}"
     );
-    assert!(e[2].contains("unknown restriction `reject_rbl` (`reject_rbl` is a Postfix restriction relayguard does not implement)"), "{e:?}");
+    assert!(e[2].contains("unknown restriction `check_sasl_access` (`check_sasl_access` is a Postfix restriction relayguard does not implement)"), "{e:?}");
 }
 
 /// The no-SASL warning names the restriction written, as smtpd's "restriction `%s' ignored".

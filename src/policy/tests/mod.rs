@@ -2,6 +2,7 @@
 
 mod access;
 mod config;
+mod dns;
 mod helo;
 mod params;
 mod relay;
