@@ -2,6 +2,8 @@
 //! today. Every request runs under its own deadline and ends with an answer, failures
 //! included; the requests of one round run concurrently on the session's own task.
 
+pub mod table;
+
 use std::time::Instant;
 
 use futures_util::future::join_all;
