@@ -13,14 +13,21 @@
 //! - [`flows`]: whole SMTP exchanges several test files repeat.
 //! - [`scripted::ScriptedUpstream`]: an upstream whose every reply a test scripts.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
+//! - [`dns::DnsWorld`]: a dnsmasq zone a test composes, with SERVFAIL and slow domains
+//!   ([`dns_faults`]); [`dns_reference`] holds the one tests/dns_postfix.rs recorded against.
+//! - [`probe`]: one policy question (XCLIENT or PROXY, EHLO, MAIL, RCPT) and its replies.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
 pub mod dns;
+pub mod dns_faults;
+pub mod dns_reference;
+pub mod dnsmasq;
 pub mod external;
 pub mod flows;
 pub mod maildir;
 pub mod postfix;
+pub mod probe;
 pub mod process;
 pub mod relayguard;
 pub mod scripted;

@@ -4,6 +4,8 @@
 //! (`smtpd_upstream_proxy_protocol = haproxy`). Mail for `local.test` is delivered by
 //! virtual(8) into one Maildir, so a test reads back the `Received:` header Postfix wrote.
 //! SASL goes to the fake Dovecot server (alice/secret, bob/hunter2). Must run as root.
+//! With [`PostfixBuilder::resolver`] it resolves through a test's [`DnsWorld`], from a mount
+//! namespace of its own; otherwise through the host's resolver.
 //! Stops with `postfix -c DIR stop` and kills the auth server by PID: nothing else is touched.
 
 use std::fs;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::dns::DnsWorld;
 use super::maildir::Maildir;
 use super::process::{self, POLL};
 use super::tls::CertSet;
@@ -37,6 +40,8 @@ pub struct PostfixBuilder {
     extra_main_cf: String,
     sasl: bool,
     starttls: bool,
+    /// resolv.conf text for Postfix's own mount namespace; `None`: the host's resolver.
+    resolv_conf: Option<String>,
 }
 
 /// A running private Postfix instance. Dropping it stops it.
@@ -56,6 +61,7 @@ impl Default for PostfixBuilder {
             extra_main_cf: String::new(),
             sasl: false,
             starttls: true,
+            resolv_conf: None,
         }
     }
 }
@@ -95,6 +101,16 @@ impl PostfixBuilder {
     /// STARTTLS with a generated certificate (`smtpd_tls_security_level = may`). Default on.
     pub fn starttls(mut self, on: bool) -> Self {
         self.starttls = on;
+        self
+    }
+
+    /// Resolves through `world` (which must listen on [`Listen::Port53`]): Postfix starts in a
+    /// private mount namespace whose /etc/resolv.conf names only the world, one try of 2 s.
+    /// Without it Postfix uses the host's resolver.
+    ///
+    /// [`Listen::Port53`]: super::dns::Listen::Port53
+    pub fn resolver(mut self, world: &DnsWorld) -> Self {
+        self.resolv_conf = Some(world.resolv_conf());
         self
     }
 
@@ -167,6 +183,12 @@ impl PostfixBuilder {
             .replace("@PROXY_PORT@", &port_proxy.to_string());
         fs::write(root.join("etc/master.cf"), master_cf).unwrap();
 
+        let resolv_conf = self.resolv_conf.map(|text| {
+            let path = root.join("etc/resolv.conf");
+            fs::write(&path, text).unwrap();
+            path
+        });
+
         let mut pf = Postfix {
             dir,
             port_xclient,
@@ -175,7 +197,16 @@ impl PostfixBuilder {
             auth,
             stopped: true,
         };
-        let out = pf.postfix(&["start"]);
+        let out = match &resolv_conf {
+            None => pf.postfix(&["start"]),
+            Some(file) => {
+                let etc = root.join("etc");
+                process::with_resolv_conf(file, "postfix", &["-c", &etc.to_string_lossy(), "start"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run unshare(1)")
+            }
+        };
         assert!(
             out.status.success(),
             "postfix start failed:\n{}{}\nmaillog:\n{}",

@@ -76,6 +76,21 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -s {name} {pid} failed");
 }
 
+/// A command that runs `program args` in a private mount namespace where `resolv_conf` is
+/// bind-mounted over /etc/resolv.conf, so its resolver (and its children's, daemons
+/// included: the namespace lives as long as a process in it) asks the nameserver that file
+/// names. The real /etc/resolv.conf is not touched. Needs root (CAP_SYS_ADMIN).
+pub fn with_resolv_conf(resolv_conf: &Path, program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    // `--propagation private`: the bind mount must not leak back to the host's namespace.
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#)
+        .arg(resolv_conf)
+        .arg(program)
+        .args(args);
+    cmd
+}
+
 /// Whether this process runs as root (Postfix's master must be started by root).
 pub fn is_root() -> bool {
     fs::metadata("/proc/self")
