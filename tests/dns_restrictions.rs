@@ -115,6 +115,31 @@ async fn a_dead_nameserver_defers_or_passes_as_each_restriction_says() {
     );
 }
 
+#[tokio::test]
+async fn a_nameserver_that_stops_mid_run_is_a_temporary_failure() {
+    let dns = zone();
+    let rg = start(
+        &[(
+            "smtpd_recipient_restrictions",
+            "reject_rbl_client zen.example, reject_unknown_sender_domain, permit",
+        )],
+        &dns_toml(dns.addr, "1s"),
+    );
+    let (_, rcpt) = envelope(&rg, "127.0.0.2", "s@mx.example", "u@local.test").await;
+    assert!(rcpt.contains("blocked using zen.example"), "{rcpt}");
+    drop(dns);
+    // Names not asked before, so no cached answer stands in for the server.
+    let (_, rcpt) = envelope(&rg, "127.0.0.4", "s@aonly.example", "u@local.test").await;
+    assert_eq!(
+        rcpt,
+        "450 4.1.8 <s@aonly.example>: Sender address rejected: Domain not found"
+    );
+    rg.wait_for_log(
+        "4.0.0.127.zen.example: RBL lookup error: temporary failure",
+        Duration::from_secs(5),
+    );
+}
+
 #[test]
 fn the_explain_tool_shows_each_lookup() {
     let dns = zone();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{self, DnsLookups, IdentityMode, SnapshotCell};
+use crate::config::{self, IdentityMode, SnapshotCell};
 use crate::lookup::Lookups;
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
@@ -93,8 +93,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
     }
     let drain = Drain::new();
     let drain_timeout = snapshot.drain_timeout;
-    let waits = snapshot.listeners.iter().any(|l| l.policy.can_wait());
-    let resolver = name_resolver(&snapshot.dns, waits);
+    let resolver = name_resolver(&snapshot.dns);
     let services = Services {
         lookups: Arc::new(Lookups::new(resolver.clone())),
         resolver,
@@ -179,13 +178,11 @@ fn worker(
     });
 }
 
-/// The resolver for client names and for the policy's DNS restrictions (`policy_waits`);
-/// without one every client is `unknown`, as Postfix's clients are when DNS fails, and every
+/// The resolver for client names (when `[dns] lookups` asks for them) and for the policy's
+/// DNS restrictions, built even when the policy has none today, since a reload may add some.
+/// Without one every client is `unknown`, as Postfix's clients are when DNS fails, and every
 /// DNS restriction meets a temporary failure.
-fn name_resolver(dns: &config::DnsSettings, policy_waits: bool) -> Option<NameResolver> {
-    if dns.lookups == DnsLookups::Never && !policy_waits {
-        return None;
-    }
+fn name_resolver(dns: &config::DnsSettings) -> Option<NameResolver> {
     let built = NameResolver::from_settings(dns);
     match built {
         Ok(r) => Some(r),
