@@ -110,7 +110,12 @@ async fn a_dead_nameserver_defers_or_passes_as_each_restriction_says() {
         "450 4.1.8 <s@mx.example>: Sender address rejected: Domain not found"
     );
     rg.wait_for_log(
-        "2.0.0.127.zen.example: RBL lookup error: temporary failure: timed out",
+        "warning: 2.0.0.127.zen.example: RBL lookup error: temporary failure: timed out",
+        Duration::from_secs(5),
+    );
+    // Every failed lookup is logged with what it cost.
+    rg.wait_for_log(
+        "warning: DNS MX mx.example failed after",
         Duration::from_secs(5),
     );
 }

@@ -128,6 +128,14 @@ pub enum FactAnswer {
 }
 
 impl FactAnswer {
+    /// True when the lookup did not get an answer (as opposed to a negative one).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            FactAnswer::Dns(DnsAnswer::TryAgain(_) | DnsAnswer::Refused(_))
+        )
+    }
+
     /// The answer in one line, for logs and `relayguard check`.
     pub fn describe(&self) -> String {
         match self {

@@ -73,6 +73,14 @@ impl Session {
         let started = Instant::now();
         for _ in 0..MAX_ROUNDS {
             for fetched in self.ctx.lookups.fetch(&needs).await {
+                if fetched.answer.is_failure() {
+                    self.log.warning(format_args!(
+                        "{} failed after {} ms: {}",
+                        fetched.request.describe(),
+                        fetched.elapsed.as_millis(),
+                        fetched.answer.describe()
+                    ));
+                }
                 tracing::debug!(
                     stage = stage.log_word(),
                     request = %fetched.request.describe(),

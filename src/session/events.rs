@@ -114,10 +114,16 @@ impl EventLog {
         self.reject("reject", stage, reply, ctx);
     }
 
-    /// Log-only verdicts (`warn`, `reject_warning`) from the policy.
+    /// Log-only verdicts (`warn`, `reject_warning`) from the policy, in the `NOQUEUE:` form;
+    /// a `warning` (a lookup error, a configuration problem met at run time) as Postfix's
+    /// msg_warn writes it: `warning: TEXT`.
     pub fn notes(&self, stage: &str, notes: &[Note], ctx: &RejectContext<'_>) {
         for note in notes {
-            self.reject(note.action, stage, &note.text, ctx);
+            if note.action == "warning" {
+                self.warning(format_args!("{}", note.text));
+            } else {
+                self.reject(note.action, stage, &note.text, ctx);
+            }
         }
     }
 }
