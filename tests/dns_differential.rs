@@ -1,7 +1,8 @@
 //! relayguard's DNS restrictions against Postfix 3.7's, both resolving through one private
 //! DNS world: for each policy, every question gets the same MAIL and RCPT replies from a
 //! private Postfix (asked over XCLIENT) and from relayguard (asked through a PROXY header,
-//! with a Maildir upstream, so that the verdict is relayguard's own).
+//! with a Maildir upstream, so that the verdict is relayguard's own), and `relayguard check`
+//! predicts the same RCPT reply.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -143,6 +144,36 @@ fn relayguard(sc: &Scenario, world: &DnsWorld) -> Relayguard {
         .start()
 }
 
+/// What `relayguard check` says RCPT gets for `q`, with the running relayguard's config (it
+/// makes the same lookups, through the same world).
+fn check_rcpt(rg: &Relayguard, q: &Question) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_relayguard"));
+    cmd.args(["check", "--config", rg.config_path().to_str().unwrap()])
+        .args(["--listener", "lb", "--client", &q.addr.to_string()])
+        .args([
+            "--helo",
+            &q.helo,
+            "--from",
+            &q.sender,
+            "--rcpt",
+            &q.recipient,
+            "--json",
+        ]);
+    if !q.name.starts_with('[') {
+        cmd.args(["--client-name", &q.name]);
+    }
+    let out = cmd.output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "RCPT")
+        .map(|s| s["reply"]["line"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_restrictions_answer_as_postfix() {
     let world = DnsWorld::reference().listen(Listen::Port53).start();
@@ -158,10 +189,11 @@ async fn dns_restrictions_answer_as_postfix() {
         for q in &sc.questions {
             let want = ask_postfix(&pf, q).await;
             let got = ask_proxied(rg.addr("lb"), q).await;
+            let checked = check_rcpt(&rg, q);
             asked += 1;
-            if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
+            if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) || checked != want.rcpt {
                 diffs.push(format!(
-                    "[{}] {} helo={} from=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
+                    "[{}] {} helo={} from=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}\n  check:      {checked}",
                     sc.name, q.addr, q.helo, q.sender, want.mail, want.rcpt, got.mail, got.rcpt
                 ));
             }
