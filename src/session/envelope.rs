@@ -9,9 +9,10 @@ use crate::smtp::{replies, Reply};
 
 impl Session {
     pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
-        let Command::Mail { from, .. } = command else {
+        let Command::Mail { from, params } = command else {
             return Step::Failed;
         };
+        self.mail_facts = super::MailFacts::new(params.size, params.auth);
         let decision = decide!(self, Stage::Mail, Some(from), None);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);

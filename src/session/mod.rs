@@ -31,7 +31,7 @@ use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
-use crate::policy::{Client, Facts, TransactionState};
+use crate::policy::{Client, Facts, SessionFacts, TransactionState};
 use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
@@ -90,6 +90,62 @@ struct Heard {
     txn: Option<Transaction>,
 }
 
+/// The MAIL command's SIZE= and AUTH= values and the transaction's `instance`, for a policy
+/// service (Postfix's msg_size, sasl_sender and instance); set at each MAIL.
+#[derive(Debug, Default)]
+struct MailFacts {
+    size: u64,
+    auth: Option<String>,
+    instance: String,
+}
+
+impl MailFacts {
+    /// Facts for a new MAIL: an instance no other transaction of this process has had.
+    fn new(size: Option<u64>, auth: Option<&str>) -> Self {
+        static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = TRANSACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        MailFacts {
+            size: size.unwrap_or(0),
+            auth: auth.map(str::to_owned),
+            instance: format!("{:x}.{n:x}.0", std::process::id()),
+        }
+    }
+}
+
+/// The negotiated TLS protocol and cipher, in the words a policy service is told.
+#[derive(Clone, Copy, Debug)]
+struct TlsFacts {
+    protocol: &'static str,
+    cipher: &'static str,
+    keysize: u16,
+}
+
+impl TlsFacts {
+    fn of(conn: &tokio_rustls::rustls::ServerConnection) -> Option<Self> {
+        use tokio_rustls::rustls::ProtocolVersion;
+        let protocol = match conn.protocol_version()? {
+            ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "",
+        };
+        let cipher = conn
+            .negotiated_cipher_suite()?
+            .suite()
+            .as_str()
+            .unwrap_or("");
+        // rustls names TLS 1.3 suites TLS13_*; OpenSSL, whose names Postfix sends, TLS_*.
+        let cipher = cipher
+            .strip_prefix("TLS13_")
+            .map_or(cipher, |_| &cipher[2..]);
+        let keysize = if cipher.contains("128") { 128 } else { 256 };
+        Some(TlsFacts {
+            protocol,
+            cipher,
+            keysize,
+        })
+    }
+}
+
 /// How handling one command went: counted as OK or failed, or the session is over.
 enum Step {
     Ok,
@@ -115,6 +171,9 @@ pub struct Session {
     policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
+    /// What a policy service hears about the transaction and the TLS session.
+    mail_facts: MailFacts,
+    tls_facts: Option<TlsFacts>,
     chunking: bdat::Chunking,
     started: Instant,
     /// The last command, for `lost connection after X` and `timeout after X`.
@@ -161,6 +220,8 @@ impl Session {
             errors: 0,
             policy_state: None,
             improper_pipelining: false,
+            mail_facts: MailFacts::default(),
+            tls_facts: None,
             chunking: bdat::Chunking::default(),
             started: Instant::now(),
             last: "CONNECT",
@@ -471,6 +532,30 @@ impl Session {
             recipient,
             listener: &self.ctx.listener.name,
             improper_pipelining: self.improper_pipelining,
+            session: self.session_facts(sender.is_some()),
+        }
+    }
+
+    /// What a policy service hears beyond the envelope; the MAIL values only while there is
+    /// a sender (Postfix resets them with the transaction).
+    fn session_facts(&self, in_mail: bool) -> SessionFacts<'_> {
+        let mail = (in_mail || self.heard.txn.is_some()).then_some(&self.mail_facts);
+        let tls = self.tls_facts.filter(|_| self.tls);
+        SessionFacts {
+            server: Some(self.local),
+            sasl_method: self.heard.login.as_ref().map(|l| l.method.as_str()),
+            sasl_sender: mail.and_then(|m| m.auth.as_deref()),
+            tls_protocol: tls.map(|t| t.protocol),
+            tls_cipher: tls.map(|t| t.cipher),
+            tls_keysize: tls.map_or(0, |t| t.keysize),
+            size: mail.map_or(0, |m| m.size),
+            queue_id: "",
+            instance: mail.map_or("", |m| m.instance.as_str()),
+            recipients: self
+                .heard
+                .txn
+                .as_ref()
+                .map_or(&[], |t| t.recipients.as_slice()),
         }
     }
 
