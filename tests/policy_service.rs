@@ -31,6 +31,7 @@ fn by_recipient(r: &Request) -> Answer {
         "pempty" => a(""),
         "pslow" => Answer::Slow(Duration::from_secs(3), "OK".into()),
         "pcut" => Answer::Cut,
+        "pprepend" => a("PREPEND X-Policy-Test: yes"),
         _ => a("DUNNO"),
     }
 }
@@ -223,4 +224,33 @@ async fn request_limit_closes_the_connection() {
         assert_eq!(c.cmd("RCPT TO:<pok@local.test>").await, "250 2.1.5 Ok");
     }
     assert_eq!(server.connections(), 3, "2 + 2 + 1 requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepend_puts_the_header_in_front_of_the_message() {
+    let server = PolicyServer::tcp(by_recipient);
+    let rg = relayguard(&format!(
+        "check_policy_service inet:127.0.0.1:{}",
+        server.port()
+    ));
+    let mut c = Client::connect(rg.addr("smtp")).await;
+    c.greeting().await;
+    c.ehlo("client.example").await;
+    let reply = c
+        .send_mail(
+            "s@sender.example",
+            &["pprepend@local.test"],
+            "Subject: hi\r\n\r\nbody\r\n",
+        )
+        .await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    let message = rg.maildir().wait_for(1, WAIT).remove(0);
+    assert_eq!(message.header("X-Policy-Test").as_deref(), Some("yes"));
+    let text = message.text();
+    assert!(
+        text.find("X-Policy-Test: yes").unwrap() < text.find("Subject: hi").unwrap(),
+        "{text}"
+    );
+    // PREPEND is not logged, as in Postfix.
+    assert!(!rg.log_lines().iter().any(|l| l.contains("prepend:")));
 }

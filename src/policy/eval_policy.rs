@@ -65,8 +65,10 @@ impl Eval<'_, '_> {
             return Verdict::Ok(reason);
         }
         let codes = self.p.codes;
-        let Action::Restrictions(text) = parse_action(value, &codes) else {
-            return self.table_result(value, voice, reason, spec);
+        let text = match parse_action(value, &codes) {
+            Action::Restrictions(text) => text,
+            Action::Unsupported("PREPEND") => return self.prepend(value, spec),
+            _ => return self.table_result(value, voice, reason, spec),
         };
         if self.p.value_lists.contains_key(text.trim()) {
             return self.table_result(value, voice, reason, spec);
@@ -85,6 +87,50 @@ impl Eval<'_, '_> {
         let v = self.checks(&list, voice);
         self.depth -= 1;
         wrap(reason, v)
+    }
+}
+
+impl Eval<'_, '_> {
+    /// PREPEND, which both greylisting and SPF servers answer on a pass: the header goes out
+    /// as a [`PREPEND_NOTE`] note for the session to put in front of the message, and the
+    /// list goes on (smtpd_check.c check_table_result). Static tables refuse PREPEND at load,
+    /// so only a server's answer gets here.
+    fn prepend(&mut self, value: &str, spec: &str) -> Verdict {
+        let header = value
+            .trim()
+            .get("PREPEND".len()..)
+            .unwrap_or("")
+            .trim_start();
+        let why = if self.stage == Stage::EndOfData {
+            format!("access table {spec}: action PREPEND must be used before smtpd_end_of_data_restrictions")
+        } else if !is_header(header) {
+            format!("access table {spec} entry \"policy query\" requires header: text")
+        } else {
+            self.notes.push(Note {
+                action: PREPEND_NOTE,
+                text: header.to_string(),
+            });
+            return Verdict::Dunno;
+        };
+        self.notes.push(Note {
+            action: "warning",
+            text: why,
+        });
+        Verdict::Dunno
+    }
+}
+
+/// The note action that carries a header to prepend; the session does not log it (Postfix
+/// logs nothing for PREPEND).
+pub const PREPEND_NOTE: &str = "prepend";
+
+/// `Name: text` with a name of printable ASCII other than `:` (Postfix's is_header).
+fn is_header(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        }
+        None => false,
     }
 }
 

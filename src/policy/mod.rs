@@ -50,6 +50,7 @@ pub use decision::{
     AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
 };
 pub use error::{Hint, PolicyError, PolicyWarning};
+pub use eval_policy::PREPEND_NOTE;
 pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
 pub use params::{expand, Origin, ParamMap, ParamValue};

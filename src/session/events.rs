@@ -116,7 +116,10 @@ impl EventLog {
 
     /// Log-only verdicts (`warn`, `reject_warning`) from the policy.
     pub fn notes(&self, stage: &str, notes: &[Note], ctx: &RejectContext<'_>) {
-        for note in notes {
+        for note in notes
+            .iter()
+            .filter(|n| n.action != crate::policy::PREPEND_NOTE)
+        {
             self.reject(note.action, stage, &note.text, ctx);
         }
     }

@@ -75,6 +75,8 @@ struct Transaction {
     bdat: bool,
     /// The chunked message under way, from its first accepted chunk.
     chunks: Option<Box<bdat::ChunkStream>>,
+    /// Headers a policy server asked to PREPEND, put in front of the message.
+    prepend: Vec<String>,
     /// The canonical MAIL line the upstream has not answered yet: held since the client's MAIL
     /// and sent with the next RCPT (`UpstreamSettings::defer_mail`).
     held_mail: Option<Vec<u8>>,
@@ -94,6 +96,8 @@ struct Heard {
 /// service (Postfix's msg_size, sasl_sender and instance); set at each MAIL.
 #[derive(Debug, Default)]
 struct MailFacts {
+    /// PREPEND headers from the MAIL stage, before the transaction exists.
+    prepend: Vec<String>,
     size: u64,
     auth: Option<String>,
     instance: String,
@@ -105,11 +109,21 @@ impl MailFacts {
         static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = TRANSACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         MailFacts {
+            prepend: Vec::new(),
             size: size.unwrap_or(0),
             auth: auth.map(str::to_owned),
             instance: format!("{:x}.{n:x}.0", std::process::id()),
         }
     }
+}
+
+/// The headers a decision asks to PREPEND.
+fn prepends(decision: &crate::policy::Decision) -> impl Iterator<Item = String> + '_ {
+    decision
+        .notes
+        .iter()
+        .filter(|n| n.action == crate::policy::PREPEND_NOTE)
+        .map(|n| n.text.clone())
 }
 
 /// The negotiated TLS protocol and cipher, in the words a policy service is told.
@@ -533,6 +547,16 @@ impl Session {
             listener: &self.ctx.listener.name,
             improper_pipelining: self.improper_pipelining,
             session: self.session_facts(sender.is_some()),
+        }
+    }
+
+    /// Keeps the headers `decision` asks to prepend, for this transaction's message, whatever
+    /// the command's outcome (Postfix adds them to the session's list as it meets them).
+    fn keep_prepends(&mut self, decision: &crate::policy::Decision) {
+        let headers = prepends(decision);
+        match self.heard.txn.as_mut() {
+            Some(t) => t.prepend.extend(headers),
+            None => self.mail_facts.prepend.extend(headers),
         }
     }
 

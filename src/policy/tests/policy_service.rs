@@ -371,3 +371,30 @@ fn asked_alone_and_in_postfix_s_order() {
     );
     assert_eq!(d.outcome, Outcome::Accept);
 }
+
+#[test]
+fn prepend_is_a_note_and_the_list_goes_on() {
+    let p = with_policy(
+        "ps_prepend",
+        "smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:23050\n",
+    );
+    let (got, d) = rcpt_with(
+        &p,
+        "u@local.test",
+        Some("PREPEND X-Greylist: delayed 5 seconds"),
+    );
+    assert_eq!(got, "250 2.1.5 Ok");
+    assert_eq!(
+        d.notes,
+        vec![Note {
+            action: PREPEND_NOTE,
+            text: "X-Greylist: delayed 5 seconds".into()
+        }]
+    );
+    let (got, d) = rcpt_with(&p, "u@local.test", Some("PREPEND no header here"));
+    assert_eq!(got, "250 2.1.5 Ok");
+    assert_eq!(
+        d.notes[0].text,
+        "access table inet:127.0.0.1:23050 entry \"policy query\" requires header: text"
+    );
+}
