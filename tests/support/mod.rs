@@ -12,6 +12,7 @@
 //! - [`external`]: swaks and smtplib wrappers returning transcripts.
 //! - [`flows`]: whole SMTP exchanges several test files repeat.
 //! - [`scripted::ScriptedUpstream`]: an upstream whose every reply a test scripts.
+//! - [`policy_daemons`]: postgrey and policyd-spf (with a dnsmasq of its own) on loopback.
 //! - [`policy_server::PolicyServer`]: a Postfix policy server answering what the test says.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +22,7 @@ pub mod dns;
 pub mod external;
 pub mod flows;
 pub mod maildir;
+pub mod policy_daemons;
 pub mod policy_server;
 pub mod postfix;
 pub mod process;
