@@ -254,3 +254,37 @@ async fn prepend_puts_the_header_in_front_of_the_message() {
     // PREPEND is not logged, as in Postfix.
     assert!(!rg.log_lines().iter().any(|l| l.contains("prepend:")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_shows_the_policy_lookup() {
+    let server = PolicyServer::tcp(by_recipient);
+    let rg = relayguard(&format!(
+        "check_policy_service inet:127.0.0.1:{}",
+        server.port()
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayguard"))
+        .arg("check")
+        .arg("--config")
+        .arg(rg.config_path())
+        .args(["--client", "203.0.113.9", "--helo", "c.example"])
+        .args(["--from", "a@b.example", "--rcpt", "preject@local.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(&format!(
+            "lookup policy 127.0.0.1:{} RCPT -> action=REJECT policy says no",
+            server.port()
+        ))),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "-> 554 5.7.1 <preject@local.test>: Recipient address rejected: policy says no"
+        ),
+        "{text}"
+    );
+    let asked = server.requests();
+    assert_eq!(asked.last().unwrap()["client_address"], "203.0.113.9");
+}
