@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use support::client::Client;
 use support::policy_server::{Answer, PolicyServer, Request};
+use support::postfix::Postfix;
 use support::process::free_port;
-use support::relayguard::{Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -287,4 +288,37 @@ async fn check_shows_the_policy_lookup() {
     );
     let asked = server.requests();
     assert_eq!(asked.last().unwrap()["client_address"], "203.0.113.9");
+}
+
+/// BDAT needs an upstream that offers CHUNKING: a private Postfix (root only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepend_leads_a_chunked_message_too() {
+    if !support::process::is_root() {
+        eprintln!("skipped: a private Postfix needs root");
+        return;
+    }
+    let server = PolicyServer::tcp(by_recipient);
+    let pf = Postfix::builder().start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy(
+            "smtpd_recipient_restrictions",
+            &format!("check_policy_service inet:127.0.0.1:{}", server.port()),
+        )
+        .listener("smtp", Role::Smtp)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .start();
+    let mut c = in_transaction(&rg).await;
+    assert_eq!(c.cmd("RCPT TO:<pprepend@local.test>").await, "250 2.1.5 Ok");
+    let body = "Subject: chunked\r\n\r\nbody\r\n";
+    c.send_raw(format!("BDAT {} LAST\r\n{body}", body.len()).as_bytes())
+        .await;
+    let reply = c.read_reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok"), "{reply}");
+    let message = pf.maildir().wait_for(1, WAIT).remove(0);
+    let text = message.text();
+    assert!(
+        text.find("X-Policy-Test: yes").unwrap() < text.find("Subject: chunked").unwrap(),
+        "{text}"
+    );
 }
