@@ -150,7 +150,8 @@ async fn server_down_two_attempts_then_the_default_action() {
     assert_eq!(lines.iter().filter(|l| l.contains(&refused)).count(), 2);
     assert_eq!(lines.iter().filter(|l| l.contains(&problem)).count(), 2);
     rg.wait_for_log(
-        "reject: RCPT from unknown[127.0.0.1]: 451 4.3.5 <user@local.test>: Recipient address rejected: Server configuration problem;",
+        // The client's name is whatever this host calls 127.0.0.1.
+        "[127.0.0.1]: 451 4.3.5 <user@local.test>: Recipient address rejected: Server configuration problem; from=<s@sender.example> to=<user@local.test> proto=ESMTP helo=<client.example>",
         WAIT,
     );
     // default_action=DUNNO alone: the same warnings, and the recipient passes.
@@ -321,4 +322,24 @@ async fn prepend_leads_a_chunked_message_too() {
         text.find("X-Policy-Test: yes").unwrap() < text.find("Subject: chunked").unwrap(),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_after_max_idle() {
+    let server = PolicyServer::tcp(by_recipient);
+    let rg = relayguard(&format!(
+        "check_policy_service {{ inet:127.0.0.1:{}, max_idle=1s }}",
+        server.port()
+    ));
+    let mut c = in_transaction(&rg).await;
+    assert_eq!(c.cmd("RCPT TO:<pok@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(server.closed(), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.closed() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.closed(), 1, "closed by relayguard after 1s idle");
+    // The next request opens a new one.
+    assert_eq!(c.cmd("RCPT TO:<pok@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(server.connections(), 2);
 }

@@ -3,14 +3,14 @@
 //! over TCP or a UNIX socket, with the connection kept for later requests.
 //!
 //! Connections live in a small pool per worker thread and per service (the whole
-//! [`PolicyService`], settings included), closed after `max_idle` unused, after `max_ttl` of
-//! age or after `request_limit` requests. A request gets `try_limit` attempts `retry_delay`
+//! [`PolicyService`], settings included), closed after `max_idle` unused or `max_ttl` of age
+//! (by a task per pool that sleeps until the next expiry) or after `request_limit` requests. A request gets `try_limit` attempts `retry_delay`
 //! apart, each connecting afresh after a failure, each step under `timeout`. Failures are
 //! answered, never raised: the engine applies the service's default_action.
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,16 @@ pub struct PolicyClients {
     // Keyed by thread as well: each worker runs its own runtime, and a socket is served by
     // the runtime that opened it. One connection per worker per service is what Postfix has
     // with one per smtpd process.
-    idle: Mutex<HashMap<(ThreadId, PolicyService), Vec<Conn>>>,
+    idle: Arc<Mutex<HashMap<Key, Idle>>>,
+}
+
+type Key = (ThreadId, PolicyService);
+
+/// One service's idle connections on one worker, and whether a task closes them on time.
+#[derive(Default)]
+struct Idle {
+    conns: Vec<Conn>,
+    reaper: bool,
 }
 
 struct Conn {
@@ -154,15 +163,10 @@ impl PolicyClients {
     fn take(&self, service: &PolicyService) -> Option<Conn> {
         let key = (std::thread::current().id(), service.clone());
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let conns = idle.get_mut(&key)?;
-        let s = &service.settings;
-        while let Some(mut conn) = conns.pop() {
-            let now = Instant::now();
-            if now.duration_since(conn.used) >= s.max_idle
-                || now.duration_since(conn.opened) >= s.max_ttl
-            {
-                continue;
-            }
+        let entry = idle.get_mut(&key)?;
+        let now = Instant::now();
+        entry.conns.retain(|c| c.is_fresh(&service.settings, now));
+        while let Some(mut conn) = entry.conns.pop() {
             let mut probe = [0u8; 1];
             if conn.stream.read(&mut probe).now_or_never().is_some() {
                 continue;
@@ -175,10 +179,49 @@ impl PolicyClients {
     fn put(&self, service: &PolicyService, conn: Conn) {
         let key = (std::thread::current().id(), service.clone());
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let conns = idle.entry(key).or_default();
-        if conns.len() < IDLE_PER_SERVICE {
-            conns.push(conn);
+        let entry = idle.entry(key.clone()).or_default();
+        if entry.conns.len() < IDLE_PER_SERVICE {
+            entry.conns.push(conn);
         }
+        if !entry.reaper {
+            entry.reaper = true;
+            tokio::spawn(reap(self.idle.clone(), key));
+        }
+    }
+}
+
+impl Conn {
+    /// Not past max_idle unused nor max_ttl old (auto_clnt's two timers).
+    fn is_fresh(&self, s: &crate::policy::policy_service::PolicySettings, now: Instant) -> bool {
+        now.duration_since(self.used) < s.max_idle && now.duration_since(self.opened) < s.max_ttl
+    }
+}
+
+/// Closes one service's idle connections on this worker once they pass max_idle or max_ttl,
+/// as auto_clnt's timers do, so a server that runs a process per connection (spawn(8),
+/// socat) gets it back; ends when none is left.
+async fn reap(idle: Arc<Mutex<HashMap<Key, Idle>>>, key: Key) {
+    let s = &key.1.settings;
+    loop {
+        let wake = {
+            let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = map.get_mut(&key) else {
+                return;
+            };
+            let now = Instant::now();
+            entry.conns.retain(|c| c.is_fresh(s, now));
+            if entry.conns.is_empty() {
+                entry.reaper = false;
+                return;
+            }
+            entry
+                .conns
+                .iter()
+                .map(|c| (c.used + s.max_idle).min(c.opened + s.max_ttl))
+                .min()
+                .unwrap_or(now)
+        };
+        tokio::time::sleep_until(wake.into()).await;
     }
 }
 

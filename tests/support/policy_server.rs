@@ -30,6 +30,8 @@ struct Shared {
     handler: Box<Handler>,
     requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
+    /// Connections the client closed (or the server ended).
+    closed: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -103,6 +105,10 @@ impl PolicyServer {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    pub fn closed(&self) -> usize {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
     }
@@ -127,11 +133,17 @@ fn shared(handler: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> Arc<S
         handler: Box::new(handler),
         requests: Mutex::new(Vec::new()),
         connections: AtomicUsize::new(0),
+        closed: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
     })
 }
 
-fn serve(s: &Shared, mut reader: impl BufRead, mut writer: impl Write) {
+fn serve(s: &Shared, reader: impl BufRead, writer: impl Write) {
+    converse(s, reader, writer);
+    s.closed.fetch_add(1, Ordering::SeqCst);
+}
+
+fn converse(s: &Shared, mut reader: impl BufRead, mut writer: impl Write) {
     loop {
         let mut request = Request::new();
         let mut order = Vec::new();
