@@ -51,6 +51,9 @@ pub(crate) struct Eval<'p, 'f> {
     /// Facts fetched for this command, and those still missing.
     answers: &'f FactCache,
     pub(crate) needs: Vec<FactRequest>,
+    /// A policy service's default_action is being applied: one that fails again inside it
+    /// falls back to the built-in default (smtpd_check.c's nesting_level).
+    pub(crate) in_default_action: bool,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
@@ -77,6 +80,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             trace: explain.then(Vec::new),
             answers,
             needs: Vec::new(),
+            in_default_action: false,
         }
     }
 

@@ -12,7 +12,7 @@ use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
 use super::netlist::TableOpener;
 use super::params::Origin;
 use super::pending::{FactAnswer, FactRequest};
-use super::policy_service::PolicyService;
+use super::policy_service::{PolicyService, DEFAULT_ACTION};
 use super::restriction::{parse_list, ListContext, Restriction};
 use super::{Facts, Note, PolicyError, Reason, Stage};
 
@@ -32,6 +32,7 @@ impl Eval<'_, '_> {
         };
         let (value, from_server) = match &answer.action {
             Some(action) => (&**action, true),
+            None if self.in_default_action => (DEFAULT_ACTION, false),
             None => (&*service.settings.default_action, false),
         };
         let reason = Reason {
@@ -44,7 +45,10 @@ impl Eval<'_, '_> {
             value: Some(value.to_string()),
             ..self.reason(r)
         };
-        self.policy_action(value, voice, reason, &service.spec)
+        let nested = std::mem::replace(&mut self.in_default_action, !from_server);
+        let v = self.policy_action(value, voice, reason, &service.spec);
+        self.in_default_action = nested;
+        v
     }
 
     /// An `action=` value: what check_table_result makes of it, with the two cases a static

@@ -390,6 +390,8 @@ impl Restriction {
             Restriction::CheckServer(c) => {
                 matches!(c.subject, Subject::Client | Subject::ReverseClient)
             }
+            // Every request carries client_name and reverse_client_name.
+            Restriction::PolicyService(_) => true,
             _ => false,
         }
     }

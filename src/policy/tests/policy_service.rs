@@ -398,3 +398,17 @@ fn prepend_is_a_note_and_the_list_goes_on() {
         "access table inet:127.0.0.1:23050 entry \"policy query\" requires header: text"
     );
 }
+
+#[test]
+fn a_default_action_that_fails_again_falls_back_to_postfix_s() {
+    // The default action names a class that asks the same dead server.
+    let p = with_policy(
+        "ps_nested",
+        "smtpd_restriction_classes = again\nagain = check_policy_service { inet:127.0.0.1:23053, default_action=again }\nsmtpd_recipient_restrictions = check_policy_service { inet:127.0.0.1:23053, default_action=again }\n",
+    );
+    let (got, _) = rcpt_with(&p, "user@local.test", None);
+    assert_eq!(
+        got,
+        "451 4.3.5 <user@local.test>: Recipient address rejected: Server configuration problem"
+    );
+}
