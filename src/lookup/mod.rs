@@ -44,9 +44,9 @@ impl Lookups {
                 Some(resolver) => resolver.records(name, *rtype).await,
                 None => DnsAnswer::TryAgain("no DNS resolver".into()),
             }),
-            FactRequest::Policy { service, request } => {
-                FactAnswer::Policy(self.policy.ask(service, request).await)
-            }
+            FactRequest::Policy {
+                service, request, ..
+            } => FactAnswer::Policy(self.policy.ask(service, request).await),
         };
         Fetched {
             request: request.clone(),

@@ -54,6 +54,8 @@ pub(crate) struct Eval<'p, 'f> {
     /// A policy service's default_action is being applied: one that fails again inside it
     /// falls back to the built-in default (smtpd_check.c's nesting_level).
     pub(crate) in_default_action: bool,
+    /// The policy requests reached so far in this evaluation, to number repeats.
+    pub(crate) policy_asked: Vec<FactRequest>,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
@@ -81,6 +83,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             answers,
             needs: Vec::new(),
             in_default_action: false,
+            policy_asked: Vec::new(),
         }
     }
 

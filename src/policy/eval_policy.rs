@@ -23,10 +23,16 @@ impl Eval<'_, '_> {
         service: &PolicyService,
         voice: VoiceKind,
     ) -> Verdict {
-        let request = FactRequest::Policy {
+        let mut request = FactRequest::Policy {
             service: Box::new(service.clone()),
             request: request_text(self.stage, self.facts, service).into(),
+            repeat: 0,
         };
+        let repeat = self.policy_asked.iter().filter(|r| **r == request).count();
+        self.policy_asked.push(request.clone());
+        if let FactRequest::Policy { repeat: n, .. } = &mut request {
+            *n = u32::try_from(repeat).unwrap_or(u32::MAX);
+        }
         let Some(FactAnswer::Policy(answer)) = self.ask(request) else {
             return Verdict::Pending;
         };

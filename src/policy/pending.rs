@@ -65,6 +65,10 @@ pub enum FactRequest {
     Policy {
         service: Box<PolicyService>,
         request: Box<str>,
+        /// How many identical requests this command made before it: Postfix asks again each
+        /// time the restriction is reached (a rate counter counts each), so a repeat is a new
+        /// fact, not the cached answer.
+        repeat: u32,
     },
 }
 
@@ -86,7 +90,9 @@ impl FactRequest {
     pub fn describe(&self) -> String {
         match self {
             FactRequest::Dns { name, rtype } => format!("DNS {} {name}", rtype.as_str()),
-            FactRequest::Policy { service, request } => {
+            FactRequest::Policy {
+                service, request, ..
+            } => {
                 let state = request
                     .lines()
                     .find_map(|l| l.strip_prefix("protocol_state="))

@@ -134,7 +134,10 @@ fn request_text_at_rcpt_is_postfix_s() {
     let [round] = rounds.as_slice() else {
         panic!("{rounds:?}")
     };
-    let [FactRequest::Policy { service, request }] = round.as_slice() else {
+    let [FactRequest::Policy {
+        service, request, ..
+    }] = round.as_slice()
+    else {
         panic!("{round:?}")
     };
     assert_eq!(&*service.spec, "inet:127.0.0.1:9998");
@@ -411,4 +414,27 @@ fn a_default_action_that_fails_again_falls_back_to_postfix_s() {
         got,
         "451 4.3.5 <user@local.test>: Recipient address rejected: Server configuration problem"
     );
+}
+
+#[test]
+fn the_same_server_twice_in_one_command_is_asked_twice() {
+    let p = policy(
+        "ps_twice",
+        "myhostname = mx.local.test\nmydestination = local.test\nsmtpd_relay_restrictions = check_policy_service inet:127.0.0.1:1, reject_unauth_destination\nsmtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:1\n",
+        &[],
+    );
+    let w = who("192.0.2.50");
+    let (d, rounds) = run(&p, Stage::Rcpt, &w.facts(Some("u@local.test")), &|_| {
+        Some("DUNNO")
+    });
+    assert_eq!(d.outcome, Outcome::Accept);
+    let repeats: Vec<u32> = rounds
+        .iter()
+        .flatten()
+        .map(|r| match r {
+            FactRequest::Policy { repeat, .. } => *repeat,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(repeats, vec![0, 1]);
 }
