@@ -111,7 +111,8 @@ impl MailFacts {
         MailFacts {
             prepend: Vec::new(),
             size: size.unwrap_or(0),
-            auth: auth.map(str::to_owned),
+            // As smtpd_sasl_mail_opt keeps it: the raw value, none for `<>`.
+            auth: auth.filter(|a| *a != "<>").map(str::to_owned),
             instance: format!("{:x}.{n:x}.0", std::process::id()),
         }
     }
