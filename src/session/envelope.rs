@@ -12,7 +12,7 @@ impl Session {
         let Command::Mail { from, params } = command else {
             return Step::Failed;
         };
-        self.mail_facts = super::MailFacts::new(params.size, params.auth);
+        self.mail_facts = super::policy_facts::MailFacts::new(params.size, params.auth);
         let decision = decide!(self, Stage::Mail, Some(from), None);
         self.keep_prepends(&decision);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
@@ -92,7 +92,7 @@ impl Session {
         };
         let decision = decide!(self, Stage::Rcpt, Some(&txn.sender), Some(to));
         // The transaction is out of `heard` while its RCPT is decided.
-        txn.prepend.extend(super::prepends(&decision));
+        txn.prepend.extend(super::policy_facts::prepends(&decision));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.heard.txn = Some(txn);
             return self.refuse(reply);

@@ -4,7 +4,7 @@
 use tokio_rustls::TlsAcceptor;
 
 use super::decide::decide;
-use super::TlsFacts;
+use super::policy_facts::TlsFacts;
 use super::{Heard, Session, SessionEnd, Step};
 use crate::policy::{Outcome, Stage};
 use crate::smtp::ehlo::Offer;

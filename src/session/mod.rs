@@ -14,6 +14,7 @@ mod events;
 mod greet;
 pub mod io;
 pub mod phase;
+mod policy_facts;
 pub mod trace;
 
 #[cfg(test)]
@@ -31,7 +32,7 @@ use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
-use crate::policy::{Client, Facts, SessionFacts, TransactionState};
+use crate::policy::{Client, Facts, TransactionState};
 use crate::smtp::command::{parse, Command, CommandError};
 use crate::smtp::line::{LineFramer, LineScan};
 use crate::smtp::{replies, Reply};
@@ -40,6 +41,7 @@ use crate::upstream::{ClientIdentity, Upstream, UpstreamConn, WarmPool};
 pub use end::{CommandCounts, SessionEnd};
 use events::EventLog;
 use io::{ClientIo, ReadError};
+use policy_facts::{MailFacts, TlsFacts};
 
 /// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
 const MAX_COMMAND_LINE: usize = 512;
@@ -90,75 +92,6 @@ struct Heard {
     esmtp: bool,
     login: Option<Login>,
     txn: Option<Transaction>,
-}
-
-/// The MAIL command's SIZE= and AUTH= values and the transaction's `instance`, for a policy
-/// service (Postfix's msg_size, sasl_sender and instance); set at each MAIL.
-#[derive(Debug, Default)]
-struct MailFacts {
-    /// PREPEND headers from the MAIL stage, before the transaction exists.
-    prepend: Vec<String>,
-    size: u64,
-    auth: Option<String>,
-    instance: String,
-}
-
-impl MailFacts {
-    /// Facts for a new MAIL: an instance no other transaction of this process has had.
-    fn new(size: Option<u64>, auth: Option<&str>) -> Self {
-        static TRANSACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = TRANSACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        MailFacts {
-            prepend: Vec::new(),
-            size: size.unwrap_or(0),
-            // As smtpd_sasl_mail_opt keeps it: the raw value, none for `<>`.
-            auth: auth.filter(|a| *a != "<>").map(str::to_owned),
-            instance: format!("{:x}.{n:x}.0", std::process::id()),
-        }
-    }
-}
-
-/// The headers a decision asks to PREPEND.
-fn prepends(decision: &crate::policy::Decision) -> impl Iterator<Item = String> + '_ {
-    decision
-        .notes
-        .iter()
-        .filter(|n| n.action == crate::policy::PREPEND_NOTE)
-        .map(|n| n.text.clone())
-}
-
-/// The negotiated TLS protocol and cipher, in the words a policy service is told.
-#[derive(Clone, Copy, Debug)]
-struct TlsFacts {
-    protocol: &'static str,
-    cipher: &'static str,
-    keysize: u16,
-}
-
-impl TlsFacts {
-    fn of(conn: &tokio_rustls::rustls::ServerConnection) -> Option<Self> {
-        use tokio_rustls::rustls::ProtocolVersion;
-        let protocol = match conn.protocol_version()? {
-            ProtocolVersion::TLSv1_3 => "TLSv1.3",
-            ProtocolVersion::TLSv1_2 => "TLSv1.2",
-            _ => "",
-        };
-        let cipher = conn
-            .negotiated_cipher_suite()?
-            .suite()
-            .as_str()
-            .unwrap_or("");
-        // rustls names TLS 1.3 suites TLS13_*; OpenSSL, whose names Postfix sends, TLS_*.
-        let cipher = cipher
-            .strip_prefix("TLS13_")
-            .map_or(cipher, |_| &cipher[2..]);
-        let keysize = if cipher.contains("128") { 128 } else { 256 };
-        Some(TlsFacts {
-            protocol,
-            cipher,
-            keysize,
-        })
-    }
 }
 
 /// How handling one command went: counted as OK or failed, or the session is over.
@@ -548,39 +481,6 @@ impl Session {
             listener: &self.ctx.listener.name,
             improper_pipelining: self.improper_pipelining,
             session: self.session_facts(sender.is_some()),
-        }
-    }
-
-    /// Keeps the headers `decision` asks to prepend, for this transaction's message, whatever
-    /// the command's outcome (Postfix adds them to the session's list as it meets them).
-    fn keep_prepends(&mut self, decision: &crate::policy::Decision) {
-        let headers = prepends(decision);
-        match self.heard.txn.as_mut() {
-            Some(t) => t.prepend.extend(headers),
-            None => self.mail_facts.prepend.extend(headers),
-        }
-    }
-
-    /// What a policy service hears beyond the envelope; the MAIL values only while there is
-    /// a sender (Postfix resets them with the transaction).
-    fn session_facts(&self, in_mail: bool) -> SessionFacts<'_> {
-        let mail = (in_mail || self.heard.txn.is_some()).then_some(&self.mail_facts);
-        let tls = self.tls_facts.filter(|_| self.tls);
-        SessionFacts {
-            server: Some(self.local),
-            sasl_method: self.heard.login.as_ref().map(|l| l.method.as_str()),
-            sasl_sender: mail.and_then(|m| m.auth.as_deref()),
-            tls_protocol: tls.map(|t| t.protocol),
-            tls_cipher: tls.map(|t| t.cipher),
-            tls_keysize: tls.map_or(0, |t| t.keysize),
-            size: mail.map_or(0, |m| m.size),
-            queue_id: "",
-            instance: mail.map_or("", |m| m.instance.as_str()),
-            recipients: self
-                .heard
-                .txn
-                .as_ref()
-                .map_or(&[], |t| t.recipients.as_slice()),
         }
     }
 
