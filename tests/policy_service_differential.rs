@@ -94,6 +94,29 @@ async fn rcpts(addr: SocketAddr, postfix: bool, rcpts: &[&str]) -> Vec<String> {
     out
 }
 
+/// One session over STARTTLS: the client introduced, EHLO, STARTTLS, EHLO, MAIL, one RCPT.
+async fn tls_rcpt(addr: SocketAddr, postfix: bool, ca: &std::path::Path, rcpt: &str) -> String {
+    let mut c = if postfix {
+        let mut c = Client::connect(addr).await.with_ca(ca);
+        c.greeting().await;
+        c.cmd(&format!(
+            "XCLIENT ADDR={CLIENT} NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]"
+        ))
+        .await;
+        c
+    } else {
+        Client::connect_as(addr, CLIENT).await.with_ca(ca)
+    };
+    c.ehlo("client.example").await;
+    assert!(c.starttls("localhost").await.starts_with("220 "));
+    c.ehlo("client.example").await;
+    assert!(c
+        .cmd("MAIL FROM:<s@sender.example>")
+        .await
+        .starts_with("250 2.1.0"));
+    c.cmd(&format!("RCPT TO:<{rcpt}>")).await
+}
+
 fn postfix_with(restrictions: &str) -> Postfix {
     Postfix::builder()
         .param("smtpd_recipient_restrictions", restrictions)
@@ -172,9 +195,26 @@ async fn same_replies_and_requests_as_postfix() {
     );
     assert_eq!(from_postfix[6], "451 4.3.5 Server configuration error");
 
+    // And once over TLS, for the encryption_* attributes.
+    let p = tls_rcpt(
+        pf.addr_xclient(),
+        true,
+        pf.ca_path().unwrap(),
+        "preject@local.test",
+    )
+    .await;
+    let r = tls_rcpt(rg.addr("lb"), false, rg.ca_path(), "preject@local.test").await;
+    assert_eq!(r, p);
+
     let (p, r) = (pf_server.requests(), rg_server.requests());
-    assert_eq!(p.len(), RECIPIENTS.len());
-    assert_eq!(r.len(), RECIPIENTS.len());
+    assert_eq!(p.len(), RECIPIENTS.len() + 1);
+    assert_eq!(r.len(), RECIPIENTS.len() + 1);
+    let tls = p.last().unwrap();
+    eprintln!(
+        "Postfix over TLS: encryption_protocol={} encryption_cipher={} encryption_keysize={}",
+        tls["encryption_protocol"], tls["encryption_cipher"], tls["encryption_keysize"]
+    );
+    assert_eq!(tls["encryption_protocol"], "TLSv1.3");
     for (i, (p, r)) in p.iter().zip(&r).enumerate() {
         for name in COMPARED {
             assert_eq!(r.get(*name), p.get(*name), "request {i}, attribute {name}");

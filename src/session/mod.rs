@@ -41,7 +41,8 @@ use crate::upstream::{ClientIdentity, Upstream, UpstreamConn, WarmPool};
 pub use end::{CommandCounts, SessionEnd};
 use events::EventLog;
 use io::{ClientIo, ReadError};
-use policy_facts::{MailFacts, TlsFacts};
+use policy_facts::MailFacts;
+pub use policy_facts::TlsFacts;
 
 /// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
 const MAX_COMMAND_LINE: usize = 512;

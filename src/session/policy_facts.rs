@@ -42,30 +42,39 @@ pub(super) fn prepends(decision: &Decision) -> impl Iterator<Item = String> + '_
 
 /// The negotiated TLS protocol and cipher, in the words a policy service is told.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct TlsFacts {
+pub struct TlsFacts {
     protocol: &'static str,
     cipher: &'static str,
     keysize: u16,
 }
 
+/// The OpenSSL name Postfix would send for a suite rustls negotiated, and its key bits.
+fn openssl_name(suite: tokio_rustls::rustls::CipherSuite) -> (&'static str, u16) {
+    use tokio_rustls::rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => ("TLS_AES_128_GCM_SHA256", 128),
+        S::TLS13_AES_256_GCM_SHA384 => ("TLS_AES_256_GCM_SHA384", 256),
+        S::TLS13_CHACHA20_POLY1305_SHA256 => ("TLS_CHACHA20_POLY1305_SHA256", 256),
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-RSA-AES128-GCM-SHA256", 128),
+        S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-RSA-AES256-GCM-SHA384", 256),
+        S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-RSA-CHACHA20-POLY1305", 256),
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-ECDSA-AES128-GCM-SHA256", 128),
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-ECDSA-AES256-GCM-SHA384", 256),
+        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => ("ECDHE-ECDSA-CHACHA20-POLY1305", 256),
+        // rustls offers no other suite; say so rather than guess a name.
+        _ => ("", 0),
+    }
+}
+
 impl TlsFacts {
-    pub(super) fn of(conn: &tokio_rustls::rustls::ServerConnection) -> Option<Self> {
+    pub fn of(conn: &tokio_rustls::rustls::ServerConnection) -> Option<Self> {
         use tokio_rustls::rustls::ProtocolVersion;
         let protocol = match conn.protocol_version()? {
             ProtocolVersion::TLSv1_3 => "TLSv1.3",
             ProtocolVersion::TLSv1_2 => "TLSv1.2",
             _ => "",
         };
-        let cipher = conn
-            .negotiated_cipher_suite()?
-            .suite()
-            .as_str()
-            .unwrap_or("");
-        // rustls names TLS 1.3 suites TLS13_*; OpenSSL, whose names Postfix sends, TLS_*.
-        let cipher = cipher
-            .strip_prefix("TLS13_")
-            .map_or(cipher, |_| &cipher[2..]);
-        let keysize = if cipher.contains("128") { 128 } else { 256 };
+        let (cipher, keysize) = openssl_name(conn.negotiated_cipher_suite()?.suite());
         Some(TlsFacts {
             protocol,
             cipher,
@@ -75,6 +84,12 @@ impl TlsFacts {
 }
 
 impl Session {
+    /// For a session whose transport was encrypted before it started (implicit TLS).
+    pub fn with_tls_facts(mut self, facts: Option<TlsFacts>) -> Self {
+        self.tls_facts = facts;
+        self
+    }
+
     /// Keeps the headers `decision` asks to prepend, for this transaction's message, whatever
     /// the command's outcome (Postfix adds them to the session's list as it meets them).
     pub(super) fn keep_prepends(&mut self, decision: &Decision) {
