@@ -263,3 +263,73 @@ async fn a_dead_server_fails_the_same_way() {
         assert_eq!(count(rg.log_lines()), 4, "{side}");
     }
 }
+
+/// One message to `rcpts` with `SIZE=`; the final reply.
+async fn message(addr: SocketAddr, postfix: bool, rcpts: &[&str]) -> String {
+    let mut c = if postfix {
+        let mut c = Client::connect(addr).await;
+        c.greeting().await;
+        c.cmd(&format!(
+            "XCLIENT ADDR={CLIENT} NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]"
+        ))
+        .await;
+        c
+    } else {
+        Client::connect_as(addr, CLIENT).await
+    };
+    c.ehlo("client.example").await;
+    assert!(c
+        .cmd("MAIL FROM:<s@sender.example> SIZE=100")
+        .await
+        .starts_with("250 2.1.0"));
+    for r in rcpts {
+        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).await, "250 2.1.5 Ok");
+    }
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send_raw(b"Subject: size\r\n\r\ntwenty octets here\r\n.\r\n")
+        .await;
+    c.read_reply().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_and_end_of_message_requests_match() {
+    if let Some(why) = skip() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let pf_server = PolicyServer::tcp(answer);
+    let rg_server = PolicyServer::tcp(answer);
+    let list = |port: u16| format!("check_policy_service inet:127.0.0.1:{port}");
+    let pf = Postfix::builder()
+        .param("smtpd_data_restrictions", &list(pf_server.port()))
+        .param("smtpd_end_of_data_restrictions", &list(pf_server.port()))
+        .start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "mx.relayguard.test")
+        .policy("mydestination", "local.test")
+        .policy("smtpd_data_restrictions", &list(rg_server.port()))
+        .policy("smtpd_end_of_data_restrictions", &list(rg_server.port()))
+        .listener("lb", Role::Smtp)
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
+        .upstream_maildir()
+        .start();
+    for rcpts in [&["a@local.test"][..], &["a@local.test", "b@local.test"]] {
+        let p = message(pf.addr_xclient(), true, rcpts).await;
+        let r = message(rg.addr("lb"), false, rcpts).await;
+        assert!(p.starts_with("250 2.0.0 Ok"), "{p}");
+        assert!(r.starts_with("250 2.0.0 Ok"), "{r}");
+    }
+    let (p, r) = (pf_server.requests(), rg_server.requests());
+    let states: Vec<&str> = p.iter().map(|q| q["protocol_state"].as_str()).collect();
+    assert_eq!(states, ["DATA", "END-OF-MESSAGE", "DATA", "END-OF-MESSAGE"]);
+    assert_eq!(r.len(), p.len());
+    for (i, (p, r)) in p.iter().zip(&r).enumerate() {
+        eprintln!(
+            "Postfix {}: recipient={} recipient_count={} size={}",
+            p["protocol_state"], p["recipient"], p["recipient_count"], p["size"]
+        );
+        for name in COMPARED {
+            assert_eq!(r.get(*name), p.get(*name), "request {i}, attribute {name}");
+        }
+    }
+}

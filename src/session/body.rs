@@ -174,6 +174,9 @@ impl Session {
                 // on a reject the final `.<CR><LF>` is never sent.
                 let mut refused = None;
                 if scan.end && scan.violation.is_none() && upstream_error.is_none() {
+                    // Postfix's act_size: a policy service hears the real size now. (Postfix
+                    // counts the lines unstuffed; this counts them as sent.)
+                    self.mail_facts.size = scanner.body_bytes();
                     let decision = decide!(self, Stage::EndOfData, Some(sender), None);
                     refused = self.judge("END-OF-MESSAGE", decision, Some(sender), None);
                 }

@@ -11,7 +11,7 @@ use crate::policy::{Decision, SessionFacts, PREPEND_NOTE};
 pub(super) struct MailFacts {
     /// PREPEND headers from the MAIL stage, before the transaction exists.
     pub(super) prepend: Vec<String>,
-    size: u64,
+    pub(super) size: u64,
     auth: Option<String>,
     instance: String,
 }
