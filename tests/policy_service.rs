@@ -343,3 +343,62 @@ async fn an_idle_connection_is_closed_after_max_idle() {
     assert_eq!(c.cmd("RCPT TO:<pok@local.test>").await, "250 2.1.5 Ok");
     assert_eq!(server.connections(), 2);
 }
+
+/// Counts log lines containing `needle`.
+fn count(rg: &Relayguard, needle: &str) -> usize {
+    rg.log_lines().iter().filter(|l| l.contains(needle)).count()
+}
+
+/// Rewrites the config and sends HUP; waits for one more `reloaded ` line.
+fn reload(rg: &Relayguard, text: &str) {
+    let before = count(rg, "reloaded ");
+    rg.write_config(text);
+    rg.signal("HUP");
+    let deadline = Instant::now() + WAIT;
+    while count(rg, "reloaded ") == before {
+        assert!(
+            Instant::now() < deadline,
+            "no reload:\n{}",
+            rg.log_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_connection_unless_the_service_changed() {
+    let server = PolicyServer::tcp(by_recipient);
+    let rg = relayguard(&format!(
+        "check_policy_service inet:127.0.0.1:{}",
+        server.port()
+    ));
+    let ask = || async {
+        let mut c = in_transaction(&rg).await;
+        assert_eq!(c.cmd("RCPT TO:<pok@local.test>").await, "250 2.1.5 Ok");
+    };
+    ask().await;
+    let original = std::fs::read_to_string(rg.config_path()).unwrap();
+    // Same service, another unrelated setting: the pooled connection serves on.
+    reload(
+        &rg,
+        &original.replace(
+            "myhostname = \"relayguard.test\"",
+            "myhostname = \"other.test\"",
+        ),
+    );
+    ask().await;
+    assert_eq!(server.connections(), 1);
+    // A changed setting is another pool: a new connection.
+    reload(
+        &rg,
+        &original.replace(
+            &format!("check_policy_service inet:127.0.0.1:{}", server.port()),
+            &format!(
+                "check_policy_service {{ inet:127.0.0.1:{}, timeout=50s }}",
+                server.port()
+            ),
+        ),
+    );
+    ask().await;
+    assert_eq!(server.connections(), 2);
+}
