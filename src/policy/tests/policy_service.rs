@@ -438,3 +438,56 @@ fn the_same_server_twice_in_one_command_is_asked_twice() {
         .collect();
     assert_eq!(repeats, vec![0, 1]);
 }
+
+#[test]
+fn not_asked_when_an_earlier_lookup_rejects() {
+    use crate::policy::pending::DnsRecord;
+    let p = with_policy(
+        "ps_listed",
+        "smtpd_recipient_restrictions = reject_rbl_client zen.test, check_policy_service inet:127.0.0.1:1\n",
+    );
+    let w = who("192.0.2.50");
+    let facts = w.facts(Some("u@local.test"));
+    let mut cache = FactCache::default();
+    let mut state = TransactionState::default();
+    let Progress::Needs(first) = p.decide(Stage::Rcpt, &facts, &mut state, &cache) else {
+        panic!("the DNSBL must be asked first");
+    };
+    assert_eq!(
+        first.iter().map(FactRequest::describe).collect::<Vec<_>>(),
+        ["DNS A 50.2.0.192.zen.test"]
+    );
+    cache.insert(Fetched {
+        request: first[0].clone(),
+        answer: FactAnswer::Dns(DnsAnswer::Records(vec![DnsRecord::Addr(
+            "127.0.0.2".parse().unwrap(),
+        )])),
+        elapsed: Duration::ZERO,
+        cached: false,
+    });
+    // Listed: rejected without a word to the policy server (a greylist counts no attempt);
+    // the DNSBL's TXT record may still be asked for the reply text.
+    let d = loop {
+        match p.decide(Stage::Rcpt, &facts, &mut state, &cache) {
+            Progress::Decided(d) => break d,
+            Progress::Needs(needs) => {
+                for n in needs {
+                    assert!(matches!(n, FactRequest::Dns { .. }), "asked {n:?}");
+                    cache.insert(Fetched {
+                        request: n,
+                        answer: FactAnswer::Dns(DnsAnswer::NoData),
+                        elapsed: Duration::ZERO,
+                        cached: false,
+                    });
+                }
+            }
+        }
+    };
+    assert!(
+        shown(&d, "").starts_with(
+            "554 5.7.1 Service unavailable; Client host [192.0.2.50] blocked using zen.test"
+        ),
+        "{}",
+        shown(&d, "")
+    );
+}
