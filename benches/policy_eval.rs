@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
         recipient: Some(rcpt),
         listener: "smtp",
         improper_pipelining: false,
+        session: Default::default(),
     };
     let local = facts("user@local.test");
     let foreign = facts("user@elsewhere.example");

@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         recipient: Some("user@local.test"),
         listener: "smtp",
         improper_pipelining: false,
+        session: Default::default(),
     };
     let empty = FactCache::default();
     let mut st = TransactionState::default();

@@ -18,7 +18,7 @@ use crate::net::proxy_header::{looks_like_proxy_header, read_proxy_header, Proxi
 use crate::net::resolve::{ClientNames, HostName, NameResolver};
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
-use crate::session::{Session, SessionContext};
+use crate::session::{Session, SessionContext, TlsFacts};
 use crate::smtp::{replies, Reply};
 use crate::upstream::{Upstream, WarmPool};
 
@@ -366,6 +366,7 @@ async fn accept_session(
         _ => ClientNames::failed(HostName::Unavailable),
     };
     let implicit_tls = ctx.listener.smtpd.tls_level == TlsLevel::Wrapper;
+    let mut tls_facts = None;
     let boxed: BoxStream = if implicit_tls {
         let Some(config) = ctx.listener.tls.clone() else {
             return;
@@ -376,7 +377,10 @@ async fn accept_session(
         )
         .await
         {
-            Ok(Ok(tls)) => Box::new(tls),
+            Ok(Ok(tls)) => {
+                tls_facts = TlsFacts::of(tls.get_ref().1);
+                Box::new(tls)
+            }
             Ok(Err(e)) => {
                 tracing::info!("TLS handshake failed for {client_addr}: {e}");
                 return;
@@ -389,7 +393,8 @@ async fn accept_session(
     } else {
         Box::new(stream)
     };
-    let session = Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls);
+    let session = Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls)
+        .with_tls_facts(tls_facts);
     let end = session.run().await;
     tracing::debug!(?end, "session ended");
 }

@@ -15,6 +15,7 @@ use super::error::{Hint, PolicyError, PolicyWarning};
 use super::eval_dns::DnsRules;
 use super::netlist::{NetList, TableOpener};
 use super::params::{expand, Origin, ParamMap};
+use super::policy_service::PolicySettings;
 use super::restriction::{parse_list, ListContext, Lookup, Restriction};
 use super::table::Table;
 use super::{HostInfo, Policy, StageLists};
@@ -271,6 +272,7 @@ pub(crate) fn compile(
         .collect();
     let mut classes: Vec<(Box<str>, Vec<Restriction>)> = Vec::new();
     let mut lists = StageLists::default();
+    let policy_defaults = policy_settings(&mut cx);
     {
         let mut errors = std::mem::take(&mut cx.errors);
         let mut warnings = std::mem::take(&mut cx.warnings);
@@ -279,6 +281,7 @@ pub(crate) fn compile(
             open: &mut open,
             errors: &mut errors,
             warnings: &mut warnings,
+            policy_defaults: &policy_defaults,
         };
         for name in &class_names {
             let Some(pv) = params.get(name) else {
@@ -380,9 +383,34 @@ pub(crate) fn compile(
                 table_warnings,
                 sender_login_maps,
                 rbl_reply_maps,
+                policy_defaults,
             },
         )
     }
+}
+
+/// The main.cf smtpd_policy_service_* settings every check_policy_service starts from.
+fn policy_settings(cx: &mut Ctx<'_>) -> PolicySettings {
+    let mut settings = PolicySettings::default();
+    for name in super::PARAMETERS
+        .iter()
+        .filter(|n| n.starts_with("smtpd_policy_service_"))
+    {
+        if cx.params.get(name).is_none() {
+            continue;
+        }
+        let value = cx.get(name);
+        let key = &name["smtpd_policy_service_".len()..];
+        if let Err(why) = settings.set(key, value.trim()) {
+            cx.errors.push(PolicyError::BadValue {
+                name: (*name).into(),
+                origin: cx.origin(name),
+                why,
+                hint: Hint::none(),
+            });
+        }
+    }
+    settings
 }
 
 /// A parameter that names one table (relayguard does not search several in turn here).
@@ -415,6 +443,7 @@ fn one_table(
 }
 
 struct FinishParts {
+    policy_defaults: PolicySettings,
     mynetworks: NetList,
     sasl_exceptions: NetList,
     event_limit_exceptions: NetList,
@@ -494,6 +523,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
             .iter()
             .any(|p| p.eq_ignore_ascii_case("smtpd_access_maps")),
         sender_login_maps,
+        policy_defaults: parts.policy_defaults,
         warnings: Vec::new(),
         wants_name: false,
         waits: false,

@@ -10,7 +10,7 @@ use super::address::{classify, literal_addr, Address, Destination};
 use super::hostname::{truncate_dot, valid_helo_literal, valid_hostaddr, valid_hostname};
 use super::pending::{FactAnswer, FactCache, FactRequest, MAX_REQUESTS_PER_ROUND};
 use super::restriction::Restriction;
-use super::{Facts, ListTrace, Note, Policy, Reason};
+use super::{Facts, ListTrace, Note, Policy, Reason, Stage};
 use crate::smtp::Reply;
 
 /// What one restriction or list says.
@@ -35,6 +35,7 @@ pub(crate) const MAX_DEPTH: u32 = 100;
 
 pub(crate) struct Eval<'p, 'f> {
     pub(crate) p: &'p Policy,
+    pub(crate) stage: Stage,
     pub(crate) facts: &'f Facts<'f>,
     pub(crate) addr: IpAddr,
     /// Parsed on first use: most restriction lists never look at an address.
@@ -50,17 +51,24 @@ pub(crate) struct Eval<'p, 'f> {
     /// Facts fetched for this command, and those still missing.
     answers: &'f FactCache,
     pub(crate) needs: Vec<FactRequest>,
+    /// A policy service's default_action is being applied: one that fails again inside it
+    /// falls back to the built-in default (smtpd_check.c's nesting_level).
+    pub(crate) in_default_action: bool,
+    /// The policy requests reached so far in this evaluation, to number repeats.
+    pub(crate) policy_asked: Vec<FactRequest>,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
     pub(crate) fn new(
         p: &'p Policy,
+        stage: Stage,
         facts: &'f Facts<'f>,
         answers: &'f FactCache,
         explain: bool,
     ) -> Self {
         Eval {
             p,
+            stage,
             facts,
             addr: facts.client.addr.to_canonical(),
             sender: OnceCell::new(),
@@ -74,6 +82,8 @@ impl<'p, 'f> Eval<'p, 'f> {
             trace: explain.then(Vec::new),
             answers,
             needs: Vec::new(),
+            in_default_action: false,
+            policy_asked: Vec::new(),
         }
     }
 
@@ -396,6 +406,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             Restriction::RejectUnknownDomain { sender, .. } => self.unknown_domain(r, *sender),
             Restriction::Dnsxl(list) => self.dnsxl(r, list),
             Restriction::CheckServer(check) => self.server_access(r, check),
+            Restriction::PolicyService(service) => self.policy_service(r, service, voice),
             Restriction::Class(i) => {
                 let Some((_, list)) = self.p.classes.get(*i as usize) else {
                     return Verdict::Dunno;

@@ -83,7 +83,7 @@ impl Eval<'_, '_> {
             value: Some(value.clone()),
             ..self.reason(r)
         };
-        let v = self.table_result(&value, voice, reason.clone(), table);
+        let v = self.table_result(&value, voice, reason.clone(), table.spec());
         // permit from check_recipient_access is ignored for a source-routed recipient unless
         // allow_untrusted_routing (smtpd_check.c check_mail_access).
         if let (Verdict::Ok(_), Lookup::Recipient) = (&v, lookup) {
@@ -97,12 +97,14 @@ impl Eval<'_, '_> {
         v
     }
 
+    /// An access(5) value found in `table` (its spec, for warnings), as check_table_result
+    /// turns it into a verdict with the voice of the list it sits in.
     pub(crate) fn table_result(
         &mut self,
         value: &str,
         voice: VoiceKind,
         reason: Reason,
-        table: &Table,
+        table: &str,
     ) -> Verdict {
         let codes = self.p.codes;
         match parse_action(value, &codes) {
@@ -133,10 +135,7 @@ impl Eval<'_, '_> {
             }
             Action::Restrictions(text) => {
                 let Some(list) = self.p.value_lists.get(text.trim()) else {
-                    let why = format!(
-                        "unknown smtpd restriction: \"{text}\" (from {})",
-                        table.spec()
-                    );
+                    let why = format!("unknown smtpd restriction: \"{text}\" (from {table})");
                     return self.config_error(reason, why);
                 };
                 if self.depth >= MAX_DEPTH {
@@ -149,10 +148,7 @@ impl Eval<'_, '_> {
                 wrap(reason, v)
             }
             Action::Unsupported(_) | Action::Table | Action::Invalid => {
-                let why = format!(
-                    "unknown smtpd restriction: \"{value}\" (from {})",
-                    table.spec()
-                );
+                let why = format!("unknown smtpd restriction: \"{value}\" (from {table})");
                 self.config_error(reason, why)
             }
         }

@@ -102,6 +102,9 @@ impl<'f> Eval<'_, 'f> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         match self.ask(FactRequest::dns(name, rtype))? {
             FactAnswer::Dns(a) => Some(a),
+            // A request is answered in its own kind; anything else is a caller's bug, read
+            // as no records rather than trusted.
+            FactAnswer::Policy(_) => Some(&DnsAnswer::NoData),
         }
     }
 

@@ -254,7 +254,7 @@ impl Eval<'_, '_> {
             value: Some(value.clone()),
             ..self.reason(r)
         };
-        self.table_result(&value, voice, reason, &check.table)
+        self.table_result(&value, voice, reason, check.table.spec())
     }
 
     /// forbid_allowlist: these restrictions may reject or pass, never permit.

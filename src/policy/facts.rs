@@ -61,6 +61,33 @@ pub struct Facts<'a> {
     /// The session saw the client send commands ahead of replies where that is not allowed
     /// (smtpd_flag_ill_pipelining); sticky for the session. Used by reject_unauth_pipelining.
     pub improper_pipelining: bool,
+    /// The rest of what Postfix tells a policy service (check_policy_service); empty
+    /// by default, and read by nothing else.
+    pub session: SessionFacts<'a>,
+}
+
+/// What a policy-service request carries beyond the envelope (postfix-semantics 11.1).
+/// Everything defaults to empty or zero, which is what Postfix sends when it does not know.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionFacts<'a> {
+    /// The address the client connected to (`server_address`, `server_port`).
+    pub server: Option<std::net::SocketAddr>,
+    /// The SASL mechanism of the login in [`Facts::login`].
+    pub sasl_method: Option<&'a str>,
+    /// The MAIL FROM `AUTH=` value.
+    pub sasl_sender: Option<&'a str>,
+    /// The TLS protocol (`TLSv1.3`), cipher and its key size, once encrypted.
+    pub tls_protocol: Option<&'a str>,
+    pub tls_cipher: Option<&'a str>,
+    pub tls_keysize: u16,
+    /// The MAIL FROM `SIZE=` value, or the message's size at end of data.
+    pub size: u64,
+    /// Postfix's queue ID; relayguard queues nothing, so it stays empty.
+    pub queue_id: &'a str,
+    /// An identifier constant within one transaction (Postfix's `instance`).
+    pub instance: &'a str,
+    /// The transaction's accepted recipients (for DATA and END-OF-MESSAGE).
+    pub recipients: &'a [String],
 }
 
 /// The SMTP stage a decision is for; Postfix's reject log lines name it.

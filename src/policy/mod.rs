@@ -18,6 +18,7 @@ mod error;
 mod eval;
 mod eval_access;
 mod eval_dns;
+mod eval_policy;
 mod eval_server;
 mod facts;
 pub mod hostname;
@@ -26,6 +27,7 @@ pub mod main_cf;
 mod netlist;
 mod params;
 pub mod pending;
+pub mod policy_service;
 mod postfix_names;
 mod prefix;
 mod restriction;
@@ -48,7 +50,8 @@ pub use decision::{
     AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
 };
 pub use error::{Hint, PolicyError, PolicyWarning};
-pub use facts::{Client, Facts, HostInfo, NameStatus, Stage};
+pub use eval_policy::PREPEND_NOTE;
+pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
 pub use params::{expand, Origin, ParamMap, ParamValue};
 pub use pending::{FactCache, FactRequest, Fetched, Progress};
@@ -94,6 +97,14 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_end_of_data_restrictions",
     "smtpd_helo_restrictions",
     "smtpd_null_access_lookup_key",
+    "smtpd_policy_service_default_action",
+    "smtpd_policy_service_max_idle",
+    "smtpd_policy_service_max_ttl",
+    "smtpd_policy_service_policy_context",
+    "smtpd_policy_service_request_limit",
+    "smtpd_policy_service_retry_delay",
+    "smtpd_policy_service_timeout",
+    "smtpd_policy_service_try_limit",
     "smtpd_recipient_restrictions",
     "smtpd_relay_before_recipient_restrictions",
     "smtpd_relay_restrictions",
@@ -176,6 +187,9 @@ pub struct Policy {
     pub(crate) myhostname: Box<str>,
     pub(crate) access_parent_style: bool,
     pub(crate) sender_login_maps: Option<Arc<Table>>,
+    /// smtpd_policy_service_* from main.cf, for restriction lists parsed after load (a policy
+    /// server's `action=`).
+    pub(crate) policy_defaults: policy_service::PolicySettings,
     pub(crate) warnings: Vec<PolicyWarning>,
     pub(crate) wants_name: bool,
     /// Some restriction may need a fact from the network.
@@ -367,7 +381,7 @@ impl Policy {
     ) -> (Progress, Vec<ListTrace>) {
         // Only a policy that can wait pays for keeping the state to put back.
         let before = self.waits.then(|| state.clone());
-        let mut ev = Eval::new(self, facts, answers, explain);
+        let mut ev = Eval::new(self, stage, facts, answers, explain);
         let verdict = self.stage(stage, &mut ev, state);
         let trace = ev.trace.take().unwrap_or_default();
         if !ev.needs.is_empty() {

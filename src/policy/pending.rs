@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::policy_service::PolicyService;
 use super::Decision;
 
 /// At most this many requests are gathered in one round.
@@ -58,6 +59,17 @@ impl RecordType {
 pub enum FactRequest {
     /// The records of one type for one absolute name (no search list; no trailing dot).
     Dns { name: Box<str>, rtype: RecordType },
+    /// One `check_policy_service` query: the request's `name=value` lines (without the blank
+    /// line that ends it) for this service. Never speculative: a policy server may keep state
+    /// (greylisting, rate counters), so it is asked only when Postfix would ask it.
+    Policy {
+        service: Box<PolicyService>,
+        request: Box<str>,
+        /// How many identical requests this command made before it: Postfix asks again each
+        /// time the restriction is reached (a rate counter counts each), so a repeat is a new
+        /// fact, not the cached answer.
+        repeat: u32,
+    },
 }
 
 impl FactRequest {
@@ -78,6 +90,15 @@ impl FactRequest {
     pub fn describe(&self) -> String {
         match self {
             FactRequest::Dns { name, rtype } => format!("DNS {} {name}", rtype.as_str()),
+            FactRequest::Policy {
+                service, request, ..
+            } => {
+                let state = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("protocol_state="))
+                    .unwrap_or("");
+                format!("policy {} {state}", service.endpoint)
+            }
         }
     }
 }
@@ -121,10 +142,23 @@ impl DnsAnswer {
     }
 }
 
+/// What a policy service said to one request, after all the attempts it took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyAnswer {
+    /// The `action=` value, possibly empty; `None` when every attempt failed (the engine then
+    /// applies the service's default_action).
+    pub action: Option<Box<str>>,
+    /// Warnings on the way, worded as Postfix logs them (`connect to 127.0.0.1:9998:
+    /// Connection refused`, `problem talking to server 127.0.0.1:9998: ...`), for the caller
+    /// to log; the engine does not repeat them.
+    pub warnings: Vec<Box<str>>,
+}
+
 /// An answer the caller fetched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum FactAnswer {
     Dns(DnsAnswer),
+    Policy(PolicyAnswer),
 }
 
 impl FactAnswer {
@@ -133,6 +167,7 @@ impl FactAnswer {
         matches!(
             self,
             FactAnswer::Dns(DnsAnswer::TryAgain(_) | DnsAnswer::Refused(_))
+                | FactAnswer::Policy(PolicyAnswer { action: None, .. })
         )
     }
 
@@ -153,6 +188,13 @@ impl FactAnswer {
             FactAnswer::Dns(DnsAnswer::NxDomain) => "NXDOMAIN".into(),
             FactAnswer::Dns(DnsAnswer::Refused(why)) => format!("failed: {why}"),
             FactAnswer::Dns(DnsAnswer::TryAgain(why)) => format!("temporary failure: {why}"),
+            FactAnswer::Policy(PolicyAnswer {
+                action: Some(action),
+                ..
+            }) => format!("action={action}"),
+            FactAnswer::Policy(PolicyAnswer { warnings, .. }) => {
+                format!("failed: {}", warnings.last().map_or("no answer", |w| &**w))
+            }
         }
     }
 }

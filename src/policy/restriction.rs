@@ -14,6 +14,7 @@ use super::error::{Hint, PolicyError, PolicyWarning};
 use super::netlist::TableOpener;
 use super::params::Origin;
 use super::pending::RecordType;
+use super::policy_service::{PolicyService, PolicySettings};
 use super::table::Table;
 use super::text::split_list;
 
@@ -94,6 +95,8 @@ pub(crate) enum Restriction {
     Dnsxl(Box<Dnsxl>),
     /// check_{client,reverse_client_hostname,helo,sender,recipient}_{a,mx,ns}_access.
     CheckServer(Box<ServerCheck>),
+    /// check_policy_service: delegation to a policy server.
+    PolicyService(Box<PolicyService>),
 }
 
 /// Whose name a check_*_{a,mx,ns}_access restriction looks up the servers of.
@@ -304,7 +307,6 @@ const CHECKS: &[(&str, Lookup)] = &[
 /// more, so the word after a restriction without one (`reject_maps_rbl`, which reads
 /// maps_rbl_domains) is still checked.
 const NOT_IMPLEMENTED: &[(&str, bool)] = &[
-    ("check_policy_service", true),
     ("reject_unlisted_recipient", false),
     ("reject_unlisted_sender", false),
     ("reject_unverified_recipient", false),
@@ -345,6 +347,7 @@ impl Restriction {
             | Restriction::RejectUnknownDomain { name, .. } => (*name).into(),
             Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec),
             Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()),
+            Restriction::PolicyService(s) => format!("check_policy_service {}", s.spec),
             Restriction::Class(i) => classes
                 .get(*i as usize)
                 .map(|c| c.0.to_string())
@@ -363,7 +366,8 @@ impl Restriction {
             Restriction::RejectUnknownHelo { .. }
             | Restriction::RejectUnknownDomain { .. }
             | Restriction::Dnsxl(_)
-            | Restriction::CheckServer(_) => true,
+            | Restriction::CheckServer(_)
+            | Restriction::PolicyService(_) => true,
             Restriction::Check { table, .. } => table.is_remote(),
             Restriction::WarnIfReject(inner) => inner.waits(),
             _ => false,
@@ -386,6 +390,8 @@ impl Restriction {
             Restriction::CheckServer(c) => {
                 matches!(c.subject, Subject::Client | Subject::ReverseClient)
             }
+            // Every request carries client_name and reverse_client_name.
+            Restriction::PolicyService(_) => true,
             _ => false,
         }
     }
@@ -409,6 +415,8 @@ pub(crate) struct ListContext<'a, 'o> {
     pub(crate) open: &'a mut TableOpener<'o>,
     pub(crate) errors: &'a mut Vec<PolicyError>,
     pub(crate) warnings: &'a mut Vec<PolicyWarning>,
+    /// The main.cf smtpd_policy_service_* settings a check_policy_service starts from.
+    pub(crate) policy_defaults: &'a PolicySettings,
 }
 
 /// Every name a list may contain, for "did you mean" hints.
@@ -419,7 +427,7 @@ fn all_names<'a>(classes: &'a FxHashMap<String, u32>) -> impl Iterator<Item = &'
         .chain(CHECKS.iter().map(|(n, _)| *n))
         .chain(SERVER_CHECKS.iter().map(|(n, ..)| *n))
         .chain(DnsxlKind::ALL.iter().map(|(n, _)| *n))
-        .chain(["warn_if_reject"])
+        .chain(["warn_if_reject", "check_policy_service"])
         .chain(classes.keys().map(String::as_str))
 }
 
@@ -536,6 +544,26 @@ fn parse_one(
             Ok(list) => Some(Restriction::Dnsxl(Box::new(list))),
             Err(why) => {
                 unknown(cx, Hint::text(format!("`{word}`: {why}")));
+                None
+            }
+        };
+    }
+    if lower == "check_policy_service" {
+        let Some(spec) = tokens.get(*i) else {
+            unknown(
+                cx,
+                Hint::text("`check_policy_service` needs a server: inet:host:port or unix:/path"),
+            );
+            return None;
+        };
+        *i += 1;
+        return match PolicyService::parse(spec, cx.policy_defaults) {
+            Ok(service) => Some(Restriction::PolicyService(Box::new(service))),
+            Err(why) => {
+                unknown(
+                    cx,
+                    Hint::text(format!("`check_policy_service {spec}`: {why}")),
+                );
                 None
             }
         };

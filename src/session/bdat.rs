@@ -42,6 +42,8 @@ pub(super) struct ChunkStream {
     /// The leg offered CHUNKING: the content goes as BDAT. Otherwise DATA was sent, the leg
     /// answered 354, and the content goes as a dot-stuffed body.
     bdat: bool,
+    /// A policy server's PREPEND header lines, sent in front of the first piece.
+    prepend: Vec<u8>,
 }
 
 /// How one accepted chunk ended.
@@ -226,12 +228,18 @@ impl Session {
             BareNewline::Reject => DotMode::Reject,
             BareNewline::Normalize => DotMode::Normalize,
         };
+        let Some(txn) = self.heard.txn.as_mut() else {
+            return Err(self.upstream_unavailable());
+        };
+        let mut prepend = Vec::new();
+        for header in std::mem::take(&mut txn.prepend) {
+            prepend.extend_from_slice(header.replace(['\r', '\n'], " ").as_bytes());
+            prepend.extend_from_slice(b"\r\n");
+        }
         let stream = ChunkStream {
             scanner: DotScanner::chunks(mode, !bdat),
             bdat,
-        };
-        let Some(txn) = self.heard.txn.as_mut() else {
-            return Err(self.upstream_unavailable());
+            prepend,
         };
         txn.bdat = true;
         txn.chunks = Some(Box::new(stream));
@@ -257,6 +265,8 @@ impl Session {
         loop {
             let take = self.chunk_piece(remaining).await?;
             out.clear();
+            // The PREPEND headers lead the first piece; the sizes sent are relayguard's own.
+            out.append(&mut stream.prepend);
             stream.scanner.scan(&self.io.rbuf[..take], &mut out);
             bytes::Buf::advance(&mut self.io.rbuf, take);
             remaining -= take as u64;

@@ -33,6 +33,7 @@ impl Session {
         };
         let sender = txn.sender.clone();
         let decision = decide!(self, Stage::Data, Some(&sender), None);
+        self.keep_prepends(&decision);
         if let Some(reply) = self.judge("DATA", decision, Some(&sender), None) {
             return self.refuse(reply);
         }
@@ -148,6 +149,23 @@ impl Session {
         let mut normalized = Vec::new();
         let mut upstream_error: Option<UpstreamError> = None;
         let idle = settings.smtpd_timeout;
+        // A policy server's PREPEND headers go first, as Postfix writes them before the
+        // message. One line each: a header with a line break in it would be a second header.
+        let prepend = self
+            .heard
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.prepend))
+            .unwrap_or_default();
+        if let Some(up) = self.upstream.as_mut() {
+            for header in prepend {
+                let line = format!("{}\r\n", header.replace(['\r', '\n'], " "));
+                if let Err(e) = up.write_body(line.as_bytes()).await {
+                    upstream_error = Some(e);
+                    break;
+                }
+            }
+        }
         loop {
             if !self.io.rbuf.is_empty() {
                 normalized.clear();
@@ -156,6 +174,9 @@ impl Session {
                 // on a reject the final `.<CR><LF>` is never sent.
                 let mut refused = None;
                 if scan.end && scan.violation.is_none() && upstream_error.is_none() {
+                    // Postfix's act_size: a policy service hears the real size now. (Postfix
+                    // counts the lines unstuffed; this counts them as sent.)
+                    self.mail_facts.size = scanner.body_bytes();
                     let decision = decide!(self, Stage::EndOfData, Some(sender), None);
                     refused = self.judge("END-OF-MESSAGE", decision, Some(sender), None);
                 }

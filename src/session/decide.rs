@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::Session;
-use crate::policy::pending::MAX_ROUNDS;
+use crate::policy::pending::{FactAnswer, MAX_ROUNDS};
 use crate::policy::{Decision, FactCache, FactRequest, Progress, Stage, TransactionState};
 
 /// A decision that waits for facts: what to ask again once they are fetched.
@@ -88,6 +88,12 @@ impl Session {
                     elapsed_ms = fetched.elapsed.as_secs_f64() * 1000.0,
                     "policy lookup"
                 );
+                // A policy server's trouble is logged as Postfix's attr_clnt logs it.
+                if let FactAnswer::Policy(answer) = &fetched.answer {
+                    for w in &answer.warnings {
+                        self.log.warning(format_args!("{w}"));
+                    }
+                }
                 answers.insert(fetched);
             }
             let facts = self.facts(sender.as_deref(), recipient.as_deref());

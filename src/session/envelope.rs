@@ -9,10 +9,12 @@ use crate::smtp::{replies, Reply};
 
 impl Session {
     pub(super) async fn mail(&mut self, command: &Command<'_>) -> Step {
-        let Command::Mail { from, .. } = command else {
+        let Command::Mail { from, params } = command else {
             return Step::Failed;
         };
+        self.mail_facts = super::policy_facts::MailFacts::new(params.size, params.auth);
         let decision = decide!(self, Stage::Mail, Some(from), None);
+        self.keep_prepends(&decision);
         if let Some(reply) = self.judge("MAIL", decision, Some(from), None) {
             return self.refuse(reply);
         }
@@ -44,6 +46,7 @@ impl Session {
         }
         let transaction = Transaction {
             sender: from.to_string(),
+            prepend: std::mem::take(&mut self.mail_facts.prepend),
             ..Transaction::default()
         };
         if defer {
@@ -88,6 +91,8 @@ impl Session {
             return self.refuse(replies::need_mail());
         };
         let decision = decide!(self, Stage::Rcpt, Some(&txn.sender), Some(to));
+        // The transaction is out of `heard` while its RCPT is decided.
+        txn.prepend.extend(super::policy_facts::prepends(&decision));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.heard.txn = Some(txn);
             return self.refuse(reply);

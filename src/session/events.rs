@@ -118,7 +118,11 @@ impl EventLog {
     /// a `warning` (a lookup error, a configuration problem met at run time) as Postfix's
     /// msg_warn writes it: `warning: TEXT`.
     pub fn notes(&self, stage: &str, notes: &[Note], ctx: &RejectContext<'_>) {
-        for note in notes {
+        // A header to prepend is not an event: Postfix does not log it.
+        for note in notes
+            .iter()
+            .filter(|n| n.action != crate::policy::PREPEND_NOTE)
+        {
             if note.action == "warning" {
                 self.warning(format_args!("{}", note.text));
             } else {

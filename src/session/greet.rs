@@ -4,6 +4,7 @@
 use tokio_rustls::TlsAcceptor;
 
 use super::decide::decide;
+use super::policy_facts::TlsFacts;
 use super::{Heard, Session, SessionEnd, Step};
 use crate::policy::{Outcome, Stage};
 use crate::smtp::ehlo::Offer;
@@ -118,6 +119,7 @@ impl Session {
         let accept = TlsAcceptor::from(config).accept(stream);
         match tokio::time::timeout(self.handshake_timeout(), accept).await {
             Ok(Ok(tls)) => {
+                self.tls_facts = TlsFacts::of(tls.get_ref().1);
                 self.io.set_stream(Box::new(tls));
                 self.tls = true;
                 // RFC 3207 4.2: forget everything learned before TLS, and what the policy

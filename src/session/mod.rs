@@ -14,6 +14,7 @@ mod events;
 mod greet;
 pub mod io;
 pub mod phase;
+mod policy_facts;
 pub mod trace;
 
 #[cfg(test)]
@@ -40,6 +41,8 @@ use crate::upstream::{ClientIdentity, Upstream, UpstreamConn, WarmPool};
 pub use end::{CommandCounts, SessionEnd};
 use events::EventLog;
 use io::{ClientIo, ReadError};
+use policy_facts::MailFacts;
+pub use policy_facts::TlsFacts;
 
 /// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
 const MAX_COMMAND_LINE: usize = 512;
@@ -75,6 +78,8 @@ struct Transaction {
     bdat: bool,
     /// The chunked message under way, from its first accepted chunk.
     chunks: Option<Box<bdat::ChunkStream>>,
+    /// Headers a policy server asked to PREPEND, put in front of the message.
+    prepend: Vec<String>,
     /// The canonical MAIL line the upstream has not answered yet: held since the client's MAIL
     /// and sent with the next RCPT (`UpstreamSettings::defer_mail`).
     held_mail: Option<Vec<u8>>,
@@ -115,6 +120,9 @@ pub struct Session {
     policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
+    /// What a policy service hears about the transaction and the TLS session.
+    mail_facts: MailFacts,
+    tls_facts: Option<TlsFacts>,
     chunking: bdat::Chunking,
     started: Instant,
     /// The last command, for `lost connection after X` and `timeout after X`.
@@ -161,6 +169,8 @@ impl Session {
             errors: 0,
             policy_state: None,
             improper_pipelining: false,
+            mail_facts: MailFacts::default(),
+            tls_facts: None,
             chunking: bdat::Chunking::default(),
             started: Instant::now(),
             last: "CONNECT",
@@ -471,6 +481,7 @@ impl Session {
             recipient,
             listener: &self.ctx.listener.name,
             improper_pipelining: self.improper_pipelining,
+            session: self.session_facts(sender.is_some()),
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::phase::{self, Dialogue, Phase, Rules};
 use crate::policy::{
     Client, Decision, FactCache, FactRequest, Facts, Fetched, ListTrace, Note, Outcome, Policy,
-    Reason, Stage, TransactionState,
+    Reason, SessionFacts, Stage, TransactionState,
 };
 use crate::smtp::command::{parse, Command};
 use crate::smtp::Reply;
@@ -176,6 +176,10 @@ fn facts_of<'a>(
         recipient,
         listener: &s.listener,
         improper_pipelining: s.improper_pipelining,
+        session: SessionFacts {
+            recipients: &s.recipients,
+            ..SessionFacts::default()
+        },
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`external`]: swaks and smtplib wrappers returning transcripts.
 //! - [`flows`]: whole SMTP exchanges several test files repeat.
 //! - [`scripted::ScriptedUpstream`]: an upstream whose every reply a test scripts.
+//! - [`policy_daemons`]: postgrey and policyd-spf (with a dnsmasq of its own) on loopback.
+//! - [`policy_server::PolicyServer`]: a Postfix policy server answering what the test says.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
 //! - [`dns::DnsWorld`]: a dnsmasq zone a test composes, with SERVFAIL and slow domains
 //!   ([`dns_faults`]); [`dns_reference`] holds the one tests/dns_postfix.rs recorded against.
@@ -26,6 +28,8 @@ pub mod dnsmasq;
 pub mod external;
 pub mod flows;
 pub mod maildir;
+pub mod policy_daemons;
+pub mod policy_server;
 pub mod postfix;
 pub mod probe;
 pub mod process;

@@ -5,6 +5,7 @@ mod config;
 mod dns;
 mod helo;
 mod params;
+mod policy_service;
 mod relay;
 mod stages;
 mod tables;
@@ -108,6 +109,7 @@ impl Who {
             recipient: rcpt,
             listener: "smtp",
             improper_pipelining: self.pipelining,
+            session: SessionFacts::default(),
         }
     }
 }
