@@ -363,6 +363,22 @@ pub(crate) fn compile(
         cx.warnings = warnings;
         let sender_login_maps = one_table(&mut cx, &mut open, "smtpd_sender_login_maps");
         let rbl_reply_maps = one_table(&mut cx, &mut open, "rbl_reply_maps");
+        // Reply templates are expanded while the reply is built, which cannot wait.
+        let rbl_reply_maps = match rbl_reply_maps {
+            Some(t) if t.is_remote() => {
+                cx.errors.push(PolicyError::BadValue {
+                    name: "rbl_reply_maps".into(),
+                    origin: cx.origin("rbl_reply_maps"),
+                    why: format!(
+                        "`{}`: a remote table in rbl_reply_maps is not supported yet",
+                        t.spec()
+                    ),
+                    hint: Hint::text("use a texthash: or regexp: table"),
+                });
+                None
+            }
+            other => other,
+        };
         finish(
             cx,
             FinishParts {
@@ -497,6 +513,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         warnings: Vec::new(),
         wants_name: false,
         waits: false,
+        remote_tables: Vec::new(),
     };
     let params = cx.params;
     super::compile_checks::check(&mut policy, &mut cx.errors, &mut cx.warnings, |n| {

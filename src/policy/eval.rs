@@ -2,14 +2,17 @@
 //! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
 //! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
 
-use std::cell::OnceCell;
+use std::borrow::Cow;
+use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
 use super::address::{classify, literal_addr, Address, Destination};
 use super::hostname::{truncate_dot, valid_helo_literal, valid_hostaddr, valid_hostname};
-use super::pending::{FactAnswer, FactCache, FactRequest, MAX_REQUESTS_PER_ROUND};
+use super::lookup::Answer;
+use super::pending::{FactAnswer, FactCache, FactRequest, TableResult, MAX_REQUESTS_PER_ROUND};
 use super::restriction::Restriction;
+use super::table::Table;
 use super::{Facts, ListTrace, Note, Policy, Reason};
 use crate::smtp::Reply;
 
@@ -47,9 +50,10 @@ pub(crate) struct Eval<'p, 'f> {
     pub(crate) depth: u32,
     param: &'static str,
     pub(crate) trace: Option<Vec<ListTrace>>,
-    /// Facts fetched for this command, and those still missing.
+    /// Facts fetched for this command, and those still missing (a cell, so that a lookup
+    /// order can ask while the envelope addresses it reads from `self` are borrowed).
     answers: &'f FactCache,
-    pub(crate) needs: Vec<FactRequest>,
+    pub(crate) needs: RefCell<Vec<FactRequest>>,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
@@ -73,7 +77,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             param: "",
             trace: explain.then(Vec::new),
             answers,
-            needs: Vec::new(),
+            needs: RefCell::new(Vec::new()),
         }
     }
 
@@ -81,19 +85,44 @@ impl<'p, 'f> Eval<'p, 'f> {
     /// [`super::pending`]): the caller then returns [`Verdict::Pending`]. A request with effects
     /// on the other side is only noted when nothing else is open, so that it is made in
     /// Postfix's order and only when Postfix would make it.
-    pub(crate) fn ask(&mut self, request: FactRequest) -> Option<&'f FactAnswer> {
+    pub(crate) fn ask(&self, request: FactRequest) -> Option<&'f FactAnswer> {
         if let Some(answer) = self.answers.get(&request) {
             return Some(answer);
         }
-        let speculating = !self.needs.is_empty();
+        let mut needs = self.needs.borrow_mut();
+        let speculating = !needs.is_empty();
         let may_note = !speculating
             || (request.is_speculative()
-                && self.needs.iter().all(FactRequest::is_speculative)
-                && self.needs.len() < MAX_REQUESTS_PER_ROUND);
-        if may_note && !self.needs.contains(&request) {
-            self.needs.push(request);
+                && needs.iter().all(FactRequest::is_speculative)
+                && needs.len() < MAX_REQUESTS_PER_ROUND);
+        if may_note && !needs.contains(&request) {
+            needs.push(request);
         }
         None
+    }
+
+    /// One key of `t`: from memory at once, or for a remote table from the fetched answers
+    /// (asking for it when it is not there yet). An empty value is an error, as maps.c has it.
+    pub(crate) fn table_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
+    where
+        'f: 'a,
+    {
+        if !t.is_remote() {
+            return t.lookup(key).map_or(Answer::NotFound, Answer::Found);
+        }
+        match self.ask(FactRequest::table(t.spec(), key)) {
+            None => Answer::Pending,
+            Some(FactAnswer::Table(TableResult::Found(v))) if v.is_empty() => {
+                Answer::Failed(format!(
+                    "{} lookup of {key} returns an empty string result",
+                    t.spec()
+                ))
+            }
+            Some(FactAnswer::Table(TableResult::Found(v))) => Answer::Found(Cow::Borrowed(v)),
+            Some(FactAnswer::Table(TableResult::NotFound)) => Answer::NotFound,
+            Some(FactAnswer::Table(TableResult::Failed(why))) => Answer::Failed(why.clone()),
+            Some(other) => Answer::Failed(format!("not a table answer: {}", other.describe())),
+        }
     }
 
     /// True under warn_if_reject: a reject becomes a logged warning.

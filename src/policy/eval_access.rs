@@ -1,12 +1,34 @@
 //! The restrictions that consult tables: check_*_access with access(5) actions, and the
 //! sender-login map of reject_*sender_login_mismatch.
 
-use super::access::{parse_action, Action, VoiceKind};
+use super::access::{parse_action, printable, Action, VoiceKind};
 use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
+use super::lookup::Stop;
 use super::restriction::{LoginMismatch, Lookup, Restriction};
 use super::table::Table;
 use super::text::{AddrText, Lower};
 use super::{Note, Reason};
+use crate::smtp::Reply;
+
+/// The access value smtpd_check.c substitutes when a table lookup fails.
+const TABLE_ERROR: &str = "451 4.3.5 Server configuration error";
+
+/// A name as `table` wants its keys: folded, or (socketmap, tcp) as the client wrote it.
+fn key_case<'a>(table: &Table, name: &'a str) -> Lower<'a> {
+    if table.folds_keys() {
+        Lower::new(name)
+    } else {
+        Lower::Borrowed(name)
+    }
+}
+
+/// maps.c's warning for a failed lookup, with the backend's reason.
+fn lookup_warning(table: &Table, key: &str, why: &str) -> Note {
+    Note {
+        action: "warning",
+        text: format!("{} lookup error for \"{key}\": {why}", table.spec()),
+    }
+}
 
 impl Eval<'_, '_> {
     pub(crate) fn login_mismatch(&mut self, r: &Restriction, m: LoginMismatch) -> Verdict {
@@ -17,8 +39,35 @@ impl Eval<'_, '_> {
         let Some(sender) = self.sender().filter(|s| !s.key.is_empty()) else {
             return Verdict::Dunno;
         };
-        let owners = super::lookup::login_owners(self.p, maps, sender);
-        let text = match (self.facts.login, &owners) {
+        // smtpd_check.c looks the sender up only for the check that applies: the owners of a
+        // logged-in client's sender, or whether an anonymous client's sender has an owner.
+        let login = self.facts.login;
+        if !((login.is_some() && m.authenticated) || (login.is_none() && m.unauthenticated)) {
+            return Verdict::Dunno;
+        }
+        let p = self.p;
+        let found = super::lookup::login_owners(p, maps, sender, &mut |k| self.table_get(maps, k));
+        let owners = match found {
+            Ok(hit) => hit.map(|(_, owners)| owners),
+            Err(Stop::Pending) => return Verdict::Pending,
+            Err(Stop::Failed { key, why }) => {
+                // check_mail_addr_find: reject_dict_retry, the sender's own 451 4.3.0.
+                let reply = Reply::new(
+                    451,
+                    (4, 3, 0),
+                    printable(format!("<{}>: Temporary lookup failure", sender.reply)),
+                );
+                let reason = Reason {
+                    table: Some(maps.spec().to_string()),
+                    key: Some(key.clone()),
+                    value: Some(format!("lookup failed: {why}")),
+                    ..self.reason(r)
+                };
+                self.notes.push(lookup_warning(maps, &key, &why));
+                return self.reject(reply, reason);
+            }
+        };
+        let text = match (login, &owners) {
             (Some(login), Some(owners)) if m.authenticated => {
                 let owned = owners
                     .split([',', ' ', '\t'])
@@ -56,26 +105,31 @@ impl Eval<'_, '_> {
             Lookup::Sender => VoiceKind::Sender,
             Lookup::Recipient => VoiceKind::Recipient,
         };
+        let p = self.p;
+        let mut get = |k: &str| self.table_get(table, k);
         let hit = match lookup {
             Lookup::Client => {
-                let name = Lower::new(&self.facts.client.name);
-                super::lookup::client(self.p, table, name.as_str(), &AddrText::new(self.addr))
+                let name = key_case(table, &self.facts.client.name);
+                let addr = AddrText::new(self.addr);
+                super::lookup::client(p, table, name.as_str(), &addr, &mut get)
             }
             Lookup::Helo => match self.facts.helo {
                 None => return Verdict::Dunno,
-                Some(h) => super::lookup::helo(self.p, table, Lower::new(h).as_str()),
+                Some(h) => super::lookup::helo(p, table, key_case(table, h).as_str(), &mut get),
             },
             Lookup::Sender => match self.sender() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(self.p, table, a, true),
+                Some(a) => super::lookup::mail(p, table, a, true, &mut get),
             },
             Lookup::Recipient => match self.rcpt() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(self.p, table, a, false),
+                Some(a) => super::lookup::mail(p, table, a, false, &mut get),
             },
         };
-        let Some((key, value)) = hit else {
-            return Verdict::Dunno;
+        let (key, value) = match hit {
+            Ok(Some(hit)) => hit,
+            Ok(None) => return Verdict::Dunno,
+            Err(stop) => return self.lookup_stopped(r, voice, table, stop),
         };
         let reason = Reason {
             table: Some(table.spec().to_string()),
@@ -95,6 +149,29 @@ impl Eval<'_, '_> {
             }
         }
         v
+    }
+
+    /// A lookup order that could not finish: wait, or answer a failed table as
+    /// smtpd_check.c's check_*_access do (maps->error: the value "451 4.3.5 Server
+    /// configuration error" through check_table_result, in this lookup's voice).
+    pub(crate) fn lookup_stopped(
+        &mut self,
+        r: &Restriction,
+        voice: VoiceKind,
+        table: &Table,
+        stop: Stop,
+    ) -> Verdict {
+        let Stop::Failed { key, why } = stop else {
+            return Verdict::Pending;
+        };
+        self.notes.push(lookup_warning(table, &key, &why));
+        let reason = Reason {
+            table: Some(table.spec().to_string()),
+            key: Some(key),
+            value: Some(format!("lookup failed: {why}")),
+            ..self.reason(r)
+        };
+        self.table_result(TABLE_ERROR, voice, reason, table)
     }
 
     pub(crate) fn table_result(

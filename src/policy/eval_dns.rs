@@ -102,6 +102,8 @@ impl<'f> Eval<'_, 'f> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         match self.ask(FactRequest::dns(name, rtype))? {
             FactAnswer::Dns(a) => Some(a),
+            // A DNS request is only ever answered with DNS; anything else is no answer.
+            FactAnswer::Table(_) => None,
         }
     }
 

@@ -157,16 +157,27 @@ impl NetList {
                     errors.push(bad(why, hint));
                     continue;
                 }
-                None if pat.contains(':') => match open(pat, origin) {
-                    Ok(t) => {
-                        self.tables.push(index);
-                        Pattern::Table(t)
+                None if pat.contains(':') => {
+                    match open(pat, origin) {
+                        // Lists are matched deep in address classification, which cannot wait
+                        // for a server yet; refuse rather than answer without asking.
+                        Ok(t) if t.is_remote() => {
+                            errors.push(bad(
+                            format!("`{pat}`: a remote table in {param} is not supported yet"),
+                            Hint::text("list the networks or domains here, or in a cidr:/texthash: table"),
+                        ));
+                            continue;
+                        }
+                        Ok(t) => {
+                            self.tables.push(index);
+                            Pattern::Table(t)
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                },
+                }
                 None => {
                     let lower = pat.to_ascii_lowercase();
                     if lower.bytes().next().is_some_and(|b| b.is_ascii_digit())

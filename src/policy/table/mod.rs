@@ -1,9 +1,11 @@
 //! Postfix lookup tables, opened once at load: texthash/hash/btree/lmdb (from the source text),
-//! cidr, regexp and pcre (from a file or rules inline in braces), inline and static.
+//! cidr, regexp and pcre (from a file or rules inline in braces), inline and static; and the
+//! names of tables another program serves (socketmap, tcp), which hold no data here.
 //!
-//! A lookup takes an already case-folded key and never allocates, except where a regexp/pcre value
-//! substitutes `$1`. Tables that would need the network (SQL, LDAP, socketmap) are refused at load;
-//! when they come, they answer through `policy::pending` instead of blocking (see mod docs there).
+//! An in-memory lookup takes an already case-folded key and never allocates, except where a
+//! regexp/pcre value substitutes `$1`. A remote table is only named: its keys are asked of the
+//! caller through `policy::pending` (the lookup orders in `policy::lookup` wait for them), and
+//! the edge (`crate::lookup`) holds the backend that talks to the server.
 
 mod cidr;
 mod hash;
@@ -23,7 +25,49 @@ use source::{inline_rules, read, resolve};
 
 /// Table types relayguard implements (for hints).
 pub const TABLE_TYPES: &[&str] = &[
-    "texthash", "hash", "btree", "lmdb", "cidr", "regexp", "pcre", "inline", "static",
+    "texthash",
+    "hash",
+    "btree",
+    "lmdb",
+    "cidr",
+    "regexp",
+    "pcre",
+    "inline",
+    "static",
+    "socketmap",
+    "tcp",
+];
+
+/// How Postfix's dictionary for a remote type treats keys, so the lookup orders send what it
+/// would send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RemoteKeys {
+    /// DICT_FLAG_PATTERN: only the first, full key of each lookup order (dict_sockmap.c and
+    /// dict_tcp.c set it: "Don't look up parent domains or network superblocks").
+    pub(crate) pattern: bool,
+    /// Whether smtpd's access maps (DICT_FLAG_FOLD_FIX) fold the key: only for fixed-key
+    /// types. socketmap and tcp fold only under DICT_FLAG_FOLD_MUL, which access maps do not
+    /// set, so a HELO or client name reaches them in the case the client wrote it.
+    pub(crate) folded: bool,
+}
+
+/// Table types served by another program: the policy names them, the edge's registry
+/// (`crate::lookup::registry`) opens a backend for each.
+const REMOTE_TYPES: &[(&str, RemoteKeys)] = &[
+    (
+        "socketmap",
+        RemoteKeys {
+            pattern: true,
+            folded: false,
+        },
+    ),
+    (
+        "tcp",
+        RemoteKeys {
+            pattern: true,
+            folded: false,
+        },
+    ),
 ];
 
 /// Known Postfix table types that relayguard refuses, with why.
@@ -33,8 +77,6 @@ const FOREIGN_TYPES: &[(&str, &str)] = &[
     ("sqlite", "sqlite tables are not implemented"),
     ("ldap", "network tables are not implemented yet"),
     ("memcache", "network tables are not implemented yet"),
-    ("socketmap", "network tables are not implemented yet"),
-    ("tcp", "network tables are not implemented yet"),
     ("unix", "the UNIX passwd/group tables are not implemented"),
     (
         "cdb",
@@ -60,6 +102,7 @@ enum Kind {
     Cidr(CidrTable),
     Regexp(RegexpTable),
     Pcre(PcreTable),
+    Remote(RemoteKeys),
 }
 
 /// One opened lookup table.
@@ -73,9 +116,18 @@ pub struct Table {
 }
 
 impl Table {
-    /// True when a lookup may need the network (none of the in-memory types do).
-    pub(crate) fn is_remote(&self) -> bool {
-        false
+    /// True when a lookup needs the network: its keys are asked through `policy::pending`.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.kind, Kind::Remote(_))
+    }
+
+    /// Whether lookup keys are case-folded before they are sent (always for in-memory types,
+    /// which store folded keys or match case-insensitively).
+    pub(crate) fn folds_keys(&self) -> bool {
+        match self.kind {
+            Kind::Remote(k) => k.folded,
+            _ => true,
+        }
     }
 
     /// Opens `type:name` as written in a parameter at `origin`; relative file names are taken
@@ -136,6 +188,15 @@ impl Table {
             }
             "cidr" | "regexp" | "pcre" => {
                 return Table::open_pattern(spec, &ty_l, name, origin);
+            }
+            other if REMOTE_TYPES.iter().any(|(t, _)| *t == other) => {
+                let keys = REMOTE_TYPES
+                    .iter()
+                    .find(|(t, _)| *t == other)
+                    .map(|(_, k)| *k)
+                    .ok_or_else(|| err(format!("unknown table type `{ty}`"), Hint::none()))?;
+                remote_syntax(other, name).map_err(|why| err(why, Hint::none()))?;
+                Kind::Remote(keys)
             }
             other => {
                 if let Some((_, why)) = FOREIGN_TYPES.iter().find(|(t, _)| *t == other) {
@@ -212,12 +273,18 @@ impl Table {
     /// Pattern tables (cidr, regexp, pcre) only see the first, full lookup key (Postfix's
     /// DICT_FLAG_PATTERN): no parent domains, no address prefixes, no `user@`.
     pub fn is_pattern(&self) -> bool {
-        matches!(self.kind, Kind::Cidr(_) | Kind::Regexp(_) | Kind::Pcre(_))
+        match self.kind {
+            Kind::Cidr(_) | Kind::Regexp(_) | Kind::Pcre(_) => true,
+            Kind::Remote(k) => k.pattern,
+            Kind::Hash(_) | Kind::Static(_) => false,
+        }
     }
 
-    /// Looks up one key (already lower-cased by the caller, as smtpd does).
+    /// Looks up one key (already lower-cased by the caller, as smtpd does) in an in-memory
+    /// table. A remote table has nothing here: its callers ask through `policy::pending`.
     pub fn lookup(&self, key: &str) -> Option<Cow<'_, str>> {
         match &self.kind {
+            Kind::Remote(_) => None,
             Kind::Hash(h) => h.get(key).map(Cow::Borrowed),
             Kind::Static(v) => Some(Cow::Borrowed(v)),
             Kind::Cidr(c) => key
@@ -239,6 +306,8 @@ impl Table {
             Kind::Cidr(c) => c.values(),
             Kind::Regexp(r) => r.values(),
             Kind::Pcre(p) => p.values(),
+            // Known only at lookup time.
+            Kind::Remote(_) => Vec::new(),
         };
         if let Some(at) = &self.inline_at {
             for (_, origin) in &mut values {
@@ -246,6 +315,31 @@ impl Table {
             }
         }
         values
+    }
+}
+
+/// The name checks Postfix's open functions make (dict_sockmap_open, dict_tcp_open); the
+/// edge's backend checks the rest when it opens.
+fn remote_syntax(ty: &str, name: &str) -> Result<(), String> {
+    let hostport = |s: &str| {
+        s.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    };
+    match ty {
+        "socketmap" => {
+            let (server, map) = name
+                .rsplit_once(':')
+                .filter(|(_, m)| !m.is_empty())
+                .ok_or("socketmap requires server:socketmap argument")?;
+            match server.split_once(':') {
+                Some(("inet", hp)) if hostport(hp) => Ok(()),
+                Some(("unix", path)) if !path.is_empty() => Ok(()),
+                _ => Err(format!("socketmap server `{server}` is neither inet:host:port nor unix:/path (map `{map}`)")),
+            }
+        }
+        "tcp" if hostport(name.strip_prefix("inet:").unwrap_or(name)) => Ok(()),
+        "tcp" => Err(format!("tcp table `{name}` is not host:port")),
+        _ => Ok(()),
     }
 }
 

@@ -44,7 +44,9 @@ impl Zone {
         )
     }
     fn answer(&self, request: &FactRequest) -> FactAnswer {
-        let FactRequest::Dns { name, rtype } = request;
+        let FactRequest::Dns { name, rtype } = request else {
+            panic!("not a DNS request: {request:?}");
+        };
         FactAnswer::Dns(
             self.0
                 .get(&(name.to_string(), *rtype))

@@ -6,6 +6,7 @@ mod dns;
 mod helo;
 mod params;
 mod relay;
+mod remote;
 mod stages;
 mod tables;
 
