@@ -24,4 +24,5 @@ pub mod postfix;
 pub mod process;
 pub mod relayguard;
 pub mod scripted;
+pub mod table_server;
 pub mod tls;
