@@ -1,17 +1,61 @@
 //! The restrictions that consult tables: check_*_access with access(5) actions, and the
 //! sender-login map of reject_*sender_login_mismatch.
 
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
 use super::access::{parse_action, printable, Action, VoiceKind};
+use super::error::{Hint, PolicyError};
 use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
 use super::lookup::Stop;
-use super::restriction::{LoginMismatch, Lookup, Restriction};
+use super::params::Origin;
+use super::restriction::{parse_list, ListContext, LoginMismatch, Lookup, Restriction};
 use super::table::Table;
 use super::text::{AddrText, Lower};
-use super::{Note, Reason};
+use super::{Note, Policy, Reason};
 use crate::smtp::Reply;
 
 /// The access value smtpd_check.c substitutes when a table lookup fails.
 const TABLE_ERROR: &str = "451 4.3.5 Server configuration error";
+
+/// Parses restriction names (or a class name) a remote table answered with, as compile does
+/// for in-memory tables at load: tables inside are refused ("do not specify lookup tables
+/// inside SMTPD access maps"), and so is anything that is not a restriction.
+fn parse_value(p: &Policy, text: &str) -> Result<Vec<Restriction>, String> {
+    let classes: FxHashMap<String, u32> = p
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.to_string(), i as u32))
+        .collect();
+    let mut open = |spec: &str, origin: &Origin| -> Result<Arc<Table>, PolicyError> {
+        Err(PolicyError::Table {
+            table: spec.to_string(),
+            origin: origin.clone(),
+            why: "do not specify lookup tables inside SMTPD access maps".into(),
+            hint: Hint::none(),
+        })
+    };
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let mut cx = ListContext {
+        classes: &classes,
+        open: &mut open,
+        errors: &mut errors,
+        warnings: &mut warnings,
+    };
+    let list = parse_list(
+        "access table value",
+        text,
+        &Origin::default(),
+        None,
+        &mut cx,
+    );
+    match errors.first() {
+        None => Ok(list),
+        Some(_) => Err(format!("unknown smtpd restriction: \"{text}\"")),
+    }
+}
 
 /// A name as `table` wants its keys: folded, or (socketmap, tcp) as the client wrote it.
 fn key_case<'a>(table: &Table, name: &'a str) -> Lower<'a> {
@@ -209,12 +253,27 @@ impl Eval<'_, '_> {
                 Verdict::Dunno
             }
             Action::Restrictions(text) => {
-                let Some(list) = self.p.value_lists.get(text.trim()) else {
-                    let why = format!(
-                        "unknown smtpd restriction: \"{text}\" (from {})",
-                        table.spec()
-                    );
-                    return self.config_error(reason, why);
+                let parsed;
+                let list = match self.p.value_lists.get(text.trim()) {
+                    Some(list) => list,
+                    // A remote table's values are first seen now; Postfix parses them now too.
+                    None if table.is_remote() => match parse_value(self.p, text.trim()) {
+                        Ok(list) => {
+                            parsed = list;
+                            &parsed
+                        }
+                        Err(why) => {
+                            let why = format!("{why} (from {})", table.spec());
+                            return self.config_error(reason, why);
+                        }
+                    },
+                    None => {
+                        let why = format!(
+                            "unknown smtpd restriction: \"{text}\" (from {})",
+                            table.spec()
+                        );
+                        return self.config_error(reason, why);
+                    }
                 };
                 if self.depth >= MAX_DEPTH {
                     return self

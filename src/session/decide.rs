@@ -78,6 +78,7 @@ impl Session {
                     request = %fetched.request.describe(),
                     answer = %fetched.answer.describe(),
                     elapsed_ms = fetched.elapsed.as_secs_f64() * 1000.0,
+                    cached = fetched.cached,
                     "policy lookup"
                 );
                 answers.insert(fetched);

@@ -259,3 +259,35 @@ fn remote_entries_in_lists_are_refused_at_load_naming_the_parameter() {
         );
     }
 }
+
+#[test]
+fn restriction_values_from_a_remote_table_are_parsed_when_they_arrive() {
+    // RESTRICTION_CLASS_README's local_only, with the client table served remotely.
+    let p = policy(
+        "rt_class",
+        &format!("{BASE}smtpd_restriction_classes = local_only\nlocal_only = check_recipient_access inline:{{local.test=OK}}, reject\nsmtpd_recipient_restrictions = check_client_access {TCP}\n"),
+        &[],
+    );
+    let w = who("127.0.0.1").named("localhost");
+    let s = Server::default()
+        .with(TCP, "localhost", "local_only")
+        .with(
+            TCP,
+            "127.0.0.2",
+            "permit_mynetworks, reject_unauth_destination",
+        )
+        .with(TCP, "127.0.0.3", "hash:/etc/postfix/other");
+    let (reply, _) = run(&p, Stage::Rcpt, &w.facts(Some("user@local.test")), &s);
+    assert_eq!(reply, "accept");
+    let (reply, _) = run(&p, Stage::Rcpt, &w.facts(Some("user@remote.example")), &s);
+    assert_eq!(
+        reply,
+        "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied"
+    );
+    let w2 = who("127.0.0.2");
+    let (reply, _) = run(&p, Stage::Rcpt, &w2.facts(Some("user@remote.example")), &s);
+    assert_eq!(reply, "accept");
+    let w3 = who("127.0.0.3");
+    let (reply, _) = run(&p, Stage::Rcpt, &w3.facts(Some("user@local.test")), &s);
+    assert_eq!(reply, "451 4.3.5 Server configuration error");
+}
