@@ -40,6 +40,71 @@ async fn rcpt(rg: &Relayguard, client: &str, from: &str, to: &str) -> String {
     c.cmd(&format!("RCPT TO:<{to}>")).await
 }
 
+async fn rcpt_helo(rg: &Relayguard, client: &str, helo: &str, to: &str) -> String {
+    let mut c = Client::connect_as(rg.addr("mx"), client).await;
+    c.ehlo(helo).await;
+    c.cmd("MAIL FROM:<s@sender.example>").await;
+    c.cmd(&format!("RCPT TO:<{to}>")).await
+}
+
+/// Sends HUP after writing `text` and waits for the `reloaded` line.
+fn reload(rg: &Relayguard, text: &str) {
+    let before = rg
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("reloaded "))
+        .count();
+    rg.write_config(text);
+    rg.signal("HUP");
+    let deadline = std::time::Instant::now() + WAIT;
+    while rg
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("reloaded "))
+        .count()
+        == before
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            rg.log_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_opens_the_tables_the_new_config_names() {
+    let first = TableServer::socketmap("access", &[("u@local.test", "REJECT first")]);
+    let second = TableServer::tcp(&[("u@local.test", "REJECT second")]);
+    let restrictions = format!("check_recipient_access {}", first.spec());
+    let rg = relayguard(
+        &[("smtpd_recipient_restrictions", &restrictions)],
+        "[tables]\ncache_ttl = \"0s\"\n",
+    );
+    let rejected =
+        |text: &str| format!("554 5.7.1 <u@local.test>: Recipient address rejected: {text}");
+    assert_eq!(
+        rcpt(&rg, "198.51.100.20", "s@sender.example", "u@local.test").await,
+        rejected("first")
+    );
+    let config = std::fs::read_to_string(rg.config_path()).unwrap();
+    reload(&rg, &config.replace(&first.spec(), &second.spec()));
+    assert_eq!(
+        rcpt(&rg, "198.51.100.20", "s@sender.example", "u@local.test").await,
+        rejected("second")
+    );
+    // A spec no backend can open keeps the running config.
+    let bad = config.replace(&first.spec(), "socketmap:inet:127.0.0.1:1");
+    rg.write_config(&bad);
+    rg.signal("HUP");
+    rg.wait_for_log("reload failed", WAIT);
+    assert_eq!(
+        rcpt(&rg, "198.51.100.20", "s@sender.example", "u@local.test").await,
+        rejected("second")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_access_over_socketmap() {
     let map = TableServer::socketmap(
@@ -239,11 +304,16 @@ async fn postfix_gives_the_same_replies() {
             ("later@local.test", "DEFER try later"),
         ],
     );
-    let tcp = TableServer::tcp(&[("198.51.100.23", "REJECT tcp says no")]);
+    let tcp = TableServer::tcp(&[
+        ("198.51.100.23", "REJECT tcp says no"),
+        ("Bad.Helo.Example", "REJECT helo as written"),
+    ]);
     let recipient = format!("check_recipient_access {}, permit", map.spec());
     let client = format!("check_client_access {}", tcp.spec());
+    let helo = format!("check_helo_access {}", tcp.spec());
     let pf = Postfix::builder()
         .param("smtpd_client_restrictions", &client)
+        .param("smtpd_helo_restrictions", &helo)
         .param("smtpd_recipient_restrictions", &recipient)
         .param(
             "smtpd_relay_restrictions",
@@ -256,11 +326,12 @@ async fn postfix_gives_the_same_replies() {
             ("mynetworks", "192.0.2.1/32"),
             ("virtual_mailbox_domains", "local.test"),
             ("smtpd_client_restrictions", &client),
+            ("smtpd_helo_restrictions", &helo),
             ("smtpd_recipient_restrictions", &recipient),
         ],
         "[tables]\ntimeout = \"2s\"\ncache_ttl = \"0s\"\n",
     );
-    let via_postfix = |addr: &'static str, to: &'static str| {
+    let via_postfix = |addr: &'static str, helo: &'static str, to: &'static str| {
         let a = pf.addr_xclient();
         async move {
             let mut c = Client::connect(a).await;
@@ -269,27 +340,37 @@ async fn postfix_gives_the_same_replies() {
                 "XCLIENT ADDR={addr} NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]"
             ))
             .await;
-            c.ehlo("client.example").await;
+            c.ehlo(helo).await;
             c.cmd("MAIL FROM:<s@sender.example>").await;
             c.cmd(&format!("RCPT TO:<{to}>")).await
         }
     };
     let cases = [
-        ("198.51.100.20", "blocked@local.test"),
-        ("198.51.100.20", "moved@local.test"),
-        ("198.51.100.20", "later@local.test"),
-        ("198.51.100.20", "other@local.test"),
-        ("198.51.100.23", "other@local.test"),
+        ("198.51.100.20", "Client.Example", "Blocked@Local.Test"),
+        ("198.51.100.20", "Client.Example", "moved@local.test"),
+        ("198.51.100.20", "Client.Example", "later@local.test"),
+        ("198.51.100.20", "Client.Example", "other@local.test"),
+        ("198.51.100.23", "Client.Example", "other@local.test"),
+        ("198.51.100.20", "Bad.Helo.Example", "other@local.test"),
     ];
     let mut seen = Vec::new();
-    for (addr, to) in cases {
-        let theirs = via_postfix(addr, to).await;
-        let ours = rcpt(&rg, addr, "s@sender.example", to).await;
-        assert_eq!(ours, theirs, "{addr} {to}");
-        seen.push(format!("{addr} {to}: {theirs}"));
+    for (addr, helo, to) in cases {
+        map.clear_keys();
+        tcp.clear_keys();
+        let theirs = via_postfix(addr, helo, to).await;
+        let their_keys = (tcp.keys(), map.keys());
+        map.clear_keys();
+        tcp.clear_keys();
+        let ours = rcpt_helo(&rg, addr, helo, to).await;
+        assert_eq!(ours, theirs, "{addr} {helo} {to}");
+        // The same keys, in the same order and case, reach the servers.
+        assert_eq!((tcp.keys(), map.keys()), their_keys, "{addr} {helo} {to}");
+        seen.push(format!(
+            "{addr} {helo} {to}: {theirs} (keys {their_keys:?})"
+        ));
     }
     map.stop();
-    let theirs = via_postfix("198.51.100.20", "other@local.test").await;
+    let theirs = via_postfix("198.51.100.20", "Client.Example", "other@local.test").await;
     let ours = rcpt(&rg, "198.51.100.20", "s@sender.example", "other@local.test").await;
     seen.push(format!("server stopped: {theirs}"));
     eprintln!("Postfix said:\n{}", seen.join("\n"));
