@@ -2,17 +2,14 @@
 //! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
 //! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
 
-use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
 use super::address::{classify, literal_addr, Address, Destination};
 use super::hostname::{truncate_dot, valid_helo_literal, valid_hostaddr, valid_hostname};
-use super::lookup::Answer;
-use super::pending::{FactAnswer, FactCache, FactRequest, TableResult, MAX_REQUESTS_PER_ROUND};
+use super::pending::{FactAnswer, FactCache, FactRequest, MAX_REQUESTS_PER_ROUND};
 use super::restriction::Restriction;
-use super::table::Table;
 use super::{Facts, ListTrace, Note, Policy, Reason};
 use crate::smtp::Reply;
 
@@ -99,30 +96,6 @@ impl<'p, 'f> Eval<'p, 'f> {
             needs.push(request);
         }
         None
-    }
-
-    /// One key of `t`: from memory at once, or for a remote table from the fetched answers
-    /// (asking for it when it is not there yet). An empty value is an error, as maps.c has it.
-    pub(crate) fn table_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
-    where
-        'f: 'a,
-    {
-        if !t.is_remote() {
-            return t.lookup(key).map_or(Answer::NotFound, Answer::Found);
-        }
-        match self.ask(FactRequest::table(t.spec(), key)) {
-            None => Answer::Pending,
-            Some(FactAnswer::Table(TableResult::Found(v))) if v.is_empty() => {
-                Answer::Failed(format!(
-                    "{} lookup of {key} returns an empty string result",
-                    t.spec()
-                ))
-            }
-            Some(FactAnswer::Table(TableResult::Found(v))) => Answer::Found(Cow::Borrowed(v)),
-            Some(FactAnswer::Table(TableResult::NotFound)) => Answer::NotFound,
-            Some(FactAnswer::Table(TableResult::Failed(why))) => Answer::Failed(why.clone()),
-            Some(other) => Answer::Failed(format!("not a table answer: {}", other.describe())),
-        }
     }
 
     /// True under warn_if_reject: a reject becomes a logged warning.

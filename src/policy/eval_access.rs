@@ -1,6 +1,7 @@
 //! The restrictions that consult tables: check_*_access with access(5) actions, and the
 //! sender-login map of reject_*sender_login_mismatch.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -8,8 +9,9 @@ use rustc_hash::FxHashMap;
 use super::access::{parse_action, printable, Action, VoiceKind};
 use super::error::{Hint, PolicyError};
 use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
-use super::lookup::Stop;
+use super::lookup::{Answer, Stop};
 use super::params::Origin;
+use super::pending::{FactAnswer, FactRequest, TableResult};
 use super::restriction::{parse_list, ListContext, LoginMismatch, Lookup, Restriction};
 use super::table::Table;
 use super::text::{AddrText, Lower};
@@ -74,7 +76,31 @@ fn lookup_warning(table: &Table, key: &str, why: &str) -> Note {
     }
 }
 
-impl Eval<'_, '_> {
+impl<'f> Eval<'_, 'f> {
+    /// One key of `t`: from memory at once, or for a remote table from the fetched answers
+    /// (asking for it when it is not there yet). An empty value is an error, as maps.c has it.
+    pub(crate) fn table_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
+    where
+        'f: 'a,
+    {
+        if !t.is_remote() {
+            return t.lookup(key).map_or(Answer::NotFound, Answer::Found);
+        }
+        match self.ask(FactRequest::table(t.spec(), key)) {
+            None => Answer::Pending,
+            Some(FactAnswer::Table(TableResult::Found(v))) if v.is_empty() => {
+                Answer::Failed(format!(
+                    "{} lookup of {key} returns an empty string result",
+                    t.spec()
+                ))
+            }
+            Some(FactAnswer::Table(TableResult::Found(v))) => Answer::Found(Cow::Borrowed(v)),
+            Some(FactAnswer::Table(TableResult::NotFound)) => Answer::NotFound,
+            Some(FactAnswer::Table(TableResult::Failed(why))) => Answer::Failed(why.clone()),
+            Some(other) => Answer::Failed(format!("not a table answer: {}", other.describe())),
+        }
+    }
+
     pub(crate) fn login_mismatch(&mut self, r: &Restriction, m: LoginMismatch) -> Verdict {
         let (Some(maps), true) = (self.p.sender_login_maps.as_ref(), self.p.sasl_auth_enable)
         else {

@@ -10,6 +10,7 @@
 mod cidr;
 mod hash;
 mod regexp;
+mod remote;
 mod source;
 
 use std::borrow::Cow;
@@ -21,6 +22,7 @@ use super::params::Origin;
 pub(crate) use cidr::CidrTable;
 pub(crate) use hash::HashTable;
 pub(crate) use regexp::{PcreTable, RegexpTable};
+use remote::RemoteKeys;
 use source::{inline_rules, read, resolve};
 
 /// Table types relayguard implements (for hints).
@@ -36,38 +38,6 @@ pub const TABLE_TYPES: &[&str] = &[
     "static",
     "socketmap",
     "tcp",
-];
-
-/// How Postfix's dictionary for a remote type treats keys, so the lookup orders send what it
-/// would send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RemoteKeys {
-    /// DICT_FLAG_PATTERN: only the first, full key of each lookup order (dict_sockmap.c and
-    /// dict_tcp.c set it: "Don't look up parent domains or network superblocks").
-    pub(crate) pattern: bool,
-    /// Whether smtpd's access maps (DICT_FLAG_FOLD_FIX) fold the key: only for fixed-key
-    /// types. socketmap and tcp fold only under DICT_FLAG_FOLD_MUL, which access maps do not
-    /// set, so a HELO or client name reaches them in the case the client wrote it.
-    pub(crate) folded: bool,
-}
-
-/// Table types served by another program: the policy names them, the edge's registry
-/// (`crate::lookup::registry`) opens a backend for each.
-const REMOTE_TYPES: &[(&str, RemoteKeys)] = &[
-    (
-        "socketmap",
-        RemoteKeys {
-            pattern: true,
-            folded: false,
-        },
-    ),
-    (
-        "tcp",
-        RemoteKeys {
-            pattern: true,
-            folded: false,
-        },
-    ),
 ];
 
 /// Known Postfix table types that relayguard refuses, with why.
@@ -189,13 +159,8 @@ impl Table {
             "cidr" | "regexp" | "pcre" => {
                 return Table::open_pattern(spec, &ty_l, name, origin);
             }
-            other if REMOTE_TYPES.iter().any(|(t, _)| *t == other) => {
-                let keys = REMOTE_TYPES
-                    .iter()
-                    .find(|(t, _)| *t == other)
-                    .map(|(_, k)| *k)
-                    .ok_or_else(|| err(format!("unknown table type `{ty}`"), Hint::none()))?;
-                remote_syntax(other, name).map_err(|why| err(why, Hint::none()))?;
+            other if remote::keys(other).is_some() => {
+                let keys = remote::open(other, name).map_err(|why| err(why, Hint::none()))?;
                 Kind::Remote(keys)
             }
             other => {
@@ -315,31 +280,6 @@ impl Table {
             }
         }
         values
-    }
-}
-
-/// The name checks Postfix's open functions make (dict_sockmap_open, dict_tcp_open); the
-/// edge's backend checks the rest when it opens.
-fn remote_syntax(ty: &str, name: &str) -> Result<(), String> {
-    let hostport = |s: &str| {
-        s.rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-    };
-    match ty {
-        "socketmap" => {
-            let (server, map) = name
-                .rsplit_once(':')
-                .filter(|(_, m)| !m.is_empty())
-                .ok_or("socketmap requires server:socketmap argument")?;
-            match server.split_once(':') {
-                Some(("inet", hp)) if hostport(hp) => Ok(()),
-                Some(("unix", path)) if !path.is_empty() => Ok(()),
-                _ => Err(format!("socketmap server `{server}` is neither inet:host:port nor unix:/path (map `{map}`)")),
-            }
-        }
-        "tcp" if hostport(name.strip_prefix("inet:").unwrap_or(name)) => Ok(()),
-        "tcp" => Err(format!("tcp table `{name}` is not host:port")),
-        _ => Ok(()),
     }
 }
 
