@@ -9,6 +9,9 @@ pub mod socketmap;
 pub mod table;
 pub mod tcp_table;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Instant;
 
