@@ -376,3 +376,94 @@ async fn postfix_gives_the_same_replies() {
     eprintln!("Postfix said:\n{}", seen.join("\n"));
     assert_eq!(ours, theirs, "server stopped");
 }
+
+/// `mynetworks` and `relay_domains` with remote entries, against Postfix asking the same
+/// servers: trusted by the table, relayed by the table, refused, and each server gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_with_remote_entries_answer_as_postfix_does() {
+    if !process::is_root() {
+        eprintln!("skipped: a private Postfix needs root");
+        return;
+    }
+    let mut domains = TableServer::socketmap("domains", &[("relay.example", "yes")]);
+    let mut nets = TableServer::tcp(&[("198.51.100.30", "trusted")]);
+    let mynetworks = format!("192.0.2.1/32 {}", nets.spec());
+    let pf = Postfix::builder()
+        .param("mynetworks", &mynetworks)
+        .param("relay_domains", &domains.spec())
+        .param(
+            "smtpd_relay_restrictions",
+            "permit_mynetworks, reject_unauth_destination",
+        )
+        .start();
+    let rg = relayguard(
+        &[
+            ("mydestination", ""),
+            ("mynetworks", &mynetworks),
+            ("smtpd_client_event_limit_exceptions", "192.0.2.1/32"),
+            ("relay_domains", &domains.spec()),
+            (
+                "smtpd_relay_restrictions",
+                "permit_mynetworks, reject_unauth_destination",
+            ),
+            ("virtual_mailbox_domains", "local.test"),
+        ],
+        "[tables]\ntimeout = \"2s\"\ncache_ttl = \"0s\"\n",
+    );
+    let via_postfix = |addr: &'static str, to: &'static str| {
+        let a = pf.addr_xclient();
+        async move {
+            let mut c = Client::connect(a).await;
+            c.greeting().await;
+            c.cmd(&format!(
+                "XCLIENT ADDR={addr} NAME=[UNAVAILABLE] REVERSE_NAME=[UNAVAILABLE]"
+            ))
+            .await;
+            c.ehlo("client.example").await;
+            c.cmd("MAIL FROM:<s@sender.example>").await;
+            c.cmd(&format!("RCPT TO:<{to}>")).await
+        }
+    };
+    let mut seen = Vec::new();
+    let mut compare = |label: String, theirs: String, ours: String| {
+        seen.push(format!("{label}: {theirs}"));
+        assert_eq!(ours, theirs, "{label}");
+    };
+    let cases = [
+        ("198.51.100.30", "x@elsewhere.example"),
+        ("198.51.100.31", "x@relay.example"),
+        ("198.51.100.31", "x@sub.relay.example"),
+        ("198.51.100.31", "x@elsewhere.example"),
+        ("198.51.100.31", "x@local.test"),
+    ];
+    for (addr, to) in cases {
+        let theirs = via_postfix(addr, to).await;
+        let ours = rcpt(&rg, addr, "s@sender.example", to).await;
+        compare(format!("{addr} {to}"), theirs, ours);
+    }
+    domains.stop();
+    // New addresses: smtpd keeps the last 100 resolved addresses (smtpd_resolve's cache).
+    for (addr, to) in [
+        ("198.51.100.31", "y@relay.example"),
+        ("198.51.100.31", "y@local.test"),
+    ] {
+        let theirs = via_postfix(addr, to).await;
+        let ours = rcpt(&rg, addr, "s@sender.example", to).await;
+        compare(
+            format!("relay_domains server stopped, {addr} {to}"),
+            theirs,
+            ours,
+        );
+    }
+    nets.stop();
+    let theirs = via_postfix("198.51.100.31", "x@elsewhere.example").await;
+    let ours = rcpt(
+        &rg,
+        "198.51.100.31",
+        "s@sender.example",
+        "x@elsewhere.example",
+    )
+    .await;
+    compare("mynetworks server stopped".into(), theirs, ours);
+    eprintln!("Postfix said:\n{}", seen.join("\n"));
+}

@@ -189,11 +189,22 @@ pub(crate) fn compile(
 
     let list = |cx: &mut Ctx<'_>, name: &str, value: String, open: &mut TableOpener<'_>| {
         let origin = cx.origin(name);
+        // The lists the evaluation asks itself (permit_mynetworks, address classes) may name
+        // remote tables; the AUTH gate and the client limits answer without waiting.
+        let allow_remote = matches!(
+            name,
+            "mynetworks"
+                | "mydestination"
+                | "relay_domains"
+                | "virtual_alias_domains"
+                | "virtual_mailbox_domains"
+        );
         NetList::compile(
             name,
             &value,
             &origin,
             is_parent(name),
+            allow_remote,
             open,
             &mut cx.errors,
             &mut cx.warnings,
@@ -238,6 +249,14 @@ pub(crate) fn compile(
         // already reported.
         cx.errors.truncate(reported.0);
         cx.warnings.truncate(reported.1);
+        if mynetworks.has_remote() {
+            cx.errors.push(PolicyError::BadValue {
+                name: "smtpd_client_event_limit_exceptions".into(),
+                origin: cx.origin("mynetworks"),
+                why: "it defaults to $mynetworks, which names a remote table; the client limits cannot wait for a lookup".into(),
+                hint: Hint::text("set smtpd_client_event_limit_exceptions explicitly (addresses, cidr: or texthash: tables)"),
+            });
+        }
     }
     let v = cx.get("mydestination");
     let mydestination = list(&mut cx, "mydestination", v, &mut open);

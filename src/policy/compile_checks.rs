@@ -205,6 +205,17 @@ pub(crate) fn check(
         // reject_*sender_login_mismatch asks it; Restriction::waits cannot see the map.
         waits = true;
     }
+    for list in [
+        &p.mynetworks,
+        &p.mydestination,
+        &p.relay_domains,
+        &p.virtual_alias_domains,
+        &p.virtual_mailbox_domains,
+    ] {
+        remote.extend(list.remote_specs().map(Box::from));
+        // permit_mynetworks and every address classification may ask it.
+        waits |= list.has_remote();
+    }
     remote.sort();
     remote.dedup();
     p.wants_name = wants_name;

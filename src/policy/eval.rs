@@ -167,7 +167,7 @@ impl<'p, 'f> Eval<'p, 'f> {
     }
 
     /// The `<NAME>` of a voice.
-    fn reply_name(&self, voice: VoiceKind) -> String {
+    pub(crate) fn reply_name(&self, voice: VoiceKind) -> String {
         match voice {
             VoiceKind::Client => format!("{}[{}]", self.facts.client.name, self.addr),
             VoiceKind::ReverseClient => self.facts.client.reverse_name.clone(),
@@ -266,21 +266,7 @@ impl<'p, 'f> Eval<'p, 'f> {
                 self.warn = saved;
                 v
             }
-            Restriction::PermitMynetworks => {
-                match self
-                    .p
-                    .mynetworks
-                    .match_client(&self.facts.client.name, self.addr)
-                {
-                    super::netlist::ListMatch::Matched(i) => Verdict::Ok(Reason {
-                        table: Some("mynetworks".into()),
-                        key: Some(self.addr.to_string()),
-                        value: Some(self.p.mynetworks.entry_text(i).to_string()),
-                        ..self.reason(r)
-                    }),
-                    _ => Verdict::Dunno,
-                }
-            }
+            Restriction::PermitMynetworks => self.permit_mynetworks(r, voice),
             Restriction::PermitSaslAuthenticated => match self.facts.login {
                 Some(login) if self.p.sasl_auth_enable => Verdict::Ok(Reason {
                     key: Some(login.to_string()),
@@ -294,7 +280,12 @@ impl<'p, 'f> Eval<'p, 'f> {
                 let Some(rcpt) = self.rcpt() else {
                     return Verdict::Dunno;
                 };
-                let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, self.p);
+                let loc = self.locality();
+                let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, &loc);
+                if let Some((param, stop)) = loc.take() {
+                    let name = rcpt.reply.clone();
+                    return self.list_stopped(r, param, stop, &name);
+                }
                 let authorized = matches!(dest, Destination::Final | Destination::Relay);
                 let reason = Reason {
                     key: Some(rcpt.reply.clone()),

@@ -116,7 +116,13 @@ impl<'f> Eval<'_, 'f> {
             return Verdict::Dunno;
         }
         let p = self.p;
-        let found = super::lookup::login_owners(p, maps, sender, &mut |k| self.table_get(maps, k));
+        let loc = self.locality();
+        let found =
+            super::lookup::login_owners(p, &loc, maps, sender, &mut |k| self.table_get(maps, k));
+        if let Some((param, stop)) = loc.take() {
+            let name = sender.reply.clone();
+            return self.list_stopped(r, param, stop, &name);
+        }
         let owners = match found {
             Ok(hit) => hit.map(|(_, owners)| owners),
             Err(Stop::Pending) => return Verdict::Pending,
@@ -176,6 +182,7 @@ impl<'f> Eval<'_, 'f> {
             Lookup::Recipient => VoiceKind::Recipient,
         };
         let p = self.p;
+        let loc = self.locality();
         let mut get = |k: &str| self.table_get(table, k);
         let hit = match lookup {
             Lookup::Client => {
@@ -189,13 +196,23 @@ impl<'f> Eval<'_, 'f> {
             },
             Lookup::Sender => match self.sender() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(p, table, a, true, &mut get),
+                Some(a) => super::lookup::mail(p, &loc, table, a, true, &mut get),
             },
             Lookup::Recipient => match self.rcpt() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(p, table, a, false, &mut get),
+                Some(a) => super::lookup::mail(p, &loc, table, a, false, &mut get),
             },
         };
+        // A domain list that stopped the address's resolution speaks first (RESOLVE_FLAG_FAIL
+        // is reject_dict_retry for the address, before any table key).
+        if let Some((param, stop)) = loc.take() {
+            let name = match lookup {
+                Lookup::Sender => self.sender(),
+                _ => self.rcpt(),
+            };
+            let name = name.map(|a| a.reply.clone()).unwrap_or_default();
+            return self.list_stopped(r, param, stop, &name);
+        }
         let (key, value) = match hit {
             Ok(Some(hit)) => hit,
             Ok(None) => return Verdict::Dunno,

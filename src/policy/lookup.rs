@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::address::{resolve, Address};
+use super::address::{resolve, Address, Locality};
 use super::table::Table;
 use super::text::AddrText;
 use super::Policy;
@@ -154,6 +154,7 @@ fn strip_extension<'a>(p: &Policy, local: &'a str) -> Option<&'a str> {
 /// `smtpd_null_access_lookup_key`.
 pub(crate) fn mail<'a>(
     p: &Policy,
+    loc: &dyn Locality,
     t: &Table,
     a: &Address,
     is_sender: bool,
@@ -168,7 +169,11 @@ pub(crate) fn mail<'a>(
     }
     // smtpd looks up the address trivial-rewrite resolved: source routes and own domains
     // stripped, percent hack and bang paths applied, $myorigin appended [live].
-    let (_, full) = resolve(&a.key, p.rewrite, &p.myorigin, p);
+    let (_, full) = resolve(&a.key, p.rewrite, &p.myorigin, loc);
+    if loc.stopped() {
+        // A domain list is still to answer (the caller has its stop): no key yet.
+        return Err(Stop::Pending);
+    }
     if let Some(hit) = probe(get, &full)? {
         return Ok(Some(hit));
     }
@@ -202,6 +207,7 @@ pub(crate) fn mail<'a>(
 /// extension, `user` when the domain is local, `@domain`. A bare `domain` key is not used.
 pub(crate) fn login_owners<'a>(
     p: &Policy,
+    loc: &dyn Locality,
     t: &Table,
     sender: &Address,
     get: &mut impl FnMut(&str) -> Answer<'a>,
@@ -220,7 +226,11 @@ pub(crate) fn login_owners<'a>(
         }
     }
     if let Some(dom) = dom {
-        if super::address::Locality::is_local(p, dom) {
+        let local_domain = loc.is_local(dom);
+        if loc.stopped() {
+            return Err(Stop::Pending);
+        }
+        if local_domain {
             if let Some(hit) = probe(get, base.unwrap_or(local))? {
                 return Ok(Some(hit));
             }

@@ -18,6 +18,7 @@ mod error;
 mod eval;
 mod eval_access;
 mod eval_dns;
+mod eval_lists;
 mod eval_server;
 mod facts;
 pub mod hostname;

@@ -241,16 +241,15 @@ fn login_maps_are_not_asked_when_postfix_would_not_ask() {
 }
 
 #[test]
-fn remote_entries_in_lists_are_refused_at_load_naming_the_parameter() {
-    for param in [
-        "mynetworks",
-        "relay_domains",
-        "mydestination",
-        "virtual_alias_domains",
+fn lists_that_cannot_wait_refuse_remote_entries_at_load() {
+    for (param, extra) in [
+        ("smtpd_sasl_exceptions_networks", ""),
+        ("smtpd_client_event_limit_exceptions", ""),
+        ("rbl_reply_maps", ""),
     ] {
         let e = errors(
             &format!("rt_list_{param}"),
-            &format!("{BASE}{param} = {TCP}\n"),
+            &format!("{BASE}{extra}{param} = {TCP}\n"),
         );
         assert!(
             e.iter()
@@ -258,6 +257,81 @@ fn remote_entries_in_lists_are_refused_at_load_naming_the_parameter() {
             "{param}: {e:?}"
         );
     }
+    // mynetworks itself may wait, but the client limits' default copy of it cannot.
+    let e = errors("rt_list_default", &format!("{BASE}mynetworks = {TCP}\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("smtpd_client_event_limit_exceptions")
+                && e.contains("defaults to $mynetworks")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn relay_domains_over_a_remote_table() {
+    let p = policy("rt_relay", &format!("{BASE}relay_domains = {SOCK}\n"), &[]);
+    assert!(p.can_wait());
+    let w = who("192.0.2.7");
+    let s = Server::default().with(SOCK, "relay.example", "anything");
+    let (reply, rounds) = run(&p, Stage::Rcpt, &w.facts(Some("u@Relay.Example")), &s);
+    assert_eq!(reply, "accept");
+    // A pattern table in a parent-style list still gets the full domain only.
+    assert_eq!(rounds, vec![vec![key(SOCK, "relay.example")]]);
+    let (reply, _) = run(&p, Stage::Rcpt, &w.facts(Some("u@sub.relay.example")), &s);
+    assert_eq!(
+        reply,
+        "554 5.7.1 <u@sub.relay.example>: Relay access denied"
+    );
+    // RESOLVE_FLAG_FAIL: reject_dict_retry for the recipient.
+    let down = Server::default().failing("relay.example");
+    let (reply, _) = run(&p, Stage::Rcpt, &w.facts(Some("u@relay.example")), &down);
+    assert_eq!(
+        reply,
+        "451 4.3.0 <u@relay.example>: Temporary lookup failure"
+    );
+    // Local and static destinations never ask the table.
+    let (reply, rounds) = run(&p, Stage::Rcpt, &w.facts(Some("u@local.test")), &down);
+    assert_eq!(reply, "accept");
+    assert!(rounds.is_empty(), "{rounds:?}");
+}
+
+#[test]
+fn permit_mynetworks_over_a_remote_table() {
+    let p = policy(
+        "rt_mynetworks",
+        &format!("{BASE}mynetworks = 127.0.0.0/8 {TCP}\nsmtpd_client_event_limit_exceptions = 127.0.0.0/8\n"),
+        &[],
+    );
+    let s = Server::default().with(TCP, "192.0.2.7", "trusted");
+    let w = who("192.0.2.7");
+    let (reply, rounds) = run(&p, Stage::Rcpt, &w.facts(Some("u@elsewhere.example")), &s);
+    assert_eq!(reply, "accept");
+    // match_hostname (the name, full only), then match_hostaddr.
+    assert_eq!(
+        rounds,
+        vec![vec![key(TCP, "unknown")], vec![key(TCP, "192.0.2.7")]]
+    );
+    // An earlier static entry answers without asking.
+    let local = who("127.0.0.1");
+    let (reply, rounds) = run(
+        &p,
+        Stage::Rcpt,
+        &local.facts(Some("u@elsewhere.example")),
+        &s,
+    );
+    assert_eq!(reply, "accept");
+    assert!(rounds.is_empty(), "{rounds:?}");
+    let down = Server::default().failing("unknown");
+    let (reply, _) = run(
+        &p,
+        Stage::Rcpt,
+        &w.facts(Some("u@elsewhere.example")),
+        &down,
+    );
+    assert_eq!(
+        reply,
+        "451 4.3.0 <u@elsewhere.example>: Temporary lookup failure"
+    );
 }
 
 #[test]
