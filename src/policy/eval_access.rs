@@ -79,6 +79,7 @@ fn lookup_warning(table: &Table, key: &str, why: &str) -> Note {
 impl<'f> Eval<'_, 'f> {
     /// One key of `t`: from memory at once, or for a remote table from the fetched answers
     /// (asking for it when it is not there yet). An empty value is an error, as maps.c has it.
+    #[inline]
     pub(crate) fn table_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
     where
         'f: 'a,
@@ -86,6 +87,16 @@ impl<'f> Eval<'_, 'f> {
         if !t.is_remote() {
             return t.lookup(key).map_or(Answer::NotFound, Answer::Found);
         }
+        self.remote_get(t, key)
+    }
+
+    /// [`Eval::table_get`] for a remote table, kept out of line so the in-memory path stays
+    /// small where it is inlined.
+    #[inline(never)]
+    fn remote_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
+    where
+        'f: 'a,
+    {
         match self.ask(FactRequest::table(t.spec(), key)) {
             None => Answer::Pending,
             Some(FactAnswer::Table(TableResult::Found(v))) if v.is_empty() => {

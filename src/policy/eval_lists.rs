@@ -27,6 +27,7 @@ pub(crate) struct AskingLocality<'e, 'p, 'f> {
 }
 
 impl AskingLocality<'_, '_, '_> {
+    #[inline]
     fn matches(&self, param: &'static str, list: &NetList, domain: &str) -> bool {
         if !list.has_remote() {
             return list.match_domain(domain).is_match();

@@ -38,6 +38,7 @@ pub(crate) enum Stop {
 /// The key that matched and its value, nothing, or a stop.
 pub(crate) type Hit = Result<Option<(String, String)>, Stop>;
 
+#[inline]
 fn probe<'a>(get: &mut impl FnMut(&str) -> Answer<'a>, key: &str) -> Hit {
     // maps_find: "Temp. workaround, for buggy callers that pass zero-length keys".
     if key.is_empty() {

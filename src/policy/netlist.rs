@@ -427,6 +427,7 @@ impl NetList {
 }
 
 /// The synchronous lookups: in-memory tables answer, a remote one is never found.
+#[inline]
 fn in_memory<'t>(t: &'t Table, key: &str) -> Answer<'t> {
     t.lookup(key).map_or(Answer::NotFound, Answer::Found)
 }
