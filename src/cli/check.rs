@@ -101,7 +101,16 @@ pub fn check(config_path: &Path, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         let resolver = NameResolver::from_settings(&snapshot.dns)
             .map_err(|e| eprintln!("warning: {e}; DNS lookups will fail"))
             .ok();
-        let lookups = Lookups::new(resolver);
+        let tables = match snapshot.open_tables(None) {
+            Ok(t) => t,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let lookups = Lookups::with_tables(resolver, tables);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, IdentityMode, SnapshotCell};
-use crate::lookup::Lookups;
+use crate::lookup::{Lookups, RemoteTables};
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
@@ -35,16 +35,29 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .first()
         .map(|l| l.smtpd.myhostname.clone())
         .unwrap_or_default();
+    let tables = match snapshot.open_tables(None) {
+        Ok(t) => t,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("relayguard: {}: {e}", path.display());
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
     crate::observe::log::init(&snapshot.log_format, &host);
     // The main thread probes, binds and handles signals; the sessions run on the workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(path, snapshot))
+    runtime.block_on(serve(path, snapshot, tables))
 }
 
-async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCode> {
+async fn serve(
+    path: &Path,
+    snapshot: config::Snapshot,
+    tables: RemoteTables,
+) -> anyhow::Result<ExitCode> {
     let settings = snapshot.upstream.clone();
     let (report, attempts) = probe_with_retry(&settings).await?;
     match &report.trust {
@@ -95,7 +108,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
     let drain_timeout = snapshot.drain_timeout;
     let resolver = name_resolver(&snapshot.dns);
     let services = Services {
-        lookups: Arc::new(Lookups::new(resolver.clone())),
+        lookups: Arc::new(Lookups::with_tables(resolver.clone(), tables)),
         resolver,
         snapshots: Arc::new(SnapshotCell::new(snapshot)),
         upstream,
@@ -103,6 +116,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         warm: None,
     };
     let cell = services.snapshots.clone();
+    let lookups = services.lookups.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
         for (i, shard) in b.into_shards().into_iter().enumerate() {
@@ -123,7 +137,7 @@ async fn serve(path: &Path, snapshot: config::Snapshot) -> anyhow::Result<ExitCo
         threads.push(thread);
     }
     drop(services);
-    wait_for_shutdown(path, &cell).await;
+    wait_for_shutdown(path, &cell, &lookups).await;
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
@@ -224,7 +238,7 @@ async fn probe_with_retry(
 }
 
 /// Returns on SIGINT or SIGTERM; SIGHUP reloads the config (listeners keep their sockets).
-async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
+async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell, lookups: &Lookups) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -239,10 +253,19 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell) {
             _ = term.recv() => return,
             _ = hup.recv() => match config::load(path) {
                 Ok(snapshot) => match needs_restart(&cell.load(), &snapshot) {
-                    None => {
-                        cell.store(snapshot);
-                        tracing::info!("reloaded {}", path.display());
-                    }
+                    None => match snapshot.open_tables(Some(&lookups.tables())) {
+                        // Tables first: a session of the new snapshot must find its tables.
+                        Ok(tables) => {
+                            lookups.set_tables(tables);
+                            cell.store(snapshot);
+                            tracing::info!("reloaded {}", path.display());
+                        }
+                        Err(errors) => {
+                            for e in errors {
+                                tracing::error!("reload failed, keeping the running config: {e}");
+                            }
+                        }
+                    },
                     Some(why) => tracing::error!("reload refused, keeping the running config: {why} needs a restart"),
                 },
                 Err(errors) => {

@@ -27,6 +27,18 @@ pub struct ConfigFile {
     pub log: LogFile,
     #[serde(default)]
     pub dns: DnsFile,
+    #[serde(default)]
+    pub tables: TablesFile,
+}
+
+/// How lookups in remote tables (socketmap, tcp) run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesFile {
+    /// One lookup, connect and retries included (default 10s).
+    pub timeout: Option<Spanned<String>>,
+    /// How long a found or not-found answer is reused (default 10s; `0s` for never).
+    pub cache_ttl: Option<Spanned<String>>,
 }
 
 /// How the client's name is found (Postfix: reverse lookup, then forward confirmation).

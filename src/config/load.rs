@@ -18,6 +18,7 @@ use super::{
     DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
     UpstreamSettings, UpstreamTarget,
 };
+use crate::lookup::TableSettings;
 use crate::net::proxy_header::TrustedProxies;
 use crate::policy::{self, HostInfo, Origin, ParamMap, ParamValue, Policy};
 
@@ -143,6 +144,15 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
         &mut errors,
     );
     let dns = compile_dns(&source, &file, &mut errors);
+    let defaults = TableSettings::default();
+    let tables = TableSettings {
+        timeout: source.duration(file.tables.timeout.as_ref(), defaults.timeout, &mut errors),
+        cache_ttl: source.duration(
+            file.tables.cache_ttl.as_ref(),
+            defaults.cache_ttl,
+            &mut errors,
+        ),
+    };
     match (errors.is_empty(), upstream) {
         (true, Some(upstream)) => Ok(Snapshot {
             listeners,
@@ -157,6 +167,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             }),
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
             dns,
+            tables,
         }),
         _ => Err(dedup(errors)),
     }

@@ -7,6 +7,7 @@ pub mod file;
 pub mod load;
 pub mod settings;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use file::Role;
 pub use load::{load, load_str, ConfigError};
 pub use settings::{BareNewline, SmtpdSettings, TlsLevel};
 
+use crate::lookup::{OpenError, RemoteTables, TableSettings};
 use crate::net::proxy_header::TrustedProxies;
 use crate::policy::Policy;
 
@@ -36,6 +38,8 @@ pub struct Snapshot {
     pub workers: usize,
     pub log_format: String,
     pub dns: DnsSettings,
+    /// How remote table lookups run; the backends live in [`crate::lookup::Lookups`].
+    pub tables: TableSettings,
 }
 
 /// When to look up client names, and with which resolvers.
@@ -69,6 +73,24 @@ impl DnsSettings {
 impl Snapshot {
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerSnapshot>> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Every remote table any listener's policy names, each once.
+    pub fn remote_tables(&self) -> BTreeSet<String> {
+        self.listeners
+            .iter()
+            .flat_map(|l| l.policy.remote_tables())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Opens the remote tables this snapshot names, reusing `previous`'s backends for the
+    /// ones it already has (on reload).
+    pub fn open_tables(
+        &self,
+        previous: Option<&RemoteTables>,
+    ) -> Result<RemoteTables, Vec<OpenError>> {
+        RemoteTables::open(&self.remote_tables(), self.tables, previous)
     }
 }
 

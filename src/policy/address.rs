@@ -89,6 +89,11 @@ pub(crate) trait Locality {
     fn is_final(&self, domain: &str) -> bool;
     /// relay_domains.
     fn is_relay(&self, domain: &str) -> bool;
+    /// True when a list could not answer (a remote table entry is pending or failed): the
+    /// answers given since are `false` and the caller must not use the result.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 /// How a recipient resolves, for permit_auth_destination / reject_unauth_destination.

@@ -190,11 +190,22 @@ pub(crate) fn compile(
 
     let list = |cx: &mut Ctx<'_>, name: &str, value: String, open: &mut TableOpener<'_>| {
         let origin = cx.origin(name);
+        // The lists the evaluation asks itself (permit_mynetworks, address classes) may name
+        // remote tables; the AUTH gate and the client limits answer without waiting.
+        let allow_remote = matches!(
+            name,
+            "mynetworks"
+                | "mydestination"
+                | "relay_domains"
+                | "virtual_alias_domains"
+                | "virtual_mailbox_domains"
+        );
         NetList::compile(
             name,
             &value,
             &origin,
             is_parent(name),
+            allow_remote,
             open,
             &mut cx.errors,
             &mut cx.warnings,
@@ -239,6 +250,14 @@ pub(crate) fn compile(
         // already reported.
         cx.errors.truncate(reported.0);
         cx.warnings.truncate(reported.1);
+        if mynetworks.has_remote() {
+            cx.errors.push(PolicyError::BadValue {
+                name: "smtpd_client_event_limit_exceptions".into(),
+                origin: cx.origin("mynetworks"),
+                why: "it defaults to $mynetworks, which names a remote table; the client limits cannot wait for a lookup".into(),
+                hint: Hint::text("set smtpd_client_event_limit_exceptions explicitly (addresses, cidr: or texthash: tables)"),
+            });
+        }
     }
     let v = cx.get("mydestination");
     let mydestination = list(&mut cx, "mydestination", v, &mut open);
@@ -366,6 +385,22 @@ pub(crate) fn compile(
         cx.warnings = warnings;
         let sender_login_maps = one_table(&mut cx, &mut open, "smtpd_sender_login_maps");
         let rbl_reply_maps = one_table(&mut cx, &mut open, "rbl_reply_maps");
+        // Reply templates are expanded while the reply is built, which cannot wait.
+        let rbl_reply_maps = match rbl_reply_maps {
+            Some(t) if t.is_remote() => {
+                cx.errors.push(PolicyError::BadValue {
+                    name: "rbl_reply_maps".into(),
+                    origin: cx.origin("rbl_reply_maps"),
+                    why: format!(
+                        "`{}`: a remote table in rbl_reply_maps is not supported yet",
+                        t.spec()
+                    ),
+                    hint: Hint::text("use a texthash: or regexp: table"),
+                });
+                None
+            }
+            other => other,
+        };
         finish(
             cx,
             FinishParts {
@@ -527,6 +562,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         warnings: Vec::new(),
         wants_name: false,
         waits: false,
+        remote_tables: Vec::new(),
     };
     let params = cx.params;
     super::compile_checks::check(&mut policy, &mut cx.errors, &mut cx.warnings, |n| {

@@ -183,8 +183,44 @@ pub(crate) fn check(
     if p.mynetworks.uses_names() || p.sasl_exceptions.uses_names() {
         wants_name = true;
     }
+    let mut remote: Vec<Box<str>> = Vec::new();
+    for (_, list) in all_lists(p) {
+        for r in list {
+            let r = match r {
+                Restriction::WarnIfReject(inner) => inner,
+                r => r,
+            };
+            let table = match r {
+                Restriction::Check { table, .. } => table,
+                Restriction::CheckServer(c) => &c.table,
+                _ => continue,
+            };
+            if table.is_remote() {
+                remote.push(table.spec().into());
+            }
+        }
+    }
+    if let Some(t) = p.sender_login_maps.as_ref().filter(|t| t.is_remote()) {
+        remote.push(t.spec().into());
+        // reject_*sender_login_mismatch asks it; Restriction::waits cannot see the map.
+        waits = true;
+    }
+    for list in [
+        &p.mynetworks,
+        &p.mydestination,
+        &p.relay_domains,
+        &p.virtual_alias_domains,
+        &p.virtual_mailbox_domains,
+    ] {
+        remote.extend(list.remote_specs().map(Box::from));
+        // permit_mynetworks and every address classification may ask it.
+        waits |= list.has_remote();
+    }
+    remote.sort();
+    remote.dedup();
     p.wants_name = wants_name;
     p.waits = waits;
+    p.remote_tables = remote;
 }
 
 /// Every name in the map must be implemented here, by the session, be a declared class, or be

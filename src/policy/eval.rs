@@ -2,7 +2,7 @@
 //! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
 //! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 
 use super::access::{config_error, dsn_fix, printable, Dsn, VoiceKind};
@@ -48,9 +48,10 @@ pub(crate) struct Eval<'p, 'f> {
     pub(crate) depth: u32,
     param: &'static str,
     pub(crate) trace: Option<Vec<ListTrace>>,
-    /// Facts fetched for this command, and those still missing.
+    /// Facts fetched for this command, and those still missing (a cell, so that a lookup
+    /// order can ask while the envelope addresses it reads from `self` are borrowed).
     answers: &'f FactCache,
-    pub(crate) needs: Vec<FactRequest>,
+    pub(crate) needs: RefCell<Vec<FactRequest>>,
     /// A policy service's default_action is being applied: one that fails again inside it
     /// falls back to the built-in default (smtpd_check.c's nesting_level).
     pub(crate) in_default_action: bool,
@@ -81,7 +82,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             param: "",
             trace: explain.then(Vec::new),
             answers,
-            needs: Vec::new(),
+            needs: RefCell::new(Vec::new()),
             in_default_action: false,
             policy_asked: Vec::new(),
         }
@@ -91,17 +92,18 @@ impl<'p, 'f> Eval<'p, 'f> {
     /// [`super::pending`]): the caller then returns [`Verdict::Pending`]. A request with effects
     /// on the other side is only noted when nothing else is open, so that it is made in
     /// Postfix's order and only when Postfix would make it.
-    pub(crate) fn ask(&mut self, request: FactRequest) -> Option<&'f FactAnswer> {
+    pub(crate) fn ask(&self, request: FactRequest) -> Option<&'f FactAnswer> {
         if let Some(answer) = self.answers.get(&request) {
             return Some(answer);
         }
-        let speculating = !self.needs.is_empty();
+        let mut needs = self.needs.borrow_mut();
+        let speculating = !needs.is_empty();
         let may_note = !speculating
             || (request.is_speculative()
-                && self.needs.iter().all(FactRequest::is_speculative)
-                && self.needs.len() < MAX_REQUESTS_PER_ROUND);
-        if may_note && !self.needs.contains(&request) {
-            self.needs.push(request);
+                && needs.iter().all(FactRequest::is_speculative)
+                && needs.len() < MAX_REQUESTS_PER_ROUND);
+        if may_note && !needs.contains(&request) {
+            needs.push(request);
         }
         None
     }
@@ -175,7 +177,7 @@ impl<'p, 'f> Eval<'p, 'f> {
     }
 
     /// The `<NAME>` of a voice.
-    fn reply_name(&self, voice: VoiceKind) -> String {
+    pub(crate) fn reply_name(&self, voice: VoiceKind) -> String {
         match voice {
             VoiceKind::Client => format!("{}[{}]", self.facts.client.name, self.addr),
             VoiceKind::ReverseClient => self.facts.client.reverse_name.clone(),
@@ -274,21 +276,7 @@ impl<'p, 'f> Eval<'p, 'f> {
                 self.warn = saved;
                 v
             }
-            Restriction::PermitMynetworks => {
-                match self
-                    .p
-                    .mynetworks
-                    .match_client(&self.facts.client.name, self.addr)
-                {
-                    super::netlist::ListMatch::Matched(i) => Verdict::Ok(Reason {
-                        table: Some("mynetworks".into()),
-                        key: Some(self.addr.to_string()),
-                        value: Some(self.p.mynetworks.entry_text(i).to_string()),
-                        ..self.reason(r)
-                    }),
-                    _ => Verdict::Dunno,
-                }
-            }
+            Restriction::PermitMynetworks => self.permit_mynetworks(r, voice),
             Restriction::PermitSaslAuthenticated => match self.facts.login {
                 Some(login) if self.p.sasl_auth_enable => Verdict::Ok(Reason {
                     key: Some(login.to_string()),
@@ -302,7 +290,12 @@ impl<'p, 'f> Eval<'p, 'f> {
                 let Some(rcpt) = self.rcpt() else {
                     return Verdict::Dunno;
                 };
-                let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, self.p);
+                let loc = self.locality();
+                let dest = classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, &loc);
+                if let Some((param, stop)) = loc.take() {
+                    let name = rcpt.reply.clone();
+                    return self.list_stopped(r, param, stop, &name);
+                }
                 let authorized = matches!(dest, Destination::Final | Destination::Relay);
                 let reason = Reason {
                     key: Some(rcpt.reply.clone()),

@@ -1,14 +1,74 @@
 //! The restrictions that consult tables: check_*_access with access(5) actions, and the
 //! sender-login map of reject_*sender_login_mismatch.
 
-use super::access::{parse_action, Action, VoiceKind};
+use std::borrow::Cow;
+
+use super::access::{parse_action, printable, Action, VoiceKind};
 use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
+use super::lookup::{Answer, Stop};
+use super::pending::{FactAnswer, FactRequest, TableResult};
 use super::restriction::{LoginMismatch, Lookup, Restriction};
 use super::table::Table;
 use super::text::{AddrText, Lower};
 use super::{Note, Reason};
+use crate::smtp::Reply;
 
-impl Eval<'_, '_> {
+/// The access value smtpd_check.c substitutes when a table lookup fails.
+const TABLE_ERROR: &str = "451 4.3.5 Server configuration error";
+
+/// A name as `table` wants its keys: folded, or (socketmap, tcp) as the client wrote it.
+fn key_case<'a>(table: &Table, name: &'a str) -> Lower<'a> {
+    if table.folds_keys() {
+        Lower::new(name)
+    } else {
+        Lower::Borrowed(name)
+    }
+}
+
+/// maps.c's warning for a failed lookup, with the backend's reason.
+fn lookup_warning(table: &Table, key: &str, why: &str) -> Note {
+    Note {
+        action: "warning",
+        text: format!("{} lookup error for \"{key}\": {why}", table.spec()),
+    }
+}
+
+impl<'f> Eval<'_, 'f> {
+    /// One key of `t`: from memory at once, or for a remote table from the fetched answers
+    /// (asking for it when it is not there yet). An empty value is an error, as maps.c has it.
+    #[inline]
+    pub(crate) fn table_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
+    where
+        'f: 'a,
+    {
+        if !t.is_remote() {
+            return t.lookup(key).map_or(Answer::NotFound, Answer::Found);
+        }
+        self.remote_get(t, key)
+    }
+
+    /// [`Eval::table_get`] for a remote table, kept out of line so the in-memory path stays
+    /// small where it is inlined.
+    #[inline(never)]
+    fn remote_get<'a>(&self, t: &'a Table, key: &str) -> Answer<'a>
+    where
+        'f: 'a,
+    {
+        match self.ask(FactRequest::table(t.spec(), key)) {
+            None => Answer::Pending,
+            Some(FactAnswer::Table(TableResult::Found(v))) if v.is_empty() => {
+                Answer::Failed(format!(
+                    "{} lookup of {key} returns an empty string result",
+                    t.spec()
+                ))
+            }
+            Some(FactAnswer::Table(TableResult::Found(v))) => Answer::Found(Cow::Borrowed(v)),
+            Some(FactAnswer::Table(TableResult::NotFound)) => Answer::NotFound,
+            Some(FactAnswer::Table(TableResult::Failed(why))) => Answer::Failed(why.clone()),
+            Some(other) => Answer::Failed(format!("not a table answer: {}", other.describe())),
+        }
+    }
+
     pub(crate) fn login_mismatch(&mut self, r: &Restriction, m: LoginMismatch) -> Verdict {
         let (Some(maps), true) = (self.p.sender_login_maps.as_ref(), self.p.sasl_auth_enable)
         else {
@@ -17,8 +77,41 @@ impl Eval<'_, '_> {
         let Some(sender) = self.sender().filter(|s| !s.key.is_empty()) else {
             return Verdict::Dunno;
         };
-        let owners = super::lookup::login_owners(self.p, maps, sender);
-        let text = match (self.facts.login, &owners) {
+        // smtpd_check.c looks the sender up only for the check that applies: the owners of a
+        // logged-in client's sender, or whether an anonymous client's sender has an owner.
+        let login = self.facts.login;
+        if !((login.is_some() && m.authenticated) || (login.is_none() && m.unauthenticated)) {
+            return Verdict::Dunno;
+        }
+        let p = self.p;
+        let loc = self.locality();
+        let found =
+            super::lookup::login_owners(p, &loc, maps, sender, &mut |k| self.table_get(maps, k));
+        if let Some((param, stop)) = loc.take() {
+            let name = sender.reply.clone();
+            return self.list_stopped(r, param, stop, &name);
+        }
+        let owners = match found {
+            Ok(hit) => hit.map(|(_, owners)| owners),
+            Err(Stop::Pending) => return Verdict::Pending,
+            Err(Stop::Failed { key, why }) => {
+                // check_mail_addr_find: reject_dict_retry, the sender's own 451 4.3.0.
+                let reply = Reply::new(
+                    451,
+                    (4, 3, 0),
+                    printable(format!("<{}>: Temporary lookup failure", sender.reply)),
+                );
+                let reason = Reason {
+                    table: Some(maps.spec().to_string()),
+                    key: Some(key.clone()),
+                    value: Some(format!("lookup failed: {why}")),
+                    ..self.reason(r)
+                };
+                self.notes.push(lookup_warning(maps, &key, &why));
+                return self.reject(reply, reason);
+            }
+        };
+        let text = match (login, &owners) {
             (Some(login), Some(owners)) if m.authenticated => {
                 let owned = owners
                     .split([',', ' ', '\t'])
@@ -56,26 +149,42 @@ impl Eval<'_, '_> {
             Lookup::Sender => VoiceKind::Sender,
             Lookup::Recipient => VoiceKind::Recipient,
         };
+        let p = self.p;
+        let loc = self.locality();
+        let mut get = |k: &str| self.table_get(table, k);
         let hit = match lookup {
             Lookup::Client => {
-                let name = Lower::new(&self.facts.client.name);
-                super::lookup::client(self.p, table, name.as_str(), &AddrText::new(self.addr))
+                let name = key_case(table, &self.facts.client.name);
+                let addr = AddrText::new(self.addr);
+                super::lookup::client(p, table, name.as_str(), &addr, &mut get)
             }
             Lookup::Helo => match self.facts.helo {
                 None => return Verdict::Dunno,
-                Some(h) => super::lookup::helo(self.p, table, Lower::new(h).as_str()),
+                Some(h) => super::lookup::helo(p, table, key_case(table, h).as_str(), &mut get),
             },
             Lookup::Sender => match self.sender() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(self.p, table, a, true),
+                Some(a) => super::lookup::mail(p, &loc, table, a, true, &mut get),
             },
             Lookup::Recipient => match self.rcpt() {
                 None => return Verdict::Dunno,
-                Some(a) => super::lookup::mail(self.p, table, a, false),
+                Some(a) => super::lookup::mail(p, &loc, table, a, false, &mut get),
             },
         };
-        let Some((key, value)) = hit else {
-            return Verdict::Dunno;
+        // A domain list that stopped the address's resolution speaks first (RESOLVE_FLAG_FAIL
+        // is reject_dict_retry for the address, before any table key).
+        if let Some((param, stop)) = loc.take() {
+            let name = match lookup {
+                Lookup::Sender => self.sender(),
+                _ => self.rcpt(),
+            };
+            let name = name.map(|a| a.reply.clone()).unwrap_or_default();
+            return self.list_stopped(r, param, stop, &name);
+        }
+        let (key, value) = match hit {
+            Ok(Some(hit)) => hit,
+            Ok(None) => return Verdict::Dunno,
+            Err(stop) => return self.lookup_stopped(r, voice, table, stop),
         };
         let reason = Reason {
             table: Some(table.spec().to_string()),
@@ -83,7 +192,12 @@ impl Eval<'_, '_> {
             value: Some(value.clone()),
             ..self.reason(r)
         };
-        let v = self.table_result(&value, voice, reason.clone(), table.spec());
+        // A remote table's values are first seen now; Postfix parses them now too.
+        let v = if table.is_remote() {
+            self.live_result(&value, voice, reason.clone(), table.spec())
+        } else {
+            self.table_result(&value, voice, reason.clone(), table.spec())
+        };
         // permit from check_recipient_access is ignored for a source-routed recipient unless
         // allow_untrusted_routing (smtpd_check.c check_mail_access).
         if let (Verdict::Ok(_), Lookup::Recipient) = (&v, lookup) {
@@ -95,6 +209,29 @@ impl Eval<'_, '_> {
             }
         }
         v
+    }
+
+    /// A lookup order that could not finish: wait, or answer a failed table as
+    /// smtpd_check.c's check_*_access do (maps->error: the value "451 4.3.5 Server
+    /// configuration error" through check_table_result, in this lookup's voice).
+    pub(crate) fn lookup_stopped(
+        &mut self,
+        r: &Restriction,
+        voice: VoiceKind,
+        table: &Table,
+        stop: Stop,
+    ) -> Verdict {
+        let Stop::Failed { key, why } = stop else {
+            return Verdict::Pending;
+        };
+        self.notes.push(lookup_warning(table, &key, &why));
+        let reason = Reason {
+            table: Some(table.spec().to_string()),
+            key: Some(key),
+            value: Some(format!("lookup failed: {why}")),
+            ..self.reason(r)
+        };
+        self.table_result(TABLE_ERROR, voice, reason, table.spec())
     }
 
     /// An access(5) value found in `table` (its spec, for warnings), as check_table_result

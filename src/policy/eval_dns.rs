@@ -104,7 +104,7 @@ impl<'f> Eval<'_, 'f> {
             FactAnswer::Dns(a) => Some(a),
             // A request is answered in its own kind; anything else is a caller's bug, read
             // as no records rather than trusted.
-            FactAnswer::Policy(_) => Some(&DnsAnswer::NoData),
+            FactAnswer::Policy(_) | FactAnswer::Table(_) => Some(&DnsAnswer::NoData),
         }
     }
 
@@ -187,7 +187,12 @@ impl<'f> Eval<'_, 'f> {
         let Some(addr) = addr.filter(|a| !a.key.is_empty()) else {
             return Verdict::Dunno;
         };
-        let (dest, full) = resolve(&addr.key, self.p.rewrite, &self.p.myorigin, self.p);
+        let loc = self.locality();
+        let (dest, full) = resolve(&addr.key, self.p.rewrite, &self.p.myorigin, &loc);
+        if let Some((param, stop)) = loc.take() {
+            let name = addr.reply.clone();
+            return self.list_stopped(r, param, stop, &name);
+        }
         let Some((_, domain)) = full.rsplit_once('@') else {
             return Verdict::Dunno;
         };
@@ -280,8 +285,15 @@ impl<'f> Eval<'_, 'f> {
             }
         };
         // Safety: an allow list never lets an unauthorized recipient through (Postfix).
-        if list.kind.permits() && !self.recipient_authorized() {
-            return Verdict::Dunno;
+        if list.kind.permits() {
+            match self.recipient_authorized() {
+                Ok(true) => {}
+                Ok(false) => return Verdict::Dunno,
+                Err((param, stop)) => {
+                    let name = self.rcpt().map(|a| a.reply.clone()).unwrap_or_default();
+                    return self.list_stopped(r, param, stop, &name);
+                }
+            }
         }
         let Some(answer) = self.dns(&query, RecordType::A) else {
             return Verdict::Pending;
@@ -338,14 +350,16 @@ impl<'f> Eval<'_, 'f> {
     }
 
     /// permit_auth_destination for the RCPT being decided; true outside RCPT.
-    fn recipient_authorized(&self) -> bool {
+    fn recipient_authorized(&self) -> Result<bool, (&'static str, super::lookup::Stop)> {
         let Some(rcpt) = self.rcpt() else {
-            return true;
+            return Ok(true);
         };
-        matches!(
-            super::address::classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, self.p),
-            Destination::Final | Destination::Relay
-        )
+        let loc = self.locality();
+        let dest = super::address::classify(&rcpt.key, self.p.rewrite, &self.p.myorigin, &loc);
+        match loc.take() {
+            Some(stopped) => Err(stopped),
+            None => Ok(matches!(dest, Destination::Final | Destination::Relay)),
+        }
     }
 
     /// rbl_reject_reply: the list's template from rbl_reply_maps or default_rbl_reply,

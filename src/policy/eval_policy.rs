@@ -74,10 +74,24 @@ impl Eval<'_, '_> {
             });
             return Verdict::Ok(reason);
         }
-        let codes = self.p.codes;
-        let text = match parse_action(value, &codes) {
+        if let Action::Unsupported("PREPEND") = parse_action(value, &self.p.codes) {
+            return self.prepend(value, spec);
+        }
+        self.live_result(value, voice, reason, spec)
+    }
+
+    /// An access value that arrived at run time (from a policy server or a remote table), as
+    /// check_table_result reads it: restriction names no table held at load are parsed now,
+    /// as Postfix parses them.
+    pub(crate) fn live_result(
+        &mut self,
+        value: &str,
+        voice: VoiceKind,
+        reason: Reason,
+        spec: &str,
+    ) -> Verdict {
+        let text = match parse_action(value, &self.p.codes) {
             Action::Restrictions(text) => text,
-            Action::Unsupported("PREPEND") => return self.prepend(value, spec),
             _ => return self.table_result(value, voice, reason, spec),
         };
         if self.p.value_lists.contains_key(text.trim()) {

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::access::VoiceKind;
 use super::eval::{Eval, Verdict};
 use super::hostname::valid_hostaddr;
+use super::lookup::Hit;
 use super::pending::{DnsAnswer, DnsRecord, FactAnswer, RecordType};
 use super::restriction::{Restriction, ServerCheck, Subject};
 use super::text::{AddrText, Lower};
@@ -223,8 +224,11 @@ impl Eval<'_, '_> {
         host: &str,
     ) -> Option<Verdict> {
         let host = Lower::new(host);
-        let (key, value) = super::lookup::domain(self.p, &check.table, host.as_str())?;
-        Some(self.server_result(r, check, voice, key, value))
+        let table = &check.table;
+        let found = super::lookup::domain(self.p, table, host.as_str(), &mut |k| {
+            self.table_get(table, k)
+        });
+        self.server_found(r, check, voice, found)
     }
 
     /// check_addr_access on a server address; `Some` when a key was found.
@@ -236,8 +240,26 @@ impl Eval<'_, '_> {
         addr: IpAddr,
     ) -> Option<Verdict> {
         let text = AddrText::new(addr.to_canonical());
-        let (key, value) = super::lookup::address(&check.table, &text)?;
-        Some(self.server_result(r, check, voice, key, value))
+        let table = &check.table;
+        let found = super::lookup::address(table, &text, &mut |k| self.table_get(table, k));
+        self.server_found(r, check, voice, found)
+    }
+
+    /// A key's verdict; `Some(Pending)` ends the server loop until the key is fetched.
+    fn server_found(
+        &mut self,
+        r: &Restriction,
+        check: &ServerCheck,
+        voice: VoiceKind,
+        found: Hit,
+    ) -> Option<Verdict> {
+        match found {
+            Ok(hit) => {
+                let (key, value) = hit?;
+                Some(self.server_result(r, check, voice, key, value))
+            }
+            Err(stop) => Some(self.lookup_stopped(r, voice, &check.table, stop)),
+        }
     }
 
     fn server_result(

@@ -18,6 +18,7 @@ mod error;
 mod eval;
 mod eval_access;
 mod eval_dns;
+mod eval_lists;
 mod eval_policy;
 mod eval_server;
 mod facts;
@@ -194,6 +195,8 @@ pub struct Policy {
     pub(crate) wants_name: bool,
     /// Some restriction may need a fact from the network.
     pub(crate) waits: bool,
+    /// The specs of the remote tables any restriction consults, sorted, each once.
+    pub(crate) remote_tables: Vec<Box<str>>,
 }
 
 impl Locality for Policy {
@@ -371,6 +374,12 @@ impl Policy {
         self.waits
     }
 
+    /// The remote tables (socketmap, tcp) this policy asks keys of, by the spec its
+    /// [`FactRequest::Table`] requests name: the edge opens one backend for each.
+    pub fn remote_tables(&self) -> Vec<&str> {
+        self.remote_tables.iter().map(|s| &**s).collect()
+    }
+
     fn run(
         &self,
         stage: Stage,
@@ -384,11 +393,12 @@ impl Policy {
         let mut ev = Eval::new(self, stage, facts, answers, explain);
         let verdict = self.stage(stage, &mut ev, state);
         let trace = ev.trace.take().unwrap_or_default();
-        if !ev.needs.is_empty() {
+        let needs = ev.needs.take();
+        if !needs.is_empty() {
             if let Some(before) = before {
                 *state = before;
             }
-            return (Progress::Needs(ev.needs), trace);
+            return (Progress::Needs(needs), trace);
         }
         let decision = match verdict {
             Verdict::Reject(reply, reason) => Decision {

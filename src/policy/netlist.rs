@@ -3,7 +3,8 @@
 //!
 //! Order matters in Postfix (first match wins, `!` only stops the scan), so every pattern keeps its
 //! index and a lookup returns the lowest matching index: addresses through a [`PrefixIndex`],
-//! names through hash maps probed once per label, tables in order (they are few).
+//! names through hash maps probed once per label, tables in order (they are few). A remote
+//! table entry is asked only through [`NetList::match_waiting`], which can stop at it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::error::{Hint, PolicyError, PolicyWarning};
+use super::lookup::{Answer, Stop};
 use super::params::Origin;
 #[cfg(test)]
 use super::prefix::covers;
@@ -62,6 +64,10 @@ pub struct NetList {
     dotted: FxHashMap<Box<str>, u32>,
     tables: Vec<u32>,
     parent_style: bool,
+    /// Whether remote table entries are allowed (lists the evaluation can wait for).
+    allow_remote: bool,
+    /// Whether one is there.
+    remote: bool,
 }
 
 /// Opens tables on behalf of a list (shared with the policy's table cache).
@@ -71,17 +77,20 @@ impl NetList {
     /// Compiles `value` of parameter `param`. `parent_style` is whether `param` is listed in
     /// `parent_domain_matches_subdomains`. Errors are pushed, not returned, so that one run
     /// reports every bad entry.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile(
         param: &str,
         value: &str,
         origin: &Origin,
         parent_style: bool,
+        allow_remote: bool,
         open: &mut TableOpener<'_>,
         errors: &mut Vec<PolicyError>,
         warnings: &mut Vec<PolicyWarning>,
     ) -> NetList {
         let mut list = NetList {
             parent_style,
+            allow_remote,
             ..NetList::default()
         };
         list.add_text(param, value, origin, false, open, errors, warnings, 0);
@@ -157,16 +166,28 @@ impl NetList {
                     errors.push(bad(why, hint));
                     continue;
                 }
-                None if pat.contains(':') => match open(pat, origin) {
-                    Ok(t) => {
-                        self.tables.push(index);
-                        Pattern::Table(t)
+                None if pat.contains(':') => {
+                    match open(pat, origin) {
+                        // Only lists the evaluation asks through `match_waiting` may wait;
+                        // the others (AUTH gate, client limits) answer at once.
+                        Ok(t) if t.is_remote() && !self.allow_remote => {
+                            errors.push(bad(
+                            format!("`{pat}`: a remote table in {param} is not supported: it is matched where no lookup can wait"),
+                            Hint::text("list the networks or domains here, or in a cidr:/texthash: table"),
+                        ));
+                            continue;
+                        }
+                        Ok(t) => {
+                            self.remote |= t.is_remote();
+                            self.tables.push(index);
+                            Pattern::Table(t)
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                },
+                }
                 None => {
                     let lower = pat.to_ascii_lowercase();
                     if lower.bytes().next().is_some_and(|b| b.is_ascii_digit())
@@ -264,16 +285,48 @@ impl NetList {
         self.entries.get(index).map(|e| &*e.text).unwrap_or("")
     }
 
-    /// Matches a client: its name (verified name or `unknown`) and address.
+    /// Matches a client: its name (verified name or `unknown`) and address. A remote table
+    /// entry (see [`NetList::has_remote`]) never matches here: use [`NetList::match_waiting`].
     pub fn match_client(&self, name: &str, addr: IpAddr) -> ListMatch {
         let addr = addr.to_canonical();
         let lower = Lower::new(name);
-        self.finish(self.best(Some(lower.as_str()), Some(addr)))
+        let best = self.best(Some(lower.as_str()), Some(addr), &mut in_memory);
+        self.finish(best.unwrap_or(None))
     }
 
     /// Matches a domain (for `mydestination`, `relay_domains`, ...). `domain` must be lower-case.
     pub fn match_domain(&self, domain: &str) -> ListMatch {
-        self.finish(self.best(Some(domain), None))
+        self.finish(
+            self.best(Some(domain), None, &mut in_memory)
+                .unwrap_or(None),
+        )
+    }
+
+    /// Like [`NetList::match_client`] (with `addr`) or [`NetList::match_domain`] (without),
+    /// asking table entries through `get`, which may say a remote key is pending or failed:
+    /// the scan stops there, as Postfix's match_list stops at a table lookup problem.
+    /// `name` must be lower-case.
+    pub(crate) fn match_waiting<'a>(
+        &'a self,
+        name: &str,
+        addr: Option<IpAddr>,
+        get: &mut impl FnMut(&'a Table, &str) -> Answer<'a>,
+    ) -> Result<ListMatch, Stop> {
+        let addr = addr.map(|a| a.to_canonical());
+        Ok(self.finish(self.best(Some(name), addr, get)?))
+    }
+
+    /// Whether an entry is a remote table, whose keys only [`NetList::match_waiting`] asks.
+    pub(crate) fn has_remote(&self) -> bool {
+        self.remote
+    }
+
+    /// The specs of its remote table entries.
+    pub(crate) fn remote_specs(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|e| match &e.pattern {
+            Pattern::Table(t) if t.is_remote() => Some(t.spec()),
+            _ => None,
+        })
     }
 
     fn finish(&self, best: Option<u32>) -> ListMatch {
@@ -290,7 +343,12 @@ impl NetList {
         }
     }
 
-    fn best(&self, name: Option<&str>, addr: Option<IpAddr>) -> Option<u32> {
+    fn best<'a>(
+        &'a self,
+        name: Option<&str>,
+        addr: Option<IpAddr>,
+        get: &mut impl FnMut(&'a Table, &str) -> Answer<'a>,
+    ) -> Result<Option<u32>, Stop> {
         let mut best = addr.and_then(|a| self.nets.first_match(a));
         let mut take = |i: Option<&u32>| {
             if let Some(&i) = i {
@@ -306,6 +364,8 @@ impl NetList {
                 }
             }
         }
+        // Tables in list order, and only those before the first other match: Postfix scans
+        // left to right and never asks a table it does not reach.
         for &ti in &self.tables {
             if best.is_some_and(|b| b < ti) {
                 break;
@@ -315,19 +375,36 @@ impl NetList {
                 ..
             }) = self.entries.get(ti as usize)
             {
-                if self.table_hit(t, name, addr) {
+                if self.table_hit(t, name, addr, get)? {
                     best = Some(ti);
                     break;
                 }
             }
         }
-        best
+        Ok(best)
     }
 
-    fn table_hit(&self, t: &Table, name: Option<&str>, addr: Option<IpAddr>) -> bool {
+    /// match_hostname, then match_hostaddr: the name (and its parents, for a fixed-key table),
+    /// then the address. Any value counts, even `REJECT`.
+    fn table_hit<'a>(
+        &self,
+        t: &'a Table,
+        name: Option<&str>,
+        addr: Option<IpAddr>,
+        get: &mut impl FnMut(&'a Table, &str) -> Answer<'a>,
+    ) -> Result<bool, Stop> {
+        let mut hit = |key: &str| match get(t, key) {
+            Answer::Found(_) => Ok(true),
+            Answer::NotFound => Ok(false),
+            Answer::Pending => Err(Stop::Pending),
+            Answer::Failed(why) => Err(Stop::Failed {
+                key: key.to_string(),
+                why,
+            }),
+        };
         if let Some(name) = name.filter(|n| !n.is_empty()) {
-            if t.lookup(name).is_some() {
-                return true;
+            if hit(name)? {
+                return Ok(true);
             }
             if !t.is_pattern() {
                 for (i, _) in name.match_indices('.') {
@@ -336,17 +413,23 @@ impl NetList {
                     } else {
                         &name[i..]
                     };
-                    if t.lookup(key).is_some() {
-                        return true;
+                    if hit(key)? {
+                        return Ok(true);
                     }
                 }
             }
         }
         match addr {
-            Some(a) => t.lookup(AddrText::new(a).as_str()).is_some(),
-            None => false,
+            Some(a) => hit(AddrText::new(a).as_str()),
+            None => Ok(false),
         }
     }
+}
+
+/// The synchronous lookups: in-memory tables answer, a remote one is never found.
+#[inline]
+fn in_memory<'t>(t: &'t Table, key: &str) -> Answer<'t> {
+    t.lookup(key).map_or(Answer::NotFound, Answer::Found)
 }
 
 #[cfg(test)]
@@ -371,6 +454,7 @@ mod tests {
             &texts.join(" "),
             &Origin::default(),
             true,
+            false,
             &mut open,
             &mut e,
             &mut w,

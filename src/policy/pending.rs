@@ -11,8 +11,10 @@
 //! Cheap, side-effect-free requests (DNS) are gathered speculatively: evaluation goes on past a
 //! missing DNS answer as if the restriction had said DUNNO, so the lookups of one command that do
 //! not depend on each other (several DNSBLs, say) are asked for at once. Requests with effects or
-//! cost on the other side (a policy service that greylists, an SQL query) are only asked for
-//! when nothing before them is still open, in the order Postfix makes them.
+//! cost on the other side (a key in a socketmap, tcp or SQL table, a policy service that
+//! greylists) are ordered: one is asked for only when nothing before it is still open, so the
+//! keys of one table go out one round at a time, in the order Postfix tries them, and a key
+//! Postfix would not have asked (after an earlier key's hit) is never sent.
 //!
 //! A policy whose restrictions are all in memory never produces a request: its callers take the
 //! synchronous path and pay nothing for this.
@@ -70,6 +72,9 @@ pub enum FactRequest {
         /// fact, not the cached answer.
         repeat: u32,
     },
+    /// One key in a table served by another program, named by its spec as written
+    /// (`socketmap:inet:127.0.0.1:9000:access`); the key is sent exactly as given.
+    Table { table: Box<str>, key: Box<str> },
 }
 
 impl FactRequest {
@@ -86,7 +91,15 @@ impl FactRequest {
         matches!(self, FactRequest::Dns { .. })
     }
 
-    /// What was asked, for logs and `relayguard check`: `zen.test A 2.0.0.127.zen.test`.
+    pub(crate) fn table(table: &str, key: &str) -> Self {
+        FactRequest::Table {
+            table: table.into(),
+            key: key.into(),
+        }
+    }
+
+    /// What was asked, for logs and `relayguard check`: `DNS A 2.0.0.127.zen.test`,
+    /// `table tcp:127.0.0.1:9001 key "u@local.test"`.
     pub fn describe(&self) -> String {
         match self {
             FactRequest::Dns { name, rtype } => format!("DNS {} {name}", rtype.as_str()),
@@ -99,6 +112,7 @@ impl FactRequest {
                     .unwrap_or("");
                 format!("policy {} {state}", service.endpoint)
             }
+            FactRequest::Table { table, key } => format!("table {table} key \"{key}\""),
         }
     }
 }
@@ -154,11 +168,22 @@ pub struct PolicyAnswer {
     pub warnings: Vec<Box<str>>,
 }
 
+/// What a remote table said about one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TableResult {
+    Found(String),
+    NotFound,
+    /// No answer for now (server down, timeout, a reply outside the protocol), and why:
+    /// Postfix's DICT_ERR_RETRY.
+    Failed(String),
+}
+
 /// An answer the caller fetched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum FactAnswer {
     Dns(DnsAnswer),
     Policy(PolicyAnswer),
+    Table(TableResult),
 }
 
 impl FactAnswer {
@@ -195,6 +220,9 @@ impl FactAnswer {
             FactAnswer::Policy(PolicyAnswer { warnings, .. }) => {
                 format!("failed: {}", warnings.last().map_or("no answer", |w| &**w))
             }
+            FactAnswer::Table(TableResult::Found(v)) => format!("found \"{v}\""),
+            FactAnswer::Table(TableResult::NotFound) => "not found".into(),
+            FactAnswer::Table(TableResult::Failed(why)) => format!("temporary failure: {why}"),
         }
     }
 }

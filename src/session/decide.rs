@@ -86,6 +86,7 @@ impl Session {
                     request = %fetched.request.describe(),
                     answer = %fetched.answer.describe(),
                     elapsed_ms = fetched.elapsed.as_secs_f64() * 1000.0,
+                    cached = fetched.cached,
                     "policy lookup"
                 );
                 // A policy server's trouble is logged as Postfix's attr_clnt logs it.

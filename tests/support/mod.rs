@@ -35,4 +35,5 @@ pub mod probe;
 pub mod process;
 pub mod relayguard;
 pub mod scripted;
+pub mod table_server;
 pub mod tls;

@@ -1,13 +1,16 @@
 //! Postfix lookup tables, opened once at load: texthash/hash/btree/lmdb (from the source text),
-//! cidr, regexp and pcre (from a file or rules inline in braces), inline and static.
+//! cidr, regexp and pcre (from a file or rules inline in braces), inline and static; and the
+//! names of tables another program serves (socketmap, tcp), which hold no data here.
 //!
-//! A lookup takes an already case-folded key and never allocates, except where a regexp/pcre value
-//! substitutes `$1`. Tables that would need the network (SQL, LDAP, socketmap) are refused at load;
-//! when they come, they answer through `policy::pending` instead of blocking (see mod docs there).
+//! An in-memory lookup takes an already case-folded key and never allocates, except where a
+//! regexp/pcre value substitutes `$1`. A remote table is only named: its keys are asked of the
+//! caller through `policy::pending` (the lookup orders in `policy::lookup` wait for them), and
+//! the edge (`crate::lookup`) holds the backend that talks to the server.
 
 mod cidr;
 mod hash;
 mod regexp;
+mod remote;
 mod source;
 
 use std::borrow::Cow;
@@ -19,11 +22,22 @@ use super::params::Origin;
 pub(crate) use cidr::CidrTable;
 pub(crate) use hash::HashTable;
 pub(crate) use regexp::{PcreTable, RegexpTable};
+use remote::RemoteKeys;
 use source::{inline_rules, read, resolve};
 
 /// Table types relayguard implements (for hints).
 pub const TABLE_TYPES: &[&str] = &[
-    "texthash", "hash", "btree", "lmdb", "cidr", "regexp", "pcre", "inline", "static",
+    "texthash",
+    "hash",
+    "btree",
+    "lmdb",
+    "cidr",
+    "regexp",
+    "pcre",
+    "inline",
+    "static",
+    "socketmap",
+    "tcp",
 ];
 
 /// Known Postfix table types that relayguard refuses, with why.
@@ -33,8 +47,6 @@ const FOREIGN_TYPES: &[(&str, &str)] = &[
     ("sqlite", "sqlite tables are not implemented"),
     ("ldap", "network tables are not implemented yet"),
     ("memcache", "network tables are not implemented yet"),
-    ("socketmap", "network tables are not implemented yet"),
-    ("tcp", "network tables are not implemented yet"),
     ("unix", "the UNIX passwd/group tables are not implemented"),
     (
         "cdb",
@@ -60,6 +72,7 @@ enum Kind {
     Cidr(CidrTable),
     Regexp(RegexpTable),
     Pcre(PcreTable),
+    Remote(RemoteKeys),
 }
 
 /// One opened lookup table.
@@ -73,9 +86,18 @@ pub struct Table {
 }
 
 impl Table {
-    /// True when a lookup may need the network (none of the in-memory types do).
-    pub(crate) fn is_remote(&self) -> bool {
-        false
+    /// True when a lookup needs the network: its keys are asked through `policy::pending`.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.kind, Kind::Remote(_))
+    }
+
+    /// Whether lookup keys are case-folded before they are sent (always for in-memory types,
+    /// which store folded keys or match case-insensitively).
+    pub(crate) fn folds_keys(&self) -> bool {
+        match self.kind {
+            Kind::Remote(k) => k.folded,
+            _ => true,
+        }
     }
 
     /// Opens `type:name` as written in a parameter at `origin`; relative file names are taken
@@ -136,6 +158,10 @@ impl Table {
             }
             "cidr" | "regexp" | "pcre" => {
                 return Table::open_pattern(spec, &ty_l, name, origin);
+            }
+            other if remote::keys(other).is_some() => {
+                let keys = remote::open(other, name).map_err(|why| err(why, Hint::none()))?;
+                Kind::Remote(keys)
             }
             other => {
                 if let Some((_, why)) = FOREIGN_TYPES.iter().find(|(t, _)| *t == other) {
@@ -212,12 +238,18 @@ impl Table {
     /// Pattern tables (cidr, regexp, pcre) only see the first, full lookup key (Postfix's
     /// DICT_FLAG_PATTERN): no parent domains, no address prefixes, no `user@`.
     pub fn is_pattern(&self) -> bool {
-        matches!(self.kind, Kind::Cidr(_) | Kind::Regexp(_) | Kind::Pcre(_))
+        match self.kind {
+            Kind::Cidr(_) | Kind::Regexp(_) | Kind::Pcre(_) => true,
+            Kind::Remote(k) => k.pattern,
+            Kind::Hash(_) | Kind::Static(_) => false,
+        }
     }
 
-    /// Looks up one key (already lower-cased by the caller, as smtpd does).
+    /// Looks up one key (already lower-cased by the caller, as smtpd does) in an in-memory
+    /// table. A remote table has nothing here: its callers ask through `policy::pending`.
     pub fn lookup(&self, key: &str) -> Option<Cow<'_, str>> {
         match &self.kind {
+            Kind::Remote(_) => None,
             Kind::Hash(h) => h.get(key).map(Cow::Borrowed),
             Kind::Static(v) => Some(Cow::Borrowed(v)),
             Kind::Cidr(c) => key
@@ -239,6 +271,8 @@ impl Table {
             Kind::Cidr(c) => c.values(),
             Kind::Regexp(r) => r.values(),
             Kind::Pcre(p) => p.values(),
+            // Known only at lookup time.
+            Kind::Remote(_) => Vec::new(),
         };
         if let Some(at) = &self.inline_at {
             for (_, origin) in &mut values {

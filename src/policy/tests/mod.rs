@@ -7,6 +7,7 @@ mod helo;
 mod params;
 mod policy_service;
 mod relay;
+mod remote;
 mod stages;
 mod tables;
 

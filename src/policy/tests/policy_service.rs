@@ -36,6 +36,9 @@ fn run(
                             warnings: Vec::new(),
                         }),
                         FactRequest::Dns { .. } => FactAnswer::Dns(DnsAnswer::NxDomain),
+                        FactRequest::Table { .. } => {
+                            FactAnswer::Table(crate::policy::pending::TableResult::NotFound)
+                        }
                     };
                     cache.insert(Fetched {
                         request: n.clone(),
