@@ -1,10 +1,19 @@
-//! Fetches the facts a waiting policy asks for ([`crate::policy::pending`]): DNS records
-//! today. Every request runs under its own deadline and ends with an answer, failures
-//! included; the requests of one round run concurrently on the session's own task.
+//! Fetches the facts a waiting policy asks for ([`crate::policy::pending`]): DNS records,
+//! and the remote tables (SQL, LDAP) such a policy may name. Every request runs under its
+//! own deadline and ends with an answer, failures included; the requests of one round run
+//! concurrently on the session's own task.
 
+pub mod cache;
+pub mod cf;
+pub mod domain;
+pub mod ldap;
+pub mod sql;
 pub mod table;
+pub mod template;
 
-use std::time::Instant;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
@@ -45,4 +54,57 @@ impl Lookups {
             cached: false,
         }
     }
+}
+
+/// How a remote table behaves beyond what its Postfix config file says.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// The whole lookup, every host tried included, ends by then (Failed). LDAP tables use
+    /// their own `timeout` parameter instead.
+    pub timeout: Duration,
+    /// How long a host that failed is left alone (Postfix's RETRY_CONN_INTV, 60 s).
+    pub retry_interval: Duration,
+    /// Idle connections kept per host.
+    pub pool_size: usize,
+    /// How long a found or not-found answer is reused; zero keeps none.
+    pub cache_ttl: Duration,
+    /// How many keys the cache holds at most.
+    pub cache_size: usize,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(60),
+            pool_size: 4,
+            cache_ttl: Duration::from_secs(30),
+            cache_size: 1000,
+        }
+    }
+}
+
+/// Opens `kind:name` when `kind` is a remote table type (`mysql`, `pgsql`, `sqlite`,
+/// `ldap`); `None` for any other type. A relative `name` is taken relative to the directory
+/// of `relative_to`, the file that names the table. The error names the config file and,
+/// where one setting is at fault, its line; it never holds a password.
+pub fn open_remote(
+    kind: &str,
+    name: &str,
+    relative_to: &Path,
+) -> Option<Result<Arc<dyn table::RemoteTable>, String>> {
+    let path = match Path::new(name) {
+        p if p.is_absolute() => p.to_path_buf(),
+        p => relative_to
+            .parent()
+            .map(|d| d.join(p))
+            .unwrap_or(p.to_path_buf()),
+    };
+    Some(match kind.to_ascii_lowercase().as_str() {
+        "mysql" => sql::mysql::open(&path),
+        "pgsql" => sql::pgsql::open(&path),
+        "sqlite" => sql::sqlite::open(&path),
+        "ldap" => ldap::open(&path),
+        _ => return None,
+    })
 }

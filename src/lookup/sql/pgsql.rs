@@ -1,0 +1,124 @@
+//! `pgsql:` tables (pgsql_table(5)) over tokio-postgres: connects, quotes keys as
+//! PQescapeStringConn() does, and sends the query as a simple (text) query, as PQexec() does.
+//!
+//! Only the client part; hosts, templates and results are in [`super`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+
+use super::config::{Flavor, HostAddr, SqlConfig};
+use super::{Rows, SqlClient, SqlTable};
+use crate::lookup::cf::{CfFile, Password};
+use crate::lookup::table::RemoteTable;
+use crate::lookup::RemoteOptions;
+
+/// Opens `pgsql:NAME` with the default [`RemoteOptions`]; connects on first lookup.
+pub fn open(cf_path: &Path) -> Result<Arc<dyn RemoteTable>, String> {
+    open_with(cf_path, RemoteOptions::default())
+}
+
+/// Opens `pgsql:NAME` with explicit timeouts and cache settings.
+pub fn open_with(cf_path: &Path, options: RemoteOptions) -> Result<Arc<dyn RemoteTable>, String> {
+    let cf = CfFile::read(cf_path)?;
+    let config = SqlConfig::read(&cf, Flavor::Pgsql)?;
+    let client = PgsqlClient {
+        user: config.user.clone(),
+        password: config.password.clone(),
+        dbname: config.dbname.clone(),
+    };
+    let name = format!("pgsql:{}", cf_path.display());
+    Ok(Arc::new(SqlTable::new(name, config, client, options)))
+}
+
+/// What every connection logs in with (a `postgresql://` host brings its own).
+pub struct PgsqlClient {
+    user: String,
+    password: Password,
+    dbname: String,
+}
+
+impl SqlClient for PgsqlClient {
+    type Conn = Client;
+
+    const QUOTE: super::Quote = quote;
+
+    async fn connect(&self, host: &HostAddr) -> Result<Client, String> {
+        let config = match host {
+            HostAddr::Uri(uri) => uri
+                .expose()
+                .parse::<Config>()
+                // The parser's message may quote the URI, and the URI may hold a password.
+                .map_err(|_| format!("{host}: not a valid postgresql:// connection URI"))?,
+            HostAddr::Unix(dir) => {
+                let mut c = self.login();
+                c.host_path(dir);
+                c
+            }
+            HostAddr::Inet { host, port } => {
+                let mut c = self.login();
+                c.host(host).port(port.unwrap_or(5432));
+                c
+            }
+            HostAddr::File(_) => return Err(format!("not a PostgreSQL host: {host}")),
+        };
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        // The connection task does the socket I/O; it ends when the client is dropped.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        // quote() doubles quotes only, which is PQescapeStringConn()'s escaping when the
+        // server takes backslashes literally; make sure it does, whatever its default.
+        client
+            .batch_execute("SET standard_conforming_strings = on")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(client)
+    }
+
+    async fn rows<'a>(&'a self, conn: &'a mut Client, query: &'a str) -> Result<Rows, String> {
+        let messages = conn
+            .simple_query(query)
+            .await
+            .map_err(|e| format!("query failed: {e}"))?;
+        let mut rows = Vec::new();
+        for m in messages {
+            match m {
+                SimpleQueryMessage::Row(r) => {
+                    rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                // PQexec() keeps the last result of a multi-statement query; one statement is
+                // what tables hold, and its rows end at its CommandComplete.
+                SimpleQueryMessage::CommandComplete(_) if !rows.is_empty() => break,
+                _ => {}
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl PgsqlClient {
+    fn login(&self) -> Config {
+        let mut c = Config::new();
+        if !self.user.is_empty() {
+            c.user(&self.user);
+        }
+        if !self.password.expose().is_empty() {
+            c.password(self.password.expose());
+        }
+        c.dbname(&self.dbname);
+        c
+    }
+}
+
+/// PQescapeStringConn() with standard_conforming_strings on: each `'` doubled. Keys are
+/// UTF-8 and NUL-free (checked before any query), so no other byte needs care.
+pub fn quote(value: &str, out: &mut String) {
+    for c in value.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+}
