@@ -13,6 +13,9 @@
 //! - [`flows`]: whole SMTP exchanges several test files repeat.
 //! - [`scripted::ScriptedUpstream`]: an upstream whose every reply a test scripts.
 //! - [`tls::CertSet`]: a throwaway CA and a `localhost` leaf made with openssl.
+//! - [`mariadb::Mariadb`], [`postgres::Postgres`], [`slapd::Slapd`]: private database and
+//!   directory servers for the remote lookup tables.
+//! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
@@ -20,8 +23,12 @@ pub mod dns;
 pub mod external;
 pub mod flows;
 pub mod maildir;
+pub mod mariadb;
 pub mod postfix;
+pub mod postgres;
+pub mod postmap;
 pub mod process;
 pub mod relayguard;
 pub mod scripted;
+pub mod slapd;
 pub mod tls;
