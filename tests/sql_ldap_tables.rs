@@ -5,6 +5,9 @@
 //! some stop and restart it. The keys include SQL and LDAP filter injection attempts: a
 //! MAIL FROM is a key, and must never change what the query asks.
 
+// Test code: a failed unwrap is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -212,15 +215,38 @@ async fn sql_suite(dir: &Path, kind: &str, login: &str, echo: &str) -> usize {
 
 /// Bad password: a failure whose text does not hold the password. A stopped server:
 /// failure, then answers again once it is back. A slow query: failure at the deadline.
-async fn sql_failures<S>(
+/// A server a test can stop and start again.
+trait Restartable {
+    fn stop(&mut self);
+    fn restart(&mut self);
+}
+
+impl Restartable for mariadb::Mariadb {
+    fn stop(&mut self) {
+        mariadb::Mariadb::stop(self)
+    }
+    fn restart(&mut self) {
+        mariadb::Mariadb::restart(self)
+    }
+}
+
+impl Restartable for postgres::Postgres {
+    fn stop(&mut self) {
+        postgres::Postgres::stop(self)
+    }
+    fn restart(&mut self) {
+        postgres::Postgres::restart(self)
+    }
+}
+
+type Opener = fn(&Path, RemoteOptions) -> Result<Arc<dyn RemoteTable>, String>;
+
+async fn sql_failures(
     dir: &Path,
-    open: fn(&Path, RemoteOptions) -> Result<Arc<dyn RemoteTable>, String>,
-    login: &str,
-    bad_login: &str,
+    open: Opener,
+    (login, bad_login): (&str, &str),
     slow_query: &str,
-    server: &mut S,
-    stop: fn(&mut S),
-    restart: fn(&mut S),
+    server: &mut impl Restartable,
 ) {
     let wrong = write_cf(
         dir,
@@ -255,9 +281,9 @@ async fn sql_failures<S>(
 
     let basic = open(&dir.join("basic.cf"), quick()).unwrap();
     assert_eq!(ask(&basic, "bob").await, found("local-bob"));
-    stop(server);
+    server.stop();
     assert!(matches!(ask(&basic, "bob").await, TableReply::Failed(_)));
-    restart(server);
+    server.restart();
     assert_eq!(ask(&basic, "bob").await, found("local-bob"));
 
     let cached = open(&dir.join("basic.cf"), RemoteOptions::default()).unwrap();
@@ -303,12 +329,9 @@ async fn mysql_tables_match_postfix() {
     sql_failures(
         dir.path(),
         sql::mysql::open_with,
-        &tcp,
-        &bad,
+        (&tcp, &bad),
         slow,
         &mut db,
-        |d| d.stop(),
-        |d| d.restart(),
     )
     .await;
 }
@@ -346,12 +369,9 @@ async fn pgsql_tables_match_postfix() {
     sql_failures(
         dir.path(),
         sql::pgsql::open_with,
-        &tcp,
-        &bad,
+        (&tcp, &bad),
         slow,
         &mut db,
-        |d| d.stop(),
-        |d| d.restart(),
     )
     .await;
 }
