@@ -64,7 +64,8 @@ pub struct RemoteOptions {
     pub timeout: Duration,
     /// How long a host that failed is left alone (Postfix's RETRY_CONN_INTV, 60 s).
     pub retry_interval: Duration,
-    /// Idle connections kept per host.
+    /// Connections per SQL table: at most this many queries in flight, and idle
+    /// connections kept per host.
     pub pool_size: usize,
     /// How long a found or not-found answer is reused; zero keeps none.
     pub cache_ttl: Duration,

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::cache::ReplyCache;
@@ -65,6 +66,9 @@ pub struct SqlTable<B: SqlClient> {
     config: SqlConfig,
     client: B,
     hosts: Vec<HostSlot<B::Conn>>,
+    /// At most `pool_size` queries in flight: a burst of sessions waits (within the
+    /// deadline) for a connection instead of opening one each.
+    in_flight: Semaphore,
     cache: ReplyCache,
     options: RemoteOptions,
 }
@@ -83,6 +87,7 @@ impl<B: SqlClient> SqlTable<B> {
         SqlTable {
             name,
             cache: ReplyCache::new(options.cache_ttl, options.cache_size),
+            in_flight: Semaphore::new(options.pool_size.max(1)),
             config,
             client,
             hosts,
@@ -113,7 +118,15 @@ impl<B: SqlClient> SqlTable<B> {
                 cached: true,
             };
         }
-        let reply = match timeout(self.options.timeout, self.ask(&query)).await {
+        let work = async {
+            let _permit = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| "table closed".to_string())?;
+            self.ask(&query).await
+        };
+        let reply = match timeout(self.options.timeout, work).await {
             Ok(Ok(rows)) => self.format(key, &rows),
             Ok(Err(why)) => TableReply::Failed(format!("{}: {why}", self.name)),
             Err(_) => TableReply::Failed(format!(
