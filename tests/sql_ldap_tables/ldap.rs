@@ -112,6 +112,7 @@ async fn ldap_tables_match_postfix() {
         "bob",
         "@example.com",
         "a\\5c@example.com",
+        "jösé@example.com",
     ];
     let mut agreed = 0;
     for (name, _) in cases {

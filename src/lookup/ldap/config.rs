@@ -38,12 +38,17 @@ const UNSUPPORTED: &[&str] = &[
     "sasl_mechs",
     "tls_ca_cert_file",
     "tls_cert",
+    "chase_referrals",
+    "dereference",
 ];
 
 impl LdapConfig {
     pub(crate) fn read(cf: &CfFile, fallback_timeout: Duration) -> Result<LdapConfig, String> {
         for name in UNSUPPORTED {
-            let set = cf.opt_str(name).is_some_and(|v| !v.is_empty() && v != "no");
+            // "no" and 0 are the defaults (no referrals, never dereference aliases).
+            let set = cf
+                .opt_str(name)
+                .is_some_and(|v| !v.is_empty() && v != "no" && v != "0");
             if set {
                 return Err(format!(
                     "{}: {name} is not supported by relayguard",

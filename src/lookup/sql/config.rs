@@ -59,6 +59,17 @@ impl HostAddr {
     }
 }
 
+/// mysql_table(5) names for features relayguard's MySQL client does not have.
+const MYSQL_UNSUPPORTED: &[&str] = &[
+    "option_file",
+    "tls_key_file",
+    "tls_cert_file",
+    "tls_CAfile",
+    "tls_CApath",
+    "tls_ciphers",
+    "tls_verify_cert",
+];
+
 /// Debian's libmysqlclient default socket (MYSQL_UNIX_ADDR).
 const MYSQL_DEFAULT_SOCKET: &str = "/run/mysqld/mysqld.sock";
 
@@ -127,6 +138,18 @@ impl SqlConfig {
     /// Reads the names `flavor`'s dict_*.c reads, with its defaults; the error names the file
     /// and, where one name is at fault, its line.
     pub(crate) fn read(cf: &CfFile, flavor: Flavor) -> Result<SqlConfig, String> {
+        if flavor == Flavor::Mysql {
+            // Silently connecting without the TLS or option file the admin asked for would
+            // send the password in clear or to another server: refuse the table instead.
+            for name in MYSQL_UNSUPPORTED {
+                if cf.opt_str(name).is_some_and(|v| !v.is_empty() && v != "no") {
+                    return Err(format!(
+                        "{}: {name} is not supported by relayguard",
+                        cf.at(name)
+                    ));
+                }
+            }
+        }
         let (hosts, dbname) = match flavor {
             Flavor::Sqlite => {
                 let path = cf.str("dbpath", "", 1)?;
@@ -266,6 +289,12 @@ mod tests {
         assert_eq!(e, "/t.cf:2: Invalid query template: %q");
         let e = read("query = %s\n", Flavor::Pgsql).unwrap_err();
         assert_eq!(e, "/t.cf: bad string length 0 < 1: dbname = ");
+        let e = read(
+            "dbname = d\nquery = %s\ntls_CAfile = /ca.pem\n",
+            Flavor::Mysql,
+        )
+        .unwrap_err();
+        assert_eq!(e, "/t.cf:3: tls_CAfile is not supported by relayguard");
         let e = read("dbname = d\n", Flavor::Mysql).unwrap_err();
         assert_eq!(e, "/t.cf: neither 'query' nor 'table' is defined");
     }

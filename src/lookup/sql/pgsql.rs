@@ -1,6 +1,10 @@
 //! `pgsql:` tables (pgsql_table(5)) over tokio-postgres: connects, quotes keys as
 //! PQescapeStringConn() does, and sends the query as a simple (text) query, as PQexec() does.
 //!
+//! Like Postfix 3.7 it talks to the server as a LATIN1 client (see [`as_latin1`] and
+//! [`from_latin1`]): the same keys match the same rows and values come back as the same
+//! bytes, except that bytes which are not UTF-8 become U+FFFD (a `String` holds text).
+//!
 //! Only the client part; hosts, templates and results are in [`super`].
 
 use std::path::Path;
@@ -79,17 +83,23 @@ impl SqlClient for PgsqlClient {
 
     async fn rows<'a>(&'a self, conn: &'a mut Client, query: &'a str) -> Result<Rows, String> {
         let messages = conn
-            .simple_query(query)
+            .simple_query(&as_latin1(query))
             .await
             .map_err(|e| format!("query failed: {e}"))?;
         let mut rows = Vec::new();
         for m in messages {
             match m {
                 SimpleQueryMessage::Row(r) => {
-                    rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    let mut row = Vec::with_capacity(r.len());
+                    for i in 0..r.len() {
+                        row.push(match r.get(i) {
+                            Some(v) => Some(from_latin1(v)?),
+                            None => None,
+                        });
+                    }
+                    rows.push(row);
                 }
-                // PQexec() keeps the last result of a multi-statement query; one statement is
-                // what tables hold, and its rows end at its CommandComplete.
+                // A table's query is one statement; its rows end at its CommandComplete.
                 SimpleQueryMessage::CommandComplete(_) if !rows.is_empty() => break,
                 _ => {}
             }
@@ -110,6 +120,28 @@ impl PgsqlClient {
         c.dbname(&self.dbname);
         c
     }
+}
+
+/// The query as a LATIN1 client sends it. Postfix 3.7 release builds (not SNAPSHOT) set
+/// client_encoding LATIN1, so the server reads each byte of the UTF-8 key as one character:
+/// `jösé` arrives as `jÃ¶sÃ©`. tokio-postgres always speaks UTF8, so the same characters are
+/// sent as UTF-8 here and the server sees what it sees from Postfix: the same rows match.
+fn as_latin1(query: &str) -> String {
+    query.bytes().map(char::from).collect()
+}
+
+/// A value as the bytes a LATIN1 client receives, read back as UTF-8 text: a key echoed
+/// by the query comes back as it went out, as with Postfix. A character LATIN1 lacks makes
+/// the server fail the query for Postfix, so it fails here too.
+fn from_latin1(value: &str) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(value.len());
+    for c in value.chars() {
+        let b = u8::try_from(u32::from(c)).map_err(|_| {
+            format!("query failed: character {c:?} has no equivalent in encoding LATIN1")
+        })?;
+        bytes.push(b);
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// PQescapeStringConn() with standard_conforming_strings on: each `'` doubled. Keys are
