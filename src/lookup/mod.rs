@@ -109,3 +109,29 @@ pub fn open_remote(
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_remote_knows_its_types_and_resolves_relative_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let main_cf = dir.path().join("main.cf");
+        assert!(open_remote("hash", "x", &main_cf).is_none());
+        std::fs::write(
+            dir.path().join("t.cf"),
+            "dbpath = /x.db\nquery = SELECT '%s'\n",
+        )
+        .unwrap();
+        assert!(open_remote("SQLite", "t.cf", &main_cf).unwrap().is_ok());
+        let e = open_remote("pgsql", "missing.cf", &main_cf)
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with(&format!("open {}", dir.path().join("missing.cf").display())),
+            "{e}"
+        );
+    }
+}

@@ -31,14 +31,7 @@ pub fn open(cf_path: &Path) -> Result<Arc<dyn RemoteTable>, String> {
 
 /// Opens `ldap:NAME` with explicit cache settings; connects on first lookup.
 pub fn open_with(cf_path: &Path, options: RemoteOptions) -> Result<Arc<dyn RemoteTable>, String> {
-    let cf = CfFile::read(cf_path)?;
-    let config = LdapConfig::read(&cf, options.timeout)?;
-    Ok(Arc::new(LdapTable {
-        name: format!("ldap:{}", cf_path.display()),
-        cache: ReplyCache::new(options.cache_ttl, options.cache_size),
-        config,
-        conn: Mutex::new(None),
-    }))
+    Ok(Arc::new(LdapTable::open(cf_path, options)?))
 }
 
 /// An LDAP table and its one connection (ldap3 multiplexes concurrent searches on it).
@@ -67,6 +60,17 @@ enum SearchError {
 }
 
 impl LdapTable {
+    fn open(cf_path: &Path, options: RemoteOptions) -> Result<LdapTable, String> {
+        let cf = CfFile::read(cf_path)?;
+        let config = LdapConfig::read(&cf, options.timeout)?;
+        Ok(LdapTable {
+            name: format!("ldap:{}", cf_path.display()),
+            cache: ReplyCache::new(options.cache_ttl, options.cache_size),
+            config,
+            conn: Mutex::new(None),
+        })
+    }
+
     async fn answer(&self, key: &str) -> TableAnswer {
         let fresh = |reply| TableAnswer {
             reply,
@@ -299,7 +303,22 @@ impl RemoteTable for LdapTable {
 
 #[cfg(test)]
 mod tests {
-    use super::is_subtype;
+    use super::*;
+
+    #[test]
+    fn bind_pw_stays_out_of_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let cf = dir.path().join("l.cf");
+        std::fs::write(&cf, "bind_dn = cn=x\nbind_pw = Ldap-cf-pw-31\n").unwrap();
+        let shown = format!(
+            "{:?}",
+            LdapTable::open(&cf, RemoteOptions::default()).unwrap()
+        );
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("Ldap-cf-pw-31"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn attribute_subtypes() {

@@ -23,6 +23,10 @@ pub fn open(cf_path: &Path) -> Result<Arc<dyn RemoteTable>, String> {
 
 /// Opens `mysql:NAME` with explicit timeouts and cache settings.
 pub fn open_with(cf_path: &Path, options: RemoteOptions) -> Result<Arc<dyn RemoteTable>, String> {
+    Ok(Arc::new(table(cf_path, options)?))
+}
+
+fn table(cf_path: &Path, options: RemoteOptions) -> Result<SqlTable<MysqlClient>, String> {
     let cf = CfFile::read(cf_path)?;
     let config = SqlConfig::read(&cf, Flavor::Mysql)?;
     let client = MysqlClient {
@@ -31,7 +35,7 @@ pub fn open_with(cf_path: &Path, options: RemoteOptions) -> Result<Arc<dyn Remot
         dbname: config.dbname.clone(),
     };
     let name = format!("mysql:{}", cf_path.display());
-    Ok(Arc::new(SqlTable::new(name, config, client, options)))
+    Ok(SqlTable::new(name, config, client, options))
 }
 
 /// What every connection logs in with.
@@ -106,6 +110,25 @@ pub fn quote(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_stays_out_of_debug_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cf = dir.path().join("t.cf");
+        let body = "hosts = 127.0.0.1:1\nuser = u\npassword = Pw-in-cf-77\ndbname = d\n";
+        std::fs::write(&cf, format!("{body}query = SELECT '%s'\n")).unwrap();
+        let shown = format!("{:?}", table(&cf, RemoteOptions::default()).unwrap());
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("Pw-in-cf-77"),
+            "{shown}"
+        );
+        std::fs::write(&cf, format!("{body}query = SELECT '%x'\n")).unwrap();
+        let e = table(&cf, RemoteOptions::default()).unwrap_err();
+        assert_eq!(
+            e,
+            format!("{}:5: Invalid query template: SELECT '%x'", cf.display())
+        );
+    }
 
     #[test]
     fn quoting_matches_mysql_real_escape_string() {
