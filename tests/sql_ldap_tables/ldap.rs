@@ -63,6 +63,8 @@ async fn ldap_tables_match_postfix() {
         ("limit.cf", "query_filter = mail=%s\nresult_attribute = description\nexpansion_limit = 2\n"),
         ("domain.cf", "query_filter = (mail=%s)\nresult_attribute = description\ndomain = example.com\n"),
         ("scope.cf", "query_filter = (mail=%s)\nresult_attribute = description\nscope = one\n"),
+        // A base that depends on the key: a missing entry is "not found", not an error.
+        ("base.cf", "search_base = uid=%u,ou=people,dc=example,dc=com\nscope = base\nquery_filter = (objectClass=*)\nresult_attribute = description\n"),
     ];
     for (name, body) in cases {
         write_cf(d, name, &format!("{login}{body}"));
@@ -99,6 +101,17 @@ async fn ldap_tables_match_postfix() {
         TableReply::NotFound,
         "one level below the suffix is ou=people only"
     );
+    let base = open("base.cf");
+    assert_eq!(
+        ask(&base, "alice@example.com").await,
+        found("alice@mail.example")
+    );
+    assert_eq!(ask(&base, "nobody@example.com").await, TableReply::NotFound);
+    assert_eq!(
+        ask(&base, "a,b@example.com").await,
+        TableReply::NotFound,
+        "DN-quoted"
+    );
 
     let keys = [
         "alice@example.com",
@@ -113,6 +126,8 @@ async fn ldap_tables_match_postfix() {
         "@example.com",
         "a\\5c@example.com",
         "jösé@example.com",
+        "a,b@example.com",
+        "x+y#z@example.com",
     ];
     let mut agreed = 0;
     for (name, _) in cases {
