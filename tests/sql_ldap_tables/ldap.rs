@@ -143,7 +143,10 @@ async fn ldap_tables_match_postfix() {
     )
     .await
     {
-        TableReply::Failed(why) => assert!(!why.contains("Wrong-pw-0000"), "{why}"),
+        TableReply::Failed(why) => {
+            assert!(!why.contains("Wrong-pw-0000"), "{why}");
+            eprintln!("bad password: {why}");
+        }
         other => panic!("bad bind_pw gave {other:?}"),
     }
     // A server that accepts and never answers: failure at the table's own `timeout`.

@@ -217,7 +217,10 @@ async fn sql_failures(
     );
     let t = open(&wrong, quick()).unwrap();
     match ask(&t, "alice@example.com").await {
-        TableReply::Failed(why) => assert!(!why.contains("Wrong-pw-0000"), "{why}"),
+        TableReply::Failed(why) => {
+            assert!(!why.contains("Wrong-pw-0000"), "{why}");
+            eprintln!("bad password: {why}");
+        }
         other => panic!("bad password gave {other:?}"),
     }
     let slow = write_cf(dir, "slow.cf", &format!("{login}query = {slow_query}\n"));

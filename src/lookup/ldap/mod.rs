@@ -132,7 +132,11 @@ impl LdapTable {
                 if rc != NO_SUCH_OBJECT {
                     self.drop_conn();
                 }
-                TableReply::Failed(format!("{}: search error {rc}: {why}", self.name))
+                TableReply::Failed(format!(
+                    "{}: search error {}",
+                    self.name,
+                    result_text(rc, &why)
+                ))
             }
             Err(SearchError::Down(why)) => {
                 self.drop_conn();
@@ -195,8 +199,9 @@ impl LdapTable {
                 .map_err(|e| e.to_string())?;
             if bound.rc != 0 {
                 return Err(format!(
-                    "bind {} failed: {} ({})",
-                    self.config.bind_dn, bound.rc, bound.text
+                    "bind {} failed: {}",
+                    self.config.bind_dn,
+                    result_text(bound.rc, &bound.text)
                 ));
             }
         }
@@ -247,6 +252,28 @@ impl LdapTable {
         } else {
             TableReply::Found(out)
         }
+    }
+}
+
+/// An LDAP result code as ldap_err2string() names it, with the server's text if any.
+fn result_text(rc: u32, text: &str) -> String {
+    let name = match rc {
+        3 => "Time limit exceeded",
+        4 => "Size limit exceeded",
+        32 => "No such object",
+        34 => "Invalid DN syntax",
+        48 => "Inappropriate authentication",
+        49 => "Invalid credentials",
+        50 => "Insufficient access",
+        51 => "Server is busy",
+        52 => "Server is unavailable",
+        53 => "Server is unwilling to perform",
+        _ => "LDAP error",
+    };
+    if text.is_empty() {
+        format!("{rc}: {name}")
+    } else {
+        format!("{rc}: {name}: {text}")
     }
 }
 

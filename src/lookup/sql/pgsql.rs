@@ -67,7 +67,7 @@ impl SqlClient for PgsqlClient {
             }
             HostAddr::File(_) => return Err(format!("not a PostgreSQL host: {host}")),
         };
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| why(&e))?;
         // The connection task does the socket I/O; it ends when the client is dropped.
         tokio::spawn(async move {
             let _ = connection.await;
@@ -77,7 +77,7 @@ impl SqlClient for PgsqlClient {
         client
             .batch_execute("SET standard_conforming_strings = on")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| why(&e))?;
         Ok(client)
     }
 
@@ -85,7 +85,7 @@ impl SqlClient for PgsqlClient {
         let messages = conn
             .simple_query(&as_latin1(query))
             .await
-            .map_err(|e| format!("query failed: {e}"))?;
+            .map_err(|e| format!("query failed: {}", why(&e)))?;
         let mut rows = Vec::new();
         for m in messages {
             match m {
@@ -105,6 +105,18 @@ impl SqlClient for PgsqlClient {
             }
         }
         Ok(rows)
+    }
+}
+
+/// tokio-postgres says only "db error" for what the server said; the server's own words
+/// (severity and message, as libpq's PQerrorMessage gives them) tell the admin what to fix.
+fn why(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
