@@ -67,7 +67,9 @@ pub struct RemoteOptions {
     /// Connections per SQL table: at most this many queries in flight, and idle
     /// connections kept per host.
     pub pool_size: usize,
-    /// How long a found or not-found answer is reused; zero keeps none.
+    /// How long a found or not-found answer is reused; zero keeps none. Postfix does not
+    /// cache these tables, so a row changed in the database may be answered from here for
+    /// up to this long.
     pub cache_ttl: Duration,
     /// How many keys the cache holds at most.
     pub cache_size: usize,
@@ -94,6 +96,16 @@ pub fn open_remote(
     name: &str,
     relative_to: &Path,
 ) -> Option<Result<Arc<dyn table::RemoteTable>, String>> {
+    open_remote_with(kind, name, relative_to, RemoteOptions::default())
+}
+
+/// [`open_remote`] with explicit deadline, pool and cache settings.
+pub fn open_remote_with(
+    kind: &str,
+    name: &str,
+    relative_to: &Path,
+    options: RemoteOptions,
+) -> Option<Result<Arc<dyn table::RemoteTable>, String>> {
     let path = match Path::new(name) {
         p if p.is_absolute() => p.to_path_buf(),
         p => relative_to
@@ -102,10 +114,10 @@ pub fn open_remote(
             .unwrap_or(p.to_path_buf()),
     };
     Some(match kind.to_ascii_lowercase().as_str() {
-        "mysql" => sql::mysql::open(&path),
-        "pgsql" => sql::pgsql::open(&path),
-        "sqlite" => sql::sqlite::open(&path),
-        "ldap" => ldap::open(&path),
+        "mysql" => sql::mysql::open_with(&path, options),
+        "pgsql" => sql::pgsql::open_with(&path, options),
+        "sqlite" => sql::sqlite::open_with(&path, options),
+        "ldap" => ldap::open_with(&path, options),
         _ => return None,
     })
 }
