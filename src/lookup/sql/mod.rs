@@ -138,10 +138,12 @@ impl<B: SqlClient> SqlTable<B> {
         fresh(reply)
     }
 
-    /// Asks the hosts in turn, as plsql_query() does: those already connected first, then
-    /// the rest that did not fail within the retry interval, UNIX sockets before TCP. Postfix
-    /// picks at random among equals to spread load; we keep the written order, so that the
-    /// first host listed is the primary and a test can say which one answered.
+    /// Asks the hosts in turn, as plmysql_query() and plpgsql_query() do: those already
+    /// connected first, then the rest that did not fail within the retry interval, UNIX
+    /// sockets before TCP. A host that failed, by connection or by query, is left alone for
+    /// the retry interval, as Postfix's "stay away" timer does. Postfix picks at random among
+    /// equals to spread load; we keep the written order, so the first host listed is the
+    /// primary.
     async fn ask(&self, query: &str) -> Result<Rows, String> {
         let now = Instant::now();
         let mut order: Vec<(u8, usize)> = Vec::new();
