@@ -1,6 +1,8 @@
-//! A small cache of definite table answers (found, not found) for a few seconds, so that the
-//! keys a busy listener asks again and again do not cost a round trip each. Failures are never
-//! cached: the next lookup asks the server again, as Postfix does.
+//! A small, bounded cache of remote-table answers, so that one session's repeated lookups of
+//! the same key (MAIL FROM, then each RCPT) do not each cost a round trip.
+//!
+//! Only definite answers are kept (found, not found); a failure is asked again next time.
+//! Time is an argument, so tests need no clock.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,46 +10,51 @@ use std::time::{Duration, Instant};
 
 use super::table::TableReply;
 
-/// At most this many keys per table; when full, expired entries go, then everything.
-const MAX_ENTRIES: usize = 4096;
+/// How many keys a table's cache holds unless its configuration says otherwise.
+pub const CACHE_KEYS: usize = 4096;
 
-pub struct ResultCache {
+/// Answers kept for `ttl`, at most `capacity` keys.
+#[derive(Debug)]
+pub struct ReplyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<Box<str>, (TableReply, Instant)>>,
+    capacity: usize,
+    entries: Mutex<HashMap<String, (TableReply, Instant)>>,
 }
 
-impl ResultCache {
-    /// `ttl` zero turns the cache off.
-    pub fn new(ttl: Duration) -> Self {
-        ResultCache {
+impl ReplyCache {
+    /// A cache that keeps nothing when `ttl` or `capacity` is zero.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        ReplyCache {
             ttl,
+            capacity,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The answer stored for `key` less than `ttl` before `now`.
     pub fn get(&self, key: &str, now: Instant) -> Option<TableReply> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, at)| now.duration_since(*at) < self.ttl)
-            .map(|(reply, _)| reply.clone())
+        let entries = self.entries.lock().ok()?;
+        let (reply, stored) = entries.get(key)?;
+        (now.saturating_duration_since(*stored) < self.ttl).then(|| reply.clone())
     }
 
+    /// Keeps `reply` for `key` unless it is a failure. When full, expired entries go first;
+    /// if none had expired, everything goes: simpler than LRU, and bounded all the same.
     pub fn put(&self, key: &str, reply: &TableReply, now: Instant) {
-        if self.ttl.is_zero() || matches!(reply, TableReply::Failed(_)) {
+        if self.ttl.is_zero() || self.capacity == 0 || matches!(reply, TableReply::Failed(_)) {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (_, at)| now.duration_since(*at) < self.ttl);
-            if entries.len() >= MAX_ENTRIES {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= self.capacity && !entries.contains_key(key) {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            if entries.len() >= self.capacity {
                 entries.clear();
             }
         }
-        entries.insert(key.into(), (reply.clone(), now));
+        entries.insert(key.to_string(), (reply.clone(), now));
     }
 }
 
@@ -56,18 +63,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_expire_and_failures_are_not_kept() {
-        let c = ResultCache::new(Duration::from_secs(5));
+    fn keeps_definite_answers_for_the_ttl() {
+        let c = ReplyCache::new(Duration::from_secs(10), 2);
         let t0 = Instant::now();
-        c.put("a", &TableReply::Found("OK".into()), t0);
-        c.put("b", &TableReply::Failed("down".into()), t0);
-        c.put("n", &TableReply::NotFound, t0);
-        assert_eq!(c.get("a", t0), Some(TableReply::Found("OK".into())));
-        assert_eq!(c.get("n", t0), Some(TableReply::NotFound));
-        assert_eq!(c.get("b", t0), None);
-        assert_eq!(c.get("a", t0 + Duration::from_secs(5)), None);
-        let off = ResultCache::new(Duration::ZERO);
-        off.put("a", &TableReply::NotFound, t0);
-        assert_eq!(off.get("a", t0), None);
+        c.put("a", &TableReply::Found("x".into()), t0);
+        c.put("b", &TableReply::NotFound, t0);
+        c.put("f", &TableReply::Failed("down".into()), t0);
+        assert_eq!(c.get("a", t0), Some(TableReply::Found("x".into())));
+        assert_eq!(c.get("b", t0), Some(TableReply::NotFound));
+        assert_eq!(c.get("f", t0), None);
+        assert_eq!(c.get("a", t0 + Duration::from_secs(10)), None);
+        // Full: the third key evicts (nothing expired yet, so everything).
+        c.put("c", &TableReply::NotFound, t0);
+        assert_eq!(c.get("a", t0), None);
+        assert_eq!(c.get("c", t0), Some(TableReply::NotFound));
     }
 }

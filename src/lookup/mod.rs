@@ -1,21 +1,27 @@
-//! Fetches the facts a waiting policy asks for ([`crate::policy::pending`]): DNS records and
-//! policy-service answers and keys in remote tables. Every request runs under its own
-//! deadline and ends with an answer, failures included; the requests of one round run
-//! concurrently on the session's own task.
+//! Fetches the facts a waiting policy asks for ([`crate::policy::pending`]): DNS records,
+//! policy-service answers and keys in remote tables (socketmap, tcp, SQL, LDAP). Every request
+//! runs under its own deadline and ends with an answer, failures included; the requests of
+//! one round run concurrently on the session's own task.
 
-mod cache;
+pub mod cache;
+pub mod cf;
+pub mod domain;
 pub mod endpoint;
+pub mod ldap;
 pub mod policy_client;
 pub mod registry;
 pub mod socketmap;
+pub mod sql;
 pub mod table;
 pub mod tcp_table;
+pub mod template;
 
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::future::join_all;
@@ -115,5 +121,97 @@ fn result(reply: TableReply) -> TableResult {
         TableReply::Found(v) => TableResult::Found(v),
         TableReply::NotFound => TableResult::NotFound,
         TableReply::Failed(why) => TableResult::Failed(why),
+    }
+}
+
+/// How a remote table behaves beyond what its Postfix config file says.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// The whole lookup, every host tried included, ends by then (Failed). LDAP tables use
+    /// their own `timeout` parameter instead.
+    pub timeout: Duration,
+    /// How long a host that failed is left alone (Postfix's RETRY_CONN_INTV, 60 s).
+    pub retry_interval: Duration,
+    /// Connections per SQL table: at most this many queries in flight, and idle
+    /// connections kept per host.
+    pub pool_size: usize,
+    /// How long a found or not-found answer is reused; zero keeps none. Postfix does not
+    /// cache these tables, so a row changed in the database may be answered from here for
+    /// up to this long.
+    pub cache_ttl: Duration,
+    /// How many keys the cache holds at most.
+    pub cache_size: usize,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(60),
+            pool_size: 4,
+            cache_ttl: Duration::from_secs(30),
+            cache_size: 1000,
+        }
+    }
+}
+
+/// Opens `kind:name` when `kind` is a remote table type (`mysql`, `pgsql`, `sqlite`,
+/// `ldap`); `None` for any other type. A relative `name` is taken relative to the directory
+/// of `relative_to`, the file that names the table. The error names the config file and,
+/// where one setting is at fault, its line; it never holds a password.
+pub fn open_remote(
+    kind: &str,
+    name: &str,
+    relative_to: &Path,
+) -> Option<Result<Arc<dyn table::RemoteTable>, String>> {
+    open_remote_with(kind, name, relative_to, RemoteOptions::default())
+}
+
+/// [`open_remote`] with explicit deadline, pool and cache settings.
+pub fn open_remote_with(
+    kind: &str,
+    name: &str,
+    relative_to: &Path,
+    options: RemoteOptions,
+) -> Option<Result<Arc<dyn table::RemoteTable>, String>> {
+    let path = match Path::new(name) {
+        p if p.is_absolute() => p.to_path_buf(),
+        p => relative_to
+            .parent()
+            .map(|d| d.join(p))
+            .unwrap_or(p.to_path_buf()),
+    };
+    Some(match kind.to_ascii_lowercase().as_str() {
+        "mysql" => sql::mysql::open_with(&path, options),
+        "pgsql" => sql::pgsql::open_with(&path, options),
+        "sqlite" => sql::sqlite::open_with(&path, options),
+        "ldap" => ldap::open_with(&path, options),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod open_tests {
+    use super::*;
+
+    #[test]
+    fn open_remote_knows_its_types_and_resolves_relative_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let main_cf = dir.path().join("main.cf");
+        assert!(open_remote("hash", "x", &main_cf).is_none());
+        std::fs::write(
+            dir.path().join("t.cf"),
+            "dbpath = /x.db\nquery = SELECT '%s'\n",
+        )
+        .unwrap();
+        assert!(open_remote("SQLite", "t.cf", &main_cf).unwrap().is_ok());
+        let e = open_remote("pgsql", "missing.cf", &main_cf)
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with(&format!("open {}", dir.path().join("missing.cf").display())),
+            "{e}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! connections and cached answers) and the others are opened or dropped.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use rustc_hash::FxHashMap;
 use super::socketmap::Socketmap;
 use super::table::RemoteTable;
 use super::tcp_table::TcpTable;
+use super::RemoteOptions;
 
 /// How remote table lookups run (`[tables]` in the config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +119,19 @@ fn open_backend(spec: &str, settings: TableSettings) -> Result<Arc<dyn RemoteTab
     match ty.to_ascii_lowercase().as_str() {
         "socketmap" => Ok(Arc::new(Socketmap::open(spec, name, timeout, cache_ttl)?)),
         "tcp" => Ok(Arc::new(TcpTable::open(name, timeout, cache_ttl)?)),
-        other => Err(format!("no backend for {other} tables in this build")),
+        // A relative .cf name is taken from the working directory, as Postfix's daemons take
+        // it from theirs.
+        sql_or_ldap => {
+            let options = RemoteOptions {
+                timeout,
+                cache_ttl,
+                ..RemoteOptions::default()
+            };
+            match super::open_remote_with(sql_or_ldap, name, Path::new("main.cf"), options) {
+                Some(opened) => opened,
+                None => Err(format!("no backend for {sql_or_ldap} tables in this build")),
+            }
+        }
     }
 }
 

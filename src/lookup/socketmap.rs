@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::cache::ResultCache;
+use super::cache::{ReplyCache, CACHE_KEYS};
 use super::endpoint::{Endpoint, Pool, Stream};
 use super::table::{LookupFuture, RemoteTable, TableAnswer, TableReply};
 
@@ -24,7 +24,7 @@ pub struct Socketmap {
     map: String,
     pool: Pool,
     timeout: Duration,
-    cache: ResultCache,
+    cache: ReplyCache,
 }
 
 /// Why an exchange failed, in netstring_strerror's words.
@@ -65,7 +65,7 @@ impl Socketmap {
             map: map.to_string(),
             pool: Pool::new(Endpoint::parse(server)?),
             timeout,
-            cache: ResultCache::new(ttl),
+            cache: ReplyCache::new(ttl, CACHE_KEYS),
         })
     }
 

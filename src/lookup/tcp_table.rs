@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::cache::ResultCache;
+use super::cache::{ReplyCache, CACHE_KEYS};
 use super::endpoint::{Conn, Endpoint, Pool};
 use super::table::{LookupFuture, RemoteTable, TableAnswer, TableReply};
 
@@ -26,7 +26,7 @@ pub struct TcpTable {
     name: Box<str>,
     pool: Pool,
     timeout: Duration,
-    cache: ResultCache,
+    cache: ReplyCache,
 }
 
 /// What one exchange on one connection gave.
@@ -47,7 +47,7 @@ impl TcpTable {
             name: name.into(),
             pool: Pool::new(Endpoint::parse(name)?),
             timeout,
-            cache: ResultCache::new(ttl),
+            cache: ReplyCache::new(ttl, CACHE_KEYS),
         })
     }
 

@@ -18,6 +18,9 @@
 //! - [`dns::DnsWorld`]: a dnsmasq zone a test composes, with SERVFAIL and slow domains
 //!   ([`dns_faults`]); [`dns_reference`] holds the one tests/dns_postfix.rs recorded against.
 //! - [`probe`]: one policy question (XCLIENT or PROXY, EHLO, MAIL, RCPT) and its replies.
+//! - [`mariadb::Mariadb`], [`postgres::Postgres`], [`slapd::Slapd`]: private database and
+//!   directory servers for the remote lookup tables.
+//! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
@@ -28,12 +31,16 @@ pub mod dnsmasq;
 pub mod external;
 pub mod flows;
 pub mod maildir;
+pub mod mariadb;
 pub mod policy_daemons;
 pub mod policy_server;
 pub mod postfix;
+pub mod postgres;
+pub mod postmap;
 pub mod probe;
 pub mod process;
 pub mod relayguard;
 pub mod scripted;
+pub mod slapd;
 pub mod table_server;
 pub mod tls;

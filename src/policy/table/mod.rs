@@ -42,10 +42,6 @@ pub const TABLE_TYPES: &[&str] = &[
 
 /// Known Postfix table types that relayguard refuses, with why.
 const FOREIGN_TYPES: &[(&str, &str)] = &[
-    ("mysql", "network tables are not implemented yet"),
-    ("pgsql", "network tables are not implemented yet"),
-    ("sqlite", "sqlite tables are not implemented"),
-    ("ldap", "network tables are not implemented yet"),
     ("memcache", "network tables are not implemented yet"),
     ("unix", "the UNIX passwd/group tables are not implemented"),
     (

@@ -1,4 +1,4 @@
-//! Table types another program serves (socketmap, tcp): how Postfix's dictionary for each
+//! Table types another program serves (socketmap, tcp, SQL, LDAP): how Postfix's dictionary for each
 //! treats lookup keys, and the name checks its open function makes. No data lives here; the
 //! edge's registry (`crate::lookup::registry`) opens the backend that asks the server.
 
@@ -32,7 +32,18 @@ const REMOTE_TYPES: &[(&str, RemoteKeys)] = &[
             folded: false,
         },
     ),
+    // The SQL and LDAP tables are fixed-key tables (db_common_dict_partial() is always 0 in
+    // 3.7: "Breaks recipient_delimiter"), so they get the whole lookup order, folded.
+    ("mysql", SQL_KEYS),
+    ("pgsql", SQL_KEYS),
+    ("sqlite", SQL_KEYS),
+    ("ldap", SQL_KEYS),
 ];
+
+const SQL_KEYS: RemoteKeys = RemoteKeys {
+    pattern: false,
+    folded: true,
+};
 
 /// How `ty` (lower case) treats keys, if it is a remote type.
 pub(crate) fn keys(ty: &str) -> Option<RemoteKeys> {

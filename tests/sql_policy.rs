@@ -1,0 +1,162 @@
+//! SQL tables in policy parameters, end to end: the same main.cf lines on a private Postfix
+//! 3.7 (with Debian's postfix-mysql and postfix-pgsql) and on relayguard, the same private
+//! MariaDB and PostgreSQL behind both, the same replies. Then the database goes away in the
+//! middle of the run: a temporary failure, never a permit.
+//!
+//! (The client table is PostgreSQL too, so every question also crosses the client stage.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use support::mariadb::{self, Mariadb};
+use support::postfix::Postfix;
+use support::postgres::{self, Postgres};
+use support::probe::{ask_postfix, ask_proxied, Question};
+use support::relayguard::{Relayguard, Role, TRUST_LOOPBACK_PROXY};
+
+const ROWS: &str = "CREATE TABLE access (k VARCHAR(255), v VARCHAR(255));
+INSERT INTO access VALUES ('blocked@local.test', 'REJECT no such user here'),
+  ('moved@local.test', '550 5.1.6 moved to elsewhere.example'),
+  ('later@local.test', 'DEFER_IF_PERMIT try again tomorrow'),
+  ('spam.example', 'REJECT spam domain'), ('ok.example', 'OK'),
+  ('198.51.100', 'REJECT bad network');";
+
+/// A .cf file both servers read (smtpd runs as `postfix`: the file and its directory must be
+/// readable by it).
+fn cf(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+fn questions() -> Vec<Question> {
+    // No client name: relayguard finds none in DNS for these addresses, and Postfix is told
+    // the same.
+    let q = Question::from;
+    vec![
+        q("192.0.2.9").recipient("blocked@local.test"),
+        q("192.0.2.9").recipient("moved@local.test"),
+        q("192.0.2.9").recipient("later@local.test"),
+        q("192.0.2.9").recipient("u@local.test"),
+        q("192.0.2.9").sender("s@spam.example"),
+        q("192.0.2.9").sender("s@sub.spam.example"),
+        q("192.0.2.9")
+            .sender("Blocked@Local.Test")
+            .recipient("u@local.test"),
+        Question::from("198.51.100.7"),
+        Question::from("192.0.2.9").sender("s@ok.example"),
+    ]
+}
+
+fn relayguard(params: &[(&str, String)]) -> Relayguard {
+    let mut b = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .policy("mynetworks", "192.0.2.1/32");
+    for (k, v) in params {
+        b = b.policy(k, v);
+    }
+    b.listener("lb", Role::Smtp)
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
+        .upstream_maildir()
+        .extra_toml("[tables]\ntimeout = \"3s\"\ncache_ttl = \"0s\"\n")
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_access_tables_answer_as_postfix() {
+    let mut my = Mariadb::start();
+    my.sql(ROWS);
+    let pg = Postgres::start();
+    pg.sql(ROWS);
+    pg.sql(&format!(
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}",
+        postgres::USER
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let my_cf = cf(
+        dir.path(),
+        "mysql-access.cf",
+        &format!(
+            "hosts = inet:127.0.0.1:{}\nuser = {}\npassword = {}\ndbname = {}\nquery = SELECT v FROM access WHERE k='%s'\n",
+            my.port,
+            mariadb::USER,
+            mariadb::PASSWORD,
+            mariadb::DB
+        ),
+    );
+    let pg_cf = cf(
+        dir.path(),
+        "pgsql-access.cf",
+        &format!(
+            "hosts = 127.0.0.1:{}\nuser = {}\npassword = {}\ndbname = {}\nquery = SELECT v FROM access WHERE k='%s'\n",
+            pg.port,
+            postgres::USER,
+            postgres::PASSWORD,
+            postgres::DB
+        ),
+    );
+    let params = vec![
+        (
+            "smtpd_client_restrictions",
+            format!("check_client_access pgsql:{}", pg_cf.display()),
+        ),
+        (
+            "smtpd_sender_restrictions",
+            format!("check_sender_access pgsql:{}", pg_cf.display()),
+        ),
+        (
+            "smtpd_recipient_restrictions",
+            format!(
+                "check_recipient_access mysql:{}, permit_mynetworks, permit_auth_destination, reject",
+                my_cf.display()
+            ),
+        ),
+    ];
+    let mut pf = Postfix::builder().starttls(false);
+    for (k, v) in &params {
+        pf = pf.param(k, v);
+    }
+    let pf = pf.start();
+    let rg = relayguard(&params);
+    let mut diffs = Vec::new();
+    for q in questions() {
+        let want = ask_postfix(&pf, &q).await;
+        let got = ask_proxied(rg.addr("lb"), &q).await;
+        if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
+            diffs.push(format!(
+                "{} from=<{}> to=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
+                q.addr, q.sender, q.recipient, want.mail, want.rcpt, got.mail, got.rcpt
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // The answers were the database's: a rejection from each table.
+    let blocked = ask_proxied(rg.addr("lb"), &questions()[0]).await;
+    assert_eq!(
+        blocked.rcpt,
+        "554 5.7.1 <blocked@local.test>: Recipient address rejected: no such user here"
+    );
+    // The password is nowhere in relayguard's log.
+    assert!(rg
+        .log_lines()
+        .iter()
+        .all(|l| !l.contains(mariadb::PASSWORD) && !l.contains(postgres::PASSWORD)));
+
+    // MariaDB goes away: the recipient table fails, and so does the RCPT, for now.
+    my.stop();
+    let q = Question::from("192.0.2.9").recipient("fresh@local.test");
+    let got = ask_proxied(rg.addr("lb"), &q).await;
+    assert_eq!(
+        got.rcpt,
+        "451 4.3.5 <fresh@local.test>: Recipient address rejected: Server configuration error"
+    );
+    // (Recovery after a restart waits out Postfix's 60 s retry interval for a failed host;
+    // tests/sql_ldap_tables.rs covers it with the interval at zero.)
+}
