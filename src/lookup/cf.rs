@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::policy::logical_lines;
+
 /// A password or bind secret from a table config: `Debug` and `Display` print `<redacted>`,
 /// so neither a log line nor an error built with `{:?}` can carry it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -156,26 +158,6 @@ impl CfFile {
             )),
         }
     }
-}
-
-/// Postfix's readllines(): blank and `#` lines skipped, a line that starts with whitespace
-/// continues the previous one. Returns (number of the first line, text).
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        if line.starts_with(char::is_whitespace) {
-            if let Some(last) = out.last_mut() {
-                last.1.push_str(line);
-                continue;
-            }
-        }
-        out.push((i + 1, line.to_string()));
-    }
-    out
 }
 
 #[cfg(test)]

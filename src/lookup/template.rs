@@ -4,6 +4,8 @@
 //!
 //! No I/O: a backend hands in its own quoting (the dict_*_quote() functions) and gets text.
 
+use super::table::TableReply;
+
 /// Postfix's quote callback: appends `value` to `out`, escaped for the query language.
 pub type Quote = fn(&str, &mut String);
 
@@ -115,6 +117,18 @@ impl Templates {
         self.expand(&self.result, value, Some(key), out, None)
     }
 
+    /// Collects the values one lookup of `key` found into its answer (see [`Results`]).
+    pub fn results<'t>(&'t self, key: &'t str, limit: usize, table: &'t str) -> Results<'t> {
+        Results {
+            templates: self,
+            key,
+            limit,
+            table,
+            count: 0,
+            out: String::new(),
+        }
+    }
+
     /// db_common_expand(): `value` is the key for a query and the found value for a result, in
     /// which case `key` is the lookup key (for `%S %U %D %1..%9`).
     fn expand(
@@ -216,6 +230,42 @@ impl Templates {
     fn lacks_parts(&self, s: &str, domain: Option<usize>, user: u8, dom: u8) -> bool {
         let no_domain = domain.is_none_or(|i| i >= s.len());
         (no_domain && self.flags & dom != 0) || (domain == Some(1) && self.flags & user != 0)
+    }
+}
+
+/// One lookup's answer as the SQL and LDAP tables build it: each value through
+/// result_format, joined with commas; more than `limit` values (0: no limit) is a failure,
+/// DICT_ERR_RETRY in Postfix.
+pub struct Results<'t> {
+    templates: &'t Templates,
+    key: &'t str,
+    limit: usize,
+    table: &'t str,
+    count: usize,
+    out: String,
+}
+
+impl Results<'_> {
+    /// Adds one value; `Err` is the answer once the expansion limit is passed.
+    pub fn push(&mut self, value: &str) -> Result<(), TableReply> {
+        if self.templates.push_result(value, self.key, &mut self.out) {
+            self.count += 1;
+            if self.limit > 0 && self.count > self.limit {
+                return Err(TableReply::Failed(format!(
+                    "{}: Expansion limit exceeded for key: '{}'",
+                    self.table, self.key
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> TableReply {
+        if self.out.is_empty() {
+            TableReply::NotFound
+        } else {
+            TableReply::Found(self.out)
+        }
     }
 }
 

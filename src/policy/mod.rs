@@ -56,6 +56,8 @@ pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
 pub use params::{expand, Origin, ParamMap, ParamValue};
 pub use pending::{FactCache, FactRequest, Fetched, Progress};
+/// Postfix's readllines(), for the edge's readers of Postfix files (SQL/LDAP `.cf`).
+pub(crate) use table::logical_lines;
 pub use table::Table;
 
 use access::Codes;

@@ -215,8 +215,10 @@ impl LdapTable {
     /// dict_ldap_get_values() without DN/URL recursion: each value of each requested
     /// attribute, in the order the server sent them, through result_format.
     fn format(&self, key: &str, entries: Vec<ResultEntry>) -> TableReply {
-        let mut out = String::new();
-        let mut expansions = 0usize;
+        let mut results =
+            self.config
+                .templates
+                .results(key, self.config.expansion_limit, &self.name);
         for (n, entry) in entries.into_iter().enumerate() {
             if self.config.size_limit > 0 && n >= self.config.size_limit {
                 return TableReply::Failed(format!(
@@ -234,24 +236,13 @@ impl LdapTable {
                     continue;
                 }
                 for value in values {
-                    if self.config.templates.push_result(&value, key, &mut out) {
-                        expansions += 1;
-                        let limit = self.config.expansion_limit;
-                        if limit > 0 && expansions > limit {
-                            return TableReply::Failed(format!(
-                                "{}: Expansion limit exceeded for key: '{key}'",
-                                self.name
-                            ));
-                        }
+                    if let Err(failed) = results.push(&value) {
+                        return failed;
                     }
                 }
             }
         }
-        if out.is_empty() {
-            TableReply::NotFound
-        } else {
-            TableReply::Found(out)
-        }
+        results.finish()
     }
 }
 

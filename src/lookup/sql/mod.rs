@@ -211,32 +211,23 @@ impl<B: SqlClient> SqlTable<B> {
     /// The rows as one value: each non-NULL column through result_format, joined with
     /// commas; more than expansion_limit values is a failure (DICT_ERR_RETRY in Postfix).
     fn format(&self, key: &str, rows: &Rows) -> TableReply {
-        let mut out = String::new();
-        let mut expansions = 0usize;
         let columns = if self.client.all_columns() {
             usize::MAX
         } else {
             1
         };
+        let mut results =
+            self.config
+                .templates
+                .results(key, self.config.expansion_limit, &self.name);
         for row in rows {
             for value in row.iter().take(columns).flatten() {
-                if self.config.templates.push_result(value, key, &mut out) {
-                    expansions += 1;
-                    let limit = self.config.expansion_limit;
-                    if limit > 0 && expansions > limit {
-                        return TableReply::Failed(format!(
-                            "{}: Expansion limit exceeded for key: '{key}'",
-                            self.name
-                        ));
-                    }
+                if let Err(failed) = results.push(value) {
+                    return failed;
                 }
             }
         }
-        if out.is_empty() {
-            TableReply::NotFound
-        } else {
-            TableReply::Found(out)
-        }
+        results.finish()
     }
 }
 

@@ -69,7 +69,7 @@ fn relay_control_is_required() {
 
 #[test]
 fn tables_errors_and_notices() {
-    let e = errors("tables", &format!("{BASE}smtpd_client_restrictions = check_client_access texthash:missing, check_client_access mysql:/etc/x.cf, check_client_access hashh:/x\n"));
+    let e = errors("tables", &format!("{BASE}smtpd_client_restrictions = check_client_access texthash:missing, check_client_access memcache:/etc/x.cf, check_client_access hashh:/x\n"));
     assert!(
         e.iter()
             .any(|l| l.contains("table `texthash:missing`: cannot read")),
@@ -77,7 +77,7 @@ fn tables_errors_and_notices() {
     );
     assert!(
         e.iter()
-            .any(|l| l.contains("table type `mysql` is not supported")),
+            .any(|l| l.contains("table type `memcache` is not supported")),
         "{e:?}"
     );
     assert!(
