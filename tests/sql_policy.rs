@@ -17,6 +17,7 @@ use support::postfix::Postfix;
 use support::postgres::{self, Postgres};
 use support::probe::{ask_postfix, ask_proxied, Question};
 use support::relayguard::{Relayguard, Role, TRUST_LOOPBACK_PROXY};
+use support::slapd::{self, Slapd};
 
 const ROWS: &str = "CREATE TABLE access (k VARCHAR(255), v VARCHAR(255));
 INSERT INTO access VALUES ('blocked@local.test', 'REJECT no such user here'),
@@ -159,4 +160,106 @@ async fn sql_access_tables_answer_as_postfix() {
     );
     // (Recovery after a restart waits out Postfix's 60 s retry interval for a failed host;
     // tests/sql_ldap_tables.rs covers it with the interval at zero.)
+}
+
+/// The directory: one person whose mail address has an access value in `description`.
+const LDIF: &str = "dn: dc=example,dc=com
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: ou=access,dc=example,dc=com
+objectClass: organizationalUnit
+ou: access
+
+dn: uid=blocked,ou=access,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: blocked
+cn: blocked
+sn: blocked
+mail: blocked@local.test
+description: REJECT no such user in the directory
+
+dn: uid=moved,ou=access,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: moved
+cn: moved
+sn: moved
+mail: moved@local.test
+description: 550 5.1.6 moved, says the directory
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_ldap_tables_answer_as_postfix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.path().join("access.db");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(ROWS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sqlite_cf = cf(
+        dir.path(),
+        "sqlite-access.cf",
+        &format!(
+            "dbpath = {}\nquery = SELECT v FROM access WHERE k='%s'\n",
+            db.display()
+        ),
+    );
+    let ldap = Slapd::start(LDIF);
+    let ldap_cf = cf(
+        dir.path(),
+        "ldap-access.cf",
+        &format!(
+            "server_host = ldap://127.0.0.1:{}\nversion = 3\nbind = yes\nbind_dn = {}\nbind_pw = {}\nsearch_base = ou=access,{}\nquery_filter = (mail=%s)\nresult_attribute = description\n",
+            ldap.port,
+            slapd::ROOT_DN,
+            slapd::ROOT_PW,
+            slapd::SUFFIX
+        ),
+    );
+    let params = vec![
+        (
+            "smtpd_sender_restrictions",
+            format!("check_sender_access sqlite:{}", sqlite_cf.display()),
+        ),
+        (
+            "smtpd_recipient_restrictions",
+            format!(
+                "check_recipient_access ldap:{}, permit_mynetworks, permit_auth_destination, reject",
+                ldap_cf.display()
+            ),
+        ),
+    ];
+    let mut pf = Postfix::builder().starttls(false);
+    for (k, v) in &params {
+        pf = pf.param(k, v);
+    }
+    let pf = pf.start();
+    let rg = relayguard(&params);
+    let mut diffs = Vec::new();
+    let mut rejected = 0;
+    for q in questions() {
+        let want = ask_postfix(&pf, &q).await;
+        let got = ask_proxied(rg.addr("lb"), &q).await;
+        rejected += usize::from(!want.rcpt.starts_with("250"));
+        if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
+            diffs.push(format!(
+                "{} from=<{}> to=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
+                q.addr, q.sender, q.recipient, want.mail, want.rcpt, got.mail, got.rcpt
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // Both tables decided something: the directory's two entries and the SQLite domains.
+    assert!(rejected >= 4, "{rejected}");
+    assert!(rg.log_lines().iter().all(|l| !l.contains(slapd::ROOT_PW)));
 }
