@@ -48,6 +48,18 @@ fn scenarios() -> Vec<Scenario> {
         Box::leak(Box::new([("smtpd_sender_restrictions", server_table())]));
     vec![
         Scenario {
+            name: "reverse client hostname access",
+            params: &[(
+                "smtpd_client_restrictions",
+                "check_reverse_client_hostname_access inline:{ client.example=REJECT, 198.51.100.9=OK }",
+            )],
+            questions: vec![
+                confirmed(),
+                Question::from(CLIENT_BL_IN_RANGE),
+                Question::from(CLIENT_BL_OUT_OF_RANGE),
+            ],
+        },
+        Scenario {
             name: "MX access",
             params: mx_access,
             questions: senders(&[
@@ -199,6 +211,6 @@ async fn dns_restrictions_answer_as_postfix() {
             }
         }
     }
-    assert!(asked >= 30, "{asked}");
+    assert!(asked >= 33, "{asked}");
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

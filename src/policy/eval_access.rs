@@ -145,6 +145,7 @@ impl<'f> Eval<'_, 'f> {
     ) -> Verdict {
         let voice = match lookup {
             Lookup::Client => VoiceKind::Client,
+            Lookup::ReverseClient => VoiceKind::ReverseClient,
             Lookup::Helo => VoiceKind::Helo,
             Lookup::Sender => VoiceKind::Sender,
             Lookup::Recipient => VoiceKind::Recipient,
@@ -155,6 +156,11 @@ impl<'f> Eval<'_, 'f> {
         let hit = match lookup {
             Lookup::Client => {
                 let name = key_case(table, &self.facts.client.name);
+                let addr = AddrText::new(self.addr);
+                super::lookup::client(p, table, name.as_str(), &addr, &mut get)
+            }
+            Lookup::ReverseClient => {
+                let name = key_case(table, &self.facts.client.reverse_name);
                 let addr = AddrText::new(self.addr);
                 super::lookup::client(p, table, name.as_str(), &addr, &mut get)
             }
@@ -207,6 +213,11 @@ impl<'f> Eval<'_, 'f> {
             if routed && !self.p.allow_untrusted_routing {
                 return Verdict::Dunno;
             }
+        }
+        if lookup == Lookup::ReverseClient {
+            // An unverified name is the client's to choose: it may reject, never permit.
+            let target = self.facts.client.reverse_name.clone();
+            return self.forbid_ok(r, v, &target);
         }
         v
     }

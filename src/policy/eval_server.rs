@@ -280,14 +280,12 @@ impl Eval<'_, '_> {
     }
 
     /// forbid_allowlist: these restrictions may reject or pass, never permit.
-    fn forbid_ok(&mut self, r: &Restriction, v: Verdict, target: &str) -> Verdict {
+    pub(crate) fn forbid_ok(&mut self, r: &Restriction, v: Verdict, target: &str) -> Verdict {
         let Verdict::Ok(reason) = v else {
             return v;
         };
-        let name = match r {
-            Restriction::CheckServer(c) => c.name,
-            _ => "check_server_access",
-        };
+        let written = r.name(&self.p.classes);
+        let name = written.split_whitespace().next().unwrap_or_default();
         for text in [
             format!("restriction {name} returns OK for {target}"),
             "this is not allowed for security reasons".to_string(),

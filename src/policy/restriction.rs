@@ -22,6 +22,8 @@ use super::text::split_list;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lookup {
     Client,
+    /// check_reverse_client_hostname_access: the unverified (PTR) name, then the address.
+    ReverseClient,
     Helo,
     Sender,
     Recipient,
@@ -31,6 +33,7 @@ impl Lookup {
     pub(crate) fn restriction_name(self) -> &'static str {
         match self {
             Lookup::Client => "check_client_access",
+            Lookup::ReverseClient => "check_reverse_client_hostname_access",
             Lookup::Helo => "check_helo_access",
             Lookup::Sender => "check_sender_access",
             Lookup::Recipient => "check_recipient_access",
@@ -296,6 +299,10 @@ const SIMPLE: &[(&str, Make)] = &[
 
 const CHECKS: &[(&str, Lookup)] = &[
     ("check_client_access", Lookup::Client),
+    (
+        "check_reverse_client_hostname_access",
+        Lookup::ReverseClient,
+    ),
     ("check_helo_access", Lookup::Helo),
     ("check_sender_access", Lookup::Sender),
     ("check_recipient_access", Lookup::Recipient),
@@ -321,7 +328,6 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("permit_naked_ip_address", false),
     ("check_ccert_access", true),
     ("check_sasl_access", true),
-    ("check_reverse_client_hostname_access", true),
     ("check_etrn_access", true),
     ("sleep", true),
     ("warn_if_reject_rbl", true),
@@ -379,7 +385,7 @@ impl Restriction {
     pub(crate) fn uses_client_name(&self) -> bool {
         match self {
             Restriction::Check {
-                lookup: Lookup::Client,
+                lookup: Lookup::Client | Lookup::ReverseClient,
                 ..
             }
             | Restriction::RejectUnknownClient { .. } => true,
