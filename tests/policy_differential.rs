@@ -109,6 +109,23 @@ const SCENARIOS: &[Scenario] = &[
             c("2001:db9::1", None, H, "a@b.example", "x@elsewhere.example"),
         ],
     },
+    // Issue 12: virtual_alias_domains and virtual_mailbox_domains default to the maps, whose
+    // domain keys make a domain final (only listed users: Postfix's
+    // smtpd_reject_unlisted_recipient would answer the others).
+    Scenario {
+        name: "virtual maps as the virtual domains' default",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nvirtual_alias_maps = texthash:@DIR@/valiases\nvirtual_mailbox_maps = texthash:@DIR@/vmailboxes\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+        tables: &[
+            ("valiases", "valias.test whatever\nalias@valias.test someone@local.test\n"),
+            ("vmailboxes", "vbox.test whatever\nuser@vbox.test vbox/user/\n"),
+        ],
+        cases: &[
+            c("203.0.113.5", None, H, "a@b.example", "alias@valias.test"),
+            c("203.0.113.5", None, H, "a@b.example", "user@vbox.test"),
+            c("203.0.113.5", None, H, "a@b.example", "x@elsewhere.example"),
+            c("203.0.113.5", None, H, "a@b.example", "x@sub.valias.test"),
+        ],
+    },
     // The open-relay address forms (postfix-semantics 6.2).
     Scenario {
         name: "address forms",

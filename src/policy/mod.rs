@@ -125,7 +125,12 @@ pub const PARAMETERS: &[&str] = &[
     "unknown_helo_hostname_tempfail_action",
     "unknown_hostname_reject_code",
     "virtual_alias_domains",
+    // Read as the virtual domains' defaults ($virtual_alias_maps, $virtual_mailbox_maps):
+    // a domain is one of them when the table has it as a key. Expanding the addresses in
+    // them stays the upstream's job.
+    "virtual_alias_maps",
     "virtual_mailbox_domains",
+    "virtual_mailbox_maps",
 ];
 
 /// The admin's own parameter names: the ones values in `maps` (main.cf and every master.cf
