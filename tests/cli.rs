@@ -425,3 +425,38 @@ fn check_says_when_a_listener_wants_starttls_first() {
     let out = relayguard(dir.path(), &args);
     assert!(!stdout(&out).contains("530"), "{}", stdout(&out));
 }
+
+/// A listener on the upstream's own address (a content-filter re-injection port copied from
+/// master.cf, say) would relay to itself and probe itself forever: refused at load.
+#[test]
+fn check_config_refuses_a_listener_on_the_upstreams_address() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("relayguard.toml");
+    let text = |listen: &str, upstream: &str| {
+        format!(
+            "[policy]\nmydestination = \"local.test\"\n[[listener]]\nname = \"reinject\"\naddress = \"{listen}\"\nrole = \"smtp\"\n\n[upstream]\nkind = \"smtp\"\naddress = \"{upstream}\"\n"
+        )
+    };
+    for (listen, upstream) in [
+        ("127.0.0.1:10025", "127.0.0.1:10025"),
+        ("0.0.0.0:10025", "localhost:10025"),
+    ] {
+        std::fs::write(&path, text(listen, upstream)).unwrap();
+        let out = relayguard(dir.path(), &["check-config", "--config", "relayguard.toml"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned() + &stdout(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("relayguard.toml:5: listener `reinject` on {listen} is the upstream's own address ({upstream}): relayguard would relay to itself")),
+            "{err}"
+        );
+    }
+    // Another port on the same host is the normal placement.
+    std::fs::write(&path, text("127.0.0.1:2525", "127.0.0.1:10025")).unwrap();
+    let out = relayguard(dir.path(), &["check-config", "--config", "relayguard.toml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

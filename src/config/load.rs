@@ -128,6 +128,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
         });
     }
     let upstream = compile_upstream(&source, &file, &main_params, &mut errors);
+    if let Some(u) = &upstream {
+        refuse_loops(&source, &file, u, &mut errors);
+    }
     let session_timeout = source.duration(
         file.limits.session_timeout.as_ref(),
         Duration::from_secs(3600),
@@ -432,6 +435,49 @@ fn compile_dns(
         lookups,
         nameservers,
         timeout,
+    }
+}
+
+/// A listener on the upstream's own address would relay every session to itself: relayguard
+/// would greet, probe itself and retry forever. Refused at load, at the listener's line.
+fn refuse_loops(
+    source: &Source<'_>,
+    file: &ConfigFile,
+    upstream: &UpstreamSettings,
+    errors: &mut Vec<ConfigError>,
+) {
+    let UpstreamTarget::Smtp { address, .. } = &upstream.target else {
+        return;
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return;
+    };
+    let host = host.trim_matches(['[', ']']);
+    let upstream_ip = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
+        Err(_) => return,
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return;
+    };
+    for l in &file.listeners {
+        let Ok(at) = l.address.get_ref().parse::<SocketAddr>() else {
+            continue;
+        };
+        // A wildcard listener also owns the upstream's address when that is one of ours.
+        let same_host = at.ip() == upstream_ip
+            || (at.ip().is_unspecified()
+                && (upstream_ip.is_loopback() || upstream_ip.is_unspecified()));
+        if at.port() == port && same_host {
+            errors.push(source.invalid(
+                l.address.span().start,
+                format!(
+                    "listener `{}` on {at} is the upstream's own address ({address}): relayguard would relay to itself; give the MTA behind it a port of its own",
+                    l.name
+                ),
+            ));
+        }
     }
 }
 
