@@ -126,6 +126,20 @@ const SCENARIOS: &[Scenario] = &[
             c("203.0.113.5", None, H, "a@b.example", "x@sub.valias.test"),
         ],
     },
+    // Issue 12: permit_inet_interfaces, the client at one of the server's own addresses. Only
+    // loopback clients here: Postfix judges the socket's peer (own_inet_addr on
+    // state->sockaddr), which XCLIENT does not change, so the reference permits every XCLIENT
+    // client; behind a PROXY header (smtpd_peer_hostaddr_to_sockaddr) it judges the real
+    // client, as relayguard does. The refusal of other clients is a unit test.
+    Scenario {
+        name: "permit_inet_interfaces",
+        policy: "mydestination = local.test\nmynetworks = 192.0.2.0/24\nsmtpd_relay_restrictions = permit_inet_interfaces, reject_unauth_destination\n",
+        tables: &[],
+        cases: &[
+            c("127.0.0.1", LOCALHOST, H, "a@b.example", "x@elsewhere.example"),
+            c("::1", LOCALHOST, H, "a@b.example", "x@elsewhere.example"),
+        ],
+    },
     // The open-relay address forms (postfix-semantics 6.2).
     Scenario {
         name: "address forms",

@@ -271,6 +271,7 @@ pub(crate) fn compile(
         .into_iter()
         .map(|(a, _)| a)
         .collect();
+    let inet_count = local_literals.len();
     for item in super::text::split_list(&cx.get("proxy_interfaces")) {
         match item.trim_matches(['[', ']']).parse::<IpAddr>() {
             Ok(a) => local_literals.push(a),
@@ -412,6 +413,7 @@ pub(crate) fn compile(
                 virtual_alias_domains,
                 virtual_mailbox_domains,
                 local_literals,
+                inet_count,
                 lists,
                 classes,
                 value_lists,
@@ -487,6 +489,7 @@ struct FinishParts {
     virtual_alias_domains: NetList,
     virtual_mailbox_domains: NetList,
     local_literals: Vec<IpAddr>,
+    inet_count: usize,
     lists: StageLists,
     classes: Vec<(Box<str>, Vec<Restriction>)>,
     value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
@@ -531,6 +534,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         virtual_alias_domains: parts.virtual_alias_domains,
         virtual_mailbox_domains: parts.virtual_mailbox_domains,
         local_literals: parts.local_literals,
+        inet_count: parts.inet_count,
         stages: parts.lists,
         classes: parts.classes,
         value_lists: parts.value_lists,

@@ -277,6 +277,20 @@ impl<'p, 'f> Eval<'p, 'f> {
                 v
             }
             Restriction::PermitMynetworks => self.permit_mynetworks(r, voice),
+            // own_inet_addr(): the client is one of the addresses relayguard listens on
+            // (inet_interfaces; proxy_interfaces do not count).
+            Restriction::PermitInetInterfaces => {
+                let own = &self.p.local_literals[..self.p.inet_count];
+                if own.contains(&self.addr) {
+                    Verdict::Ok(Reason {
+                        key: Some(self.addr.to_string()),
+                        value: Some("inet_interfaces".into()),
+                        ..self.reason(r)
+                    })
+                } else {
+                    Verdict::Dunno
+                }
+            }
             Restriction::PermitSaslAuthenticated => match self.facts.login {
                 Some(login) if self.p.sasl_auth_enable => Verdict::Ok(Reason {
                     key: Some(login.to_string()),

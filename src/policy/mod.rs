@@ -176,7 +176,10 @@ pub struct Policy {
     pub(crate) relay_domains: NetList,
     pub(crate) virtual_alias_domains: NetList,
     pub(crate) virtual_mailbox_domains: NetList,
+    /// The addresses of inet_interfaces, then those of proxy_interfaces.
     pub(crate) local_literals: Vec<IpAddr>,
+    /// How many of `local_literals` are inet_interfaces' own (permit_inet_interfaces).
+    pub(crate) inet_count: usize,
     pub(crate) stages: StageLists,
     pub(crate) classes: Vec<(Box<str>, Vec<Restriction>)>,
     pub(crate) value_lists: FxHashMap<Box<str>, Vec<Restriction>>,

@@ -60,6 +60,7 @@ pub(crate) enum Restriction {
     DeferIfReject,
     WarnIfReject(Box<Restriction>),
     PermitMynetworks,
+    PermitInetInterfaces,
     PermitSaslAuthenticated,
     RejectUnauthDestination,
     DeferUnauthDestination,
@@ -176,6 +177,9 @@ const SIMPLE: &[(&str, Make)] = &[
     ("defer_if_permit", || Restriction::DeferIfPermit),
     ("defer_if_reject", || Restriction::DeferIfReject),
     ("permit_mynetworks", || Restriction::PermitMynetworks),
+    ("permit_inet_interfaces", || {
+        Restriction::PermitInetInterfaces
+    }),
     ("permit_sasl_authenticated", || {
         Restriction::PermitSaslAuthenticated
     }),
@@ -322,7 +326,6 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("reject_plaintext_session", false),
     ("permit_tls_clientcerts", false),
     ("permit_tls_all_clientcerts", false),
-    ("permit_inet_interfaces", false),
     ("permit_mx_backup", false),
     ("check_relay_domains", false),
     ("permit_naked_ip_address", false),

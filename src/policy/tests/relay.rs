@@ -403,3 +403,28 @@ fn reply_code_parameters() {
         "454 4.7.1 <u@elsewhere.example>: Relay access denied"
     );
 }
+
+/// permit_inet_interfaces: OK for a client at one of inet_interfaces' addresses (loopback
+/// here), not for proxy_interfaces' nor anyone else's (smtpd_check.c own_inet_addr).
+#[test]
+fn permit_inet_interfaces_is_the_server_s_own_addresses() {
+    let p = policy(
+        "inetif",
+        "mydestination = local.test\nproxy_interfaces = 192.0.2.99\nsmtpd_relay_restrictions = permit_inet_interfaces, reject_unauth_destination\n",
+        &[],
+    );
+    for own in ["127.0.0.1", "::1"] {
+        assert_eq!(
+            rcpt(&p, &who(own), "x@elsewhere.example"),
+            "250 2.1.5 Ok",
+            "{own}"
+        );
+    }
+    for other in ["127.0.0.2", "192.0.2.99", "203.0.113.5"] {
+        assert_eq!(
+            rcpt(&p, &who(other), "x@elsewhere.example"),
+            "554 5.7.1 <x@elsewhere.example>: Relay access denied",
+            "{other}"
+        );
+    }
+}
