@@ -54,6 +54,33 @@ fn questions() -> Vec<Question> {
     ]
 }
 
+/// A private Postfix and relayguard with the same `params`, asked every question: panics on
+/// the first reply that differs. Returns both (still running) and how many RCPTs Postfix
+/// refused.
+async fn same_replies(params: &[(&str, String)]) -> (Postfix, Relayguard, usize) {
+    let mut pf = Postfix::builder().starttls(false);
+    for (k, v) in params {
+        pf = pf.param(k, v);
+    }
+    let pf = pf.start();
+    let rg = relayguard(params);
+    let mut diffs = Vec::new();
+    let mut rejected = 0;
+    for q in questions() {
+        let want = ask_postfix(&pf, &q).await;
+        let got = ask_proxied(rg.addr("lb"), &q).await;
+        rejected += usize::from(!want.rcpt.starts_with("250"));
+        if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
+            diffs.push(format!(
+                "{} from=<{}> to=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
+                q.addr, q.sender, q.recipient, want.mail, want.rcpt, got.mail, got.rcpt
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    (pf, rg, rejected)
+}
+
 fn relayguard(params: &[(&str, String)]) -> Relayguard {
     let mut b = Relayguard::builder()
         .policy("myhostname", "relayguard.test")
@@ -120,24 +147,7 @@ async fn sql_access_tables_answer_as_postfix() {
             ),
         ),
     ];
-    let mut pf = Postfix::builder().starttls(false);
-    for (k, v) in &params {
-        pf = pf.param(k, v);
-    }
-    let pf = pf.start();
-    let rg = relayguard(&params);
-    let mut diffs = Vec::new();
-    for q in questions() {
-        let want = ask_postfix(&pf, &q).await;
-        let got = ask_proxied(rg.addr("lb"), &q).await;
-        if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
-            diffs.push(format!(
-                "{} from=<{}> to=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
-                q.addr, q.sender, q.recipient, want.mail, want.rcpt, got.mail, got.rcpt
-            ));
-        }
-    }
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let (_pf, rg, _) = same_replies(&params).await;
     // The answers were the database's: a rejection from each table.
     let blocked = ask_proxied(rg.addr("lb"), &questions()[0]).await;
     assert_eq!(
@@ -239,26 +249,7 @@ async fn sqlite_and_ldap_tables_answer_as_postfix() {
             ),
         ),
     ];
-    let mut pf = Postfix::builder().starttls(false);
-    for (k, v) in &params {
-        pf = pf.param(k, v);
-    }
-    let pf = pf.start();
-    let rg = relayguard(&params);
-    let mut diffs = Vec::new();
-    let mut rejected = 0;
-    for q in questions() {
-        let want = ask_postfix(&pf, &q).await;
-        let got = ask_proxied(rg.addr("lb"), &q).await;
-        rejected += usize::from(!want.rcpt.starts_with("250"));
-        if (&got.mail, &got.rcpt) != (&want.mail, &want.rcpt) {
-            diffs.push(format!(
-                "{} from=<{}> to=<{}>:\n  postfix:    {} / {}\n  relayguard: {} / {}",
-                q.addr, q.sender, q.recipient, want.mail, want.rcpt, got.mail, got.rcpt
-            ));
-        }
-    }
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let (_pf, rg, rejected) = same_replies(&params).await;
     // Both tables decided something: the directory's two entries and the SQLite domains.
     assert!(rejected >= 4, "{rejected}");
     assert!(rg.log_lines().iter().all(|l| !l.contains(slapd::ROOT_PW)));

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::table::TableReply;
+use std::future::Future;
+
+use super::table::{TableAnswer, TableReply};
 
 /// How many keys a table's cache holds unless its configuration says otherwise.
 pub const CACHE_KEYS: usize = 4096;
@@ -36,6 +38,23 @@ impl ReplyCache {
         let entries = self.entries.lock().ok()?;
         let (reply, stored) = entries.get(key)?;
         (now.saturating_duration_since(*stored) < self.ttl).then(|| reply.clone())
+    }
+
+    /// The answer for `key` from the cache, or else `ask`'s, kept for next time: the one path
+    /// every remote backend's lookups take.
+    pub async fn answer(&self, key: &str, ask: impl Future<Output = TableReply>) -> TableAnswer {
+        if let Some(reply) = self.get(key, Instant::now()) {
+            return TableAnswer {
+                reply,
+                cached: true,
+            };
+        }
+        let reply = ask.await;
+        self.put(key, &reply, Instant::now());
+        TableAnswer {
+            reply,
+            cached: false,
+        }
     }
 
     /// Keeps `reply` for `key` unless it is a failure. When full, expired entries go first;

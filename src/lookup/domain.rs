@@ -68,6 +68,13 @@ impl DomainList {
         Ok(DomainList { patterns })
     }
 
+    /// Whether a table with this (optional) `domain` list asks the server about `key` at
+    /// all: never for a key with a NUL (Postfix keys are C strings), and, with a list, only
+    /// for an address it admits. Otherwise the answer is "not found" without a query.
+    pub fn asks(list: Option<&DomainList>, key: &str) -> bool {
+        !key.contains('\0') && list.is_none_or(|l| l.admits(key))
+    }
+
     /// Whether `key` may be looked up: it has a non-empty local part and its domain (after
     /// the last `@`) matches the list.
     pub fn admits(&self, key: &str) -> bool {

@@ -7,7 +7,7 @@
 //! a connection is reused between lookups. Unlike Postfix, one deadline covers the whole
 //! lookup (connect, retry, reply) instead of 100 s per read or write: a proxy's client waits.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -70,21 +70,13 @@ impl Socketmap {
     }
 
     async fn lookup_key(&self, key: &str) -> TableAnswer {
-        if let Some(reply) = self.cache.get(key, Instant::now()) {
-            return TableAnswer {
-                reply,
-                cached: true,
-            };
-        }
-        let reply = match tokio::time::timeout(self.timeout, self.ask(key)).await {
-            Ok(reply) => reply,
-            Err(_) => self.failed("time limit exceeded"),
+        let ask = async {
+            match tokio::time::timeout(self.timeout, self.ask(key)).await {
+                Ok(reply) => reply,
+                Err(_) => self.failed("time limit exceeded"),
+            }
         };
-        self.cache.put(key, &reply, Instant::now());
-        TableAnswer {
-            reply,
-            cached: false,
-        }
+        self.cache.answer(key, ask).await
     }
 
     fn failed(&self, why: &str) -> TableReply {

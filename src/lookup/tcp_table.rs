@@ -7,7 +7,7 @@
 //! and a failed connection is tried again after a second, up to ten times. Unlike Postfix,
 //! all of that happens within one per-lookup deadline instead of 100 s per read or write.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -52,24 +52,16 @@ impl TcpTable {
     }
 
     async fn lookup_key(&self, key: &str) -> TableAnswer {
-        if let Some(reply) = self.cache.get(key, Instant::now()) {
-            return TableAnswer {
-                reply,
-                cached: true,
-            };
-        }
-        let reply = match tokio::time::timeout(self.timeout, self.ask(key)).await {
-            Ok(reply) => reply,
-            Err(_) => TableReply::Failed(format!(
-                "read TCP map reply from {}: time limit exceeded",
-                self.name
-            )),
+        let ask = async {
+            match tokio::time::timeout(self.timeout, self.ask(key)).await {
+                Ok(reply) => reply,
+                Err(_) => TableReply::Failed(format!(
+                    "read TCP map reply from {}: time limit exceeded",
+                    self.name
+                )),
+            }
         };
-        self.cache.put(key, &reply, Instant::now());
-        TableAnswer {
-            reply,
-            cached: false,
-        }
+        self.cache.answer(key, ask).await
     }
 
     async fn ask(&self, key: &str) -> TableReply {

@@ -9,7 +9,6 @@ mod config;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, SearchOptions};
@@ -17,6 +16,7 @@ use tokio::time::timeout;
 
 use super::cache::ReplyCache;
 use super::cf::CfFile;
+use super::domain::DomainList;
 use super::table::{LookupFuture, RemoteTable, TableAnswer, TableReply};
 use super::RemoteOptions;
 pub use config::{quote_dn, quote_filter, LdapConfig};
@@ -72,41 +72,30 @@ impl LdapTable {
     }
 
     async fn answer(&self, key: &str) -> TableAnswer {
-        let fresh = |reply| TableAnswer {
-            reply,
-            cached: false,
-        };
-        if key.contains('\0') {
-            return fresh(TableReply::NotFound);
-        }
-        if let Some(domain) = &self.config.domain {
-            if !domain.admits(key) {
-                return fresh(TableReply::NotFound);
-            }
-        }
         let t = &self.config.templates;
-        let (Some(base), Some(filter)) = (t.base(key, quote_dn), t.query(key, quote_filter)) else {
-            return fresh(TableReply::NotFound);
-        };
-        if let Some(reply) = self.cache.get(key, Instant::now()) {
+        let asked = DomainList::asks(self.config.domain.as_ref(), key)
+            .then(|| t.base(key, quote_dn).zip(t.query(key, quote_filter)))
+            .flatten();
+        let Some((base, filter)) = asked else {
             return TableAnswer {
-                reply,
-                cached: true,
+                reply: TableReply::NotFound,
+                cached: false,
             };
-        }
-        let reply = match timeout(self.config.timeout, self.search(key, &base, &filter)).await {
-            Ok(reply) => reply,
-            Err(_) => {
-                // The connection may hold a half-read answer: start afresh next time.
-                self.drop_conn();
-                TableReply::Failed(format!(
-                    "{}: no answer within {:?}",
-                    self.name, self.config.timeout
-                ))
+        };
+        let ask = async {
+            match timeout(self.config.timeout, self.search(key, &base, &filter)).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    // The connection may hold a half-read answer: start afresh next time.
+                    self.drop_conn();
+                    TableReply::Failed(format!(
+                        "{}: no answer within {:?}",
+                        self.name, self.config.timeout
+                    ))
+                }
             }
         };
-        self.cache.put(key, &reply, Instant::now());
-        fresh(reply)
+        self.cache.answer(key, ask).await
     }
 
     async fn search(&self, key: &str, base: &str, filter: &str) -> TableReply {

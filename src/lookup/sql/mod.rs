@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::cache::ReplyCache;
+use super::domain::DomainList;
 use super::table::{LookupFuture, TableAnswer, TableReply};
 use super::template::Quote;
 use super::RemoteOptions;
@@ -96,28 +97,15 @@ impl<B: SqlClient> SqlTable<B> {
     }
 
     async fn answer(&self, key: &str) -> TableAnswer {
-        let fresh = |reply| TableAnswer {
-            reply,
-            cached: false,
-        };
-        // Postfix keys are C strings: one with a NUL cannot be asked for.
-        if key.contains('\0') {
-            return fresh(TableReply::NotFound);
-        }
-        if let Some(domain) = &self.config.domain {
-            if !domain.admits(key) {
-                return fresh(TableReply::NotFound);
-            }
-        }
-        let Some(query) = self.config.templates.query(key, B::QUOTE) else {
-            return fresh(TableReply::NotFound);
-        };
-        if let Some(reply) = self.cache.get(key, Instant::now()) {
+        let query = DomainList::asks(self.config.domain.as_ref(), key)
+            .then(|| self.config.templates.query(key, B::QUOTE))
+            .flatten();
+        let Some(query) = query else {
             return TableAnswer {
-                reply,
-                cached: true,
+                reply: TableReply::NotFound,
+                cached: false,
             };
-        }
+        };
         let work = async {
             let _permit = self
                 .in_flight
@@ -126,16 +114,17 @@ impl<B: SqlClient> SqlTable<B> {
                 .map_err(|_| "table closed".to_string())?;
             self.ask(&query).await
         };
-        let reply = match timeout(self.options.timeout, work).await {
-            Ok(Ok(rows)) => self.format(key, &rows),
-            Ok(Err(why)) => TableReply::Failed(format!("{}: {why}", self.name)),
-            Err(_) => TableReply::Failed(format!(
-                "{}: no answer within {:?}",
-                self.name, self.options.timeout
-            )),
+        let ask = async {
+            match timeout(self.options.timeout, work).await {
+                Ok(Ok(rows)) => self.format(key, &rows),
+                Ok(Err(why)) => TableReply::Failed(format!("{}: {why}", self.name)),
+                Err(_) => TableReply::Failed(format!(
+                    "{}: no answer within {:?}",
+                    self.name, self.options.timeout
+                )),
+            }
         };
-        self.cache.put(key, &reply, Instant::now());
-        fresh(reply)
+        self.cache.answer(key, ask).await
     }
 
     /// Asks the hosts in turn, as plmysql_query() and plpgsql_query() do: those already
