@@ -289,3 +289,43 @@ async fn a_reload_that_changes_workers_needs_a_restart() {
     assert!(rg.is_running());
     outside(&rg, "old.test").await;
 }
+
+/// A reload may bring the first DNS restriction: the resolver is there for it even though
+/// the policy relayguard started with asked the DNS nothing (and `[dns] lookups = "auto"`
+/// needed no client names).
+#[tokio::test]
+async fn a_reload_that_adds_a_dnsbl_has_a_resolver() {
+    let dns = support::dns::start_dnsmasq_with(&[
+        "--address=/2.0.0.127.zen.example/127.0.0.2".to_string()
+    ]);
+    let dns_toml = format!(
+        "[dns]\nnameservers = [\"{}\"]\ntimeout = \"2s\"\n",
+        dns.addr
+    );
+    let rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("lb", Role::Smtp)
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
+        .upstream_maildir()
+        .extra_toml(&dns_toml)
+        .start();
+    let rcpt = |rg: &Relayguard| {
+        let addr = rg.addr("lb");
+        async move {
+            let mut c = Client::connect_as(addr, "127.0.0.2").await;
+            c.ehlo("c.example").await;
+            c.cmd("MAIL FROM:<a@b.example>").await;
+            c.cmd("RCPT TO:<u@local.test>").await
+        }
+    };
+    assert_eq!(rcpt(&rg).await, "250 2.1.5 Ok");
+    let text = std::fs::read_to_string(rg.config_path()).unwrap().replace(
+        "[policy]\n",
+        "[policy]\nsmtpd_recipient_restrictions = \"reject_rbl_client zen.example, permit\"\n",
+    );
+    reload(&rg, &text, "reloaded ");
+    assert_eq!(
+        rcpt(&rg).await,
+        "554 5.7.1 Service unavailable; Client host [127.0.0.2] blocked using zen.example"
+    );
+}
