@@ -200,3 +200,72 @@ async fn no_credential_ever_reaches_the_log() {
     }
     assert!(log.contains("sasl_username=carol"), "{log}");
 }
+
+/// check_sasl_access (issue 12): the login name looked up in an access table, answered as a
+/// Postfix with the same restriction answers the same login. relayguard's upstream has no such
+/// restriction, so the refusal can only be relayguard's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_sasl_access_answers_as_postfix_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let table = dir.path().join("logins");
+    std::fs::write(&table, "alice REJECT account suspended\nbob OK\n").unwrap();
+    let restrictions = format!(
+        "check_sasl_access texthash:{}, reject_unauth_destination",
+        table.display()
+    );
+    let judge = Postfix::builder()
+        .sasl(true)
+        .param("mydestination", "local.test")
+        .param("mynetworks", "192.0.2.0/24")
+        .param("smtpd_recipient_restrictions", &restrictions)
+        .start();
+    let upstream = Postfix::builder().sasl(true).start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .policy("mynetworks", "192.0.2.0/24")
+        .listener_with(
+            "auth",
+            Role::Smtp,
+            &[
+                ("smtpd_sasl_auth_enable", "yes"),
+                ("smtpd_recipient_restrictions", &restrictions),
+            ],
+        )
+        .upstream_postfix(&upstream, Identity::Xclient)
+        .start();
+    for (user, pass, rcpt) in [
+        ("alice", "secret", "u@local.test"),
+        ("bob", "hunter2", "x@elsewhere.example"),
+        ("bob", "hunter2", "u@local.test"),
+    ] {
+        let mut replies = Vec::new();
+        for addr in [judge.addr_xclient(), rg.addr("auth")] {
+            let mut c = Client::after_ehlo(addr).await;
+            let auth = c
+                .cmd(&format!("AUTH PLAIN {}", auth_plain(user, pass)))
+                .await;
+            assert_eq!(auth, "235 2.7.0 Authentication successful", "{addr}");
+            c.cmd("MAIL FROM:<s@sender.example>").await;
+            replies.push(c.cmd(&format!("RCPT TO:<{rcpt}>")).await);
+        }
+        assert_eq!(
+            replies[0], replies[1],
+            "{user} -> {rcpt}: postfix, relayguard"
+        );
+        if user == "alice" {
+            assert_eq!(
+                replies[1],
+                "554 5.7.1 <alice>: SASL login name rejected: account suspended"
+            );
+        } else {
+            assert!(replies[1].starts_with("250 "), "{}", replies[1]);
+        }
+    }
+    rg.wait_for_log("SASL login name rejected: account suspended", WAIT);
+}

@@ -194,6 +194,8 @@ pub enum VoiceKind {
     Helo,
     Sender,
     Recipient,
+    /// check_sasl_access: the client by its login name.
+    Sasl,
     Data,
     EndOfData,
 }
@@ -206,6 +208,7 @@ impl VoiceKind {
             VoiceKind::Helo => "Helo command",
             VoiceKind::Sender => "Sender address",
             VoiceKind::Recipient => "Recipient address",
+            VoiceKind::Sasl => "SASL login name",
             VoiceKind::Data => "Data command",
             VoiceKind::EndOfData => "End-of-data",
         }

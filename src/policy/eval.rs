@@ -57,6 +57,10 @@ pub(crate) struct Eval<'p, 'f> {
     pub(crate) in_default_action: bool,
     /// The policy requests reached so far in this evaluation, to number repeats.
     pub(crate) policy_asked: Vec<FactRequest>,
+    /// The sender / recipient was checked against its class's tables in this stage
+    /// (smtpd's sender_rcptmap_checked / recipient_rcptmap_checked).
+    pub(crate) sender_listed: bool,
+    pub(crate) rcpt_listed: bool,
 }
 
 impl<'p, 'f> Eval<'p, 'f> {
@@ -85,6 +89,8 @@ impl<'p, 'f> Eval<'p, 'f> {
             needs: RefCell::new(Vec::new()),
             in_default_action: false,
             policy_asked: Vec::new(),
+            sender_listed: false,
+            rcpt_listed: false,
         }
     }
 
@@ -184,6 +190,20 @@ impl<'p, 'f> Eval<'p, 'f> {
             VoiceKind::Helo => self.facts.helo.unwrap_or("").to_string(),
             VoiceKind::Sender => self.sender().map(|a| a.reply.clone()).unwrap_or_default(),
             VoiceKind::Recipient => self.rcpt().map(|a| a.reply.clone()).unwrap_or_default(),
+            // check_sasl_access's sane_username: printable(), with `_` for the rest.
+            VoiceKind::Sasl => self
+                .facts
+                .login
+                .unwrap_or("")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect(),
             VoiceKind::Data => "DATA".into(),
             VoiceKind::EndOfData => "END-OF-MESSAGE".into(),
         }
@@ -411,6 +431,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             Restriction::RejectUnknownClient { reverse, .. } => self.unknown_client(r, *reverse),
             Restriction::RejectUnknownHelo { .. } => self.unknown_helo(r),
             Restriction::RejectUnknownDomain { sender, .. } => self.unknown_domain(r, *sender),
+            Restriction::RejectUnlisted { sender, .. } => self.unlisted(Some(r), *sender),
             Restriction::Dnsxl(list) => self.dnsxl(r, list),
             Restriction::CheckServer(check) => self.server_access(r, check),
             Restriction::PolicyService(service) => self.policy_service(r, service, voice),

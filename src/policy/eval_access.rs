@@ -149,6 +149,7 @@ impl<'f> Eval<'_, 'f> {
             Lookup::Helo => VoiceKind::Helo,
             Lookup::Sender => VoiceKind::Sender,
             Lookup::Recipient => VoiceKind::Recipient,
+            Lookup::Sasl => VoiceKind::Sasl,
         };
         let p = self.p;
         let loc = self.locality();
@@ -175,6 +176,17 @@ impl<'f> Eval<'_, 'f> {
             Lookup::Recipient => match self.rcpt() {
                 None => return Verdict::Dunno,
                 Some(a) => super::lookup::mail(p, &loc, table, a, false, &mut get),
+            },
+            Lookup::Sasl if !p.sasl_auth_enable => {
+                self.notes.push(Note {
+                    action: "warning",
+                    text: "restriction `check_sasl_access' ignored: no SASL support".into(),
+                });
+                return Verdict::Dunno;
+            }
+            Lookup::Sasl => match self.facts.login.filter(|l| !l.is_empty()) {
+                None => return Verdict::Dunno,
+                Some(login) => super::lookup::single(key_case(table, login).as_str(), &mut get),
             },
         };
         // A domain list that stopped the address's resolution speaks first (RESOLVE_FLAG_FAIL

@@ -55,6 +55,11 @@ fn probe<'a>(get: &mut impl FnMut(&str) -> Answer<'a>, key: &str) -> Hit {
     }
 }
 
+/// check_sasl_access: the login name as one full key (check_access with DICT_FLAG_NONE).
+pub(crate) fn single<'a>(key: &str, get: &mut impl FnMut(&str) -> Answer<'a>) -> Hit {
+    probe(get, key)
+}
+
 /// A domain and its parents: `a.b.c`, then `b.c`, `c` (parent style) or `.b.c`, `.c`.
 pub(crate) fn domain<'a>(
     p: &Policy,
@@ -204,8 +209,7 @@ pub(crate) fn mail<'a>(
     Ok(None)
 }
 
-/// smtpd_sender_login_maps, searched like mail_addr_find: the address, the address without
-/// extension, `user` when the domain is local, `@domain`. A bare `domain` key is not used.
+/// smtpd_sender_login_maps: the sender as [`addr_find`] searches it.
 pub(crate) fn login_owners<'a>(
     p: &Policy,
     loc: &dyn Locality,
@@ -213,32 +217,62 @@ pub(crate) fn login_owners<'a>(
     sender: &Address,
     get: &mut impl FnMut(&str) -> Answer<'a>,
 ) -> Hit {
-    if let Some(hit) = probe(get, &sender.key)? {
-        return Ok(Some(hit));
-    }
-    if t.is_pattern() {
-        return Ok(None);
-    }
-    let (local, dom) = sender.split();
-    let base = strip_extension(p, local);
-    if let (Some(base), Some(dom)) = (base, dom) {
-        if let Some(hit) = probe(get, &format!("{base}@{dom}"))? {
-            return Ok(Some(hit));
-        }
-    }
-    if let Some(dom) = dom {
-        let local_domain = loc.is_local(dom);
-        if loc.stopped() {
-            return Err(Stop::Pending);
-        }
-        if local_domain {
-            if let Some(hit) = probe(get, base.unwrap_or(local))? {
+    addr_find(
+        p,
+        loc,
+        std::slice::from_ref(&t),
+        &sender.key,
+        &mut |_, k| get(k),
+    )
+}
+
+/// mail_addr_find with its default strategy: `user+ext@domain`, `user@domain`, then, when the
+/// domain is $myorigin or local, `user+ext` and `user`, then `@domain`; each key in each table
+/// in turn (maps_find). A pattern table gets only the full address: maps_find skips it for
+/// the partial keys (DICT_FLAG_FIXED).
+pub(crate) fn addr_find<'a, 't, T: std::ops::Deref<Target = Table>>(
+    p: &Policy,
+    loc: &dyn Locality,
+    tables: &'t [T],
+    key: &str,
+    get: &mut impl FnMut(&'t Table, &str) -> Answer<'a>,
+) -> Hit {
+    let mut find = |k: &str, partial: bool| -> Hit {
+        for t in tables {
+            if partial && t.is_pattern() {
+                continue;
+            }
+            if let Some(hit) = probe(&mut |k| get(t, k), k)? {
                 return Ok(Some(hit));
             }
         }
-        if let Some(hit) = probe(get, &format!("@{dom}"))? {
+        Ok(None)
+    };
+    if let Some(hit) = find(key, false)? {
+        return Ok(Some(hit));
+    }
+    let Some((local, dom)) = key.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let base = strip_extension(p, local);
+    if let Some(base) = base {
+        if let Some(hit) = find(&format!("{base}@{dom}"), true)? {
             return Ok(Some(hit));
         }
     }
-    Ok(None)
+    let local_domain = dom.eq_ignore_ascii_case(&p.myorigin) || loc.is_local(dom);
+    if loc.stopped() {
+        return Err(Stop::Pending);
+    }
+    if local_domain {
+        if let Some(hit) = find(local, true)? {
+            return Ok(Some(hit));
+        }
+        if let Some(base) = base {
+            if let Some(hit) = find(base, true)? {
+                return Ok(Some(hit));
+            }
+        }
+    }
+    find(&format!("@{dom}"), true)
 }

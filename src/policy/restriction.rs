@@ -27,6 +27,8 @@ pub(crate) enum Lookup {
     Helo,
     Sender,
     Recipient,
+    /// check_sasl_access: the SASL login name, as one key.
+    Sasl,
 }
 
 impl Lookup {
@@ -37,6 +39,7 @@ impl Lookup {
             Lookup::Helo => "check_helo_access",
             Lookup::Sender => "check_sender_access",
             Lookup::Recipient => "check_recipient_access",
+            Lookup::Sasl => "check_sasl_access",
         }
     }
 }
@@ -92,6 +95,12 @@ pub(crate) enum Restriction {
     },
     /// reject_unknown_sender_domain (`sender: true`) or reject_unknown_recipient_domain.
     RejectUnknownDomain {
+        sender: bool,
+        name: &'static str,
+    },
+    /// reject_unlisted_recipient (or its old name check_recipient_maps) and
+    /// reject_unlisted_sender: the address must be known to its class's tables.
+    RejectUnlisted {
         sender: bool,
         name: &'static str,
     },
@@ -245,6 +254,20 @@ const SIMPLE: &[(&str, Make)] = &[
             name: "reject_authenticated_sender_login_mismatch",
         })
     }),
+    ("reject_unlisted_recipient", || {
+        Restriction::RejectUnlisted {
+            sender: false,
+            name: "reject_unlisted_recipient",
+        }
+    }),
+    ("check_recipient_maps", || Restriction::RejectUnlisted {
+        sender: false,
+        name: "check_recipient_maps",
+    }),
+    ("reject_unlisted_sender", || Restriction::RejectUnlisted {
+        sender: true,
+        name: "reject_unlisted_sender",
+    }),
     ("reject_unknown_client_hostname", || {
         Restriction::RejectUnknownClient {
             reverse: false,
@@ -310,6 +333,7 @@ const CHECKS: &[(&str, Lookup)] = &[
     ("check_helo_access", Lookup::Helo),
     ("check_sender_access", Lookup::Sender),
     ("check_recipient_access", Lookup::Recipient),
+    ("check_sasl_access", Lookup::Sasl),
 ];
 
 /// Postfix restrictions relayguard knows but does not implement (refused with this word), and
@@ -318,8 +342,6 @@ const CHECKS: &[(&str, Lookup)] = &[
 /// more, so the word after a restriction without one (`reject_maps_rbl`, which reads
 /// maps_rbl_domains) is still checked.
 const NOT_IMPLEMENTED: &[(&str, bool)] = &[
-    ("reject_unlisted_recipient", false),
-    ("reject_unlisted_sender", false),
     ("reject_unverified_recipient", false),
     ("reject_unverified_sender", false),
     ("reject_multi_recipient_bounce", false),
@@ -330,7 +352,6 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("check_relay_domains", false),
     ("permit_naked_ip_address", false),
     ("check_ccert_access", true),
-    ("check_sasl_access", true),
     ("check_etrn_access", true),
     ("sleep", true),
     ("warn_if_reject_rbl", true),
@@ -353,7 +374,8 @@ impl Restriction {
             Restriction::SenderLoginMismatch(m) => m.name.into(),
             Restriction::RejectUnknownClient { name, .. }
             | Restriction::RejectUnknownHelo { name }
-            | Restriction::RejectUnknownDomain { name, .. } => (*name).into(),
+            | Restriction::RejectUnknownDomain { name, .. }
+            | Restriction::RejectUnlisted { name, .. } => (*name).into(),
             Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec),
             Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()),
             Restriction::PolicyService(s) => format!("check_policy_service {}", s.spec),

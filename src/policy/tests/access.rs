@@ -555,3 +555,38 @@ fn regexp_substitution_reaches_the_reply() {
         "554 5.7.1 <Joe@SPAM.example>: Sender address rejected: user joe is spam"
     );
 }
+
+/// check_sasl_access: the login name as one key, in its own voice; without SASL, Postfix's
+/// "ignored" warning and no decision.
+#[test]
+fn check_sasl_access_looks_up_the_login() {
+    let rules = "smtpd_recipient_restrictions = check_sasl_access inline:{{ALICE=REJECT suspended}, bob=OK}, reject\n";
+    let p = policy(
+        "sasl-access",
+        &format!("{BASE}smtpd_sasl_auth_enable = yes\n{rules}"),
+        &[],
+    );
+    let mut w = who("203.0.113.5");
+    w.login = Some("alice".into());
+    assert_eq!(
+        rcpt(&p, &w, "x@t.test"),
+        "554 5.7.1 <alice>: SASL login name rejected: suspended"
+    );
+    w.login = Some("bob".into());
+    assert_eq!(rcpt(&p, &w, "x@t.test"), "250 2.1.5 Ok");
+    w.login = None;
+    assert_eq!(
+        rcpt(&p, &w, "x@t.test"),
+        "554 5.7.1 <x@t.test>: Recipient address rejected: Access denied"
+    );
+    let off = policy("sasl-access-off", &format!("{BASE}{rules}"), &[]);
+    w.login = Some("alice".into());
+    let d = rcpt_decision(&off, &w, "x@t.test");
+    assert_eq!(
+        d.notes,
+        vec![Note {
+            action: "warning",
+            text: "restriction `check_sasl_access' ignored: no SASL support".into()
+        }]
+    );
+}

@@ -226,7 +226,7 @@ fn class_recursion_and_tables_in_values_are_load_errors() {
 fn unimplemented_restrictions_take_only_their_own_argument() {
     let e = errors(
         "noarg",
-        &format!("{BASE}smtpd_recipient_restrictions = reject_maps_rbl, permit_mynetwork, check_sasl_access texthash:logins, reject_unauth_destination\n"),
+        &format!("{BASE}smtpd_recipient_restrictions = reject_maps_rbl, permit_mynetwork, check_etrn_access texthash:logins, reject_unauth_destination\n"),
     );
     assert_eq!(e.len(), 3, "{e:?}");
     assert!(e[0].contains("unknown restriction `reject_maps_rbl` (`reject_maps_rbl` is a Postfix restriction relayguard does not implement)"), "{e:?}");
@@ -234,7 +234,7 @@ fn unimplemented_restrictions_take_only_their_own_argument() {
         e[1].contains("unknown restriction `permit_mynetwork` (did you mean `permit_mynetworks`?)"),
         "{e:?}"
     );
-    assert!(e[2].contains("unknown restriction `check_sasl_access` (`check_sasl_access` is a Postfix restriction relayguard does not implement)"), "{e:?}");
+    assert!(e[2].contains("unknown restriction `check_etrn_access` (`check_etrn_access` is a Postfix restriction relayguard does not implement)"), "{e:?}");
 }
 
 /// The no-SASL warning names the restriction written, as smtpd's "restriction `%s' ignored".
