@@ -141,6 +141,54 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     // The open-relay address forms (postfix-semantics 6.2).
+    // Issue 12: reject_unlisted_recipient, implied by smtpd_reject_unlisted_recipient = yes:
+    // each address class checked against its own table (check_rcpt_maps), the addresses a
+    // rewriting map knows taken as valid, the local parts never refused in a local domain.
+    Scenario {
+        name: "unlisted recipients per address class",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nrecipient_delimiter = +\nlocal_recipient_maps = texthash:@DIR@/local_users\ncanonical_maps = texthash:@DIR@/canonical\nvirtual_alias_domains = valias.test\nvirtual_alias_maps = texthash:@DIR@/valiases\nvirtual_mailbox_domains = vbox.test\nvirtual_mailbox_maps = texthash:@DIR@/vmailboxes\nrelay_domains = relay.test\nrelay_recipient_maps = texthash:@DIR@/relay_users\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+        tables: &[
+            ("local_users", "alice x\ncarol+list x\n"),
+            ("canonical", "bob@local.test alice@local.test\n"),
+            ("valiases", "alias@valias.test someone@local.test\n"),
+            ("vmailboxes", "user@vbox.test vbox/user/\n@vall.test x\n"),
+            ("relay_users", "known@relay.test x\n"),
+        ],
+        cases: &[
+            c("203.0.113.5", None, H, "a@b.example", "alice@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "Alice+tag@Local.Test"),
+            c("203.0.113.5", None, H, "a@b.example", "carol+list@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "carol@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "nobody@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "bob@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "postmaster@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "MAILER-DAEMON@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "double-bounce@local.test"),
+            c("203.0.113.5", None, H, "a@b.example", "alias@valias.test"),
+            c("203.0.113.5", None, H, "a@b.example", "nobody@valias.test"),
+            c("203.0.113.5", None, H, "a@b.example", "user@vbox.test"),
+            c("203.0.113.5", None, H, "a@b.example", "other@vbox.test"),
+            c("127.0.0.1", LOCALHOST, H, "a@b.example", "other@vbox.test"),
+            c("127.0.0.1", LOCALHOST, H, "a@b.example", "x@elsewhere.example"),
+            c("203.0.113.5", None, H, "a@b.example", "known@relay.test"),
+            c("203.0.113.5", None, H, "a@b.example", "unknown@relay.test"),
+        ],
+    },
+    // The explicit restrictions, the sender side, codes and table names.
+    Scenario {
+        name: "reject_unlisted_sender and the explicit forms",
+        policy: "mydestination = local.test\nmynetworks = 127.0.0.0/8\nlocal_recipient_maps = texthash:@DIR@/local_users\nsmtpd_reject_unlisted_sender = yes\nsmtpd_reject_unlisted_recipient = no\nshow_user_unknown_table_name = no\nunknown_local_recipient_reject_code = 450\nsmtpd_sender_restrictions = warn_if_reject reject_unlisted_sender\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\nsmtpd_recipient_restrictions = check_recipient_access texthash:@DIR@/strict, permit\nstrict_class = reject_unlisted_recipient\nsmtpd_restriction_classes = strict_class\n",
+        tables: &[
+            ("local_users", "alice x\n"),
+            ("strict", "strict.example strict_class\nlocal.test strict_class\n"),
+        ],
+        cases: &[
+            c("203.0.113.5", None, H, "alice@local.test", "nobody@local.test"),
+            c("203.0.113.5", None, H, "ghost@local.test", "alice@local.test"),
+            c("203.0.113.5", None, H, "", "alice@local.test"),
+            c("127.0.0.1", LOCALHOST, H, "alice@local.test", "x@elsewhere.example"),
+        ],
+    },
     Scenario {
         name: "address forms",
         policy: "mydestination = local.test\nrelay_domains = relay.test\nvirtual_alias_domains = valias.test\nmynetworks = 127.0.0.0/8\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",

@@ -16,6 +16,7 @@ use super::eval_dns::DnsRules;
 use super::netlist::{NetList, TableOpener};
 use super::params::{expand, Origin, ParamMap};
 use super::policy_service::PolicySettings;
+use super::recipient_maps::{Maps, RecipientMaps, UnknownCodes};
 use super::restriction::{parse_list, ListContext, Lookup, Restriction};
 use super::table::Table;
 use super::{HostInfo, Policy, StageLists};
@@ -385,6 +386,7 @@ pub(crate) fn compile(
         cx.errors = errors;
         cx.warnings = warnings;
         let sender_login_maps = one_table(&mut cx, &mut open, "smtpd_sender_login_maps");
+        let recipient_maps = recipient_maps(&mut cx, &mut open);
         let rbl_reply_maps = one_table(&mut cx, &mut open, "rbl_reply_maps");
         // Reply templates are expanded while the reply is built, which cannot wait.
         let rbl_reply_maps = match rbl_reply_maps {
@@ -419,6 +421,7 @@ pub(crate) fn compile(
                 value_lists,
                 table_warnings,
                 sender_login_maps,
+                recipient_maps,
                 rbl_reply_maps,
                 policy_defaults,
             },
@@ -448,6 +451,63 @@ fn policy_settings(cx: &mut Ctx<'_>) -> PolicySettings {
         }
     }
     settings
+}
+
+/// A map list: every table it names, searched in turn for each key.
+fn maps(cx: &mut Ctx<'_>, open: &mut TableOpener<'_>, param: &'static str) -> Maps {
+    let v = cx.get(param);
+    let mut out = Maps::new();
+    for spec in super::text::split_list(&v) {
+        match open(spec, &cx.origin(param)) {
+            Ok(t) => out.push(t),
+            Err(e) => cx.errors.push(e),
+        }
+    }
+    out
+}
+
+/// check_rcpt_maps' tables. A `unix:` table in local_recipient_maps is the MTA host's own
+/// passwd, which relayguard cannot see: local recipients are then left to the MTA, loudly.
+fn recipient_maps(cx: &mut Ctx<'_>, open: &mut TableOpener<'_>) -> RecipientMaps {
+    let local_spec = cx.get("local_recipient_maps");
+    let host_tables = super::text::split_list(&local_spec)
+        .into_iter()
+        .find(|s| {
+            let s = s.strip_prefix("proxy:").unwrap_or(s);
+            s.to_ascii_lowercase().starts_with("unix:")
+        })
+        .map(str::to_owned);
+    let local = match host_tables {
+        Some(spec) => {
+            cx.warnings.push(PolicyWarning::new(
+                "local_recipient_maps",
+                &cx.origin("local_recipient_maps"),
+                format!("`{spec}` is the MTA host's user database, which relayguard cannot read: local recipients are checked by the MTA only"),
+                "set local_recipient_maps to tables relayguard reads to have them checked here too".into(),
+            ));
+            Maps::new()
+        }
+        None => maps(cx, open, "local_recipient_maps"),
+    };
+    RecipientMaps {
+        canonical: maps(cx, open, "canonical_maps"),
+        recipient_canonical: maps(cx, open, "recipient_canonical_maps"),
+        sender_canonical: maps(cx, open, "sender_canonical_maps"),
+        virtual_alias: maps(cx, open, "virtual_alias_maps"),
+        local,
+        virtual_mailbox: maps(cx, open, "virtual_mailbox_maps"),
+        relay: maps(cx, open, "relay_recipient_maps"),
+        codes: UnknownCodes {
+            local: cx.code("unknown_local_recipient_reject_code", 550),
+            virtual_alias: cx.code("unknown_virtual_alias_reject_code", 550),
+            virtual_mailbox: cx.code("unknown_virtual_mailbox_reject_code", 550),
+            relay: cx.code("unknown_relay_recipient_reject_code", 550),
+        },
+        show_table: cx.yes("show_user_unknown_table_name"),
+        implicit_recipient: cx.yes("smtpd_reject_unlisted_recipient"),
+        implicit_sender: cx.yes("smtpd_reject_unlisted_sender"),
+        double_bounce: cx.get("double_bounce_sender").trim().into(),
+    }
 }
 
 /// A parameter that names one table (relayguard does not search several in turn here).
@@ -495,6 +555,7 @@ struct FinishParts {
     value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
     table_warnings: Vec<PolicyWarning>,
     sender_login_maps: Option<Arc<Table>>,
+    recipient_maps: RecipientMaps,
     rbl_reply_maps: Option<Arc<Table>>,
 }
 
@@ -562,6 +623,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
             .iter()
             .any(|p| p.eq_ignore_ascii_case("smtpd_access_maps")),
         sender_login_maps,
+        recipient_maps: parts.recipient_maps,
         policy_defaults: parts.policy_defaults,
         warnings: Vec::new(),
         wants_name: false,

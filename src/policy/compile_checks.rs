@@ -200,6 +200,11 @@ pub(crate) fn check(
             }
         }
     }
+    for t in p.recipient_maps.tables().filter(|t| t.is_remote()) {
+        remote.push(t.spec().into());
+        // The implicit reject_unlisted_* checks ask them; no restriction names them.
+        waits = true;
+    }
     if let Some(t) = p.sender_login_maps.as_ref().filter(|t| t.is_remote()) {
         remote.push(t.spec().into());
         // reject_*sender_login_mismatch asks it; Restriction::waits cannot see the map.

@@ -30,6 +30,10 @@ pub(crate) fn default_value(name: &str, compat: (u32, u32)) -> Option<&'static s
         "unknown_address_tempfail_action" => "$reject_tempfail_action",
         "default_rbl_reply" => super::eval_dns::DEFAULT_RBL_REPLY,
         "virtual_alias_domains" => "$virtual_alias_maps",
+        "smtpd_reject_unlisted_recipient" => "yes",
+        "smtpd_reject_unlisted_sender" => "no",
+        "show_user_unknown_table_name" => "yes",
+        "double_bounce_sender" => "double-bounce",
         "virtual_mailbox_domains" => "$virtual_mailbox_maps",
         _ => return None,
     })

@@ -14,6 +14,7 @@ use super::address::{literal_addr, Locality};
 use super::eval::{Eval, Verdict};
 use super::lookup::Stop;
 use super::netlist::{ListMatch, NetList};
+use super::recipient_maps::DomainClass;
 use super::restriction::Restriction;
 use super::text::Lower;
 use super::{Note, Reason};
@@ -41,6 +42,26 @@ impl AskingLocality<'_, '_, '_> {
                 *self.stop.borrow_mut() = Some((param, stop));
                 false
             }
+        }
+    }
+
+    /// trivial-rewrite's class for `domain`, in resolve.c's order.
+    pub(crate) fn domain_class(&self, domain: &str) -> DomainClass {
+        let p = self.ev.p;
+        if self.is_local(domain) {
+            DomainClass::Local
+        } else if self.matches("virtual_alias_domains", &p.virtual_alias_domains, domain) {
+            DomainClass::Alias
+        } else if self.matches(
+            "virtual_mailbox_domains",
+            &p.virtual_mailbox_domains,
+            domain,
+        ) {
+            DomainClass::Virtual
+        } else if self.is_relay(domain) {
+            DomainClass::Relay
+        } else {
+            DomainClass::Default
         }
     }
 

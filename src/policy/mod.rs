@@ -21,6 +21,7 @@ mod eval_dns;
 mod eval_lists;
 mod eval_policy;
 mod eval_server;
+mod eval_unlisted;
 mod facts;
 pub mod hostname;
 mod lookup;
@@ -31,6 +32,7 @@ pub mod pending;
 pub mod policy_service;
 mod postfix_names;
 mod prefix;
+mod recipient_maps;
 mod restriction;
 mod stages;
 mod table;
@@ -125,12 +127,27 @@ pub const PARAMETERS: &[&str] = &[
     "unknown_helo_hostname_tempfail_action",
     "unknown_hostname_reject_code",
     "virtual_alias_domains",
-    // Read as the virtual domains' defaults ($virtual_alias_maps, $virtual_mailbox_maps):
-    // a domain is one of them when the table has it as a key. Expanding the addresses in
-    // them stays the upstream's job.
+    // The virtual domains' defaults ($virtual_alias_maps, $virtual_mailbox_maps: a domain is
+    // one of them when the table has it as a key), and address validation tables (below).
+    // Expanding the addresses in them stays the upstream's job.
     "virtual_alias_maps",
     "virtual_mailbox_domains",
     "virtual_mailbox_maps",
+    // reject_unlisted_recipient / reject_unlisted_sender (recipient_maps.rs).
+    "alias_maps",
+    "canonical_maps",
+    "double_bounce_sender",
+    "local_recipient_maps",
+    "recipient_canonical_maps",
+    "relay_recipient_maps",
+    "sender_canonical_maps",
+    "show_user_unknown_table_name",
+    "smtpd_reject_unlisted_recipient",
+    "smtpd_reject_unlisted_sender",
+    "unknown_local_recipient_reject_code",
+    "unknown_relay_recipient_reject_code",
+    "unknown_virtual_alias_reject_code",
+    "unknown_virtual_mailbox_reject_code",
 ];
 
 /// The admin's own parameter names: the ones values in `maps` (main.cf and every master.cf
@@ -198,6 +215,7 @@ pub struct Policy {
     pub(crate) myhostname: Box<str>,
     pub(crate) access_parent_style: bool,
     pub(crate) sender_login_maps: Option<Arc<Table>>,
+    pub(crate) recipient_maps: recipient_maps::RecipientMaps,
     /// smtpd_policy_service_* from main.cf, for restriction lists parsed after load (a policy
     /// server's `action=`).
     pub(crate) policy_defaults: policy_service::PolicySettings,

@@ -61,7 +61,7 @@ impl Policy {
                 if !matches!(v, Verdict::Reject(..)) {
                     state.after_sender = ev.dip.clone();
                 }
-                v
+                self.implicit_unlisted_sender(ev, v)
             }
             Stage::Rcpt | Stage::Vrfy => self.rcpt_stage(ev, state),
             Stage::Data => {
@@ -110,7 +110,8 @@ impl Policy {
             }
             if ev.facts.sender.is_some() {
                 let v = ev.run_list("smtpd_sender_restrictions", &l.sender, VoiceKind::Sender);
-                if let Verdict::Reject(..) = v {
+                let v = self.implicit_unlisted_sender(ev, v);
+                if let Verdict::Reject(..) | Verdict::Pending = v {
                     return v;
                 }
             }
@@ -136,7 +137,29 @@ impl Policy {
             }
         }
         let v = permit.map(Verdict::Ok).unwrap_or(Verdict::Dunno);
-        self.finish_with_dip(ev, v)
+        let v = self.finish_with_dip(ev, v);
+        // smtpd_reject_unlisted_recipient: after every list, unless one rejected or
+        // reject_unlisted_recipient already ran; a permit is checked too.
+        if self.recipient_maps.implicit_recipient && !matches!(v, Verdict::Reject(..)) {
+            match ev.unlisted(None, false) {
+                Verdict::Dunno => v,
+                other => other,
+            }
+        } else {
+            v
+        }
+    }
+
+    /// smtpd_reject_unlisted_sender, at the end of smtpd_check_mail (also when MAIL's
+    /// restrictions are delayed to RCPT).
+    fn implicit_unlisted_sender(&self, ev: &mut Eval<'_, '_>, v: Verdict) -> Verdict {
+        if !self.recipient_maps.implicit_sender || matches!(v, Verdict::Reject(..)) {
+            return v;
+        }
+        match ev.unlisted(None, true) {
+            Verdict::Dunno => v,
+            other => other,
+        }
     }
 
     /// An armed defer_if_permit turns a final permit (or no decision) into its deferral.

@@ -10,6 +10,7 @@ mod relay;
 mod remote;
 mod stages;
 mod tables;
+mod unlisted;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
