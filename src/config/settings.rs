@@ -20,6 +20,7 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_security_level",
     "smtpd_forbid_bare_newline",
     "syslog_name",
+    "strict_rfc821_envelopes",
 ];
 
 /// What a listener's TLS allows and requires (Postfix's smtpd_tls_security_level plus wrapper mode).
@@ -54,6 +55,8 @@ pub struct SmtpdSettings {
     pub recipient_limit: usize,
     pub helo_required: bool,
     pub vrfy_disabled: bool,
+    /// strict_rfc821_envelopes: MAIL FROM and RCPT TO only as `<address>`.
+    pub strict_rfc821: bool,
     pub tls_level: TlsLevel,
     pub bare_newline: BareNewline,
     /// The syslog tag prefix for Postfix-shaped log lines (`postfix`, `postfix/submission`).
@@ -124,6 +127,7 @@ impl SmtpdSettings {
             recipient_limit,
             helo_required: flag(params, "smtpd_helo_required", false, errors),
             vrfy_disabled: flag(params, "disable_vrfy_command", false, errors),
+            strict_rfc821: flag(params, "strict_rfc821_envelopes", false, errors),
             tls_level,
             bare_newline,
             syslog_tag: format!("{}/smtpd", params.value("syslog_name").unwrap_or("postfix"))

@@ -398,7 +398,10 @@ impl Session {
             self.counts.record(verb, false);
             return Step::Failed;
         }
-        if let Err(refusal) = phase::admit(&self.rules(), &self.dialogue(), &command) {
+        let rules = self.rules();
+        let admitted = phase::admit(&rules, &self.dialogue(), &command)
+            .and_then(|()| phase::admit_path(&rules, &command, line));
+        if let Err(refusal) = admitted {
             if refusal.logged {
                 self.log_refusal(&command, &refusal.reply);
             }

@@ -7,7 +7,7 @@
 //! command parser's (`smtp::command`), which both drive as well.
 
 use crate::config::{SmtpdSettings, TlsLevel};
-use crate::smtp::command::Command;
+use crate::smtp::command::{path_is_bracketed, Command, CommandError};
 use crate::smtp::{replies, Reply};
 
 /// Where the mail transaction stands, named for what it waits for.
@@ -45,6 +45,8 @@ pub struct Rules {
     /// 0: no limit.
     pub message_size_limit: u64,
     pub vrfy_disabled: bool,
+    /// strict_rfc821_envelopes: MAIL and RCPT take `<address>` only.
+    pub strict_rfc821: bool,
 }
 
 impl Rules {
@@ -56,6 +58,7 @@ impl Rules {
             recipient_limit: smtpd.recipient_limit,
             message_size_limit: smtpd.message_size_limit,
             vrfy_disabled: smtpd.vrfy_disabled,
+            strict_rfc821: smtpd.strict_rfc821,
         }
     }
 }
@@ -71,6 +74,7 @@ impl Default for Rules {
             recipient_limit: 1000,
             message_size_limit: 10_240_000,
             vrfy_disabled: false,
+            strict_rfc821: false,
         }
     }
 }
@@ -149,6 +153,20 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
         Command::Vrfy(_) if rules.vrfy_disabled => Err(replies::vrfy_disabled().into()),
         _ => Ok(()),
     }
+}
+
+/// strict_rfc821_envelopes for an admitted MAIL or RCPT `command` read from `line`: an
+/// address outside `<>`, or one that starts with `@`, is Postfix's illegal address syntax.
+pub fn admit_path(rules: &Rules, command: &Command<'_>, line: &[u8]) -> Result<(), Refusal> {
+    let (addr, refusal) = match command {
+        Command::Mail { from, .. } => (from, CommandError::BadSender),
+        Command::Rcpt { to, .. } => (to, CommandError::BadRecipient),
+        _ => return Ok(()),
+    };
+    if !rules.strict_rfc821 || (path_is_bracketed(line) && !addr.starts_with('@')) {
+        return Ok(());
+    }
+    Err(refusal.reply().into())
 }
 
 #[cfg(test)]

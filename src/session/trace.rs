@@ -203,7 +203,9 @@ fn admitted<'a>(
     if let Some(denied) = state.access_denied() {
         return Err(denied);
     }
-    phase::admit(rules, dialogue, &command).map_err(|r| r.reply)?;
+    phase::admit(rules, dialogue, &command)
+        .and_then(|()| phase::admit_path(rules, &command, line.as_bytes()))
+        .map_err(|r| r.reply)?;
     Ok(command)
 }
 

@@ -292,6 +292,15 @@ fn is_non_smtp(verb: &str) -> bool {
             .any(|v| verb.eq_ignore_ascii_case(v))
 }
 
+/// strict_rfc821_envelopes: the MAIL FROM / RCPT TO argument is an RFC 821 `<path>`, not a
+/// bare address (extract_addr's strict mode). Only meaningful for a line that parsed as MAIL
+/// or RCPT.
+pub fn path_is_bracketed(line: &[u8]) -> bool {
+    let line = String::from_utf8_lossy(line);
+    line.split_once(':')
+        .is_some_and(|(_, arg)| arg.trim_start_matches(is_blank).starts_with('<'))
+}
+
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
