@@ -181,6 +181,7 @@ mod tests {
         recipient_limit: 2,
         message_size_limit: 1000,
         vrfy_disabled: false,
+        strict_rfc821: false,
     };
 
     fn judge(rules: &Rules, dialogue: &Dialogue, line: &str) -> String {
