@@ -16,6 +16,11 @@ impl Eval<'_, '_> {
     /// the implicit check at the end of the stage. Runs once per address and stage, as
     /// Postfix's *_rcptmap_checked flags have it (not counting a run under warn_if_reject).
     pub(crate) fn unlisted(&mut self, r: Option<&Restriction>, sender: bool) -> Verdict {
+        // No class has a table to check and no alias domain can refuse: the common case of
+        // a plain relay, answered before any address work.
+        if !self.p.recipient_maps.can_refuse() && self.p.virtual_alias_domains.is_empty() {
+            return Verdict::Dunno;
+        }
         let addr = if sender { self.sender() } else { self.rcpt() };
         let Some(addr) = addr.filter(|a| !a.key.is_empty()).cloned() else {
             return Verdict::Dunno;

@@ -62,6 +62,11 @@ pub(crate) enum DomainClass {
 }
 
 impl RecipientMaps {
+    /// Some address class has a table an address can be missing from.
+    pub(crate) fn can_refuse(&self) -> bool {
+        !(self.local.is_empty() && self.virtual_mailbox.is_empty() && self.relay.is_empty())
+    }
+
     pub(crate) fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
         [
             &self.canonical,
