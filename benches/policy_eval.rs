@@ -1,5 +1,6 @@
 //! A whole RCPT decision with the default relay restrictions, a client access table and a
-//! regexp sender table: what each RCPT costs a session.
+//! regexp sender table: what each RCPT costs a session; and the same with 10,000 local users
+//! checked by smtpd_reject_unlisted_recipient.
 
 // A bench is test code: a failed setup should stop it loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -12,7 +13,7 @@ use relayguard::policy::{
 };
 use std::hint::black_box;
 
-fn policy() -> Policy {
+fn policy(with_users: bool) -> Policy {
     let dir = std::env::temp_dir().join(format!("relayguard-bench-eval-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let clients: String = (0..10_000u32)
@@ -54,11 +55,17 @@ fn policy() -> Policy {
         "smtpd_sender_restrictions",
         "check_sender_access regexp:senders.re",
     );
+    if with_users {
+        let users: String = (0..10_000).map(|i| format!("user{i} x\n")).collect();
+        std::fs::write(dir.join("users"), users).expect("write");
+        set("local_recipient_maps", "texthash:users");
+    }
     Policy::compile(&m).expect("compiles")
 }
 
 fn bench(c: &mut Criterion) {
-    let p = policy();
+    let p = policy(false);
+    let with_users = policy(true);
     let client = Client::unnamed("192.0.2.77".parse::<IpAddr>().unwrap(), 1);
     let facts = |rcpt: &'static str| Facts {
         client: &client,
@@ -80,6 +87,14 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("rcpt relay denied", |b| {
         b.iter(|| p.evaluate(Stage::Rcpt, black_box(&foreign), &mut st))
+    });
+    let listed = facts("user9999@local.test");
+    let unlisted = facts("nobody@local.test");
+    c.bench_function("rcpt local, listed in local_recipient_maps", |b| {
+        b.iter(|| with_users.evaluate(Stage::Rcpt, black_box(&listed), &mut st))
+    });
+    c.bench_function("rcpt local, unlisted (550 User unknown)", |b| {
+        b.iter(|| with_users.evaluate(Stage::Rcpt, black_box(&unlisted), &mut st))
     });
 }
 
