@@ -1,13 +1,16 @@
 //! The Postfix parameters that shape the SMTP dialogue itself (not the policy): hostname, banner,
-//! size and recipient limits, timeouts, TLS level, bare-newline handling.
+//! size and recipient limits, timeouts, TLS level, bare-newline handling; and, in
+//! [`super::dialogue`], error limits, SASL mechanisms and EHLO keywords.
 
 use std::time::Duration;
 
 use crate::policy::ParamMap;
 
+use super::dialogue::DialogueSettings;
 use super::load::ConfigError;
 
-/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`.
+/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`: this
+/// module's and [`super::dialogue::PARAMETERS`].
 pub const PARAMETERS: &[&str] = &[
     "myhostname",
     "mail_name",
@@ -20,6 +23,19 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_security_level",
     "smtpd_forbid_bare_newline",
     "syslog_name",
+    // dialogue::PARAMETERS, spelled out because a const slice cannot be concatenated; a unit
+    // test keeps the two in step.
+    "smtpd_error_sleep_time",
+    "smtpd_soft_error_limit",
+    "smtpd_hard_error_limit",
+    "smtpd_junk_command_limit",
+    "smtpd_sasl_security_options",
+    "smtpd_sasl_tls_security_options",
+    "broken_sasl_auth_clients",
+    "smtpd_discard_ehlo_keywords",
+    "smtpd_discard_ehlo_keyword_address_maps",
+    "smtpd_sasl_local_domain",
+    "smtpd_forbid_unauth_pipelining",
 ];
 
 /// What a listener's TLS allows and requires (Postfix's smtpd_tls_security_level plus wrapper mode).
@@ -60,6 +76,8 @@ pub struct SmtpdSettings {
     pub syslog_name: String,
     /// `{syslog_name}/smtpd`, the tag of every session log line; shared, not rebuilt per session.
     pub syslog_tag: std::sync::Arc<str>,
+    /// Error limits, SASL mechanisms, EHLO keywords, pipelining.
+    pub dialogue: DialogueSettings,
 }
 
 impl SmtpdSettings {
@@ -129,11 +147,17 @@ impl SmtpdSettings {
             syslog_tag: format!("{}/smtpd", params.value("syslog_name").unwrap_or("postfix"))
                 .into(),
             syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
+            dialogue: DialogueSettings::compile(params, errors),
         }
     }
 }
 
-fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigError>) -> u64 {
+pub(super) fn number(
+    params: &ParamMap,
+    name: &str,
+    default: u64,
+    errors: &mut Vec<ConfigError>,
+) -> u64 {
     let Some(v) = params.get(name) else {
         return default;
     };
@@ -147,7 +171,12 @@ fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigEr
     })
 }
 
-fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigError>) -> bool {
+pub(super) fn flag(
+    params: &ParamMap,
+    name: &str,
+    default: bool,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
     let Some(v) = params.get(name) else {
         return default;
     };
@@ -165,7 +194,7 @@ fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigErr
     }
 }
 
-fn duration(
+pub(super) fn duration(
     params: &ParamMap,
     name: &str,
     default: Duration,
@@ -215,6 +244,13 @@ fn system_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_dialogue_parameter_is_listed() {
+        for name in super::super::dialogue::PARAMETERS {
+            assert!(PARAMETERS.contains(name), "{name}");
+        }
+    }
 
     #[test]
     fn durations_follow_postfix_units() {

@@ -106,10 +106,9 @@ impl Session {
             ChunkEnd::Final(reply) => {
                 self.heard.txn = None;
                 if reply.code == 250 {
+                    self.forgive_errors();
                     self.io.reply(&reply);
                     self.reply_then_log_accepted(&reply).await;
-                    // Postfix forgives a session's errors once it delivered a message (smtpd.c).
-                    self.errors = 0;
                     return Step::Ok;
                 }
                 return self.refuse(reply);

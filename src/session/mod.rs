@@ -46,8 +46,6 @@ pub use policy_facts::TlsFacts;
 
 /// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
 const MAX_COMMAND_LINE: usize = 512;
-/// Postfix's smtpd_hard_error_limit.
-const HARD_ERROR_LIMIT: u32 = 20;
 
 /// What a session needs from the process: the snapshot it started with and the upstream.
 #[derive(Clone)]
@@ -113,7 +111,10 @@ pub struct Session {
     heard: Heard,
     upstream: Option<UpstreamConn>,
     counts: CommandCounts,
+    /// Postfix's error_count: failed commands since connect or the last delivered message.
     errors: u32,
+    /// Postfix's junk_cmds: HELO, EHLO, NOOP, RSET and VRFY since then.
+    junk: u32,
     /// What earlier stages left for later ones (a delayed or connect-stage reject, armed
     /// defer_if_permit): one per session, as the engine requires. Boxed and kept only while
     /// it holds something, so most sessions carry none of its bytes.
@@ -167,6 +168,7 @@ impl Session {
             upstream: None,
             counts: CommandCounts::default(),
             errors: 0,
+            junk: 0,
             policy_state: None,
             improper_pipelining: false,
             mail_facts: MailFacts::default(),
@@ -222,15 +224,14 @@ impl Session {
             self.line = line;
             match step {
                 Step::Ok => {}
-                Step::Failed => {
-                    if let Some(end) = self.count_error() {
-                        return end;
-                    }
-                }
+                Step::Failed => self.add_error(),
                 Step::End(end) => {
                     let _ = self.io.flush().await;
                     return end;
                 }
+            }
+            if let Some(end) = self.error_limit_reached() {
+                return end;
             }
         }
     }
@@ -266,7 +267,8 @@ impl Session {
                     bytes::Buf::advance(&mut self.io.rbuf, consumed);
                     if ended {
                         self.reject_long_line();
-                        if let Some(end) = self.count_error() {
+                        self.add_error();
+                        if let Some(end) = self.error_limit_reached() {
                             self.line = line;
                             return Err(end);
                         }
@@ -301,11 +303,40 @@ impl Session {
         self.counts.record("unknown", false);
     }
 
-    /// Counts one failed command; at Postfix's smtpd_hard_error_limit the session ends with
-    /// 421, whatever kind of error the last one was.
-    fn count_error(&mut self) -> Option<SessionEnd> {
-        self.errors += 1;
-        if self.errors < HARD_ERROR_LIMIT {
+    /// Counts one error. From smtpd_soft_error_limit errors on, every reply waits
+    /// smtpd_error_sleep_time first (smtpd_chat.c), the one to the failed command excepted:
+    /// it was queued before the count went up, as Postfix sends it before counting.
+    fn add_error(&mut self) {
+        self.errors = self.errors.saturating_add(1);
+        let limits = &self.ctx.listener.smtpd.dialogue;
+        if self.errors >= limits.soft_error_limit {
+            self.io.set_tarpit(Some(limits.error_sleep));
+        }
+    }
+
+    /// Counts a junk command (smtpd.c's SMTPD_CMD_FLAG_LIMIT: HELO, EHLO, NOOP, RSET, VRFY;
+    /// ETRN too, which relayguard refuses as unknown and so counts as an error anyway): past
+    /// smtpd_junk_command_limit of them, each one is also an error.
+    fn add_junk(&mut self) {
+        let before = self.junk;
+        self.junk = self.junk.saturating_add(1);
+        if before > self.ctx.listener.smtpd.dialogue.junk_command_limit {
+            self.add_error();
+        }
+    }
+
+    /// Postfix forgives a session's errors and junk commands once it delivered a message
+    /// (smtpd.c), before it sends the reply that says so.
+    fn forgive_errors(&mut self) {
+        self.errors = 0;
+        self.junk = 0;
+        self.io.set_tarpit(None);
+    }
+
+    /// At smtpd_hard_error_limit errors the session ends with 421, whatever kind of error the
+    /// last one was; Postfix checks before reading the next command, and so does this.
+    fn error_limit_reached(&mut self) -> Option<SessionEnd> {
+        if self.errors < self.ctx.listener.smtpd.dialogue.hard_error_limit {
             return None;
         }
         self.log.info(format_args!(
@@ -393,6 +424,21 @@ impl Session {
             self.counts.record(verb, false);
             return Step::Failed;
         }
+        // Junk counts where smtpd.c counts it: once the command reached its action, which a
+        // command refused for want of TLS never does.
+        let junk = matches!(
+            command,
+            Command::Helo(_) | Command::Ehlo(_) | Command::Noop | Command::Rset | Command::Vrfy(_)
+        ) && !phase::needs_tls_first(&self.rules(), &self.dialogue(), &command);
+        let step = self.run_command(command, verb).await;
+        if junk && !matches!(step, Step::End(_)) {
+            self.add_junk();
+        }
+        step
+    }
+
+    /// Runs an admitted command, or refuses it by the dialogue's rules.
+    async fn run_command(&mut self, command: Command<'_>, verb: &'static str) -> Step {
         if let Some(reply) = self.bdat_state_refusal(&command) {
             self.io.reply(&reply);
             self.counts.record(verb, false);

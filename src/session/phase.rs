@@ -92,16 +92,21 @@ impl From<Reply> for Refusal {
     }
 }
 
-/// Admits `command` in `dialogue`, or says how Postfix refuses it. The policy runs only after
-/// a command was admitted.
-pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Result<(), Refusal> {
-    // Postfix's PRE_TLS commands are the only ones a client may give before TLS when TLS is
-    // required (postfix-semantics 9.3).
+/// Whether `command` is refused with `530 5.7.0 Must issue a STARTTLS command first`: TLS is
+/// required and not on, and it is not one of Postfix's PRE_TLS commands (postfix-semantics
+/// 9.3). smtpd.c refuses it before the command's action runs, unlike every other refusal here.
+pub fn needs_tls_first(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> bool {
     let pre_tls = matches!(
         command,
         Command::Ehlo(_) | Command::Helo(_) | Command::StartTls | Command::Noop | Command::Quit
     );
-    if rules.tls_required && !dialogue.tls && !pre_tls {
+    rules.tls_required && !dialogue.tls && !pre_tls
+}
+
+/// Admits `command` in `dialogue`, or says how Postfix refuses it. The policy runs only after
+/// a command was admitted.
+pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Result<(), Refusal> {
+    if needs_tls_first(rules, dialogue, command) {
         return Err(replies::must_issue_starttls().into());
     }
     let in_transaction = dialogue.phase != Phase::ExpectMail;
