@@ -395,6 +395,12 @@ impl Session {
     /// that the upstream as last seen is enough, since chunks for a leg without CHUNKING are
     /// sent as DATA.
     pub(super) fn offers_chunking(&self) -> bool {
+        if self
+            .discard
+            .discards(crate::smtp::ehlo_mask::EhloMask::CHUNKING)
+        {
+            return false;
+        }
         match &self.upstream {
             Some(up) => up.capabilities().offers("CHUNKING"),
             None => self.ctx.upstream.capabilities().offers("CHUNKING"),

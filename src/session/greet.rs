@@ -73,6 +73,9 @@ impl Session {
             }
         }
         if esmtp {
+            if let Some(line) = self.discard.log_line() {
+                self.log.info(format_args!("{line}"));
+            }
             let reply = self.ehlo_reply();
             self.note_ehlo_offer(&reply);
             self.io.reply(&reply);
@@ -91,13 +94,17 @@ impl Session {
         let rules = self.rules();
         let caps = self.ctx.upstream.capabilities();
         let facts = self.facts(None, None);
+        let auth =
+            self.ctx.listener.policy.offers_auth(&facts) && (self.tls || !rules.tls_required);
         let offer = Offer {
             hostname: settings.myhostname.clone(),
             starttls: !self.tls && rules.starttls_available,
-            auth: self.ctx.listener.policy.offers_auth(&facts) && (self.tls || !rules.tls_required),
+            auth: auth.then(|| settings.dialogue.sasl_security(self.tls)),
+            broken_auth_clients: settings.dialogue.broken_sasl_auth_clients,
             size_limit: settings.message_size_limit,
             chunking: self.offers_chunking(),
             vrfy: !settings.vrfy_disabled,
+            discard: self.discard,
         };
         caps.advertise(&offer)
     }

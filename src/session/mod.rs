@@ -121,6 +121,8 @@ pub struct Session {
     policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
+    /// The EHLO keywords this client is not offered, decided at connect (smtpd.c).
+    discard: crate::smtp::ehlo_mask::EhloMask,
     /// What a policy service hears about the transaction and the TLS session.
     mail_facts: MailFacts,
     tls_facts: Option<TlsFacts>,
@@ -156,6 +158,11 @@ impl Session {
             format!("{}[{}]", client.name, client.addr),
         );
         let write_timeout = ctx.listener.smtpd.smtpd_timeout;
+        let discard = ctx
+            .listener
+            .smtpd
+            .dialogue
+            .discard_ehlo_for(&peer.ip().to_string());
         Session {
             ctx,
             client,
@@ -171,6 +178,7 @@ impl Session {
             junk: 0,
             policy_state: None,
             improper_pipelining: false,
+            discard,
             mail_facts: MailFacts::default(),
             tls_facts: None,
             chunking: bdat::Chunking::default(),
@@ -414,8 +422,17 @@ impl Session {
                 return Step::Failed;
             }
         };
-        self.check_pipelining(&command, verb);
+        let violated = self.check_pipelining(&command, verb);
         self.last = command.verb();
+        if violated && self.ctx.listener.smtpd.dialogue.forbid_unauth_pipelining {
+            // smtpd_forbid_unauth_pipelining: the command is not run, and the session ends
+            // after the reply (smtpd.c breaks out of its command loop).
+            self.io.reply(&replies::pipelining_sync_error());
+            self.counts.record(verb, false);
+            return Step::End(SessionEnd::Closed {
+                reason: "SMTP protocol synchronization".into(),
+            });
+        }
         if let (Some(reply), false) = (
             self.policy_state.as_ref().and_then(|s| s.access_denied()),
             matches!(command, Command::Quit),
@@ -498,13 +515,14 @@ impl Session {
 
     /// Postfix's smtpd_flag_ill_pipelining: more input already waiting behind a command that
     /// must end a pipelined group, or behind any command before EHLO. Logged once, whatever
-    /// the policy; `reject_unauth_pipelining` acts on it.
-    fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) {
+    /// the policy; `reject_unauth_pipelining` and smtpd_forbid_unauth_pipelining act on it.
+    /// True when this command is the one that gave it away.
+    fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) -> bool {
         if self.improper_pipelining
             || self.io.rbuf.is_empty()
             || (self.heard.esmtp && !command.must_end_group())
         {
-            return;
+            return false;
         }
         self.improper_pipelining = true;
         let pending = events::pending_input(&self.io.rbuf, matches!(command, Command::Auth { .. }));
@@ -513,6 +531,7 @@ impl Session {
             verb.to_ascii_uppercase(),
             self.log.client()
         ));
+        true
     }
 
     /// The policy's view of this session; `sender` and `recipient` are filled per command.
@@ -548,6 +567,7 @@ impl Session {
             },
         };
         phase::Dialogue {
+            discard: self.discard,
             phase,
             helo: self.heard.helo.is_some(),
             authenticated: self.heard.login.is_some(),

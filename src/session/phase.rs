@@ -8,6 +8,7 @@
 
 use crate::config::{SmtpdSettings, TlsLevel};
 use crate::smtp::command::Command;
+use crate::smtp::ehlo_mask::EhloMask;
 use crate::smtp::{replies, Reply};
 
 /// Where the mail transaction stands, named for what it waits for.
@@ -31,6 +32,9 @@ pub struct Dialogue {
     /// The upstream confirmed an AUTH in this session.
     pub authenticated: bool,
     pub tls: bool,
+    /// The EHLO keywords this client was not offered; STARTTLS, BDAT, AUTH and the DSN
+    /// parameters are refused with them, as smtpd.c does.
+    pub discard: EhloMask,
 }
 
 /// The listener's settings that the rules read.
@@ -112,7 +116,9 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
     let in_transaction = dialogue.phase != Phase::ExpectMail;
     match command {
         Command::StartTls if dialogue.tls => Err(replies::tls_already_active().into()),
-        Command::StartTls if !rules.starttls_available => {
+        Command::StartTls
+            if !rules.starttls_available || dialogue.discard.discards(EhloMask::STARTTLS) =>
+        {
             Err(replies::command_not_implemented().into())
         }
         Command::Auth { .. } if dialogue.authenticated => {
@@ -126,6 +132,12 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
         }
         Command::Mail { .. } if in_transaction => Err(replies::nested_mail().into()),
         Command::Mail { params, .. }
+            if dialogue.discard.discards(EhloMask::DSN)
+                && (params.ret.is_some() || params.envid.is_some()) =>
+        {
+            Err(replies::dsn_disabled().into())
+        }
+        Command::Mail { params, .. }
             if rules.message_size_limit > 0
                 && params.size.is_some_and(|s| s > rules.message_size_limit) =>
         {
@@ -134,7 +146,7 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
                 logged: true,
             })
         }
-        Command::Rcpt { .. } => match dialogue.phase {
+        Command::Rcpt { params, .. } => match dialogue.phase {
             Phase::ExpectMail => Err(replies::need_mail().into()),
             Phase::Chunking { .. } => Err(replies::rcpt_after_bdat().into()),
             Phase::ExpectRcpt { recipients } if recipients >= rules.recipient_limit => {
@@ -142,6 +154,12 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
                     reply: replies::too_many_recipients(),
                     logged: true,
                 })
+            }
+            Phase::ExpectRcpt { .. }
+                if dialogue.discard.discards(EhloMask::DSN)
+                    && (params.notify.is_some() || params.orcpt.is_some()) =>
+            {
+                Err(replies::dsn_disabled().into())
             }
             Phase::ExpectRcpt { .. } => Ok(()),
         },

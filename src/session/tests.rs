@@ -344,3 +344,27 @@ async fn junk_commands_past_the_limit_are_errors_until_a_message_is_delivered() 
     );
     assert!(matches!(s.end().await, SessionEnd::Closed { .. }));
 }
+
+#[tokio::test]
+async fn a_junk_command_at_the_hard_limit_gets_its_reply_then_the_421_both_late() {
+    let mut s = Harness::start(
+        "smtpd_junk_command_limit = \"1\"\nsmtpd_soft_error_limit = \"1\"\nsmtpd_hard_error_limit = \"3\"\nsmtpd_error_sleep_time = \"5s\"",
+        64 * 1024,
+    )
+    .await;
+    s.reply().await;
+    tokio::time::pause();
+    let sleep = Duration::from_secs(5);
+    let none = Duration::ZERO;
+    for delay in [none, none, none, sleep, sleep] {
+        let (reply, took) = timed(&mut s, "NOOP").await;
+        assert_eq!(reply, "250 2.0.0 Ok");
+        assert_within_a_tick(took, delay);
+    }
+    let start = Instant::now();
+    assert_eq!(
+        s.reply().await,
+        "421 4.7.0 relayguard.test Error: too many errors"
+    );
+    assert_within_a_tick(start.elapsed(), sleep);
+}
