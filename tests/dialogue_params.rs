@@ -35,6 +35,21 @@ fn relayguard(pf: &Postfix, overrides: &[(&str, &str)]) -> Relayguard {
         .start()
 }
 
+/// Two Postfix instances whose fake Dovecot offers ANONYMOUS and CRAM-MD5 beside PLAIN and
+/// LOGIN: the upstream offers all four; the judge has `options` (and STARTTLS).
+fn sasl_upstream_and_judge(options: &[(&str, &str)]) -> (Postfix, Postfix) {
+    let mechs = ["ANONYMOUS:anonymous", "CRAM-MD5:dictionary:active"];
+    let upstream = Postfix::builder()
+        .sasl_mechanisms(&mechs)
+        .param("smtpd_sasl_security_options", "")
+        .start();
+    let mut judge = Postfix::builder().sasl_mechanisms(&mechs).starttls(true);
+    for (k, v) in options {
+        judge = judge.param(k, v);
+    }
+    (upstream, judge.start())
+}
+
 /// Each command's reply, and whether it came a tarpit's delay late (≥ 0.8 s).
 async fn transcript(c: &mut Client, lines: &[&str]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
@@ -100,22 +115,12 @@ async fn error_limits_and_the_tarpit_match_postfix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_security_options_filter_what_is_offered_and_accepted() {
-    let mechs = ["ANONYMOUS:anonymous", "CRAM-MD5:dictionary:active"];
-    // The upstream offers every mechanism; relayguard and the judge filter them the same way.
-    let upstream = Postfix::builder()
-        .sasl_mechanisms(&mechs)
-        .param("smtpd_sasl_security_options", "")
-        .start();
     let options = [
         ("smtpd_sasl_auth_enable", "yes"),
         ("smtpd_sasl_security_options", "noanonymous, noplaintext"),
         ("broken_sasl_auth_clients", "yes"),
     ];
-    let mut jb = Postfix::builder().sasl_mechanisms(&mechs);
-    for (k, v) in options {
-        jb = jb.param(k, v);
-    }
-    let pf = jb.start();
+    let (upstream, pf) = sasl_upstream_and_judge(&options);
     let rg = relayguard(&upstream, &options);
     let mut ours = Client::connect(rg.addr("smtp")).await;
     ours.greeting().await;
@@ -222,4 +227,127 @@ async fn forbidden_unauth_pipelining_ends_the_session_as_postfix_does() {
     let log = "improper command pipelining after NOOP from unknown[127.0.0.1]: RSET\\r\\n";
     rg.wait_for_log(log, WAIT);
     pf.wait_for_log(log, WAIT);
+}
+
+/// Connects and talks before the greeting; the first reply and whether the server closed
+/// after it. The bytes race the server's peek, so a server that greeted first is tried again
+/// (a few times at most).
+async fn talk_first(addr: std::net::SocketAddr) -> (String, bool) {
+    for _ in 0..10 {
+        let mut c = Client::connect(addr).await;
+        c.send_raw(b"EHLO client.example\r\n").await;
+        let first = c.read_reply().await;
+        if first.starts_with("220 ") {
+            continue;
+        }
+        let closed = c.try_read_reply().await.map_or(true, |r| r.is_none());
+        return (first, closed);
+    }
+    panic!("the server always greeted before the client's bytes arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_before_the_greeting_is_refused_when_pipelining_is_forbidden() {
+    let forbid = [("smtpd_forbid_unauth_pipelining", "yes")];
+    // A fresh smtpd per connection (max_use = 1): one that is already waiting in accept()
+    // greets before the client's bytes arrive.
+    let pf = Postfix::builder()
+        .param(forbid[0].0, forbid[0].1)
+        .param("max_use", "1")
+        .start();
+    let rg = relayguard(&pf, &forbid);
+    let ours = talk_first(rg.addr("smtp")).await;
+    let theirs = talk_first(pf.addr_xclient()).await;
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        ours,
+        (
+            "554 5.5.0 Error: SMTP protocol synchronization".to_owned(),
+            true
+        )
+    );
+    let log = "improper command pipelining after CONNECT from unknown[127.0.0.1]: EHLO client.example\\r\\n";
+    rg.wait_for_log(log, WAIT);
+    pf.wait_for_log(
+        "improper command pipelining after CONNECT from localhost[127.0.0.1]: EHLO client.example\\r\\n",
+        WAIT,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_security_options_apply_once_the_session_is_encrypted() {
+    let options = [
+        ("smtpd_sasl_auth_enable", "yes"),
+        ("smtpd_sasl_security_options", "noplaintext, noanonymous"),
+        ("smtpd_sasl_tls_security_options", "noanonymous"),
+    ];
+    let (upstream, pf) = sasl_upstream_and_judge(&options);
+    let rg = relayguard(&upstream, &options);
+    let mut ours = Client::connect(rg.addr("smtp")).await.with_ca(rg.ca_path());
+    ours.greeting().await;
+    let mut theirs = judge(&pf).await.with_ca(pf.ca_path().unwrap());
+    let auth = |k: Vec<String>| -> Vec<String> {
+        k.into_iter().filter(|l| l.starts_with("AUTH")).collect()
+    };
+    let plain = format!("AUTH PLAIN {}", auth_plain("alice", "secret"));
+    for c in [&mut ours, &mut theirs] {
+        assert_eq!(auth(keywords(c).await), ["AUTH CRAM-MD5"]);
+        assert_eq!(
+            c.cmd(&plain).await,
+            "535 5.7.8 Error: authentication failed: Invalid authentication mechanism"
+        );
+        assert!(c.starttls("localhost").await.starts_with("220 "));
+        assert_eq!(auth(keywords(c).await), ["AUTH PLAIN LOGIN CRAM-MD5"]);
+        assert_eq!(c.cmd(&plain).await, "235 2.7.0 Authentication successful");
+    }
+}
+
+/// smtpd_sasl_local_domain is the realm Postfix hands its SASL server; Cyrus SASL (Postfix's
+/// default smtpd_sasl_type) reports a login without a domain in that realm, and that is the
+/// name relayguard logs and checks sender ownership against. (Dovecot ignores the realm, so a
+/// Postfix with Dovecot cannot judge this one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sasl_local_domain_qualifies_the_login_name() {
+    let upstream = Postfix::builder().sasl(true).start();
+    let policy = [
+        ("smtpd_sasl_auth_enable", "yes"),
+        (
+            "smtpd_sender_login_maps",
+            "inline:{alice@sender.example=alice@example.com}",
+        ),
+        ("smtpd_sender_restrictions", "reject_sender_login_mismatch"),
+    ];
+    let mut with_domain = policy.to_vec();
+    with_domain.push(("smtpd_sasl_local_domain", "example.com"));
+    let mut replies = Vec::new();
+    for overrides in [&policy[..], &with_domain[..]] {
+        let rg = relayguard(&upstream, overrides);
+        let mut c = Client::connect(rg.addr("smtp")).await;
+        c.greeting().await;
+        c.ehlo("client.example").await;
+        assert_eq!(
+            c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "secret")))
+                .await,
+            "235 2.7.0 Authentication successful"
+        );
+        assert_eq!(
+            c.cmd("MAIL FROM:<alice@sender.example>").await,
+            "250 2.1.0 Ok"
+        );
+        replies.push(c.cmd("RCPT TO:<u@local.test>").await);
+        if replies.len() == 2 {
+            assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+            let queued = c.cmd("Subject: realm\r\n\r\nhi\r\n.").await;
+            assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
+            rg.wait_for_log("sasl_method=PLAIN, sasl_username=alice@example.com", WAIT);
+        }
+        c.cmd("QUIT").await;
+    }
+    assert_eq!(
+        replies,
+        [
+            "553 5.7.1 <alice@sender.example>: Sender address rejected: not owned by user alice",
+            "250 2.1.5 Ok"
+        ]
+    );
 }

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use crate::policy::ParamMap;
 
-use super::dialogue::DialogueSettings;
+use super::dialogue::{self, DialogueSettings};
 use super::load::ConfigError;
 
-/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`: this
-/// module's and [`super::dialogue::PARAMETERS`].
-pub const PARAMETERS: &[&str] = &[
+/// This module's own parameter names.
+const OWN_PARAMETERS: &[&str] = &[
     "myhostname",
     "mail_name",
     "smtpd_banner",
@@ -23,21 +22,30 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_security_level",
     "smtpd_forbid_bare_newline",
     "syslog_name",
-    // dialogue::PARAMETERS, spelled out because a const slice cannot be concatenated; a unit
-    // test keeps the two in step.
-    "smtpd_error_sleep_time",
-    "smtpd_soft_error_limit",
-    "smtpd_hard_error_limit",
-    "smtpd_junk_command_limit",
-    "smtpd_sasl_security_options",
-    "smtpd_sasl_tls_security_options",
-    "broken_sasl_auth_clients",
-    "smtpd_discard_ehlo_keywords",
-    "smtpd_discard_ehlo_keyword_address_maps",
-    "smtpd_sasl_local_domain",
-    "smtpd_forbid_unauth_pipelining",
 ];
 
+/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`: this
+/// module's and [`dialogue::PARAMETERS`].
+pub const PARAMETERS: &[&str] = &concat::<{ OWN_PARAMETERS.len() + dialogue::PARAMETERS.len() }>(
+    OWN_PARAMETERS,
+    dialogue::PARAMETERS,
+);
+
+/// Two name lists as one, at compile time.
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[a.len() + j] = b[j];
+        j += 1;
+    }
+    out
+}
 /// What a listener's TLS allows and requires (Postfix's smtpd_tls_security_level plus wrapper mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsLevel {
@@ -246,10 +254,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_dialogue_parameter_is_listed() {
-        for name in super::super::dialogue::PARAMETERS {
+    fn both_name_lists_are_listed() {
+        for name in OWN_PARAMETERS.iter().chain(dialogue::PARAMETERS) {
             assert!(PARAMETERS.contains(name), "{name}");
         }
+        assert_eq!(
+            PARAMETERS.len(),
+            OWN_PARAMETERS.len() + dialogue::PARAMETERS.len()
+        );
     }
 
     #[test]

@@ -148,6 +148,16 @@ impl ClientIo {
         }
     }
 
+    /// Takes in whatever input has already arrived, without waiting: Postfix's peek before
+    /// its greeting, which catches a client that talks first. True when there is input.
+    pub fn take_early_input(&mut self) -> bool {
+        use futures_util::FutureExt as _;
+        self.rbuf.reserve(COMMAND_READ);
+        // A read that is not ready is dropped unpolled again; read_buf takes nothing then.
+        let _ = self.stream.read_buf(&mut self.rbuf).now_or_never();
+        !self.rbuf.is_empty()
+    }
+
     pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.body_read = BODY_READ_MIN;
         self.fill(deadline, COMMAND_READ).await

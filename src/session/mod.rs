@@ -10,6 +10,7 @@ mod body;
 mod decide;
 pub mod end;
 mod envelope;
+mod errors;
 mod events;
 mod greet;
 pub mod io;
@@ -311,55 +312,6 @@ impl Session {
         self.counts.record("unknown", false);
     }
 
-    /// Counts one error. From smtpd_soft_error_limit errors on, every reply waits
-    /// smtpd_error_sleep_time first (smtpd_chat.c), the one to the failed command excepted:
-    /// it was queued before the count went up, as Postfix sends it before counting.
-    fn add_error(&mut self) {
-        self.errors = self.errors.saturating_add(1);
-        let limits = &self.ctx.listener.smtpd.dialogue;
-        if self.errors >= limits.soft_error_limit {
-            self.io.set_tarpit(Some(limits.error_sleep));
-        }
-    }
-
-    /// Counts a junk command (smtpd.c's SMTPD_CMD_FLAG_LIMIT: HELO, EHLO, NOOP, RSET, VRFY;
-    /// ETRN too, which relayguard refuses as unknown and so counts as an error anyway): past
-    /// smtpd_junk_command_limit of them, each one is also an error.
-    fn add_junk(&mut self) {
-        let before = self.junk;
-        self.junk = self.junk.saturating_add(1);
-        if before > self.ctx.listener.smtpd.dialogue.junk_command_limit {
-            self.add_error();
-        }
-    }
-
-    /// Postfix forgives a session's errors and junk commands once it delivered a message
-    /// (smtpd.c), before it sends the reply that says so.
-    fn forgive_errors(&mut self) {
-        self.errors = 0;
-        self.junk = 0;
-        self.io.set_tarpit(None);
-    }
-
-    /// At smtpd_hard_error_limit errors the session ends with 421, whatever kind of error the
-    /// last one was; Postfix checks before reading the next command, and so does this.
-    fn error_limit_reached(&mut self) -> Option<SessionEnd> {
-        if self.errors < self.ctx.listener.smtpd.dialogue.hard_error_limit {
-            return None;
-        }
-        self.log.info(format_args!(
-            "too many errors after {} from {}",
-            self.last,
-            self.log.client()
-        ));
-        self.io.reply(&replies::too_many_errors(
-            &self.ctx.listener.smtpd.myhostname,
-        ));
-        Some(SessionEnd::Closed {
-            reason: "too many errors".into(),
-        })
-    }
-
     /// Turns a failed read into the session's end, answering a timeout as Postfix does.
     fn read_failed(&mut self, e: ReadError) -> SessionEnd {
         match e {
@@ -524,14 +476,22 @@ impl Session {
         {
             return false;
         }
+        self.flag_ill_pipelining(
+            &verb.to_ascii_uppercase(),
+            matches!(command, Command::Auth { .. }),
+        );
+        true
+    }
+
+    /// Raises the sticky improper-pipelining flag and logs the input waiting behind `after`
+    /// (smtpd.c's smtpd_flag_ill_pipelining).
+    fn flag_ill_pipelining(&mut self, after: &str, after_auth: bool) {
         self.improper_pipelining = true;
-        let pending = events::pending_input(&self.io.rbuf, matches!(command, Command::Auth { .. }));
+        let pending = events::pending_input(&self.io.rbuf, after_auth);
         self.log.info(format_args!(
-            "improper command pipelining after {} from {}: {pending}",
-            verb.to_ascii_uppercase(),
+            "improper command pipelining after {after} from {}: {pending}",
             self.log.client()
         ));
-        true
     }
 
     /// The policy's view of this session; `sender` and `recipient` are filled per command.
