@@ -3,6 +3,7 @@
 //! A session keeps the `Arc<Snapshot>` it started with until it ends; a reload builds a new one
 //! and swaps it in [`SnapshotCell`] without touching live sessions.
 
+pub mod dialogue;
 pub mod file;
 pub mod load;
 pub mod settings;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 pub use crate::upstream::identity::IdentityMode;
+pub use dialogue::DialogueSettings;
 pub use file::Role;
 pub use load::{load, load_str, ConfigError};
 pub use settings::{BareNewline, SmtpdSettings, TlsLevel};

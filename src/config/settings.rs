@@ -1,14 +1,16 @@
 //! The Postfix parameters that shape the SMTP dialogue itself (not the policy): hostname, banner,
-//! size and recipient limits, timeouts, TLS level, bare-newline handling.
+//! size and recipient limits, timeouts, TLS level, bare-newline handling; and, in
+//! [`super::dialogue`], error limits, SASL mechanisms and EHLO keywords.
 
 use std::time::Duration;
 
 use crate::policy::ParamMap;
 
+use super::dialogue::{self, DialogueSettings};
 use super::load::ConfigError;
 
-/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`.
-pub const PARAMETERS: &[&str] = &[
+/// This module's own parameter names.
+const OWN_PARAMETERS: &[&str] = &[
     "myhostname",
     "mail_name",
     "smtpd_banner",
@@ -23,6 +25,28 @@ pub const PARAMETERS: &[&str] = &[
     "strict_rfc821_envelopes",
 ];
 
+/// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`: this
+/// module's and [`dialogue::PARAMETERS`].
+pub const PARAMETERS: &[&str] = &concat::<{ OWN_PARAMETERS.len() + dialogue::PARAMETERS.len() }>(
+    OWN_PARAMETERS,
+    dialogue::PARAMETERS,
+);
+
+/// Two name lists as one, at compile time.
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < b.len() {
+        out[a.len() + j] = b[j];
+        j += 1;
+    }
+    out
+}
 /// What a listener's TLS allows and requires (Postfix's smtpd_tls_security_level plus wrapper mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsLevel {
@@ -63,6 +87,8 @@ pub struct SmtpdSettings {
     pub syslog_name: String,
     /// `{syslog_name}/smtpd`, the tag of every session log line; shared, not rebuilt per session.
     pub syslog_tag: std::sync::Arc<str>,
+    /// Error limits, SASL mechanisms, EHLO keywords, pipelining.
+    pub dialogue: DialogueSettings,
 }
 
 impl SmtpdSettings {
@@ -133,11 +159,17 @@ impl SmtpdSettings {
             syslog_tag: format!("{}/smtpd", params.value("syslog_name").unwrap_or("postfix"))
                 .into(),
             syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
+            dialogue: DialogueSettings::compile(params, errors),
         }
     }
 }
 
-fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigError>) -> u64 {
+pub(super) fn number(
+    params: &ParamMap,
+    name: &str,
+    default: u64,
+    errors: &mut Vec<ConfigError>,
+) -> u64 {
     let Some(v) = params.get(name) else {
         return default;
     };
@@ -151,7 +183,12 @@ fn number(params: &ParamMap, name: &str, default: u64, errors: &mut Vec<ConfigEr
     })
 }
 
-fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigError>) -> bool {
+pub(super) fn flag(
+    params: &ParamMap,
+    name: &str,
+    default: bool,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
     let Some(v) = params.get(name) else {
         return default;
     };
@@ -169,7 +206,7 @@ fn flag(params: &ParamMap, name: &str, default: bool, errors: &mut Vec<ConfigErr
     }
 }
 
-fn duration(
+pub(super) fn duration(
     params: &ParamMap,
     name: &str,
     default: Duration,
@@ -219,6 +256,17 @@ fn system_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_name_lists_are_listed() {
+        for name in OWN_PARAMETERS.iter().chain(dialogue::PARAMETERS) {
+            assert!(PARAMETERS.contains(name), "{name}");
+        }
+        assert_eq!(
+            PARAMETERS.len(),
+            OWN_PARAMETERS.len() + dialogue::PARAMETERS.len()
+        );
+    }
 
     #[test]
     fn durations_follow_postfix_units() {

@@ -61,6 +61,7 @@ pub use pending::{FactCache, FactRequest, Fetched, Progress};
 /// Postfix's readllines(), for the edge's readers of Postfix files (SQL/LDAP `.cf`).
 pub(crate) use table::logical_lines;
 pub use table::Table;
+pub(crate) use text::split_list;
 
 use access::Codes;
 use address::{literal_addr, Locality, Rewrite};

@@ -6,6 +6,7 @@
 
 use super::{Login, Session, SessionEnd, Step};
 use crate::smtp::command::Command;
+use crate::smtp::ehlo_mask::EhloMask;
 use crate::smtp::{replies, sasl, Reply};
 
 /// Postfix's smtpd_sasl_response_limit (12288) plus CRLF.
@@ -13,6 +14,9 @@ const SASL_RESPONSE_LIMIT: usize = 12290;
 
 impl Session {
     pub(super) async fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Step {
+        if self.discard.discards(EhloMask::AUTH) {
+            return self.refuse(replies::auth_not_enabled());
+        }
         if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {
             // Its own event, apart from a failed password: the credentials never left here.
             self.log
@@ -20,8 +24,22 @@ impl Session {
             tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
             return self.refuse(refusal.reply);
         }
-        if !self.ctx.upstream.capabilities().offers("AUTH") {
+        let security = self.ctx.listener.smtpd.dialogue.sasl_security(self.tls);
+        let caps = self.ctx.upstream.capabilities();
+        let allowed = caps.allowed_mechanisms(security);
+        let (none, offered) = (
+            allowed.is_empty(),
+            allowed.iter().any(|m| m.eq_ignore_ascii_case(mechanism)),
+        );
+        drop(caps);
+        if none {
             return self.refuse(replies::auth_not_enabled());
+        }
+        if !offered {
+            // What Postfix answers for a mechanism its security options filtered out (or one
+            // never offered): the SASL server's refusal, logged as a failed authentication.
+            let mechanism = mechanism.to_owned();
+            return self.auth_finished(&mechanism, replies::invalid_auth_mechanism(), None, false);
         }
         if let Err(reply) = self.upstream().await {
             let _ = reply;
@@ -84,8 +102,9 @@ impl Session {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
         if reply.code == 235 {
+            let name = username.unwrap_or_else(|| "unknown".into());
             self.heard.login = Some(Login {
-                name: username.unwrap_or_else(|| "unknown".into()),
+                name: self.ctx.listener.smtpd.dialogue.login_name(name),
                 method: mechanism.to_owned(),
             });
             return Step::Ok;

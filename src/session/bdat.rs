@@ -106,10 +106,9 @@ impl Session {
             ChunkEnd::Final(reply) => {
                 self.heard.txn = None;
                 if reply.code == 250 {
+                    self.forgive_errors();
                     self.io.reply(&reply);
                     self.reply_then_log_accepted(&reply).await;
-                    // Postfix forgives a session's errors once it delivered a message (smtpd.c).
-                    self.errors = 0;
                     return Step::Ok;
                 }
                 return self.refuse(reply);
@@ -396,6 +395,12 @@ impl Session {
     /// that the upstream as last seen is enough, since chunks for a leg without CHUNKING are
     /// sent as DATA.
     pub(super) fn offers_chunking(&self) -> bool {
+        if self
+            .discard
+            .discards(crate::smtp::ehlo_mask::EhloMask::CHUNKING)
+        {
+            return false;
+        }
         match &self.upstream {
             Some(up) => up.capabilities().offers("CHUNKING"),
             None => self.ctx.upstream.capabilities().offers("CHUNKING"),

@@ -81,11 +81,12 @@ impl Session {
         };
         self.heard.txn = None;
         let ok = reply.code == 250;
+        if ok {
+            self.forgive_errors();
+        }
         self.io.reply(&reply);
         if ok {
             self.reply_then_log_accepted(&reply).await;
-            // Postfix forgives a session's errors once it delivered a message (smtpd.c).
-            self.errors = 0;
             Step::Ok
         } else if reply.closes_connection() {
             Step::End(SessionEnd::Closed {

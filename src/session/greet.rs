@@ -13,6 +13,20 @@ use crate::smtp::{replies, Reply};
 impl Session {
     /// Runs the connect stage and writes the 220. `Some` ends the session at once.
     pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
+        // A client that speaks before the greeting is pipelining improperly (smtpd.c checks
+        // before anything else; never on an implicit-TLS connection, whose first bytes are
+        // the handshake's).
+        let early = !self.tls && self.io.take_early_input();
+        if early && self.ctx.listener.smtpd.dialogue.forbid_unauth_pipelining {
+            self.log
+                .info(format_args!("connect from {}", self.log.client()));
+            self.flag_ill_pipelining("CONNECT", false);
+            self.io.reply(&replies::pipelining_sync_error());
+            let _ = self.io.flush().await;
+            return Some(SessionEnd::Closed {
+                reason: "SMTP protocol synchronization".into(),
+            });
+        }
         let decision = decide!(self, Stage::Connect, None, None);
         self.log
             .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
@@ -24,10 +38,16 @@ impl Session {
                 let _ = self.io.flush().await;
                 self.log
                     .info(format_args!("connect from {}", self.log.client()));
+                if early {
+                    self.flag_ill_pipelining("CONNECT", false);
+                }
             }
             Outcome::Reject(reply) => {
                 self.log
                     .info(format_args!("connect from {}", self.log.client()));
+                if early {
+                    self.flag_ill_pipelining("CONNECT", false);
+                }
                 // smtpd_delay_reject = no: the reject replaces the greeting and every later
                 // command but QUIT is refused (postfix-semantics 2.3).
                 self.log
@@ -73,6 +93,9 @@ impl Session {
             }
         }
         if esmtp {
+            if let Some(line) = self.discard.log_line() {
+                self.log.info(format_args!("{line}"));
+            }
             let reply = self.ehlo_reply();
             self.note_ehlo_offer(&reply);
             self.io.reply(&reply);
@@ -91,13 +114,17 @@ impl Session {
         let rules = self.rules();
         let caps = self.ctx.upstream.capabilities();
         let facts = self.facts(None, None);
+        let auth =
+            self.ctx.listener.policy.offers_auth(&facts) && (self.tls || !rules.tls_required);
         let offer = Offer {
             hostname: settings.myhostname.clone(),
             starttls: !self.tls && rules.starttls_available,
-            auth: self.ctx.listener.policy.offers_auth(&facts) && (self.tls || !rules.tls_required),
+            auth: auth.then(|| settings.dialogue.sasl_security(self.tls)),
+            broken_auth_clients: settings.dialogue.broken_sasl_auth_clients,
             size_limit: settings.message_size_limit,
             chunking: self.offers_chunking(),
             vrfy: !settings.vrfy_disabled,
+            discard: self.discard,
         };
         caps.advertise(&offer)
     }

@@ -44,6 +44,11 @@ pub struct ClientIo {
     /// A write timed out: the stream is stuck, and nothing more is tried on it, not even the
     /// final 421, so the session ends without waiting another timeout.
     write_stuck: bool,
+    /// Postfix's tarpit (smtpd_error_sleep_time): while set, every reply queued waits this
+    /// long before it goes out, and goes out on its own.
+    tarpit: Option<Duration>,
+    /// Where in `wbuf` each delayed reply starts, with its delay.
+    delayed: Vec<(usize, Duration)>,
 }
 
 impl ClientIo {
@@ -56,12 +61,24 @@ impl ClientIo {
             deadline: Deadline::default(),
             write_timeout,
             write_stuck: false,
+            tarpit: None,
+            delayed: Vec::new(),
         }
     }
 
-    /// Queues a reply; it is written at the next flush.
+    /// Queues a reply; it is written at the next flush (after the tarpit's delay, if set).
     pub fn reply(&mut self, reply: &Reply) {
+        if let Some(delay) = self.tarpit {
+            self.delayed.push((self.wbuf.len(), delay));
+        }
         reply.write_to(&mut self.wbuf);
+    }
+
+    /// Sets or lifts the delay put before each reply queued from now on. As smtpd_chat.c
+    /// does, a delayed reply is sent and flushed after its sleep, so a pipelining client
+    /// sees its replies arrive one delay apart, and not all at once after the sum of them.
+    pub fn set_tarpit(&mut self, delay: Option<Duration>) {
+        self.tarpit = delay.filter(|d| !d.is_zero());
     }
 
     pub fn reply_bytes(&mut self, bytes: &[u8]) {
@@ -74,7 +91,23 @@ impl ClientIo {
         if self.write_stuck {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        let (stream, queued) = (&mut self.stream, &self.wbuf);
+        let mut start = 0;
+        for (at, delay) in std::mem::take(&mut self.delayed) {
+            self.write_range(start, at).await?;
+            tokio::time::sleep(delay).await;
+            start = at;
+        }
+        self.write_range(start, self.wbuf.len()).await?;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 4096 {
+            self.wbuf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes `wbuf[start..end]`, within the write timeout.
+    async fn write_range(&mut self, start: usize, end: usize) -> io::Result<()> {
+        let (stream, queued) = (&mut self.stream, self.wbuf.get(start..end).unwrap_or(&[]));
         let write = async {
             if !queued.is_empty() {
                 stream.write_all(queued).await?;
@@ -87,10 +120,6 @@ impl ClientIo {
                 self.write_stuck = true;
                 return Err(io::ErrorKind::TimedOut.into());
             }
-        }
-        self.wbuf.clear();
-        if self.wbuf.capacity() > 4096 {
-            self.wbuf = Vec::new();
         }
         Ok(())
     }
@@ -119,6 +148,16 @@ impl ClientIo {
         }
     }
 
+    /// Takes in whatever input has already arrived, without waiting: Postfix's peek before
+    /// its greeting, which catches a client that talks first. True when there is input.
+    pub fn take_early_input(&mut self) -> bool {
+        use futures_util::FutureExt as _;
+        self.rbuf.reserve(COMMAND_READ);
+        // A read that is not ready is dropped unpolled again; read_buf takes nothing then.
+        let _ = self.stream.read_buf(&mut self.rbuf).now_or_never();
+        !self.rbuf.is_empty()
+    }
+
     pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.body_read = BODY_READ_MIN;
         self.fill(deadline, COMMAND_READ).await
@@ -145,5 +184,6 @@ impl ClientIo {
         self.stream = stream;
         self.rbuf = BytesMut::new();
         self.wbuf.clear();
+        self.delayed.clear();
     }
 }

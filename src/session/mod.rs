@@ -10,6 +10,7 @@ mod body;
 mod decide;
 pub mod end;
 mod envelope;
+mod errors;
 mod events;
 mod greet;
 pub mod io;
@@ -46,8 +47,6 @@ pub use policy_facts::TlsFacts;
 
 /// RFC 5321 4.5.3.1.4: 512 octets including CRLF.
 const MAX_COMMAND_LINE: usize = 512;
-/// Postfix's smtpd_hard_error_limit.
-const HARD_ERROR_LIMIT: u32 = 20;
 
 /// What a session needs from the process: the snapshot it started with and the upstream.
 #[derive(Clone)]
@@ -113,13 +112,18 @@ pub struct Session {
     heard: Heard,
     upstream: Option<UpstreamConn>,
     counts: CommandCounts,
+    /// Postfix's error_count: failed commands since connect or the last delivered message.
     errors: u32,
+    /// Postfix's junk_cmds: HELO, EHLO, NOOP, RSET and VRFY since then.
+    junk: u32,
     /// What earlier stages left for later ones (a delayed or connect-stage reject, armed
     /// defer_if_permit): one per session, as the engine requires. Boxed and kept only while
     /// it holds something, so most sessions carry none of its bytes.
     policy_state: Option<Box<TransactionState>>,
     /// The client sent commands ahead of replies where that is not allowed; sticky.
     improper_pipelining: bool,
+    /// The EHLO keywords this client is not offered, decided at connect (smtpd.c).
+    discard: crate::smtp::ehlo_mask::EhloMask,
     /// What a policy service hears about the transaction and the TLS session.
     mail_facts: MailFacts,
     tls_facts: Option<TlsFacts>,
@@ -155,6 +159,11 @@ impl Session {
             format!("{}[{}]", client.name, client.addr),
         );
         let write_timeout = ctx.listener.smtpd.smtpd_timeout;
+        let discard = ctx
+            .listener
+            .smtpd
+            .dialogue
+            .discard_ehlo_for(&peer.ip().to_string());
         Session {
             ctx,
             client,
@@ -167,8 +176,10 @@ impl Session {
             upstream: None,
             counts: CommandCounts::default(),
             errors: 0,
+            junk: 0,
             policy_state: None,
             improper_pipelining: false,
+            discard,
             mail_facts: MailFacts::default(),
             tls_facts: None,
             chunking: bdat::Chunking::default(),
@@ -222,15 +233,14 @@ impl Session {
             self.line = line;
             match step {
                 Step::Ok => {}
-                Step::Failed => {
-                    if let Some(end) = self.count_error() {
-                        return end;
-                    }
-                }
+                Step::Failed => self.add_error(),
                 Step::End(end) => {
                     let _ = self.io.flush().await;
                     return end;
                 }
+            }
+            if let Some(end) = self.error_limit_reached() {
+                return end;
             }
         }
     }
@@ -266,7 +276,8 @@ impl Session {
                     bytes::Buf::advance(&mut self.io.rbuf, consumed);
                     if ended {
                         self.reject_long_line();
-                        if let Some(end) = self.count_error() {
+                        self.add_error();
+                        if let Some(end) = self.error_limit_reached() {
                             self.line = line;
                             return Err(end);
                         }
@@ -299,26 +310,6 @@ impl Session {
         ));
         self.io.reply(&replies::line_too_long());
         self.counts.record("unknown", false);
-    }
-
-    /// Counts one failed command; at Postfix's smtpd_hard_error_limit the session ends with
-    /// 421, whatever kind of error the last one was.
-    fn count_error(&mut self) -> Option<SessionEnd> {
-        self.errors += 1;
-        if self.errors < HARD_ERROR_LIMIT {
-            return None;
-        }
-        self.log.info(format_args!(
-            "too many errors after {} from {}",
-            self.last,
-            self.log.client()
-        ));
-        self.io.reply(&replies::too_many_errors(
-            &self.ctx.listener.smtpd.myhostname,
-        ));
-        Some(SessionEnd::Closed {
-            reason: "too many errors".into(),
-        })
     }
 
     /// Turns a failed read into the session's end, answering a timeout as Postfix does.
@@ -383,8 +374,17 @@ impl Session {
                 return Step::Failed;
             }
         };
-        self.check_pipelining(&command, verb);
+        let violated = self.check_pipelining(&command, verb);
         self.last = command.verb();
+        if violated && self.ctx.listener.smtpd.dialogue.forbid_unauth_pipelining {
+            // smtpd_forbid_unauth_pipelining: the command is not run, and the session ends
+            // after the reply (smtpd.c breaks out of its command loop).
+            self.io.reply(&replies::pipelining_sync_error());
+            self.counts.record(verb, false);
+            return Step::End(SessionEnd::Closed {
+                reason: "SMTP protocol synchronization".into(),
+            });
+        }
         if let (Some(reply), false) = (
             self.policy_state.as_ref().and_then(|s| s.access_denied()),
             matches!(command, Command::Quit),
@@ -393,6 +393,26 @@ impl Session {
             self.counts.record(verb, false);
             return Step::Failed;
         }
+        // Junk counts where smtpd.c counts it: once the command reached its action, which a
+        // command refused for want of TLS never does.
+        let junk = matches!(
+            command,
+            Command::Helo(_) | Command::Ehlo(_) | Command::Noop | Command::Rset | Command::Vrfy(_)
+        ) && !phase::needs_tls_first(&self.rules(), &self.dialogue(), &command);
+        let step = self.run_command(command, line, verb).await;
+        if junk && !matches!(step, Step::End(_)) {
+            self.add_junk();
+        }
+        step
+    }
+
+    /// Runs an admitted command, or refuses it by the dialogue's rules.
+    async fn run_command(
+        &mut self,
+        command: Command<'_>,
+        line: &[u8],
+        verb: &'static str,
+    ) -> Step {
         if let Some(reply) = self.bdat_state_refusal(&command) {
             self.io.reply(&reply);
             self.counts.record(verb, false);
@@ -455,19 +475,29 @@ impl Session {
 
     /// Postfix's smtpd_flag_ill_pipelining: more input already waiting behind a command that
     /// must end a pipelined group, or behind any command before EHLO. Logged once, whatever
-    /// the policy; `reject_unauth_pipelining` acts on it.
-    fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) {
+    /// the policy; `reject_unauth_pipelining` and smtpd_forbid_unauth_pipelining act on it.
+    /// True when this command is the one that gave it away.
+    fn check_pipelining(&mut self, command: &Command<'_>, verb: &str) -> bool {
         if self.improper_pipelining
             || self.io.rbuf.is_empty()
             || (self.heard.esmtp && !command.must_end_group())
         {
-            return;
+            return false;
         }
+        self.flag_ill_pipelining(
+            &verb.to_ascii_uppercase(),
+            matches!(command, Command::Auth { .. }),
+        );
+        true
+    }
+
+    /// Raises the sticky improper-pipelining flag and logs the input waiting behind `after`
+    /// (smtpd.c's smtpd_flag_ill_pipelining).
+    fn flag_ill_pipelining(&mut self, after: &str, after_auth: bool) {
         self.improper_pipelining = true;
-        let pending = events::pending_input(&self.io.rbuf, matches!(command, Command::Auth { .. }));
+        let pending = events::pending_input(&self.io.rbuf, after_auth);
         self.log.info(format_args!(
-            "improper command pipelining after {} from {}: {pending}",
-            verb.to_ascii_uppercase(),
+            "improper command pipelining after {after} from {}: {pending}",
             self.log.client()
         ));
     }
@@ -505,6 +535,7 @@ impl Session {
             },
         };
         phase::Dialogue {
+            discard: self.discard,
             phase,
             helo: self.heard.helo.is_some(),
             authenticated: self.heard.login.is_some(),

@@ -8,6 +8,7 @@
 
 use crate::config::{SmtpdSettings, TlsLevel};
 use crate::smtp::command::{path_is_bracketed, Command, CommandError};
+use crate::smtp::ehlo_mask::EhloMask;
 use crate::smtp::{replies, Reply};
 
 /// Where the mail transaction stands, named for what it waits for.
@@ -31,6 +32,9 @@ pub struct Dialogue {
     /// The upstream confirmed an AUTH in this session.
     pub authenticated: bool,
     pub tls: bool,
+    /// The EHLO keywords this client was not offered; STARTTLS, BDAT, AUTH and the DSN
+    /// parameters are refused with them, as smtpd.c does.
+    pub discard: EhloMask,
 }
 
 /// The listener's settings that the rules read.
@@ -96,22 +100,29 @@ impl From<Reply> for Refusal {
     }
 }
 
-/// Admits `command` in `dialogue`, or says how Postfix refuses it. The policy runs only after
-/// a command was admitted.
-pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Result<(), Refusal> {
-    // Postfix's PRE_TLS commands are the only ones a client may give before TLS when TLS is
-    // required (postfix-semantics 9.3).
+/// Whether `command` is refused with `530 5.7.0 Must issue a STARTTLS command first`: TLS is
+/// required and not on, and it is not one of Postfix's PRE_TLS commands (postfix-semantics
+/// 9.3). smtpd.c refuses it before the command's action runs, unlike every other refusal here.
+pub fn needs_tls_first(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> bool {
     let pre_tls = matches!(
         command,
         Command::Ehlo(_) | Command::Helo(_) | Command::StartTls | Command::Noop | Command::Quit
     );
-    if rules.tls_required && !dialogue.tls && !pre_tls {
+    rules.tls_required && !dialogue.tls && !pre_tls
+}
+
+/// Admits `command` in `dialogue`, or says how Postfix refuses it. The policy runs only after
+/// a command was admitted.
+pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Result<(), Refusal> {
+    if needs_tls_first(rules, dialogue, command) {
         return Err(replies::must_issue_starttls().into());
     }
     let in_transaction = dialogue.phase != Phase::ExpectMail;
     match command {
         Command::StartTls if dialogue.tls => Err(replies::tls_already_active().into()),
-        Command::StartTls if !rules.starttls_available => {
+        Command::StartTls
+            if !rules.starttls_available || dialogue.discard.discards(EhloMask::STARTTLS) =>
+        {
             Err(replies::command_not_implemented().into())
         }
         Command::Auth { .. } if dialogue.authenticated => {
@@ -125,6 +136,12 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
         }
         Command::Mail { .. } if in_transaction => Err(replies::nested_mail().into()),
         Command::Mail { params, .. }
+            if dialogue.discard.discards(EhloMask::DSN)
+                && (params.ret.is_some() || params.envid.is_some()) =>
+        {
+            Err(replies::dsn_disabled().into())
+        }
+        Command::Mail { params, .. }
             if rules.message_size_limit > 0
                 && params.size.is_some_and(|s| s > rules.message_size_limit) =>
         {
@@ -133,7 +150,7 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
                 logged: true,
             })
         }
-        Command::Rcpt { .. } => match dialogue.phase {
+        Command::Rcpt { params, .. } => match dialogue.phase {
             Phase::ExpectMail => Err(replies::need_mail().into()),
             Phase::Chunking { .. } => Err(replies::rcpt_after_bdat().into()),
             Phase::ExpectRcpt { recipients } if recipients >= rules.recipient_limit => {
@@ -141,6 +158,12 @@ pub fn admit(rules: &Rules, dialogue: &Dialogue, command: &Command<'_>) -> Resul
                     reply: replies::too_many_recipients(),
                     logged: true,
                 })
+            }
+            Phase::ExpectRcpt { .. }
+                if dialogue.discard.discards(EhloMask::DSN)
+                    && (params.notify.is_some() || params.orcpt.is_some()) =>
+            {
+                Err(replies::dsn_disabled().into())
             }
             Phase::ExpectRcpt { .. } => Ok(()),
         },

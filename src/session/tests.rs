@@ -264,3 +264,107 @@ async fn a_chunk_refused_before_tls_is_read_past_not_run() {
         "the chunk's MAIL was not run"
     );
 }
+
+/// The reply to `line` and how long it took on the paused clock.
+async fn timed(s: &mut Harness, line: &str) -> (String, Duration) {
+    let start = Instant::now();
+    let reply = s.cmd(line).await;
+    (reply, start.elapsed())
+}
+
+#[tokio::test]
+async fn from_the_soft_error_limit_every_reply_waits_and_the_hard_limit_ends_it() {
+    let mut s = Harness::start(
+        "smtpd_soft_error_limit = \"2\"\nsmtpd_hard_error_limit = \"4\"\nsmtpd_error_sleep_time = \"5s\"",
+        64 * 1024,
+    )
+    .await;
+    s.reply().await;
+    tokio::time::pause();
+    let none = Duration::ZERO;
+    let sleep = Duration::from_secs(5);
+    let unknown = "500 5.5.2 Error: command not recognized";
+    // The second error's own reply is not delayed: smtpd counts it after replying.
+    for (line, want, delay) in [
+        ("FOO", unknown, none),
+        ("FOO", unknown, none),
+        ("NOOP", "250 2.0.0 Ok", sleep),
+        ("FOO", unknown, sleep),
+    ] {
+        let (reply, took) = timed(&mut s, line).await;
+        assert_eq!(reply, want);
+        assert_within_a_tick(took, delay);
+    }
+    // The fourth error: its reply waits, and so does the 421 behind it.
+    let (reply, took) = timed(&mut s, "FOO").await;
+    assert_eq!(reply, unknown);
+    assert_within_a_tick(took, sleep);
+    let start = Instant::now();
+    assert_eq!(
+        s.reply().await,
+        "421 4.7.0 relayguard.test Error: too many errors"
+    );
+    assert_within_a_tick(start.elapsed(), sleep);
+    assert!(matches!(s.end().await, SessionEnd::Closed { .. }));
+}
+
+#[tokio::test]
+async fn junk_commands_past_the_limit_are_errors_until_a_message_is_delivered() {
+    let mut s = Harness::start(
+        "smtpd_junk_command_limit = \"2\"\nsmtpd_hard_error_limit = \"3\"\nsmtpd_error_sleep_time = \"0\"",
+        64 * 1024,
+    )
+    .await;
+    s.reply().await;
+    // Junk 0, 1 and 2 are under the limit; 3 and 4 are errors 1 and 2.
+    for line in [
+        "NOOP",
+        "EHLO c.example",
+        "RSET",
+        "VRFY u@local.test",
+        "NOOP",
+    ] {
+        let reply = s.cmd(line).await;
+        assert!(!reply.starts_with("421"), "{line}: {reply}");
+    }
+    // A delivered message forgives errors and junk alike.
+    assert_eq!(s.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(s.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(s.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    s.send("Subject: hi\r\n\r\nhello\r\n.\r\n").await;
+    assert!(s.reply().await.starts_with("250 2.0.0 Ok: queued as "));
+    for _ in 0..5 {
+        assert_eq!(s.cmd("NOOP").await, "250 2.0.0 Ok");
+    }
+    // Junk 5 is error 3, the hard limit: its 250 comes first, then the 421.
+    assert_eq!(s.cmd("NOOP").await, "250 2.0.0 Ok");
+    assert_eq!(
+        s.reply().await,
+        "421 4.7.0 relayguard.test Error: too many errors"
+    );
+    assert!(matches!(s.end().await, SessionEnd::Closed { .. }));
+}
+
+#[tokio::test]
+async fn a_junk_command_at_the_hard_limit_gets_its_reply_then_the_421_both_late() {
+    let mut s = Harness::start(
+        "smtpd_junk_command_limit = \"1\"\nsmtpd_soft_error_limit = \"1\"\nsmtpd_hard_error_limit = \"3\"\nsmtpd_error_sleep_time = \"5s\"",
+        64 * 1024,
+    )
+    .await;
+    s.reply().await;
+    tokio::time::pause();
+    let sleep = Duration::from_secs(5);
+    let none = Duration::ZERO;
+    for delay in [none, none, none, sleep, sleep] {
+        let (reply, took) = timed(&mut s, "NOOP").await;
+        assert_eq!(reply, "250 2.0.0 Ok");
+        assert_within_a_tick(took, delay);
+    }
+    let start = Instant::now();
+    assert_eq!(
+        s.reply().await,
+        "421 4.7.0 relayguard.test Error: too many errors"
+    );
+    assert_within_a_tick(start.elapsed(), sleep);
+}

@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 
+use super::ehlo_mask::EhloMask;
 use super::reply::Reply;
+use super::sasl_mechanisms::SaslSecurity;
 
 /// The extensions an upstream listed in its EHLO reply, keywords upper-cased.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,11 +22,16 @@ pub struct Capabilities {
 pub struct Offer {
     pub hostname: String,
     pub starttls: bool,
-    pub auth: bool,
+    /// AUTH may be offered, with the upstream's mechanisms that these options allow.
+    pub auth: Option<SaslSecurity>,
+    /// broken_sasl_auth_clients: repeat the mechanisms in an `AUTH=` line.
+    pub broken_auth_clients: bool,
     /// message_size_limit; 0 means none.
     pub size_limit: u64,
     pub chunking: bool,
     pub vrfy: bool,
+    /// The keywords smtpd_discard_ehlo_keywords (or its address map) removes for this client.
+    pub discard: EhloMask,
 }
 
 impl Capabilities {
@@ -75,38 +82,63 @@ impl Capabilities {
         self.params("SIZE").map(|p| p.parse().unwrap_or(0))
     }
 
-    /// relayguard's EHLO reply for a client, in Postfix's keyword order.
+    /// The upstream's mechanisms that `security` allows, in its order (what AUTH offers and
+    /// accepts).
+    pub fn allowed_mechanisms(&self, security: SaslSecurity) -> Vec<&str> {
+        security.filter(&self.auth_mechanisms())
+    }
+
+    /// relayguard's EHLO reply for a client, in Postfix's keyword order (smtpd.c ehlo_cmd).
     pub fn advertise(&self, offer: &Offer) -> Reply {
-        let mut lines: Vec<Cow<'static, str>> =
-            vec![offer.hostname.clone().into(), "PIPELINING".into()];
+        let kept = |bit: u16| !offer.discard.discards(bit);
+        let mut lines: Vec<Cow<'static, str>> = vec![offer.hostname.clone().into()];
+        if kept(EhloMask::PIPELINING) {
+            lines.push("PIPELINING".into());
+        }
         let size = match (offer.size_limit, self.size().unwrap_or(0)) {
             (0, 0) => 0,
             (0, up) => up,
             (ours, 0) => ours,
             (ours, up) => ours.min(up),
         };
-        lines.push(if size == 0 {
-            "SIZE".into()
-        } else {
-            format!("SIZE {size}").into()
-        });
-        if offer.vrfy {
+        if kept(EhloMask::SIZE) {
+            lines.push(if size == 0 {
+                "SIZE".into()
+            } else {
+                format!("SIZE {size}").into()
+            });
+        }
+        if offer.vrfy && kept(EhloMask::VRFY) {
             lines.push("VRFY".into());
         }
-        if offer.starttls {
+        if offer.starttls && kept(EhloMask::STARTTLS) {
             lines.push("STARTTLS".into());
         }
-        let mechs = self.auth_mechanisms();
-        if offer.auth && !mechs.is_empty() {
-            lines.push(format!("AUTH {}", mechs.join(" ")).into());
+        let mechs = offer
+            .auth
+            .filter(|_| kept(EhloMask::AUTH))
+            .map(|security| self.allowed_mechanisms(security).join(" "))
+            .unwrap_or_default();
+        if !mechs.is_empty() {
+            lines.push(format!("AUTH {mechs}").into());
+            // Postfix puts the pre-RFC 2554 form right after the standard one.
+            if offer.broken_auth_clients {
+                lines.push(format!("AUTH={mechs}").into());
+            }
         }
-        lines.push("ENHANCEDSTATUSCODES".into());
-        for kw in ["8BITMIME", "DSN", "SMTPUTF8"] {
-            if self.offers(kw) {
+        if kept(EhloMask::ENHANCEDSTATUSCODES) {
+            lines.push("ENHANCEDSTATUSCODES".into());
+        }
+        for (kw, bit) in [
+            ("8BITMIME", EhloMask::BITMIME8),
+            ("DSN", EhloMask::DSN),
+            ("SMTPUTF8", EhloMask::SMTPUTF8),
+        ] {
+            if self.offers(kw) && kept(bit) {
                 lines.push(kw.into());
             }
         }
-        if offer.chunking && self.offers("CHUNKING") {
+        if offer.chunking && self.offers("CHUNKING") && kept(EhloMask::CHUNKING) {
             lines.push("CHUNKING".into());
         }
         Reply {
@@ -128,10 +160,12 @@ mod tests {
         Offer {
             hostname: "relayguard.test".into(),
             starttls: true,
-            auth: true,
+            auth: Some(SaslSecurity::DEFAULT),
+            broken_auth_clients: false,
             size_limit: 5_000_000,
             chunking: false,
             vrfy: true,
+            discard: EhloMask::default(),
         }
     }
 
@@ -152,7 +186,7 @@ mod tests {
         );
         let quiet = Offer {
             starttls: false,
-            auth: false,
+            auth: None,
             vrfy: false,
             chunking: true,
             size_limit: 0,
@@ -172,5 +206,28 @@ mod tests {
             ..offer()
         }));
         assert_eq!(text, "250-relayguard.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-VRFY\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n");
+    }
+
+    #[test]
+    fn security_options_broken_clients_and_discarded_keywords() {
+        let caps = Capabilities::from_ehlo(&parse_reply(POSTFIX).unwrap().unwrap().0);
+        let no_plain = SaslSecurity::parse("noplaintext").unwrap();
+        let text = wire(&caps.advertise(&Offer {
+            auth: Some(no_plain),
+            ..offer()
+        }));
+        assert!(!text.contains("AUTH"), "{text}");
+        let text = wire(&caps.advertise(&Offer {
+            broken_auth_clients: true,
+            discard: EhloMask::parse("pipelining, dsn, starttls"),
+            ..offer()
+        }));
+        assert_eq!(text, "250-relayguard.test\r\n250-SIZE 5000000\r\n250-VRFY\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+        let text = wire(&caps.advertise(&Offer {
+            broken_auth_clients: true,
+            discard: EhloMask::parse("auth"),
+            ..offer()
+        }));
+        assert!(!text.contains("AUTH"), "{text}");
     }
 }

@@ -6,11 +6,13 @@
 pub mod command;
 pub mod dot;
 pub mod ehlo;
+pub mod ehlo_mask;
 pub mod line;
 pub mod replies;
 pub mod reply;
 pub mod response;
 pub mod sasl;
+pub mod sasl_mechanisms;
 pub mod xtext;
 
 pub use command::{parse, Command, CommandError};

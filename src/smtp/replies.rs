@@ -292,6 +292,21 @@ pub fn auth_bad_response() -> Reply {
     )
 }
 
+/// A DSN parameter (RET, ENVID, NOTIFY, ORCPT) from a client whose EHLO reply discarded DSN.
+pub fn dsn_disabled() -> Reply {
+    Reply::new(501, (5, 7, 1), "DSN support is disabled")
+}
+
+/// AUTH with a mechanism the security options do not allow (Dovecot's reason, as Postfix
+/// relays it from xsasl_dovecot_server_first).
+pub fn invalid_auth_mechanism() -> Reply {
+    Reply::new(
+        535,
+        (5, 7, 8),
+        "Error: authentication failed: Invalid authentication mechanism",
+    )
+}
+
 /// smtpd_hard_error_limit reached (Postfix: 20 errors). The connection closes.
 pub fn too_many_errors(host: &str) -> Reply {
     Reply::new(421, (4, 7, 0), format!("{host} Error: too many errors"))

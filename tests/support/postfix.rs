@@ -39,6 +39,8 @@ pub struct PostfixBuilder {
     params: Vec<(String, String)>,
     extra_main_cf: String,
     sasl: bool,
+    /// More mechanisms for the fake Dovecot, `NAME:flag:flag` (Dovecot's property words).
+    sasl_mechanisms: Vec<String>,
     starttls: bool,
     /// resolv.conf text for Postfix's own mount namespace; `None`: the host's resolver.
     resolv_conf: Option<String>,
@@ -60,6 +62,7 @@ impl Default for PostfixBuilder {
             params: Vec::new(),
             extra_main_cf: String::new(),
             sasl: false,
+            sasl_mechanisms: Vec::new(),
             starttls: true,
             resolv_conf: None,
         }
@@ -89,6 +92,14 @@ impl PostfixBuilder {
     pub fn extra_main_cf(mut self, text: &str) -> Self {
         self.extra_main_cf.push_str(text);
         self.extra_main_cf.push('\n');
+        self
+    }
+
+    /// SASL with more mechanisms than PLAIN and LOGIN: each `NAME:flag:flag`, announced
+    /// with those Dovecot security properties (authentication with them always fails).
+    pub fn sasl_mechanisms(mut self, mechs: &[&str]) -> Self {
+        self.sasl = true;
+        self.sasl_mechanisms = mechs.iter().map(|m| m.to_string()).collect();
         self
     }
 
@@ -171,7 +182,7 @@ impl PostfixBuilder {
                 "smtpd_sasl_path",
                 &socket.display().to_string(),
             );
-            auth = Some(start_fake_dovecot(&root, &socket));
+            auth = Some(start_fake_dovecot(&root, &socket, &self.sasl_mechanisms));
         }
         for (name, value) in &self.params {
             set_param(&mut main_cf, name, value);
@@ -415,13 +426,14 @@ fn postfix_ids() -> (u32, u32) {
 }
 
 /// Starts fake_dovecot_auth.py on `socket` and waits until the socket exists.
-fn start_fake_dovecot(root: &Path, socket: &PathBuf) -> Child {
+fn start_fake_dovecot(root: &Path, socket: &PathBuf, mechanisms: &[String]) -> Child {
     let script = root.join("fake_dovecot_auth.py");
     fs::write(&script, FAKE_DOVECOT).unwrap();
     let log = fs::File::create(root.join("fake_dovecot.log")).unwrap();
     let mut child = Command::new("python3")
         .arg(&script)
         .arg(socket)
+        .args(mechanisms)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
