@@ -196,6 +196,7 @@ pub enum VoiceKind {
     Recipient,
     Data,
     EndOfData,
+    ClientCert,
 }
 
 impl VoiceKind {
@@ -208,6 +209,7 @@ impl VoiceKind {
             VoiceKind::Recipient => "Recipient address",
             VoiceKind::Data => "Data command",
             VoiceKind::EndOfData => "End-of-data",
+            VoiceKind::ClientCert => "Client certificate",
         }
     }
 }
