@@ -40,7 +40,9 @@ pub(crate) enum SearchKey {
 pub(crate) enum CertRestriction {
     /// permit_tls_clientcerts, with relay_clientcerts (none when it is empty).
     PermitListed(Option<Arc<Table>>),
-    PermitAll,
+    /// permit_tls_all_clientcerts: any verified certificate, else (as smtpd_check.c falls
+    /// through) a listed one.
+    PermitAll(Option<Arc<Table>>),
     /// check_ccert_access TABLE, or `{ TABLE, { search_order = ... } }`.
     Access {
         table: Arc<Table>,
@@ -52,7 +54,7 @@ impl CertRestriction {
     pub(crate) fn name(&self) -> String {
         match self {
             CertRestriction::PermitListed(_) => "permit_tls_clientcerts".into(),
-            CertRestriction::PermitAll => "permit_tls_all_clientcerts".into(),
+            CertRestriction::PermitAll(_) => "permit_tls_all_clientcerts".into(),
             CertRestriction::Access { table, .. } => {
                 format!("check_ccert_access {}", table.spec())
             }
@@ -61,8 +63,9 @@ impl CertRestriction {
 
     pub(crate) fn waits(&self) -> bool {
         match self {
-            CertRestriction::PermitListed(t) => t.as_ref().is_some_and(|t| t.is_remote()),
-            CertRestriction::PermitAll => false,
+            CertRestriction::PermitListed(t) | CertRestriction::PermitAll(t) => {
+                t.as_ref().is_some_and(|t| t.is_remote())
+            }
             CertRestriction::Access { table, .. } => table.is_remote(),
         }
     }
@@ -83,7 +86,9 @@ pub(crate) fn parse(
         "permit_tls_clientcerts" => {
             return wrap(CertRestriction::PermitListed(cx.relay_clientcerts.clone()))
         }
-        "permit_tls_all_clientcerts" => return wrap(CertRestriction::PermitAll),
+        "permit_tls_all_clientcerts" => {
+            return wrap(CertRestriction::PermitAll(cx.relay_clientcerts.clone()))
+        }
         "check_ccert_access" => {}
         _ => return None,
     }
@@ -163,11 +168,14 @@ impl<'f> Eval<'_, 'f> {
             return Verdict::Dunno;
         };
         match c {
-            CertRestriction::PermitAll if cert.verified => Verdict::Ok(self.reason(r)),
-            // As permit_tls_clientcerts looks the fingerprints up whether or not the CA is
-            // trusted (smtpd_check.c: "it is OK if the issuing CA is not trusted").
-            CertRestriction::PermitAll | CertRestriction::PermitListed(None) => Verdict::Dunno,
-            CertRestriction::PermitListed(Some(table)) => {
+            CertRestriction::PermitAll(_) if cert.verified => Verdict::Ok(self.reason(r)),
+            // The fingerprints are looked up whether or not the CA is trusted (smtpd_check.c:
+            // "it is OK if the issuing CA is not trusted"), for both restrictions.
+            CertRestriction::PermitAll(None) | CertRestriction::PermitListed(None) => {
+                Verdict::Dunno
+            }
+            CertRestriction::PermitListed(Some(table))
+            | CertRestriction::PermitAll(Some(table)) => {
                 for key in [&cert.fingerprint, &cert.pubkey_fingerprint] {
                     match self.cert_key(table, key) {
                         Answer::Found(value) => {

@@ -98,6 +98,7 @@ fn openssl(args: &[&str], paths: &[(&str, &Path)]) {
 #[derive(Clone, Debug)]
 pub struct ClientCert {
     pub ca: PathBuf,
+    pub ca_key: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub fingerprint: String,
@@ -107,6 +108,15 @@ pub struct ClientCert {
 impl ClientCert {
     /// A new CA (`CN=<cn> CA`) in `dir` and one client certificate it signed.
     pub fn generate(dir: &Path, cn: &str) -> ClientCert {
+        Self::issue(dir, cn, None)
+    }
+
+    /// A client certificate for `cn` signed by `issuer`'s CA.
+    pub fn issued_by(dir: &Path, cn: &str, issuer: &ClientCert) -> ClientCert {
+        Self::issue(dir, cn, Some(issuer))
+    }
+
+    fn issue(dir: &Path, cn: &str, issuer: Option<&ClientCert>) -> ClientCert {
         let file = |suffix: &str| dir.join(format!("{}-{suffix}", cn.replace(' ', "_")));
         let (ca_key, ca, key, csr, cert, ext) = (
             file("ca-key.pem"),
@@ -130,15 +140,18 @@ impl ClientCert {
         ];
         let ca_subject = format!("/CN={cn} CA");
         let subject = format!("/CN={cn}");
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &["-days", "30", "-subj", &ca_subject],
-            ]
-            .concat(),
-            &[("-keyout", &ca_key), ("-out", &ca)],
-        );
+        let (ca, ca_key) = match issuer {
+            Some(i) => (i.ca.clone(), i.ca_key.clone()),
+            None => {
+                let args = [
+                    &["req", "-x509"][..],
+                    &ec,
+                    &["-days", "30", "-subj", &ca_subject],
+                ];
+                openssl(&args.concat(), &[("-keyout", &ca_key), ("-out", &ca)]);
+                (ca, ca_key)
+            }
+        };
         openssl(
             &[&["req"][..], &ec, &["-subj", &subject]].concat(),
             &[("-keyout", &key), ("-out", &csr)],
@@ -167,6 +180,7 @@ impl ClientCert {
             .stdout;
         ClientCert {
             ca,
+            ca_key,
             cert,
             key,
             fingerprint: sha256_colons(&der),
@@ -193,31 +207,44 @@ fn sha256_colons(data: &[u8]) -> String {
 }
 
 /// Runs `openssl s_client` against 127.0.0.1:`port` with `args`, writes `input` lines (CRLF
-/// added by `-crlf`) and waits until the server closes; returns stdout and stderr together.
+/// added by `-crlf`) 300 ms apart and waits until the server closes; returns stdout and
+/// stderr together, stderr first (s_client prints the plaintext part of `-starttls` there, so
+/// the session's replies stay in order at the end).
 /// Bounded by `timeout 20`, so a server that never closes fails the test instead of hanging.
 pub fn s_client(port: u16, args: &[&str], input: &str) -> String {
     use std::io::Write as _;
     let mut child = Command::new("timeout")
         .args(["20", "openssl", "s_client", "-connect"])
         .arg(format!("127.0.0.1:{port}"))
-        .args(["-crlf", "-ign_eof", "-servername", "localhost"])
+        .args([
+            "-crlf",
+            "-ign_eof",
+            "-nocommands",
+            "-servername",
+            "localhost",
+        ])
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("openssl s_client runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // One command at a time, as a client waiting for each reply would send them: a burst
+    // makes Postfix log improper pipelining, and its close after QUIT can then reset the
+    // connection before s_client has printed every reply.
+    let mut stdin = child.stdin.take().unwrap();
+    for line in input.lines() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if stdin.write_all(format!("{line}\n").as_bytes()).is_err() {
+            break;
+        }
+    }
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
     format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     )
 }
 
