@@ -16,7 +16,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             }
             let mut warnings: Vec<String> = Vec::new();
             for l in &snapshot.listeners {
-                for w in l.policy.warnings() {
+                for w in l.policy.warnings().iter().chain(&l.tls_warnings) {
                     let text = format!(
                         "{}:{}: warning: `{}`: {} (fix: {})",
                         w.file, w.line, w.parameter, w.message, w.fix

@@ -38,6 +38,7 @@ fn carried<'a>(params: &'a ParamMap, services: &[MasterService]) -> impl Fn(&str
     move |name: &str| {
         policy::PARAMETERS.contains(&name)
             || settings::PARAMETERS.contains(&name)
+            || crate::config::tls_params::PARAMETERS.contains(&name)
             || classes.iter().any(|c| c == name)
             || user_defined.contains(name)
     }

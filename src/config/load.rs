@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use super::file::{ConfigFile, ListenerFile, PolicyTable, Role, UpstreamKind};
 use super::settings::{self, parse_duration, SmtpdSettings, TlsLevel};
+use super::tls_params;
 use super::{
     DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
     UpstreamSettings, UpstreamTarget,
@@ -209,7 +210,8 @@ fn compile_listener(
         .overlaid(&overrides);
 
     let tls_files = l.tls.as_ref().or(file.tls.as_ref());
-    let default_tls = match (l.role, tls_files.is_some()) {
+    let has_keys = tls_files.is_some() || tls_params::has_keys(&params);
+    let default_tls = match (l.role, has_keys) {
         (Role::Submissions, _) => TlsLevel::Wrapper,
         (Role::Submission, _) => TlsLevel::Encrypt,
         (Role::Smtp, true) => TlsLevel::May,
@@ -219,36 +221,38 @@ fn compile_listener(
     if l.role == Role::Submissions {
         smtpd.tls_level = TlsLevel::Wrapper;
     }
-    let tls = match tls_files {
-        Some(t) => match crate::net::tls::server_config(
-            &source.dir.join(&t.cert),
-            &source.dir.join(&t.key),
-        ) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                errors.push(source.invalid(
-                    l.address.span().start,
-                    format!("listener `{}`: {e}", l.name),
-                ));
-                None
-            }
-        },
-        None => {
-            if smtpd.tls_level != TlsLevel::None {
-                errors.push(source.invalid(
-                    l.address.span().start,
-                    format!("listener `{}` needs TLS (role or smtpd_tls_security_level) but no [tls] cert/key is configured", l.name),
-                ));
-            }
-            None
-        }
+    if smtpd.tls_level != TlsLevel::None && !has_keys {
+        errors.push(source.invalid(
+            l.address.span().start,
+            format!("listener `{}` needs TLS (role or smtpd_tls_security_level) but no [tls] cert/key or smtpd_tls_cert_file is configured", l.name),
+        ));
+    }
+    let mut tls_warnings = Vec::new();
+    let at_listener = |why: String| {
+        source.invalid(
+            l.address.span().start,
+            format!("listener `{}`: {why}", l.name),
+        )
     };
-    let policy = match Policy::compile_in_config(
-        &params,
-        &host_info(),
-        settings::PARAMETERS,
-        user_defined,
-    ) {
+    let tls = if has_keys {
+        tls_params::compile(
+            &params,
+            smtpd.tls_level,
+            tls_files,
+            &source.dir,
+            &at_listener,
+            errors,
+            &mut tls_warnings,
+        )
+    } else {
+        None
+    };
+    let others: Vec<&str> = settings::PARAMETERS
+        .iter()
+        .chain(tls_params::PARAMETERS)
+        .copied()
+        .collect();
+    let policy = match Policy::compile_in_config(&params, &host_info(), &others, user_defined) {
         Ok(p) => Some(p),
         Err(es) => {
             errors.extend(es.into_iter().map(ConfigError::Policy));
@@ -272,7 +276,9 @@ fn compile_listener(
         proxy,
         policy: policy?,
         smtpd,
-        tls,
+        client_certs: tls.as_ref().and_then(|t| t.client_certs.clone()),
+        tls: tls.map(|t| t.config),
+        tls_warnings,
     })
 }
 

@@ -7,6 +7,8 @@ pub mod dialogue;
 pub mod file;
 pub mod load;
 pub mod settings;
+pub mod tls_ciphers;
+pub mod tls_params;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -106,6 +108,10 @@ pub struct ListenerSnapshot {
     pub policy: Policy,
     pub smtpd: SmtpdSettings,
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// smtpd_tls_ask_ccert: how to judge the certificate a client presented.
+    pub client_certs: Option<Arc<crate::net::client_cert::ClientCertCheck>>,
+    /// TLS settings that are valid but not what Postfix would do, for `check-config`.
+    pub tls_warnings: Vec<crate::policy::PolicyWarning>,
 }
 
 impl std::fmt::Debug for ListenerSnapshot {

@@ -112,22 +112,7 @@ impl SmtpdSettings {
         let message_size_limit = number(params, "message_size_limit", 10_240_000, errors);
         let recipient_limit = number(params, "smtpd_recipient_limit", 1000, errors) as usize;
         let smtpd_timeout = duration(params, "smtpd_timeout", Duration::from_secs(300), errors);
-        let tls_level = match params.get("smtpd_tls_security_level") {
-            None => default_tls,
-            Some(v) => match v.value.trim() {
-                "" | "none" => TlsLevel::None,
-                "may" => TlsLevel::May,
-                "encrypt" => TlsLevel::Encrypt,
-                other => {
-                    errors.push(ConfigError::bad_value(
-                        "smtpd_tls_security_level",
-                        v,
-                        format!("`{other}` is not one of none, may, encrypt"),
-                    ));
-                    default_tls
-                }
-            },
-        };
+        let tls_level = super::tls_params::security_level(params, default_tls, errors);
         let bare_newline = match params.get("smtpd_forbid_bare_newline") {
             None => BareNewline::Reject,
             Some(v) => match v.value.trim() {

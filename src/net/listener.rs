@@ -378,7 +378,7 @@ async fn accept_session(
         .await
         {
             Ok(Ok(tls)) => {
-                tls_facts = TlsFacts::of(tls.get_ref().1);
+                tls_facts = TlsFacts::of(tls.get_ref().1, ctx.listener.client_certs.as_deref());
                 Box::new(tls)
             }
             Ok(Err(e)) => {

@@ -4,6 +4,7 @@
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 
 pub mod balance;
+pub mod client_cert;
 pub mod deadline;
 pub mod limit;
 pub mod listener;
@@ -12,3 +13,4 @@ pub mod resolve;
 pub mod shutdown;
 pub mod stream;
 pub mod tls;
+pub mod tls_server;

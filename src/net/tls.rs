@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -41,6 +41,10 @@ pub enum TlsError {
         key: PathBuf,
         source: rustls::Error,
     },
+    /// A chain file breaks Postfix's rules for smtpd_tls_chain_files (each key followed by its
+    /// certificates) or for a cert file holding its key (one key, any place).
+    #[error("{}: cannot load private keys and certificates: {why}", path.display())]
+    Chain { path: PathBuf, why: String },
     /// A CA file certificate could not be parsed as a trust anchor.
     #[error("{}: bad CA certificate: {source}", path.display())]
     BadCaCertificate {
@@ -89,22 +93,15 @@ pub fn server_config_with_versions(
     key_pem: &Path,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsError::ReadKey {
-        path: key_pem.to_owned(),
-        source,
-    })?;
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)
-        .map_err(TlsError::Provider)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|source| TlsError::CertifiedKey {
+    super::tls_server::build(&super::tls_server::ServerTlsSpec {
+        keys: super::tls_server::ServerKeys::Pair {
             cert: cert_chain_pem.to_owned(),
             key: key_pem.to_owned(),
-            source,
-        })?;
-    Ok(Arc::new(config))
+        },
+        versions: versions.to_vec(),
+        suites: super::tls_server::all_suites().to_vec(),
+        client_certs: None,
+    })
 }
 
 /// The client configuration for STARTTLS to the upstream.
@@ -145,7 +142,7 @@ pub fn client_config_with_versions(
     Ok(Arc::new(config))
 }
 
-fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
+pub fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_certificates(path)? {
         roots

@@ -198,6 +198,7 @@ pub enum VoiceKind {
     Sasl,
     Data,
     EndOfData,
+    ClientCert,
 }
 
 impl VoiceKind {
@@ -211,6 +212,7 @@ impl VoiceKind {
             VoiceKind::Sasl => "SASL login name",
             VoiceKind::Data => "Data command",
             VoiceKind::EndOfData => "End-of-data",
+            VoiceKind::ClientCert => "Client certificate",
         }
     }
 }

@@ -294,6 +294,7 @@ pub(crate) fn compile(
     let mut classes: Vec<(Box<str>, Vec<Restriction>)> = Vec::new();
     let mut lists = StageLists::default();
     let policy_defaults = policy_settings(&mut cx);
+    let relay_clientcerts = one_table(&mut cx, &mut open, "relay_clientcerts");
     {
         let mut errors = std::mem::take(&mut cx.errors);
         let mut warnings = std::mem::take(&mut cx.warnings);
@@ -303,6 +304,7 @@ pub(crate) fn compile(
             errors: &mut errors,
             warnings: &mut warnings,
             policy_defaults: &policy_defaults,
+            relay_clientcerts,
         };
         for name in &class_names {
             let Some(pv) = params.get(name) else {

@@ -206,6 +206,13 @@ impl<'p, 'f> Eval<'p, 'f> {
                 .collect(),
             VoiceKind::Data => "DATA".into(),
             VoiceKind::EndOfData => "END-OF-MESSAGE".into(),
+            // smtpd_check.c check_ccert_access names the certificate's CN (peer_CN).
+            VoiceKind::ClientCert => self
+                .facts
+                .session
+                .client_cert
+                .map(|c| c.subject_cn.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -435,6 +442,7 @@ impl<'p, 'f> Eval<'p, 'f> {
             Restriction::Dnsxl(list) => self.dnsxl(r, list),
             Restriction::CheckServer(check) => self.server_access(r, check),
             Restriction::PolicyService(service) => self.policy_service(r, service, voice),
+            Restriction::ClientCert(c) => self.client_cert(r, c),
             Restriction::Class(i) => {
                 let Some((_, list)) = self.p.classes.get(*i as usize) else {
                     return Verdict::Dunno;

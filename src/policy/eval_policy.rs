@@ -184,6 +184,9 @@ fn runtime_list(p: &super::Policy, text: &str) -> Result<Vec<Restriction>, Strin
         errors: &mut errors,
         warnings: &mut warnings,
         policy_defaults: &p.policy_defaults,
+        // Not kept past compilation: permit_tls_clientcerts in a policy server's answer
+        // finds no relay_clientcerts and never matches.
+        relay_clientcerts: None,
     };
     let list = parse_list("policy", text, &Origin::default(), None, &mut cx);
     match errors.into_iter().next() {
@@ -254,15 +257,24 @@ pub(crate) fn request_text(stage: Stage, facts: &Facts<'_>, service: &PolicyServ
     );
     put("sasl_username", &login);
     put("sasl_sender", &s.sasl_sender.unwrap_or(""));
-    // Only a verified client certificate fills these; relayguard asks for none.
-    for name in [
-        "ccert_subject",
-        "ccert_issuer",
+    // smtpd_check.c: the names only for a verified certificate (xtext-encoded), the
+    // fingerprints for any certificate.
+    let cert = s.client_cert.filter(|_| facts.tls);
+    let trusted_cn = |cn: fn(&super::ClientCert) -> &str| {
+        cert.filter(|c| c.verified)
+            .map(|c| crate::smtp::xtext::encode(cn(c).as_bytes()))
+            .unwrap_or_default()
+    };
+    put("ccert_subject", &trusted_cn(|c| &c.subject_cn));
+    put("ccert_issuer", &trusted_cn(|c| &c.issuer_cn));
+    put(
         "ccert_fingerprint",
+        &cert.map_or("", |c| c.fingerprint.as_str()),
+    );
+    put(
         "ccert_pubkey_fingerprint",
-    ] {
-        put(name, &"");
-    }
+        &cert.map_or("", |c| c.pubkey_fingerprint.as_str()),
+    );
     let tls = |v: Option<&str>| v.filter(|_| facts.tls).unwrap_or("").to_string();
     put("encryption_protocol", &tls(s.tls_protocol));
     put("encryption_cipher", &tls(s.tls_cipher));

@@ -88,6 +88,8 @@ pub struct SessionFacts<'a> {
     pub instance: &'a str,
     /// The transaction's accepted recipients (for DATA and END-OF-MESSAGE).
     pub recipients: &'a [String],
+    /// The certificate the client presented in the TLS handshake (smtpd_tls_ask_ccert).
+    pub client_cert: Option<&'a super::ClientCert>,
 }
 
 /// The SMTP stage a decision is for; Postfix's reject log lines name it.

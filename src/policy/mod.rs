@@ -17,6 +17,7 @@ mod dnsxl;
 mod error;
 mod eval;
 mod eval_access;
+mod eval_ccert;
 mod eval_dns;
 mod eval_lists;
 mod eval_policy;
@@ -53,6 +54,7 @@ pub use decision::{
     AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
 };
 pub use error::{Hint, PolicyError, PolicyWarning};
+pub use eval_ccert::ClientCert;
 pub use eval_policy::PREPEND_NOTE;
 pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
@@ -94,6 +96,7 @@ pub const PARAMETERS: &[&str] = &[
     "recipient_delimiter",
     "reject_code",
     "reject_tempfail_action",
+    "relay_clientcerts",
     "relay_domains",
     "relay_domains_reject_code",
     "smtpd_client_event_limit_exceptions",

@@ -110,6 +110,8 @@ pub(crate) enum Restriction {
     CheckServer(Box<ServerCheck>),
     /// check_policy_service: delegation to a policy server.
     PolicyService(Box<PolicyService>),
+    /// permit_tls_clientcerts, permit_tls_all_clientcerts, check_ccert_access.
+    ClientCert(Box<super::eval_ccert::CertRestriction>),
 }
 
 /// Whose name a check_*_{a,mx,ns}_access restriction looks up the servers of.
@@ -346,12 +348,9 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("reject_unverified_sender", false),
     ("reject_multi_recipient_bounce", false),
     ("reject_plaintext_session", false),
-    ("permit_tls_clientcerts", false),
-    ("permit_tls_all_clientcerts", false),
     ("permit_mx_backup", false),
     ("check_relay_domains", false),
     ("permit_naked_ip_address", false),
-    ("check_ccert_access", true),
     ("check_etrn_access", true),
     ("sleep", true),
     ("warn_if_reject_rbl", true),
@@ -379,6 +378,7 @@ impl Restriction {
             Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec),
             Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()),
             Restriction::PolicyService(s) => format!("check_policy_service {}", s.spec),
+            Restriction::ClientCert(c) => c.name(),
             Restriction::Class(i) => classes
                 .get(*i as usize)
                 .map(|c| c.0.to_string())
@@ -401,6 +401,7 @@ impl Restriction {
             | Restriction::PolicyService(_) => true,
             Restriction::Check { table, .. } => table.is_remote(),
             Restriction::WarnIfReject(inner) => inner.waits(),
+            Restriction::ClientCert(c) => c.waits(),
             _ => false,
         }
     }
@@ -448,6 +449,8 @@ pub(crate) struct ListContext<'a, 'o> {
     pub(crate) warnings: &'a mut Vec<PolicyWarning>,
     /// The main.cf smtpd_policy_service_* settings a check_policy_service starts from.
     pub(crate) policy_defaults: &'a PolicySettings,
+    /// relay_clientcerts, for permit_tls_clientcerts.
+    pub(crate) relay_clientcerts: Option<Arc<Table>>,
 }
 
 /// Every name a list may contain, for "did you mean" hints.
@@ -459,6 +462,7 @@ fn all_names<'a>(classes: &'a FxHashMap<String, u32>) -> impl Iterator<Item = &'
         .chain(SERVER_CHECKS.iter().map(|(n, ..)| *n))
         .chain(DnsxlKind::ALL.iter().map(|(n, _)| *n))
         .chain(["warn_if_reject", "check_policy_service"])
+        .chain(super::eval_ccert::NAMES)
         .chain(classes.keys().map(String::as_str))
 }
 
@@ -598,6 +602,9 @@ fn parse_one(
                 None
             }
         };
+    }
+    if let Some(r) = super::eval_ccert::parse(param, &lower, tokens, i, origin, cx) {
+        return r;
     }
     if let Some(&idx) = cx.classes.get(&lower) {
         return Some(Restriction::Class(idx));

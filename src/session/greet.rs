@@ -146,7 +146,8 @@ impl Session {
         let accept = TlsAcceptor::from(config).accept(stream);
         match tokio::time::timeout(self.handshake_timeout(), accept).await {
             Ok(Ok(tls)) => {
-                self.tls_facts = TlsFacts::of(tls.get_ref().1);
+                let check = self.ctx.listener.client_certs.as_deref();
+                self.tls_facts = TlsFacts::of(tls.get_ref().1, check);
                 self.io.set_stream(Box::new(tls));
                 self.tls = true;
                 // RFC 3207 4.2: forget everything learned before TLS, and what the policy

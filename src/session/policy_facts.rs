@@ -3,7 +3,8 @@
 //! and the PREPEND headers policy servers hand back, kept for the message.
 
 use super::Session;
-use crate::policy::{Decision, SessionFacts, PREPEND_NOTE};
+use crate::net::client_cert::ClientCertCheck;
+use crate::policy::{ClientCert, Decision, SessionFacts, PREPEND_NOTE};
 
 /// The MAIL command's SIZE= and AUTH= values and the transaction's `instance`, for a policy
 /// service (Postfix's msg_size, sasl_sender and instance); set at each MAIL.
@@ -40,12 +41,14 @@ pub(super) fn prepends(decision: &Decision) -> impl Iterator<Item = String> + '_
         .map(|n| n.text.clone())
 }
 
-/// The negotiated TLS protocol and cipher, in the words a policy service is told.
-#[derive(Clone, Copy, Debug)]
+/// The negotiated TLS protocol and cipher, in the words a policy service is told, and the
+/// client's certificate when the listener asked for one.
+#[derive(Clone, Debug)]
 pub struct TlsFacts {
     protocol: &'static str,
     cipher: &'static str,
     keysize: u16,
+    client_cert: Option<ClientCert>,
 }
 
 /// The OpenSSL name Postfix would send for a suite rustls negotiated, and its key bits.
@@ -67,7 +70,10 @@ fn openssl_name(suite: tokio_rustls::rustls::CipherSuite) -> (&'static str, u16)
 }
 
 impl TlsFacts {
-    pub fn of(conn: &tokio_rustls::rustls::ServerConnection) -> Option<Self> {
+    pub fn of(
+        conn: &tokio_rustls::rustls::ServerConnection,
+        client_certs: Option<&ClientCertCheck>,
+    ) -> Option<Self> {
         use tokio_rustls::rustls::ProtocolVersion;
         let protocol = match conn.protocol_version()? {
             ProtocolVersion::TLSv1_3 => "TLSv1.3",
@@ -79,6 +85,7 @@ impl TlsFacts {
             protocol,
             cipher,
             keysize,
+            client_cert: client_certs.and_then(|c| c.describe(conn)),
         })
     }
 }
@@ -104,7 +111,7 @@ impl Session {
     /// a sender (Postfix resets them with the transaction).
     pub(super) fn session_facts(&self, in_mail: bool) -> SessionFacts<'_> {
         let mail = (in_mail || self.heard.txn.is_some()).then_some(&self.mail_facts);
-        let tls = self.tls_facts.filter(|_| self.tls);
+        let tls = self.tls_facts.as_ref().filter(|_| self.tls);
         SessionFacts {
             server: Some(self.local),
             sasl_method: self.heard.login.as_ref().map(|l| l.method.as_str()),
@@ -112,6 +119,7 @@ impl Session {
             tls_protocol: tls.map(|t| t.protocol),
             tls_cipher: tls.map(|t| t.cipher),
             tls_keysize: tls.map_or(0, |t| t.keysize),
+            client_cert: tls.and_then(|t| t.client_cert.as_ref()),
             size: mail.map_or(0, |m| m.size),
             queue_id: "",
             instance: mail.map_or("", |m| m.instance.as_str()),

@@ -46,12 +46,10 @@ fn restriction_errors_have_hints() {
         &format!("{BASE}smtpd_relay_restrictions = permit_mynetwork, reject_unauth_destination\n"),
     );
     assert!(e[0].ends_with(":4: `smtpd_relay_restrictions`: unknown restriction `permit_mynetwork` (did you mean `permit_mynetworks`?)"), "{e:?}");
-    let e = errors("restr2", &format!("{BASE}smtpd_recipient_restrictions = check_ccert_access texthash:certs, reject_unauth_destination\n"));
+    let e = errors("restr2", &format!("{BASE}smtpd_recipient_restrictions = check_etrn_access texthash:certs, reject_unauth_destination\n"));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].contains(
-            "`check_ccert_access` is a Postfix restriction relayguard does not implement"
-        ),
+        e[0].contains("`check_etrn_access` is a Postfix restriction relayguard does not implement"),
         "{e:?}"
     );
 }
