@@ -54,11 +54,19 @@ pub use error::{Hint, PolicyError, PolicyWarning};
 pub use eval_policy::PREPEND_NOTE;
 pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
-pub use params::{expand, Origin, ParamMap, ParamValue};
+pub use params::{expand, references, Origin, ParamMap, ParamValue};
 pub use pending::{FactCache, FactRequest, Fetched, Progress};
+pub use restriction::refused_restriction;
 /// Postfix's readllines(), for the edge's readers of Postfix files (SQL/LDAP `.cf`).
 pub(crate) use table::logical_lines;
 pub use table::Table;
+/// Postfix's list splitting (commas and whitespace outside `{...}`), for the importer.
+pub(crate) use text::split_list;
+
+/// Whether Postfix 3.7 knows `name` as a parameter (as opposed to one the admin made up).
+pub fn is_postfix_parameter(name: &str) -> bool {
+    postfix_names::POSTFIX_NAMES.binary_search(&name).is_ok()
+}
 
 use access::Codes;
 use address::{literal_addr, Locality, Rewrite};
