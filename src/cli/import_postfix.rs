@@ -16,6 +16,7 @@ use super::import_classes::{classify, classify_restriction, Class};
 use super::import_master::{self, MasterPlan};
 use super::import_render;
 use super::import_rewrite::rewrite;
+use super::import_tables::TableScan;
 use crate::config::settings;
 use crate::policy::main_cf::{parse_main_cf, parse_master_cf, MasterService};
 use crate::policy::{self, ParamMap, ParamValue};
@@ -67,6 +68,9 @@ pub struct Line {
     /// For a restriction word taken out of a carried list: the word.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restriction: Option<String>,
+    /// For an access-table entry (`name` is the restriction list, `value` the entry): the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 /// A value written into `[policy]` or `[listener.policy]`, with the line it came from.
@@ -99,6 +103,8 @@ pub struct Import {
     pub upstream_port: u16,
     /// Lines to change on the MTA.
     pub mta: Vec<String>,
+    /// Tables whose queued-message entries the MTA applies (`[tables] mta_actions`).
+    pub mta_tables: Vec<String>,
 }
 
 /// TLS files relayguard takes in its own `[tls]` table.
@@ -183,6 +189,27 @@ impl Import {
                 policy: carried_here,
             });
         }
+        let mut scan = TableScan::default();
+        for c in policy.iter().filter(|c| is_list(&c.name)) {
+            let origin = params
+                .get(&c.name)
+                .map(|pv| pv.origin.clone())
+                .unwrap_or_default();
+            scan.add_list(&c.name, &c.value, &origin, params);
+        }
+        for l in &listeners {
+            let overlaid = params.overlaid(&l.plan.overrides);
+            for c in l.policy.iter().filter(|c| is_list(&c.name)) {
+                let origin = l
+                    .plan
+                    .overrides
+                    .get(&c.name)
+                    .map(|pv| pv.origin.clone())
+                    .unwrap_or_default();
+                scan.add_list(&c.name, &c.value, &origin, &overlaid);
+            }
+        }
+        lines.extend(table_lines(&scan));
         let upstream_port = (10025..)
             .find(|p| {
                 !plan.taken_ports.contains(p)
@@ -201,6 +228,7 @@ impl Import {
             left_out: plan.left_out,
             upstream_port,
             mta: Vec::new(),
+            mta_tables: scan.mta_tables,
         };
         import.mta = import_render::mta_changes(&import, params);
         import
@@ -293,6 +321,7 @@ impl<'a> Origin<'a> {
             keep_on_mta: None,
             listener: None,
             restriction: None,
+            table: None,
         }
     }
 
@@ -325,6 +354,26 @@ fn removed_lines(
             line.listener = listener.map(str::to_owned);
             line.keep_on_mta = (class == Class::Upstream).then(|| from.keep(name));
             line
+        })
+        .collect()
+}
+
+/// The queued-message entries of carried tables: left to the MTA, or refused (DISCARD).
+fn table_lines(scan: &TableScan) -> Vec<Line> {
+    let left = scan.left_to_mta.iter().map(|e| (e, Class::Upstream, format!("{} acts on the queued message: relayguard answers DUNNO, as Postfix does, and from now on only the MTA, which keeps this restriction, applies it", e.action)));
+    let refused = scan.refused.iter().map(|e| (e, Class::CannotEnforce, "DISCARD decides (it accepts the recipient and skips every later restriction): relayguard refuses this table until the entry moves to a table only the MTA reads".to_owned()));
+    left.chain(refused)
+        .map(|(e, class, why)| Line {
+            name: e.parameter.clone(),
+            value: format!("{} {}", e.key, e.value),
+            file: e.file.display().to_string(),
+            line: e.line,
+            class,
+            why,
+            keep_on_mta: Some(format!("{} (with {})", e.parameter, e.table)),
+            listener: None,
+            restriction: None,
+            table: Some(e.table.clone()),
         })
         .collect()
 }

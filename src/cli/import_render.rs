@@ -64,6 +64,7 @@ pub fn toml(import: &Import) -> String {
             s.line, s.service, s.why
         );
     }
+    out.push_str(&mta_tables(import));
     let _ = writeln!(
         out,
         "\n[upstream]\n# Your MTA, moved to a private port (see the end of this file).\nkind = \"smtp\"\naddress = \"127.0.0.1:{}\"\nidentity = \"xclient\"",
@@ -74,6 +75,33 @@ pub fn toml(import: &Import) -> String {
         let _ = writeln!(out, "#   {m}");
     }
     out.push_str(&origins(import));
+    out
+}
+
+/// `[tables] mta_actions`, with the entries that from now on act only on the MTA.
+fn mta_tables(import: &Import) -> String {
+    if import.mta_tables.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n[tables]\n# These entries act on the queued message (HOLD, FILTER, REDIRECT, BCC, PREPEND),\n\
+         # which only the MTA has. relayguard answers DUNNO for them, Postfix's own verdict, and\n\
+         # carries the rest of each table; they now act ONLY on the MTA, which must keep the same\n\
+         # restriction with the same table:\n",
+    );
+    for l in import
+        .lines
+        .iter()
+        .filter(|l| l.table.is_some() && l.class == Class::Upstream)
+    {
+        let _ = writeln!(
+            out,
+            "#   {}:{}: {}    ({})",
+            l.file, l.line, l.value, l.name
+        );
+    }
+    let specs: Vec<String> = import.mta_tables.iter().map(|t| quote(t)).collect();
+    let _ = writeln!(out, "mta_actions = [{}]", specs.join(", "));
     out
 }
 
@@ -136,6 +164,7 @@ fn accounts(lines: &[Line]) -> String {
 
 fn describe(l: &Line) -> String {
     let what = match (&l.restriction, &l.listener) {
+        _ if l.table.is_some() => format!("{}: entry `{}`", l.name, l.value),
         (Some(r), _) => format!("{}: {r}", l.name),
         (None, Some(listener)) => format!("-o {}={} (listener {listener})", l.name, l.value),
         (None, None) => format!("{} = {}", l.name, l.value),

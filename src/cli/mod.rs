@@ -7,6 +7,7 @@ mod import_master;
 pub mod import_postfix;
 mod import_render;
 mod import_rewrite;
+mod import_tables;
 pub mod run;
 
 use std::path::PathBuf;

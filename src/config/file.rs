@@ -68,6 +68,11 @@ pub struct TablesFile {
     pub timeout: Option<Spanned<String>>,
     /// How long a found or not-found answer is reused (default 10s; `0s` for never).
     pub cache_ttl: Option<Spanned<String>>,
+    /// Tables, as the policy names them, whose HOLD, FILTER, REDIRECT, BCC and PREPEND entries
+    /// the MTA behind relayguard applies (it keeps the same restriction): relayguard answers
+    /// DUNNO for them, Postfix's own verdict, instead of refusing the table.
+    #[serde(default)]
+    pub mta_actions: Vec<String>,
 }
 
 /// How the client's name is found (Postfix: reverse lookup, then forward confirmation).

@@ -248,6 +248,7 @@ fn compile_listener(
         &host_info(),
         settings::PARAMETERS,
         user_defined,
+        &file.tables.mta_actions,
     ) {
         Ok(p) => Some(p),
         Err(es) => {
