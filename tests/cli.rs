@@ -195,7 +195,7 @@ fn import_postfix_output_passes_check_config() {
         "name = \"submission\"\naddress = \"0.0.0.0:587\"\nrole = \"submission\"",
         "smtpd_relay_restrictions = \"permit_sasl_authenticated,reject\"",
         "name = \"smtps\"\naddress = \"0.0.0.0:465\"\nrole = \"submissions\"",
-        "# not carried over: -o milter_macro_daemon_name=ORIGINATING",
+        "#   -o milter_macro_daemon_name=ORIGINATING    (",
         // Read as part of local_recipient_maps (Postfix's default names $alias_maps).
         "alias_maps = \"hash:/etc/aliases\"",
         "kind = \"smtp\"\naddress = \"127.0.0.1:10025\"\nidentity = \"xclient\"",

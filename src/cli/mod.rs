@@ -2,7 +2,12 @@
 
 pub mod check;
 pub mod check_config;
+mod import_classes;
+mod import_master;
 pub mod import_postfix;
+mod import_render;
+mod import_rewrite;
+mod import_tables;
 pub mod run;
 
 use std::path::PathBuf;
@@ -35,6 +40,9 @@ pub enum Command {
     ImportPostfix {
         main_cf: PathBuf,
         master_cf: Option<PathBuf>,
+        /// Print a JSON account of every line (name, value, file, line, class) instead of TOML.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -44,9 +52,11 @@ pub fn main() -> std::process::ExitCode {
         Command::Run => run::run(&cli.config),
         Command::CheckConfig => check_config::check_config(&cli.config),
         Command::Check(args) => check::check(&cli.config, &args),
-        Command::ImportPostfix { main_cf, master_cf } => {
-            import_postfix::import(&main_cf, master_cf.as_deref())
-        }
+        Command::ImportPostfix {
+            main_cf,
+            master_cf,
+            json,
+        } => import_postfix::import(&main_cf, master_cf.as_deref(), json),
     };
     match result {
         Ok(code) => code,

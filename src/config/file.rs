@@ -29,6 +29,35 @@ pub struct ConfigFile {
     pub dns: DnsFile,
     #[serde(default)]
     pub tables: TablesFile,
+    #[serde(default)]
+    pub import: ImportFile,
+}
+
+/// Where `import-postfix` found each value: `[policy]` names map to their main.cf line,
+/// `[listener.policy]` names (under `listener.NAME`) to their master.cf line. Errors in those
+/// values are then reported at the line the admin wrote, not at the generated file's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    pub main_cf: Option<PathBuf>,
+    pub master_cf: Option<PathBuf>,
+    #[serde(default)]
+    pub policy: BTreeMap<String, usize>,
+    #[serde(default)]
+    pub listener: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl ImportFile {
+    /// The origins for `[policy]` (`listener` None) or one listener's overrides.
+    pub fn lines_for(
+        &self,
+        listener: Option<&str>,
+    ) -> Option<(&std::path::Path, &BTreeMap<String, usize>)> {
+        match listener {
+            None => Some((self.main_cf.as_deref()?, &self.policy)),
+            Some(name) => Some((self.master_cf.as_deref()?, self.listener.get(name)?)),
+        }
+    }
 }
 
 /// How lookups in remote tables (socketmap, tcp) run.
@@ -39,6 +68,11 @@ pub struct TablesFile {
     pub timeout: Option<Spanned<String>>,
     /// How long a found or not-found answer is reused (default 10s; `0s` for never).
     pub cache_ttl: Option<Spanned<String>>,
+    /// Tables, as the policy names them, whose HOLD, FILTER, REDIRECT, BCC and PREPEND entries
+    /// the MTA behind relayguard applies (it keeps the same restriction): relayguard answers
+    /// DUNNO for them, Postfix's own verdict, instead of refusing the table.
+    #[serde(default)]
+    pub mta_actions: Vec<String>,
 }
 
 /// How the client's name is found (Postfix: reverse lookup, then forward confirmation).

@@ -95,13 +95,13 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
         }]
     })?;
     let mut errors = Vec::new();
-    let main_params = source.params(&file.policy);
+    let main_params = source.params(&file.policy, file.import.lines_for(None));
     // Postfix counts a parameter as used when main.cf or any master.cf service refers to it;
     // so does relayguard, across [policy] and every listener's overrides.
     let listener_params: Vec<ParamMap> = file
         .listeners
         .iter()
-        .map(|l| source.params(&l.policy))
+        .map(|l| source.params(&l.policy, file.import.lines_for(Some(&l.name))))
         .collect();
     let user_defined =
         policy::user_defined_parameters(std::iter::once(&main_params).chain(&listener_params));
@@ -204,7 +204,7 @@ fn compile_listener(
             None
         }
     };
-    let overrides = source.params(&l.policy);
+    let overrides = source.params(&l.policy, file.import.lines_for(Some(&l.name)));
     let params = main_params
         .overlaid(&role_defaults(l.role, source, l.address.span().start))
         .overlaid(&overrides);
@@ -252,7 +252,13 @@ fn compile_listener(
         .chain(tls_params::PARAMETERS)
         .copied()
         .collect();
-    let policy = match Policy::compile_in_config(&params, &host_info(), &others, user_defined) {
+    let policy = match Policy::compile_in_config(
+        &params,
+        &host_info(),
+        &others,
+        user_defined,
+        &file.tables.mta_actions,
+    ) {
         Ok(p) => Some(p),
         Err(es) => {
             errors.extend(es.into_iter().map(ConfigError::Policy));
@@ -537,12 +543,23 @@ impl Source<'_> {
     }
 
     /// `[policy]` values as main.cf text: arrays are joined with ", ", booleans become yes/no.
-    fn params(&self, table: &PolicyTable) -> ParamMap {
+    /// A value `imported` names is placed at its main.cf/master.cf line (`[import]`).
+    fn params(
+        &self,
+        table: &PolicyTable,
+        imported: Option<(&Path, &std::collections::BTreeMap<String, usize>)>,
+    ) -> ParamMap {
         let mut map = ParamMap::new();
         for (name, value) in table {
-            let origin = Origin {
-                file: self.file.clone(),
-                line: self.line_of(value.span().start),
+            let origin = match imported.and_then(|(f, lines)| Some((f, *lines.get(name)?))) {
+                Some((file, line)) => Origin {
+                    file: file.to_owned(),
+                    line,
+                },
+                None => Origin {
+                    file: self.file.clone(),
+                    line: self.line_of(value.span().start),
+                },
             };
             map.insert(
                 name.clone(),

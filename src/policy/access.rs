@@ -72,6 +72,12 @@ const MESSAGE_ACTIONS: &[&str] = &[
     "HOLD", "DISCARD", "FILTER", "REDIRECT", "BCC", "PREPEND", "HANGUP",
 ];
 
+/// The message actions whose verdict is DUNNO in Postfix (check_table_result returns
+/// SMTPD_CHECK_DUNNO after noting the action): relayguard can answer exactly as Postfix does and
+/// leave the action to an MTA that holds the same table. DISCARD is not among them: it accepts
+/// the recipient and skips every later restriction, so it decides.
+pub(crate) const MTA_ACTIONS: &[&str] = &["HOLD", "FILTER", "REDIRECT", "BCC", "PREPEND"];
+
 /// Splits a leading `D.D.D ` enhanced code off `text` (Postfix dsn_valid + a following space).
 pub(crate) fn split_dsn(text: &str) -> (Option<Dsn>, &str) {
     // `REJECT 5.7.9` alone is a code with the default text [live].

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::access::{parse_action, Action, Codes};
+use super::access::{parse_action, Action, Codes, MTA_ACTIONS};
 use super::address::Rewrite;
 use super::compile_checks::{check_names, check_references};
 use super::defaults::{default_value, parse_compat, style_networks};
@@ -18,7 +18,7 @@ use super::params::{expand, Origin, ParamMap};
 use super::policy_service::PolicySettings;
 use super::recipient_maps::{Maps, RecipientMaps, UnknownCodes};
 use super::restriction::{parse_list, ListContext, Lookup, Restriction};
-use super::table::Table;
+use super::table::{Entry, Table};
 use super::{HostInfo, Policy, StageLists};
 
 struct Ctx<'a> {
@@ -147,6 +147,7 @@ pub(crate) fn compile(
     host: &HostInfo,
     others: &[&str],
     user_defined: &BTreeSet<String>,
+    mta_action_tables: &[String],
 ) -> Result<Policy, Vec<PolicyError>> {
     let compat = params
         .value("compatibility_level")
@@ -352,7 +353,8 @@ pub(crate) fn compile(
         let tables = access_tables(&lists, &classes);
         let codes_probe = Codes::default();
         for t in &tables {
-            for (value, origin) in t.values() {
+            let mta_actions = mta_action_tables.iter().any(|m| m == t.spec());
+            for Entry { key, value, origin } in t.entries() {
                 if value.contains('$') {
                     continue;
                 }
@@ -378,7 +380,13 @@ pub(crate) fn compile(
                             value_lists.insert(key.into(), parsed);
                         }
                     }
-                    Action::Unsupported(word) => lcx.errors.push(bad(format!("action {word} acts on the queued message, which relayguard (a proxy without a queue) cannot do; put this rule on the upstream MTA"))),
+                    Action::Unsupported(word) if mta_actions && MTA_ACTIONS.contains(&word) => {}
+                    Action::Unsupported(word) => lcx.errors.push(PolicyError::Table {
+                        table: t.spec().into(),
+                        origin: origin.clone(),
+                        why: format!("entry `{key} {value}`: action {word} acts on the queued message, which relayguard (a proxy without a queue) cannot do"),
+                        hint: Hint::text(message_action_hint(word)),
+                    }),
                     Action::Table => lcx.errors.push(bad(format!("value \"{value}\" is a lookup table; do not specify lookup tables inside SMTPD access maps, define a restriction class and specify its name instead"))),
                     Action::Invalid => lcx.errors.push(bad(format!("value \"{value}\" is not an access action (Postfix answers 451 4.3.5 Server configuration error)"))),
                     _ => {}
@@ -428,6 +436,24 @@ pub(crate) fn compile(
                 policy_defaults,
             },
         )
+        .map(|mut p| {
+            p.mta_action_tables = mta_action_tables
+                .iter()
+                .map(|t| t.as_str().into())
+                .collect();
+            p
+        })
+    }
+}
+
+/// How to deploy a table with a message action relayguard refuses.
+fn message_action_hint(word: &str) -> String {
+    if MTA_ACTIONS.contains(&word) {
+        format!("Postfix's verdict for {word} is DUNNO: keep this restriction on the MTA too and list the table in [tables] mta_actions, so that relayguard answers DUNNO and the MTA applies {word}")
+    } else if word == "DISCARD" {
+        "DISCARD decides (it accepts the recipient and skips every later restriction), so relayguard cannot leave it to the MTA: move the entry to a table only the MTA reads".into()
+    } else {
+        "put this rule on the upstream MTA".into()
     }
 }
 
@@ -601,6 +627,7 @@ fn finish(mut cx: Ctx<'_>, parts: FinishParts) -> Result<Policy, Vec<PolicyError
         stages: parts.lists,
         classes: parts.classes,
         value_lists: parts.value_lists,
+        mta_action_tables: Vec::new(),
         codes,
         dns,
         delay_reject: cx.yes("smtpd_delay_reject"),

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::access::{parse_action, printable, Action, VoiceKind};
+use super::access::{parse_action, printable, Action, VoiceKind, MTA_ACTIONS};
 use super::eval::{wrap, Eval, Verdict, MAX_DEPTH};
 use super::lookup::{Answer, Stop};
 use super::pending::{FactAnswer, FactRequest, TableResult};
@@ -306,6 +306,13 @@ impl<'f> Eval<'_, 'f> {
                 let v = self.checks(list, voice);
                 self.depth -= 1;
                 wrap(reason, v)
+            }
+            // The MTA behind relayguard applies it; Postfix's verdict for it is DUNNO.
+            Action::Unsupported(word)
+                if MTA_ACTIONS.contains(&word)
+                    && self.p.mta_action_tables.iter().any(|t| **t == *table) =>
+            {
+                Verdict::Dunno
             }
             Action::Unsupported(_) | Action::Table | Action::Invalid => {
                 let why = format!("unknown smtpd restriction: \"{value}\" (from {table})");

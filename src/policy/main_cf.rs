@@ -2,8 +2,7 @@
 //! `name = value`, master.cf services with their `-o name=value` overrides.
 //!
 //! Values stay as written (`$name` is expanded when the policy is compiled, against the final
-//! map, as Postfix does lazily). Belongs in `src/config/main_cf.rs`; lives here until the lead
-//! wires `config/`.
+//! map, as Postfix does lazily).
 
 use std::path::Path;
 
@@ -116,11 +115,17 @@ pub fn parse_master_cf(text: &str, file: &Path) -> Result<Vec<MasterService>, Ma
         let mut i = 8;
         while i < tokens.len() {
             let t = tokens[i];
+            // Postfix 3.0 lets any argument with whitespace be braced, `-o` with it:
+            // `{ -o name = value with spaces }` is one argument, as is `-o { name = value }`.
+            let t = match t.strip_prefix('{').and_then(|b| b.strip_suffix('}')) {
+                Some(inner) if inner.trim_start().starts_with("-o") => inner.trim(),
+                _ => t,
+            };
             let opt = if t == "-o" {
                 i += 1;
                 tokens.get(i).copied()
             } else {
-                t.strip_prefix("-o")
+                t.strip_prefix("-o").map(str::trim_start)
             };
             if let Some(opt) = opt {
                 let body = opt
@@ -181,7 +186,7 @@ mod tests {
     #[test]
     fn master_cf_overrides() {
         let s = parse_master_cf(
-            "smtp      inet  n       -       y       -       -       smtpd\nsubmission inet n       -       y       -       -       smtpd\n  -o syslog_name=postfix/submission\n  -o { smtpd_relay_restrictions = permit_sasl_authenticated, reject }\n",
+            "smtp      inet  n       -       y       -       -       smtpd\nsubmission inet n       -       y       -       -       smtpd\n  -o syslog_name=postfix/submission\n  -o { smtpd_relay_restrictions = permit_sasl_authenticated, reject }\n  { -o smtpd_sender_restrictions = reject_non_fqdn_sender, permit }\n  -osmtpd_client_restrictions=$mua_client\n",
             Path::new("/etc/postfix/master.cf"),
         )
         .unwrap();
@@ -190,6 +195,14 @@ mod tests {
         assert_eq!(
             s[1].overrides.value("smtpd_relay_restrictions"),
             Some("permit_sasl_authenticated, reject")
+        );
+        assert_eq!(
+            s[1].overrides.value("smtpd_sender_restrictions"),
+            Some("reject_non_fqdn_sender, permit")
+        );
+        assert_eq!(
+            s[1].overrides.value("smtpd_client_restrictions"),
+            Some("$mua_client")
         );
         assert_eq!(
             s[1].overrides.value("syslog_name"),

@@ -58,12 +58,19 @@ pub use eval_ccert::ClientCert;
 pub use eval_policy::PREPEND_NOTE;
 pub use facts::{Client, Facts, HostInfo, NameStatus, SessionFacts, Stage};
 pub use netlist::{ListMatch, NetList};
-pub use params::{expand, Origin, ParamMap, ParamValue};
+pub use params::{expand, references, Origin, ParamMap, ParamValue};
 pub use pending::{FactCache, FactRequest, Fetched, Progress};
+pub use restriction::refused_restriction;
 /// Postfix's readllines(), for the edge's readers of Postfix files (SQL/LDAP `.cf`).
 pub(crate) use table::logical_lines;
 pub use table::Table;
+/// Postfix's list splitting (commas and whitespace outside `{...}`), for the importer.
 pub(crate) use text::split_list;
+
+/// Whether Postfix 3.7 knows `name` as a parameter (as opposed to one the admin made up).
+pub fn is_postfix_parameter(name: &str) -> bool {
+    postfix_names::POSTFIX_NAMES.binary_search(&name).is_ok()
+}
 
 use access::Codes;
 use address::{literal_addr, Locality, Rewrite};
@@ -204,6 +211,8 @@ pub struct Policy {
     pub(crate) stages: StageLists,
     pub(crate) classes: Vec<(Box<str>, Vec<Restriction>)>,
     pub(crate) value_lists: FxHashMap<Box<str>, Vec<Restriction>>,
+    /// Tables whose HOLD/FILTER/REDIRECT/BCC/PREPEND entries the MTA applies: DUNNO here.
+    pub(crate) mta_action_tables: Vec<Box<str>>,
     pub(crate) codes: Codes,
     pub(crate) dns: eval_dns::DnsRules,
     pub(crate) delay_reject: bool,
@@ -254,7 +263,7 @@ impl Policy {
     /// Compiles the parameters once at load, for a loopback-only host ([`HostInfo::loopback`]).
     /// Every problem is returned, not only the first.
     pub fn compile(params: &ParamMap) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, &HostInfo::loopback(), &[], &BTreeSet::new())
+        compile::compile(params, &HostInfo::loopback(), &[], &BTreeSet::new(), &[])
     }
 
     /// Compiles with the real host's interfaces and name (for `mynetworks_style`,
@@ -263,7 +272,7 @@ impl Policy {
         params: &ParamMap,
         host: &HostInfo,
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host, &[], &BTreeSet::new())
+        compile::compile(params, host, &[], &BTreeSet::new(), &[])
     }
 
     /// Like [`Policy::compile_for_host`]; `other_parameters` are names implemented elsewhere in
@@ -273,20 +282,30 @@ impl Policy {
         host: &HostInfo,
         other_parameters: &[&str],
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host, other_parameters, &BTreeSet::new())
+        compile::compile(params, host, other_parameters, &BTreeSet::new(), &[])
     }
 
     /// Like [`Policy::compile_with`], for one listener of a configuration with several:
     /// `user_defined` are the admin's own parameter names that any part of the configuration
     /// refers to ([`user_defined_parameters`]), so that a name set in `[policy]` and used only
-    /// by another listener's overrides is not taken for a typo here.
+    /// by another listener's overrides is not taken for a typo here. `mta_action_tables` are
+    /// the tables (as written) whose HOLD, FILTER, REDIRECT, BCC and PREPEND entries the MTA
+    /// behind relayguard applies: they are read as DUNNO, Postfix's own verdict for them,
+    /// instead of being refused.
     pub fn compile_in_config(
         params: &ParamMap,
         host: &HostInfo,
         other_parameters: &[&str],
         user_defined: &BTreeSet<String>,
+        mta_action_tables: &[String],
     ) -> Result<Policy, Vec<PolicyError>> {
-        compile::compile(params, host, other_parameters, user_defined)
+        compile::compile(
+            params,
+            host,
+            other_parameters,
+            user_defined,
+            mta_action_tables,
+        )
     }
 
     /// Settings that are valid but surely not what the admin meant, for `check-config`.

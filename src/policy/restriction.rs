@@ -359,6 +359,16 @@ const NOT_IMPLEMENTED: &[(&str, bool)] = &[
     ("reject_sender_login_mismatch_for_known", false),
 ];
 
+/// For a restriction word Postfix knows and relayguard refuses: whether Postfix reads the next
+/// word as its argument. `None` for every other word (implemented, a class, or unknown).
+pub fn refused_restriction(word: &str) -> Option<bool> {
+    let lower = word.to_ascii_lowercase();
+    NOT_IMPLEMENTED
+        .iter()
+        .find(|(n, _)| *n == lower)
+        .map(|&(_, takes_argument)| takes_argument)
+}
+
 impl Restriction {
     /// The name as written in Postfix lists, for reasons.
     pub(crate) fn name(&self, classes: &[(Box<str>, Vec<Restriction>)]) -> String {

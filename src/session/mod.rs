@@ -407,12 +407,7 @@ impl Session {
     }
 
     /// Runs an admitted command, or refuses it by the dialogue's rules.
-    async fn run_command(
-        &mut self,
-        command: Command<'_>,
-        line: &[u8],
-        verb: &'static str,
-    ) -> Step {
+    async fn run_command(&mut self, command: Command<'_>, line: &[u8], verb: &'static str) -> Step {
         if let Some(reply) = self.bdat_state_refusal(&command) {
             self.io.reply(&reply);
             self.counts.record(verb, false);

@@ -7,9 +7,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::{file_error, logical_lines, values_with_origin};
+use super::{entries_with_origin, file_error, logical_lines, Entry};
 use crate::policy::error::PolicyError;
-use crate::policy::params::Origin;
 use crate::policy::prefix::{covers, parse_net, PrefixIndex};
 
 #[derive(Debug)]
@@ -38,6 +37,8 @@ pub(crate) struct CidrTable {
     /// Rules the index cannot answer, with their position in the file order.
     ordered: Vec<(u32, Rule)>,
     values: Vec<(Box<str>, usize)>,
+    /// The network of each value as written, for check-config's messages.
+    keys: Vec<Box<str>>,
     file: Box<Path>,
 }
 
@@ -85,6 +86,7 @@ impl CidrTable {
             index: PrefixIndex::default(),
             ordered: Vec::new(),
             values: Vec::new(),
+            keys: Vec::new(),
             file: path.into(),
         };
         // Stack of open `if` blocks: (net, negated, rules, position).
@@ -119,6 +121,7 @@ impl CidrTable {
                 let net = parse_cidr(pat).map_err(err)?;
                 // Reserve a position so ordering against indexed rules stays right.
                 t.values.push(("".into(), line));
+                t.keys.push("".into());
                 stack.push((net, neg, Vec::new(), pos));
                 continue;
             }
@@ -133,6 +136,7 @@ impl CidrTable {
             };
             let net = parse_cidr(pat).map_err(err)?;
             t.values.push((rest.into(), line));
+            t.keys.push(word.into());
             match (stack.last_mut(), neg) {
                 (Some(block), false) => block.2.push((pos, Rule::Plain { net, value: pos })),
                 (Some(block), true) => block.2.push((pos, Rule::Negated { net, value: pos })),
@@ -151,9 +155,14 @@ impl CidrTable {
         Ok(t)
     }
 
-    pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        let values = self.values.iter().filter(|(v, _)| !v.is_empty());
-        values_with_origin(Some(&self.file), values.map(|(v, line)| (&**v, *line)))
+    pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
+        let entries = self
+            .keys
+            .iter()
+            .zip(&self.values)
+            .filter(|(_, (v, _))| !v.is_empty())
+            .map(|(k, (v, line))| (&**k, &**v, *line));
+        entries_with_origin(Some(&self.file), entries)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
-use super::{logical_lines, values_with_origin};
+use super::{entries_with_origin, logical_lines, Entry};
 use crate::policy::error::{Hint, PolicyError, PolicyWarning};
 use crate::policy::params::Origin;
 
@@ -87,11 +87,11 @@ impl HashTable {
         Ok(t)
     }
 
-    pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        let values = self.map.values().map(|(v, line)| (&**v, *line));
-        let mut v = values_with_origin(self.file.as_deref(), values);
-        v.sort_by_key(|(_, o)| o.line);
-        v
+    pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
+        let entries = self.map.iter().map(|(k, (v, line))| (&**k, &**v, *line));
+        let mut e = entries_with_origin(self.file.as_deref(), entries);
+        e.sort_by_key(|e| e.origin.line);
+        e
     }
 }
 

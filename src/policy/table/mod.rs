@@ -261,22 +261,43 @@ impl Table {
     /// Every value the table can return, with where it was written, for checks at load.
     /// Values that substitute `$N` are included as written.
     pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        let mut values = match &self.kind {
-            Kind::Hash(h) => h.values(),
-            Kind::Static(v) => vec![(&**v, Origin::default())],
-            Kind::Cidr(c) => c.values(),
-            Kind::Regexp(r) => r.values(),
-            Kind::Pcre(p) => p.values(),
+        self.entries()
+            .into_iter()
+            .map(|e| (e.value, e.origin))
+            .collect()
+    }
+
+    /// Every entry of an in-memory table: its key (a cidr network or a regexp pattern as
+    /// written; empty for `static:`), value and line, in file order. Nothing for a remote table.
+    pub fn entries(&self) -> Vec<Entry<'_>> {
+        let mut entries = match &self.kind {
+            Kind::Hash(h) => h.entries(),
+            Kind::Static(v) => vec![Entry {
+                key: "",
+                value: v,
+                origin: Origin::default(),
+            }],
+            Kind::Cidr(c) => c.entries(),
+            Kind::Regexp(r) => r.entries(),
+            Kind::Pcre(p) => p.entries(),
             // Known only at lookup time.
             Kind::Remote(_) => Vec::new(),
         };
         if let Some(at) = &self.inline_at {
-            for (_, origin) in &mut values {
-                *origin = at.clone();
+            for e in &mut entries {
+                e.origin = at.clone();
             }
         }
-        values
+        entries
     }
+}
+
+/// One `key value` entry of a table, with where it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub origin: Origin,
 }
 
 /// A table file that cannot be read as written: `table` names it as the error shows it, `line`
@@ -293,21 +314,20 @@ pub(crate) fn file_error(table: String, path: &Path, line: usize, why: String) -
     }
 }
 
-/// Each value of a table with the file and line it came from, for check-config.
-pub(crate) fn values_with_origin<'a>(
+/// Each entry of a table with the file and line it came from, for check-config.
+pub(crate) fn entries_with_origin<'a>(
     file: Option<&Path>,
-    values: impl Iterator<Item = (&'a str, usize)>,
-) -> Vec<(&'a str, Origin)> {
+    entries: impl Iterator<Item = (&'a str, &'a str, usize)>,
+) -> Vec<Entry<'a>> {
     let file = file.map(Path::to_path_buf).unwrap_or_default();
-    values
-        .map(|(v, line)| {
-            (
-                v,
-                Origin {
-                    file: file.clone(),
-                    line,
-                },
-            )
+    entries
+        .map(|(key, value, line)| Entry {
+            key,
+            value,
+            origin: Origin {
+                file: file.clone(),
+                line,
+            },
         })
         .collect()
 }

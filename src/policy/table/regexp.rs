@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use super::{expand_captures, file_error, logical_lines, split_pattern, values_with_origin};
+use super::{
+    entries_with_origin, expand_captures, file_error, logical_lines, split_pattern, Entry,
+};
 use crate::policy::error::PolicyError;
-use crate::policy::params::Origin;
 
 /// One rule in file order; `pattern` indexes the compiled patterns.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ enum Rule {
 struct Rules {
     rules: Vec<Rule>,
     values: Vec<(Box<str>, usize)>,
+    /// The pattern of each value as written (`/re/flags`, `!` included), for messages.
+    keys: Vec<Box<str>>,
     file: Option<Box<Path>>,
 }
 
@@ -95,6 +98,10 @@ impl Rules {
                     return Err(err(format!("missing value after pattern in \"{content}\"")));
                 }
                 r.values.push((value.into(), line));
+                let key = content
+                    .get(..content.len() - value.len())
+                    .unwrap_or(content);
+                r.keys.push(key.trim().into());
                 r.rules.push(Rule::Match {
                     pattern,
                     negated,
@@ -145,9 +152,13 @@ impl Rules {
         None
     }
 
-    fn values(&self) -> Vec<(&str, Origin)> {
-        let values = self.values.iter().map(|(v, line)| (&**v, *line));
-        values_with_origin(self.file.as_deref(), values)
+    fn entries(&self) -> Vec<Entry<'_>> {
+        let entries = self
+            .keys
+            .iter()
+            .zip(&self.values)
+            .map(|(k, (v, line))| (&**k, &**v, *line));
+        entries_with_origin(self.file.as_deref(), entries)
     }
 }
 
@@ -206,8 +217,8 @@ impl RegexpTable {
         })))
     }
 
-    pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        self.rules.values()
+    pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
+        self.rules.entries()
     }
 }
 
@@ -283,8 +294,8 @@ impl PcreTable {
         })))
     }
 
-    pub(crate) fn values(&self) -> Vec<(&str, Origin)> {
-        self.rules.values()
+    pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
+        self.rules.entries()
     }
 }
 

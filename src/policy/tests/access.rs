@@ -590,3 +590,64 @@ fn check_sasl_access_looks_up_the_login() {
         }]
     );
 }
+
+/// Issue 12: a queued-message action is refused naming its entry (key, action, file:line);
+/// listed in the MTA-action tables, HOLD is DUNNO as in Postfix (the hit ends that table, the
+/// next restriction decides) while the table's other entries decide as usual, and DISCARD,
+/// which decides, stays refused.
+#[test]
+fn message_actions_left_to_the_mta() {
+    let dir = scratch("mtaactions");
+    std::fs::write(
+        dir.join("access"),
+        "held@t.test HOLD quarantine\nbad@t.test REJECT no\nt.test REJECT domain\n",
+    )
+    .unwrap();
+    let spec = format!("texthash:{}/access", dir.display());
+    let main = format!("{BASE}smtpd_recipient_restrictions = check_recipient_access {spec}, check_recipient_access inline:{{{{held@t.test=REJECT second}}}}\n");
+    let map = parse_main_cf(&main, &dir.join("main.cf")).unwrap();
+    let errors: Vec<String> = Policy::compile(&map)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        [format!("{}/access:1: table `{spec}`: entry `held@t.test HOLD quarantine`: action HOLD acts on the queued message, which relayguard (a proxy without a queue) cannot do (Postfix's verdict for HOLD is DUNNO: keep this restriction on the MTA too and list the table in [tables] mta_actions, so that relayguard answers DUNNO and the MTA applies HOLD)", dir.display())]
+    );
+    let host = HostInfo::loopback();
+    let p = Policy::compile_in_config(
+        &map,
+        &host,
+        &[],
+        &Default::default(),
+        std::slice::from_ref(&spec),
+    )
+    .unwrap();
+    let c = who("192.0.2.9");
+    assert_eq!(
+        rcpt(&p, &c, "held@t.test"),
+        "554 5.7.1 <held@t.test>: Recipient address rejected: second"
+    );
+    assert_eq!(
+        rcpt(&p, &c, "bad@t.test"),
+        "554 5.7.1 <bad@t.test>: Recipient address rejected: no"
+    );
+    assert_eq!(
+        rcpt(&p, &c, "other@t.test"),
+        "554 5.7.1 <other@t.test>: Recipient address rejected: domain"
+    );
+    std::fs::write(dir.join("access"), "gone@t.test DISCARD\n").unwrap();
+    let errors: Vec<String> =
+        Policy::compile_in_config(&map, &host, &[], &Default::default(), &[spec])
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("entry `gone@t.test DISCARD`: action DISCARD")
+            && errors[0].contains("DISCARD decides"),
+        "{errors:?}"
+    );
+}
