@@ -294,16 +294,14 @@ mod tests {
     #[test]
     fn warns_loudly_and_expands_what_is_not_carried() {
         let text = import(
-            "mydestination = local.test\nsmtpd_client_restrictions = check_client_access inline:{192.0.2.9=REJECT}, permit_tls_clientcerts\nsmtpd_helo_restrictions = check_helo_access texthash:${config_directory}/helo\n",
+            "mydestination = local.test\nsmtpd_client_restrictions = check_client_access inline:{192.0.2.9=REJECT}, permit_mx_backup\nsmtpd_helo_restrictions = check_helo_access texthash:${config_directory}/helo\n",
             "",
         );
         let warning = text
             .find("# WARNING: Postfix enforces these at the front")
             .unwrap();
         let item = text
-            .find(
-                "#   smtpd_client_restrictions: permit_tls_clientcerts    (/etc/postfix/main.cf:2:",
-            )
+            .find("#   smtpd_client_restrictions: permit_mx_backup    (/etc/postfix/main.cf:2:")
             .unwrap();
         assert!(
             warning < item && item < text.find("[policy]").unwrap(),

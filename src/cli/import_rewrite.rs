@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn refused_words_leave_the_list() {
         let r = rewrite(
-            "permit_mynetworks, reject_unverified_recipient, check_ccert_access texthash:/x reject_unauth_destination",
+            "permit_mynetworks, reject_unverified_recipient, check_etrn_access texthash:/x reject_unauth_destination",
             true,
             &carried,
             &main(),
@@ -218,7 +218,7 @@ mod tests {
                     word: "reject_unverified_recipient".into()
                 },
                 Removed {
-                    word: "check_ccert_access texthash:/x".into()
+                    word: "check_etrn_access texthash:/x".into()
                 }
             ]
         );
