@@ -128,3 +128,63 @@ fn client_certificate_restrictions_match_postfix() {
         assert_eq!(ours, theirs, "{who}, {sender}");
     }
 }
+
+/// smtpd_tls_req_ccert at level encrypt: no verified certificate, no session; relayguard
+/// and Postfix answer the first command inside TLS alike.
+#[test]
+fn required_certificate_matches_postfix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let alice = ClientCert::generate(dir.path(), "alice");
+    let bob = ClientCert::generate(dir.path(), "bob");
+    let ca = path(&alice.ca);
+    let params = [
+        ("smtpd_tls_security_level", "encrypt"),
+        ("smtpd_tls_req_ccert", "yes"),
+        ("smtpd_tls_CAfile", ca.as_str()),
+    ];
+    let rg = Relayguard::builder()
+        .policy("myhostname", "mx.relayguard.test")
+        .policy("mydestination", "local.test")
+        .listener_with("smtp", Role::Smtp, &params)
+        .upstream_maildir()
+        .start();
+    let mut pf = Postfix::builder();
+    for (n, v) in params {
+        pf = pf.param(n, v);
+    }
+    let pf = pf.start();
+    let cases = [
+        (
+            None,
+            "421 4.7.1 mx.relayguard.test Error: No client certificate presented",
+        ),
+        (
+            Some(&bob),
+            "421 4.7.1 mx.relayguard.test Error: Client certificate not trusted",
+        ),
+        (Some(&alice), "250 2.1.0 Ok"),
+    ];
+    for (cert, expected) in cases {
+        let first_reply = |port: u16| {
+            let (c, k) = cert.map_or((String::new(), String::new()), |c: &ClientCert| {
+                (path(&c.cert), path(&c.key))
+            });
+            let mut args = vec!["-starttls", "smtp"];
+            if cert.is_some() {
+                args.extend(["-cert", &c, "-key", &k]);
+            }
+            let text = s_client(port, &args, "MAIL FROM:<a@sender.example>\nQUIT\n");
+            let replies = smtp_replies(&text);
+            // The MAIL reply, or the refusal in its place (s_client prints the plaintext
+            // EHLO and STARTTLS replies only partly, on stderr).
+            let reply = replies
+                .iter()
+                .find(|r| r.starts_with("421 ") || r.starts_with("250 2.1.0"));
+            reply.map(|r| r.to_string()).unwrap_or_else(|| text.clone())
+        };
+        let theirs = first_reply(pf.port_xclient());
+        assert_eq!(theirs, expected, "Postfix");
+        assert_eq!(first_reply(rg.port("smtp")), theirs);
+    }
+}

@@ -134,7 +134,9 @@ impl Import {
         let is_carried = |name: &str| {
             policy::PARAMETERS.contains(&name)
                 || settings::PARAMETERS.contains(&name)
-                || crate::config::tls_params::PARAMETERS.contains(&name)
+                // The key files go to the [tls] table (TLS_FILES), not the policy.
+                || (crate::config::tls_params::PARAMETERS.contains(&name)
+                    && !TLS_FILES.contains(&name))
                 || classes.iter().any(|c| c == name)
                 || user_defined.contains(name)
         };

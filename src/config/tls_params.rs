@@ -34,6 +34,7 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_mandatory_exclude_ciphers",
     "smtpd_tls_mandatory_protocols",
     "smtpd_tls_protocols",
+    "smtpd_tls_req_ccert",
     "smtpd_tls_wrappermode",
     "smtpd_use_tls",
 ];
@@ -246,7 +247,18 @@ pub fn compile(
         }
         return None;
     }
-    let client_certs = client_certs(params, dir, errors)?;
+    let required = yes(params, "smtpd_tls_req_ccert", errors);
+    if required && !enforce {
+        if let Some(v) = params.get("smtpd_tls_req_ccert") {
+            warn(
+                "smtpd_tls_req_ccert",
+                &v.origin,
+                "Can't require client certs unless TLS is required".into(),
+                "smtpd_tls_security_level = encrypt",
+            );
+        }
+    }
+    let client_certs = client_certs(params, dir, required && enforce, errors)?;
     let keys = keys(params, pair, dir, &mut warn)?;
     let key_param = ["smtpd_tls_chain_files", "smtpd_tls_cert_file"]
         .into_iter()
@@ -315,10 +327,12 @@ fn keys(
     })
 }
 
-/// smtpd_tls_ask_ccert: the CA names of smtpd_tls_CAfile and the fingerprint digest.
+/// smtpd_tls_ask_ccert (implied by a `required` certificate): the CA names of
+/// smtpd_tls_CAfile and the fingerprint digest.
 fn client_certs(
     params: &ParamMap,
     dir: &Path,
+    required: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Option<Arc<ClientCertCheck>>> {
     let digest = match params.get("smtpd_tls_fingerprint_digest") {
@@ -338,7 +352,7 @@ fn client_certs(
             }
         },
     };
-    if !yes(params, "smtpd_tls_ask_ccert", errors) {
+    if !yes(params, "smtpd_tls_ask_ccert", errors) && !required {
         return Some(None);
     }
     let roots = match set(params, "smtpd_tls_CAfile") {
@@ -351,7 +365,7 @@ fn client_certs(
             }
         },
     };
-    match ClientCertCheck::new(roots, digest) {
+    match ClientCertCheck::new(roots, digest, required) {
         Ok(check) => Some(Some(Arc::new(check))),
         Err(e) => {
             let v = params

@@ -63,12 +63,15 @@ pub struct ClientCertCheck {
     /// certificate can verify (Postfix's "untrusted").
     trusted: Option<Arc<dyn ClientCertVerifier>>,
     digest: Digest,
+    /// smtpd_tls_req_ccert at level encrypt: a session without a verified certificate ends.
+    required: bool,
 }
 
 impl ClientCertCheck {
     pub fn new(
         roots: Option<RootCertStore>,
         digest: Digest,
+        required: bool,
     ) -> Result<ClientCertCheck, rustls::server::VerifierBuilderError> {
         let trusted = match roots.filter(|r| !r.is_empty()) {
             Some(roots) => Some(
@@ -80,7 +83,11 @@ impl ClientCertCheck {
             ),
             None => None,
         };
-        Ok(ClientCertCheck { trusted, digest })
+        Ok(ClientCertCheck {
+            trusted,
+            digest,
+            required,
+        })
     }
 
     /// The verifier the handshake uses: it offers the CA names and accepts any certificate,
@@ -94,6 +101,17 @@ impl ClientCertCheck {
                 .unwrap_or_default(),
             algorithms: crypto::ring::default_provider().signature_verification_algorithms,
         })
+    }
+
+    /// smtpd.c's refusal when a verified certificate is required and `cert` is not one:
+    /// the text after `421 4.7.1 <myhostname> Error: `.
+    pub fn refusal(&self, cert: Option<&ClientCert>) -> Option<&'static str> {
+        match cert {
+            _ if !self.required => None,
+            None => Some("No client certificate presented"),
+            Some(c) if !c.verified => Some("Client certificate not trusted"),
+            Some(_) => None,
+        }
     }
 
     /// The certificate the client presented on `conn`, described; `None` when it sent none.

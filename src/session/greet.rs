@@ -13,6 +13,10 @@ use crate::smtp::{replies, Reply};
 impl Session {
     /// Runs the connect stage and writes the 220. `Some` ends the session at once.
     pub(super) async fn greet(&mut self) -> Option<SessionEnd> {
+        // Implicit TLS: the certificate is known before the greeting, which it replaces.
+        if let Some(why) = self.certificate_refusal().filter(|_| self.tls) {
+            return Some(self.refuse_certificate(why).await);
+        }
         // A client that speaks before the greeting is pipelining improperly (smtpd.c checks
         // before anything else; never on an implicit-TLS connection, whose first bytes are
         // the handshake's).
@@ -129,6 +133,29 @@ impl Session {
         caps.advertise(&offer)
     }
 
+    /// smtpd_tls_req_ccert at level encrypt: why a session without a verified client
+    /// certificate cannot go on; asked only once the session is encrypted.
+    fn certificate_refusal(&self) -> Option<&'static str> {
+        let cert = self.tls_facts.as_ref().and_then(TlsFacts::client_cert);
+        let check = self.ctx.listener.client_certs.as_ref()?;
+        check.refusal(cert)
+    }
+
+    /// smtpd.c's answer to a client without the certificate it must have: 421 and close.
+    async fn refuse_certificate(&mut self, why: &str) -> SessionEnd {
+        self.log.info(format_args!(
+            "NOQUEUE: abort: TLS from {}: {why}",
+            self.log.client()
+        ));
+        let host = &self.ctx.listener.smtpd.myhostname;
+        self.io
+            .reply(&Reply::new(421, (4, 7, 1), format!("{host} Error: {why}")));
+        let _ = self.io.flush().await;
+        SessionEnd::Closed {
+            reason: why.to_owned(),
+        }
+    }
+
     pub(super) async fn starttls(&mut self) -> Step {
         // Admitted by the phase rules: not yet TLS, and the listener has it.
         let Some(config) = self.ctx.listener.tls.clone() else {
@@ -149,6 +176,13 @@ impl Session {
                 let check = self.ctx.listener.client_certs.as_deref();
                 self.tls_facts = TlsFacts::of(tls.get_ref().1, check);
                 self.io.set_stream(Box::new(tls));
+                if let Some(why) = self.certificate_refusal() {
+                    // smtpd.c reads the client's first command inside TLS before refusing.
+                    let deadline =
+                        tokio::time::Instant::now() + self.ctx.listener.smtpd.smtpd_timeout;
+                    let _ = self.io.fill_command(deadline).await;
+                    return Step::End(self.refuse_certificate(why).await);
+                }
                 self.tls = true;
                 // RFC 3207 4.2: forget everything learned before TLS, and what the policy
                 // armed on the HELO. A connect-stage reject and the improper-pipelining flag

@@ -70,6 +70,11 @@ fn openssl_name(suite: tokio_rustls::rustls::CipherSuite) -> (&'static str, u16)
 }
 
 impl TlsFacts {
+    /// The client's certificate, when the listener asked for one and it sent one.
+    pub fn client_cert(&self) -> Option<&ClientCert> {
+        self.client_cert.as_ref()
+    }
+
     pub fn of(
         conn: &tokio_rustls::rustls::ServerConnection,
         client_certs: Option<&ClientCertCheck>,
