@@ -474,11 +474,16 @@ async fn access_table_with_hold_entries() {
     assert!(line.contains("hold: RCPT from "), "{line}");
 }
 
-/// A bad value in an imported config is reported at the main.cf line it came from.
+/// A bad value in an imported config is reported at the main.cf or master.cf line it came
+/// from, a `-o` at its own line.
 #[test]
 fn load_errors_name_the_main_cf_line() {
     let main = format!("{MAIN_BASE}smtpd_delay_reject = maybe\n");
-    let imp = import(&main, "smtp inet n - y - - smtpd\n", &[]);
+    let imp = import(
+        &main,
+        "smtp inet n - y - - smtpd\n  -o syslog_name=postfix/smtp\n  -o smtpd_helo_required=perhaps\n",
+        &[],
+    );
     let path = imp.path("imported.toml");
     let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
     let text = imp
@@ -497,11 +502,19 @@ fn load_errors_name_the_main_cf_line() {
         &["check-config", "--config", path.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(2));
+    let mut lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    lines.sort();
     assert_eq!(
-        stdout(&out),
-        format!(
-            "{}:17: bad value for `smtpd_delay_reject`: \"maybe\" is not yes or no\n",
-            imp.path("main.cf").display()
-        )
+        lines,
+        [
+            format!(
+                "{}:17: bad value for `smtpd_delay_reject`: \"maybe\" is not yes or no",
+                imp.path("main.cf").display()
+            ),
+            format!(
+                "{}:3: bad value for `smtpd_helo_required`: `perhaps` is not yes or no",
+                imp.path("master.cf").display()
+            ),
+        ]
     );
 }

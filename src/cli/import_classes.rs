@@ -70,6 +70,10 @@ const PARAMETERS: &[(Pattern, Class, &str)] = &[
     (Exact("smtpd_sasl_response_limit"), Upstream, "the MTA reads the AUTH exchange"),
     (Exact("smtpd_tls_received_header"), Upstream, "the MTA writes the Received: header"),
     (Exact("smtpd_etrn_restrictions"), Upstream, "ETRN is a queue command, which the MTA answers"),
+    (Exact("smtpd_authorized_xclient_hosts"), Upstream, "whom the MTA lets name the client: relayguard, once it fronts the MTA"),
+    (Exact("smtpd_authorized_xforward_hosts"), Upstream, "whom the MTA lets forward client facts"),
+    (Exact("smtpd_authorized_verp_clients"), Upstream, "VERP is the MTA's delivery business"),
+    (Exact("smtpd_expansion_filter"), Upstream, "the MTA's filter for values it expands"),
     (Exact("smtpd_log_access_permit_actions"), Upstream, "logging of the MTA's own decisions"),
     // --- Decided at the front, and relayguard cannot. ---
     (Exact("smtpd_tls_protocols"), CannotEnforce, "which TLS versions clients may use is decided in the handshake relayguard makes"),
@@ -110,6 +114,9 @@ const PARAMETERS: &[(Pattern, Class, &str)] = &[
     (Prefix("postscreen_"), NotFrontProxy, "postscreen housekeeping; postscreen is not carried yet (abuse control is a later issue)"),
     // Any other smtpd setting shapes the dialogue relayguard now holds.
     (Exact("smtpd_upstream_proxy_timeout"), NotFrontProxy, "relayguard's [limits] handshake_timeout bounds the PROXY header"),
+    (Exact("smtpd_starttls_timeout"), NotFrontProxy, "relayguard's [limits] handshake_timeout bounds the TLS handshake"),
+    (Exact("smtpd_per_record_deadline"), NotFrontProxy, "relayguard's own timeouts (smtpd_timeout, [limits]) bound each read"),
+    (Exact("smtpd_peername_lookup"), NotFrontProxy, "relayguard's [dns] lookups decides whether client names are looked up"),
     (Prefix("smtpd_tls_"), NotFrontProxy, "relayguard's TLS (rustls) manages this itself"),
     (Prefix("smtpd_"), CannotEnforce, "an smtpd dialogue setting relayguard does not implement"),
 ];

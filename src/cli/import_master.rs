@@ -66,6 +66,17 @@ pub fn plan(services: &[MasterService], main: &ParamMap) -> MasterPlan {
             }),
         }
     }
+    // Two services on one port number (127.0.0.1:25 and [::1]:25) need distinct names.
+    let mut names: Vec<String> = Vec::new();
+    for l in &mut plan.listeners {
+        let base = l.name.clone();
+        let mut n = 2;
+        while names.contains(&l.name) {
+            l.name = format!("{base}-{n}");
+            n += 1;
+        }
+        names.push(l.name.clone());
+    }
     plan
 }
 
@@ -267,5 +278,16 @@ mod tests {
         assert!(p.listeners[0].proxy_protocol);
         assert!(!p.listeners[1].proxy_protocol);
         assert_eq!(p.listeners[1].address, "192.0.2.1:2525");
+        let p = plan_of(
+            "smtpd_upstream_proxy_protocol = haproxy\n",
+            "127.0.0.1:25 inet n - y - - smtpd\n[::1]:25 inet n - y - - smtpd\n",
+        );
+        let names: Vec<&str> = p.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["25", "25-2"]);
+        assert_eq!(p.listeners[1].address, "[::1]:25");
+        assert!(
+            p.listeners.iter().all(|l| l.proxy_protocol),
+            "main.cf's applies to every smtpd"
+        );
     }
 }

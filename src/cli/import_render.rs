@@ -279,8 +279,8 @@ mod tests {
             "\nsmtpd_recipient_restrictions = \"permit_mynetworks, reject_unauth_destination\"\n",
             "#   smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_recipient, reject_unauth_destination    (/etc/postfix/main.cf:6: `reject_unverified_recipient` taken out of the list: the MTA still probes the address behind XCLIENT)",
             "#   smtpd_milters = inet:127.0.0.1:11332    (/etc/postfix/main.cf:7:",
-            "#   -o milter_macro_daemon_name=ORIGINATING    (/etc/postfix/master.cf:1:",
-            "[import.listener.\"submission\"]\nsmtpd_sender_restrictions = 1\n",
+            "#   -o milter_macro_daemon_name=ORIGINATING    (/etc/postfix/master.cf:3:",
+            "[import.listener.\"submission\"]\nsmtpd_sender_restrictions = 2\n",
             "mynetworks = $office_nets    (relayguard's address must not be in it",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");

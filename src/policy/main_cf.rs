@@ -35,7 +35,33 @@ pub enum MainCfError {
 /// Logical lines: `#` lines and blank lines dropped, a line starting with whitespace continued
 /// onto the previous one (Postfix joins them with a space).
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
+    logical_lines_at(text)
+        .into_iter()
+        .map(|l| (l.line, l.text))
+        .collect()
+}
+
+/// One logical line and where each physical line of it starts in `text`.
+struct Logical {
+    line: usize,
+    text: String,
+    /// (byte offset in `text`, physical line number), ascending.
+    starts: Vec<(usize, usize)>,
+}
+
+impl Logical {
+    /// The physical line of the byte at `offset` in `text`.
+    fn line_at(&self, offset: usize) -> usize {
+        self.starts
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= offset)
+            .map_or(self.line, |(_, line)| *line)
+    }
+}
+
+fn logical_lines_at(text: &str) -> Vec<Logical> {
+    let mut out: Vec<Logical> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -43,12 +69,17 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
         }
         if raw.starts_with([' ', '\t']) {
             if let Some(last) = out.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(trimmed);
+                last.text.push(' ');
+                last.starts.push((last.text.len(), i + 1));
+                last.text.push_str(trimmed);
                 continue;
             }
         }
-        out.push((i + 1, raw.trim_end().to_string()));
+        out.push(Logical {
+            line: i + 1,
+            text: raw.trim_end().to_string(),
+            starts: vec![(0, i + 1)],
+        });
     }
     out
 }
@@ -102,19 +133,22 @@ pub struct MasterService {
 pub fn parse_master_cf(text: &str, file: &Path) -> Result<Vec<MasterService>, MainCfError> {
     let fname = file.display().to_string();
     let mut out = Vec::new();
-    for (line, content) in logical_lines(text) {
-        let tokens = super::text::split_list_ws(&content);
+    for logical in logical_lines_at(text) {
+        let (line, content) = (logical.line, logical.text.as_str());
+        let tokens = super::text::split_list_ws(content);
         if tokens.len() < 8 {
             return Err(MainCfError::ShortService {
                 file: fname,
                 line,
-                text: content,
+                text: content.to_owned(),
             });
         }
         let mut overrides = ParamMap::new();
         let mut i = 8;
         while i < tokens.len() {
             let t = tokens[i];
+            // Each -o is placed at its own physical line (tokens are slices of `content`).
+            let at = logical.line_at(t.as_ptr() as usize - content.as_ptr() as usize);
             // Postfix 3.0 lets any argument with whitespace be braced, `-o` with it:
             // `{ -o name = value with spaces }` is one argument, as is `-o { name = value }`.
             let t = match t.strip_prefix('{').and_then(|b| b.strip_suffix('}')) {
@@ -135,7 +169,7 @@ pub fn parse_master_cf(text: &str, file: &Path) -> Result<Vec<MasterService>, Ma
                 let Some((n, v)) = body.split_once('=') else {
                     return Err(MainCfError::BadOption {
                         file: fname,
-                        line,
+                        line: at,
                         text: opt.into(),
                     });
                 };
@@ -145,7 +179,7 @@ pub fn parse_master_cf(text: &str, file: &Path) -> Result<Vec<MasterService>, Ma
                         value: v.trim().to_string(),
                         origin: Origin {
                             file: file.to_path_buf(),
-                            line,
+                            line: at,
                         },
                     },
                 );
@@ -195,6 +229,17 @@ mod tests {
         assert_eq!(
             s[1].overrides.value("smtpd_relay_restrictions"),
             Some("permit_sasl_authenticated, reject")
+        );
+        // Each -o at its own line of the continued entry.
+        assert_eq!(s[1].line, 2);
+        assert_eq!(s[1].overrides.get("syslog_name").unwrap().origin.line, 3);
+        assert_eq!(
+            s[1].overrides
+                .get("smtpd_client_restrictions")
+                .unwrap()
+                .origin
+                .line,
+            6
         );
         assert_eq!(
             s[1].overrides.value("smtpd_sender_restrictions"),
