@@ -156,14 +156,18 @@ pub(crate) fn check(
             .collect();
         if !mismatch.is_empty() {
             if p.sender_login_maps.is_none() {
-                errors.push(PolicyError::BadValue {
-                    name: name.to_string(),
-                    origin: origin(name),
-                    why: format!("{} needs smtpd_sender_login_maps", mismatch.join(", ")),
-                    hint: super::Hint::text(
-                        "set smtpd_sender_login_maps = texthash:/path/to/logins",
-                    ),
-                });
+                // smtpd treats the unset map as an empty one: no sender has an owner, so
+                // every logged-in sender is refused (reject_known_* and the unauthenticated
+                // check refuse nobody). Postfix says nothing; mail stacks ship it so and fill
+                // the map in at deploy (docker-mailserver).
+                for restriction in mismatch {
+                    warnings.push(PolicyWarning::new(
+                        name,
+                        &origin(name),
+                        format!("smtpd_sender_login_maps is not set: `{restriction}' finds no sender owned by any login"),
+                        "set smtpd_sender_login_maps = texthash:/path/to/logins".into(),
+                    ));
+                }
             } else if !p.sasl_auth_enable {
                 // smtpd_check.c: "restriction `%s' ignored: no SASL support", per restriction.
                 for restriction in mismatch {

@@ -70,10 +70,9 @@ impl<'f> Eval<'_, 'f> {
     }
 
     pub(crate) fn login_mismatch(&mut self, r: &Restriction, m: LoginMismatch) -> Verdict {
-        let (Some(maps), true) = (self.p.sender_login_maps.as_ref(), self.p.sasl_auth_enable)
-        else {
+        if !self.p.sasl_auth_enable {
             return Verdict::Dunno;
-        };
+        }
         let Some(sender) = self.sender().filter(|s| !s.key.is_empty()) else {
             return Verdict::Dunno;
         };
@@ -83,32 +82,42 @@ impl<'f> Eval<'_, 'f> {
         if !((login.is_some() && m.authenticated) || (login.is_none() && m.unauthenticated)) {
             return Verdict::Dunno;
         }
+        // An unset smtpd_sender_login_maps is an empty map to smtpd (maps_create of ""):
+        // no sender has an owner, so a logged-in client owns none.
+        // An unset smtpd_sender_login_maps is an empty map to smtpd (maps_create of ""):
+        // no sender has an owner, so a logged-in client owns none.
         let p = self.p;
-        let loc = self.locality();
-        let found =
-            super::lookup::login_owners(p, &loc, maps, sender, &mut |k| self.table_get(maps, k));
-        if let Some((param, stop)) = loc.take() {
-            let name = sender.reply.clone();
-            return self.list_stopped(r, param, stop, &name);
-        }
-        let owners = match found {
-            Ok(hit) => hit.map(|(_, owners)| owners),
-            Err(Stop::Pending) => return Verdict::Pending,
-            Err(Stop::Failed { key, why }) => {
-                // check_mail_addr_find: reject_dict_retry, the sender's own 451 4.3.0.
-                let reply = Reply::new(
-                    451,
-                    (4, 3, 0),
-                    printable(format!("<{}>: Temporary lookup failure", sender.reply)),
-                );
-                let reason = Reason {
-                    table: Some(maps.spec().to_string()),
-                    key: Some(key.clone()),
-                    value: Some(format!("lookup failed: {why}")),
-                    ..self.reason(r)
-                };
-                self.notes.push(lookup_warning(maps, &key, &why));
-                return self.reject(reply, reason);
+        let owners = match p.sender_login_maps.as_ref() {
+            None => None,
+            Some(maps) => {
+                let loc = self.locality();
+                let found = super::lookup::login_owners(p, &loc, maps, sender, &mut |k| {
+                    self.table_get(maps, k)
+                });
+                if let Some((param, stop)) = loc.take() {
+                    let name = sender.reply.clone();
+                    return self.list_stopped(r, param, stop, &name);
+                }
+                match found {
+                    Ok(hit) => hit.map(|(_, owners)| owners),
+                    Err(Stop::Pending) => return Verdict::Pending,
+                    Err(Stop::Failed { key, why }) => {
+                        // check_mail_addr_find: reject_dict_retry, the sender's own 451 4.3.0.
+                        let reply = Reply::new(
+                            451,
+                            (4, 3, 0),
+                            printable(format!("<{}>: Temporary lookup failure", sender.reply)),
+                        );
+                        let reason = Reason {
+                            table: Some(maps.spec().to_string()),
+                            key: Some(key.clone()),
+                            value: Some(format!("lookup failed: {why}")),
+                            ..self.reason(r)
+                        };
+                        self.notes.push(lookup_warning(maps, &key, &why));
+                        return self.reject(reply, reason);
+                    }
+                }
             }
         };
         let text = match (login, &owners) {
@@ -128,7 +137,7 @@ impl<'f> Eval<'_, 'f> {
             return Verdict::Dunno;
         };
         let reason = Reason {
-            table: Some(maps.spec().to_string()),
+            table: p.sender_login_maps.as_ref().map(|m| m.spec().to_string()),
             key: Some(sender.key.clone()),
             value: owners,
             ..self.reason(r)

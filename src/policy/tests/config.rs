@@ -253,3 +253,20 @@ fn login_mismatch_warning_names_the_restriction() {
         "{w:?}"
     );
 }
+
+/// Without smtpd_sender_login_maps a login-mismatch restriction sees an empty map, as smtpd
+/// does (docker-mailserver ships its main.cf so): it loads, with a warning that says so.
+#[test]
+fn login_mismatch_without_login_maps_loads_with_a_warning() {
+    let p = policy(
+        "loginnomaps",
+        &format!("{BASE}smtpd_sasl_auth_enable = yes\nsmtpd_sender_restrictions = reject_authenticated_sender_login_mismatch\n"),
+        &[],
+    );
+    let w: Vec<&str> = p.warnings().iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        w,
+        ["smtpd_sender_login_maps is not set: `reject_authenticated_sender_login_mismatch' finds no sender owned by any login"],
+        "{w:?}"
+    );
+}

@@ -232,6 +232,38 @@ fn sender_login_mismatch() {
     assert_eq!(r(None, "nobody@else.test"), "250 2.1.5 Ok");
 }
 
+/// No smtpd_sender_login_maps is an empty map to smtpd: a logged-in sender is owned by
+/// nobody (Postfix 3.7 answers 553 so for docker-mailserver's main.cf), an anonymous one
+/// has no owner to need, and reject_known_* finds nothing to compare.
+#[test]
+fn sender_login_mismatch_without_a_map() {
+    let r = |restriction: &str, login: Option<&str>| {
+        let p = policy(
+            "loginnomap",
+            &format!(
+                "{BASE}smtpd_sasl_auth_enable = yes\nsmtpd_sender_restrictions = {restriction}\n"
+            ),
+            &[],
+        );
+        let mut w = who("192.0.2.1").from("alice@local.test");
+        if let Some(l) = login {
+            w = w.login(l);
+        }
+        rcpt(&p, &w, "u@local.test")
+    };
+    let refused = "553 5.7.1 <alice@local.test>: Sender address rejected: not owned by user alice";
+    assert_eq!(r("reject_sender_login_mismatch", Some("alice")), refused);
+    assert_eq!(
+        r("reject_authenticated_sender_login_mismatch", Some("alice")),
+        refused
+    );
+    assert_eq!(
+        r("reject_known_sender_login_mismatch", Some("alice")),
+        "250 2.1.5 Ok"
+    );
+    assert_eq!(r("reject_sender_login_mismatch", None), "250 2.1.5 Ok");
+}
+
 #[test]
 fn permit_sasl_authenticated_needs_sasl_enabled() {
     let p = policy("sasloff", &format!("{BASE}smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n"), &[]);
