@@ -460,6 +460,9 @@ fn message_action_hint(word: &str) -> String {
 /// The main.cf smtpd_policy_service_* settings every check_policy_service starts from.
 fn policy_settings(cx: &mut Ctx<'_>) -> PolicySettings {
     let mut settings = PolicySettings::default();
+    if let Some(dir) = cx.params.value("queue_directory") {
+        settings.queue_directory = dir.trim().into();
+    }
     for name in super::PARAMETERS
         .iter()
         .filter(|n| n.starts_with("smtpd_policy_service_"))

@@ -99,6 +99,7 @@ pub const PARAMETERS: &[&str] = &[
     "non_fqdn_reject_code",
     "parent_domain_matches_subdomains",
     "proxy_interfaces",
+    "queue_directory",
     "rbl_reply_maps",
     "recipient_delimiter",
     "reject_code",

@@ -47,6 +47,8 @@ pub struct PolicySettings {
     /// An access(5) action applied when every attempt failed.
     pub default_action: Box<str>,
     pub policy_context: Box<str>,
+    /// Where a relative `unix:` path is, as Postfix has it (main.cf's queue_directory).
+    pub queue_directory: Box<str>,
 }
 
 impl Default for PolicySettings {
@@ -60,6 +62,7 @@ impl Default for PolicySettings {
             retry_delay: Duration::from_secs(1),
             request_limit: 0,
             default_action: DEFAULT_ACTION.into(),
+            queue_directory: "/var/spool/postfix".into(),
             policy_context: "".into(),
         }
     }
@@ -114,7 +117,7 @@ impl PolicyService {
     pub(crate) fn parse(spec: &str, defaults: &PolicySettings) -> Result<Self, String> {
         let mut settings = defaults.clone();
         let endpoint = match spec.strip_prefix('{') {
-            None => endpoint(spec)?,
+            None => endpoint(spec, &settings.queue_directory)?,
             Some(rest) => {
                 let inner = rest.strip_suffix('}').ok_or_else(|| {
                     format!("policy service syntax error: missing '}}' in {spec}")
@@ -135,7 +138,7 @@ impl PolicyService {
                     })?;
                     settings.set(key.trim(), value.trim())?;
                 }
-                endpoint(first)?
+                endpoint(first, &settings.queue_directory)?
             }
         };
         Ok(PolicyService {
@@ -146,13 +149,13 @@ impl PolicyService {
     }
 }
 
-fn endpoint(text: &str) -> Result<Endpoint, String> {
+fn endpoint(text: &str, queue_directory: &str) -> Result<Endpoint, String> {
     if let Some(path) = text.strip_prefix("unix:") {
+        // A relative path is under Postfix's queue directory (`unix:private/quota-status`
+        // is Dovecot's socket there): relayguard must run where that directory is.
         if !path.starts_with('/') {
-            // Postfix resolves a relative path under its queue directory; relayguard has none.
-            return Err(format!(
-                "unix:{path}: relayguard needs an absolute socket path (Postfix's are relative to its queue directory)"
-            ));
+            let dir = queue_directory.trim_end_matches('/');
+            return Ok(Endpoint::Unix(format!("{dir}/{path}").into()));
         }
         return Ok(Endpoint::Unix(path.into()));
     }
