@@ -80,6 +80,8 @@ pub fn security_level(
     default: TlsLevel,
     errors: &mut Vec<ConfigError>,
 ) -> TlsLevel {
+    let expanded = params.expanded();
+    let params = &expanded;
     if yes(params, "smtpd_tls_wrappermode", errors) {
         return TlsLevel::Wrapper;
     }
@@ -128,6 +130,8 @@ pub fn compile(
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<PolicyWarning>,
 ) -> Option<ListenerTls> {
+    let expanded = params.expanded();
+    let params = &expanded;
     let mut warn = |name: &str, origin: &Origin, message: String, fix: &str| {
         warnings.push(PolicyWarning::new(name, origin, message, fix.into()));
     };

@@ -53,6 +53,19 @@ impl ParamMap {
         }
         merged
     }
+
+    /// This map with every `$name` in its values expanded from the map itself, for readers
+    /// that take values as they are (a master.cf `-o name=$other` is common).
+    pub fn expanded(&self) -> ParamMap {
+        let lookup = |n: &str| self.value(n).map(str::to_owned);
+        let mut out = self.clone();
+        for v in out.values.values_mut() {
+            if v.value.contains('$') {
+                v.value = expand(&v.value, &lookup);
+            }
+        }
+        out
+    }
 }
 
 /// One part of a main.cf value as Postfix's mac_parse() splits it.
@@ -267,6 +280,23 @@ mod tests {
         assert_eq!(expand("${empty?yes}", &look), "");
         assert_eq!(expand("$(mydomain)/x $$1", &look), "example/x $1");
         assert_eq!(expand("${mydomain?$(nested)}", &look), "mx.example");
+    }
+
+    /// mailcow's master.cf: `-o smtpd_tls_mandatory_protocols=$smtps_smtpd_tls_mandatory_protocols`.
+    #[test]
+    fn a_map_expands_its_own_references() {
+        let map = crate::policy::main_cf::parse_main_cf(
+            "smtps_protocols = >=TLSv1.2\nsmtpd_tls_mandatory_protocols = $smtps_protocols\nplain = no dollar\n",
+            std::path::Path::new("main.cf"),
+        )
+        .unwrap();
+        let e = map.expanded();
+        assert_eq!(e.value("smtpd_tls_mandatory_protocols"), Some(">=TLSv1.2"));
+        assert_eq!(e.value("plain"), Some("no dollar"));
+        assert_eq!(
+            e.get("smtpd_tls_mandatory_protocols").unwrap().origin.line,
+            2
+        );
     }
 
     #[test]
