@@ -149,6 +149,16 @@ impl Import {
         let any_proxy = plan.listeners.iter().any(|l| l.proxy_protocol);
         let mut lines = Vec::new();
         let mut policy = Vec::new();
+        if params.value("compatibility_level").is_none() {
+            // Postfix 3.7 runs an unset level as 0 (relay_domains = $mydestination, no
+            // smtpd_relay_restrictions, ...); relayguard's own default is 3.6.
+            policy.push(Carried {
+                name: "compatibility_level".into(),
+                value: "0".into(),
+                line: 0,
+                notes: vec!["not set in main.cf: Postfix's built-in level".into()],
+            });
+        }
         for (name, pv) in params.iter() {
             let from = Origin::main(pv);
             if TLS_FILES.contains(&name) {

@@ -188,7 +188,7 @@ fn origins(import: &Import) -> String {
         let _ = writeln!(out, "master_cf = {}", quote(&m.display().to_string()));
     }
     out.push_str("[import.policy]\n");
-    for c in &import.policy {
+    for c in import.policy.iter().filter(|c| c.line > 0) {
         let _ = writeln!(out, "{} = {}", c.name, c.line);
     }
     for l in import.listeners.iter().filter(|l| !l.policy.is_empty()) {
