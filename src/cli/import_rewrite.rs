@@ -24,28 +24,18 @@ pub struct Rewritten {
     pub expanded: Vec<String>,
 }
 
-/// Postfix's built-in values of the directory parameters main.cf values most often refer to
-/// (Debian's build); `config_directory` is where main.cf itself is.
+/// Postfix's built-in value of `name` (Debian's build); `config_directory` is where main.cf
+/// itself is.
 fn builtin(name: &str, main_cf: &Path) -> Option<String> {
-    Some(
-        match name {
-            "config_directory" => {
-                return main_cf
-                    .parent()
-                    .map(|d| d.display().to_string())
-                    .filter(|d| !d.is_empty())
-            }
-            "data_directory" => "/var/lib/postfix",
-            "queue_directory" => "/var/spool/postfix",
-            "daemon_directory" => "/usr/lib/postfix/sbin",
-            "command_directory" => "/usr/sbin",
-            "meta_directory" => "/etc/postfix",
-            "html_directory" | "readme_directory" | "manpage_directory" => "no",
-            "mail_owner" => "postfix",
-            _ => return None,
-        }
-        .to_owned(),
-    )
+    if name == "config_directory" {
+        return main_cf
+            .parent()
+            .map(|d| d.display().to_string())
+            .filter(|d| !d.is_empty());
+    }
+    crate::policy::default_value(name, (3, 6))
+        .filter(|_| name.ends_with("_directory") || name == "mail_owner")
+        .map(str::to_owned)
 }
 
 /// Rewrites `value` of the carried parameter `name`. `is_list` says whether the value is a

@@ -35,6 +35,15 @@ pub(crate) fn default_value(name: &str, compat: (u32, u32)) -> Option<&'static s
         "show_user_unknown_table_name" => "yes",
         "double_bounce_sender" => "double-bounce",
         "virtual_mailbox_domains" => "$virtual_mailbox_maps",
+        // The directories of Debian's build, which tables are most often named under
+        // (`hash:$config_directory/access`): without them such a path would lose its head.
+        "config_directory" | "meta_directory" => "/etc/postfix",
+        "data_directory" => "/var/lib/postfix",
+        "queue_directory" => "/var/spool/postfix",
+        "daemon_directory" => "/usr/lib/postfix/sbin",
+        "command_directory" => "/usr/sbin",
+        "html_directory" | "readme_directory" | "manpage_directory" => "no",
+        "mail_owner" => "postfix",
         _ => return None,
     })
 }

@@ -53,6 +53,7 @@ pub use access::VoiceKind;
 pub use decision::{
     AuthRefusal, AuthRefusalKind, Decision, ListTrace, Note, Outcome, Reason, TransactionState,
 };
+pub(crate) use defaults::default_value;
 pub use error::{Hint, PolicyError, PolicyWarning};
 pub use eval_ccert::ClientCert;
 pub use eval_policy::PREPEND_NOTE;

@@ -270,3 +270,18 @@ fn login_mismatch_without_login_maps_loads_with_a_warning() {
         "{w:?}"
     );
 }
+
+/// `hash:$config_directory/access` in a hand-written [policy] is Postfix's /etc/postfix path
+/// (Debian's build), not `/access`.
+#[test]
+fn directory_parameters_expand_to_postfix_s_defaults() {
+    let e = errors(
+        "confdir",
+        &format!("{BASE}smtpd_client_restrictions = check_client_access texthash:$config_directory/relayguard-test-no-such-table\n"),
+    );
+    assert!(
+        e.iter()
+            .any(|e| e.contains("/etc/postfix/relayguard-test-no-such-table")),
+        "{e:?}"
+    );
+}
