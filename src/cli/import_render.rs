@@ -312,4 +312,26 @@ mod tests {
             "{text}"
         );
     }
+
+    /// Postfix 3.7 runs a main.cf without compatibility_level at level 0; import says so
+    /// instead of leaving relayguard's own default (3.6) to apply.
+    #[test]
+    fn an_unset_compatibility_level_is_carried_as_postfix_s_zero() {
+        // At level 0 smtpd_relay_restrictions is empty, so the recipient list must refuse.
+        let unset = import(
+            "mydestination = local.test\nsmtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination\n",
+            "",
+        );
+        assert!(
+            unset.contains("# import: not set in main.cf: Postfix's built-in level\ncompatibility_level = \"0\""),
+            "{unset}"
+        );
+        load(&unset);
+        let set = import(
+            "compatibility_level = 3.6\nmydestination = local.test\n",
+            "",
+        );
+        assert!(set.contains("compatibility_level = \"3.6\""), "{set}");
+        assert!(!set.contains("compatibility_level = \"0\""), "{set}");
+    }
 }
