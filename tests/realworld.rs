@@ -648,23 +648,19 @@ const DROPPED_OPTIONS: [&str; 9] = [
     "receive_override_options",
 ];
 
-const REF_MASTER_CF: &str = "cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-";
+/// The internal services every instance needs: the harness's own master.cf, without its
+/// listeners.
+fn internal_services() -> String {
+    include_str!("support/postfix/master.cf")
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|ty| ty == "unix" || ty == "unix-dgram")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
 
 struct Reference {
     dir: PathBuf,
@@ -727,7 +723,7 @@ impl Reference {
             }
             ports.push((service.to_owned(), port));
         }
-        master.push_str(REF_MASTER_CF);
+        master.push_str(&internal_services());
         fs::write(dir.join("etc/master.cf"), &master).unwrap();
 
         // Postfix reads hash: and lmdb: tables compiled; relayguard reads their source.
