@@ -5,10 +5,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod lookup;
 pub mod net;
 pub mod observe;
 pub mod policy;
 pub mod session;
 pub mod smtp;
+pub mod state;
 pub mod upstream;

@@ -12,6 +12,7 @@ use crate::lookup::{Lookups, RemoteTables};
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
+use crate::state::StateStore;
 use crate::upstream::probe::{probe, ProbeReport, TrustBoundary, PROBE_RECIPIENT};
 use crate::upstream::{Upstream, WarmPool};
 
@@ -107,6 +108,9 @@ async fn serve(
     let drain = Drain::new();
     let drain_timeout = snapshot.drain_timeout;
     let resolver = name_resolver(&snapshot.dns);
+    let state = Arc::new(arc_swap::ArcSwap::from_pointee(
+        StateStore::open(&snapshot.abuse.state).context("opening the [state] backend")?,
+    ));
     let services = Services {
         lookups: Arc::new(Lookups::with_tables(resolver.clone(), tables)),
         resolver,
@@ -114,8 +118,10 @@ async fn serve(
         upstream,
         shutdown: drain.watcher(),
         warm: None,
+        state,
     };
     let cell = services.snapshots.clone();
+    let state_cell = services.state.clone();
     let lookups = services.lookups.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
@@ -137,7 +143,7 @@ async fn serve(
         threads.push(thread);
     }
     drop(services);
-    wait_for_shutdown(path, &cell, &lookups).await;
+    wait_for_shutdown(path, &cell, &lookups, &state_cell).await;
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
@@ -238,7 +244,12 @@ async fn probe_with_retry(
 }
 
 /// Returns on SIGINT or SIGTERM; SIGHUP reloads the config (listeners keep their sockets).
-async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell, lookups: &Lookups) {
+async fn wait_for_shutdown(
+    path: &Path,
+    cell: &SnapshotCell,
+    lookups: &Lookups,
+    state: &arc_swap::ArcSwap<StateStore>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -257,6 +268,7 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell, lookups: &Lookups) 
                         // Tables first: a session of the new snapshot must find its tables.
                         Ok(tables) => {
                             lookups.set_tables(tables);
+                            reopen_state(state, &snapshot);
                             cell.store(snapshot);
                             tracing::info!("reloaded {}", path.display());
                         }
@@ -274,6 +286,23 @@ async fn wait_for_shutdown(path: &Path, cell: &SnapshotCell, lookups: &Lookups) 
                     }
                 }
             },
+        }
+    }
+}
+
+/// A reload that changes `[state]` opens the new store; one that does not keeps the running
+/// store and with it every count and ban.
+fn reopen_state(state: &arc_swap::ArcSwap<StateStore>, snapshot: &config::Snapshot) {
+    if state.load().settings() == &snapshot.abuse.state {
+        return;
+    }
+    match StateStore::open(&snapshot.abuse.state) {
+        Ok(store) => {
+            state.store(Arc::new(store));
+            tracing::info!("[state] changed: limits and bans now kept in the new backend");
+        }
+        Err(e) => {
+            tracing::error!("[state] changed but cannot be opened ({e}); keeping the running store")
         }
     }
 }

@@ -31,6 +31,69 @@ pub struct ConfigFile {
     pub tables: TablesFile,
     #[serde(default)]
     pub import: ImportFile,
+    #[serde(default)]
+    pub state: StateFile,
+    /// Present: failures ban clients (`[bans]` alone takes fail2ban's defaults).
+    pub bans: Option<BansFile>,
+    #[serde(default)]
+    pub admin: AdminFile,
+}
+
+/// Where the limiter's counters, the bans and postscreen's cache live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    /// `memory` (default) or `redis`.
+    pub backend: Option<Spanned<String>>,
+    /// `redis://host:port/db` or `rediss://...` (TLS).
+    pub url: Option<Spanned<String>>,
+    /// Several nodes: a Redis Cluster's, or the sentinels' with `sentinel_service`.
+    #[serde(default)]
+    pub cluster: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sentinels: Vec<Spanned<String>>,
+    /// The master name the sentinels know.
+    pub sentinel_service: Option<String>,
+    /// Prefix of every key relayguard writes (default `relayguard:`).
+    pub prefix: Option<String>,
+    /// One round trip to Redis, connect included (default 500ms).
+    pub timeout: Option<Spanned<String>>,
+    /// `open` (default: limits and bans pause) or `closed` (clients get 421) while the
+    /// backend does not answer.
+    pub on_failure: Option<crate::state::FailMode>,
+    /// IPv6 clients are counted and banned by this prefix (default 64).
+    pub ipv6_prefix: Option<Spanned<u8>>,
+    /// In-process bounds: clients whose counts are kept, bans, postscreen results.
+    pub max_clients: Option<usize>,
+    pub max_bans: Option<usize>,
+    pub max_postscreen: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BansFile {
+    /// Failures count within this window, from the first (default 10m).
+    pub window: Option<Spanned<String>>,
+    /// A first ban's length (default 10m); doubled for each repeat.
+    pub ban_time: Option<Spanned<String>>,
+    /// The longest ban (default 1w).
+    pub max_ban_time: Option<Spanned<String>>,
+    /// How long a ban counts towards a repeat offender's next (default 1w).
+    pub repeat_window: Option<Spanned<String>>,
+    /// `reject` (554 5.7.1, default) or `defer` (421 4.7.1).
+    pub reply: Option<Spanned<String>>,
+    /// Failures of each kind that ban: `auth` (default 5), `auth_gate`, `relay`,
+    /// `unknown_command`, `protocol`, `limit`. 0 turns one off.
+    #[serde(default)]
+    pub triggers: BTreeMap<String, Spanned<u32>>,
+}
+
+/// The local admin interface of a running relayguard.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// A Unix socket `relayguard bans` talks to (relative to this file).
+    pub socket: Option<PathBuf>,
 }
 
 /// Where `import-postfix` found each value: `[policy]` names map to their main.cf line,

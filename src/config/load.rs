@@ -157,6 +157,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             &mut errors,
         ),
     };
+    let abuse = super::abuse::compile(&source, &file, &mut errors);
     match (errors.is_empty(), upstream) {
         (true, Some(upstream)) => Ok(Snapshot {
             listeners,
@@ -172,6 +173,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
             log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
             dns,
             tables,
+            abuse,
         }),
         _ => Err(dedup(errors)),
     }
@@ -247,9 +249,11 @@ fn compile_listener(
     } else {
         None
     };
+    let anvil = super::abuse::compile_anvil(&params, errors);
     let others: Vec<&str> = settings::PARAMETERS
         .iter()
         .chain(tls_params::PARAMETERS)
+        .chain(crate::limits::anvil::PARAMETERS)
         .copied()
         .collect();
     let policy = match Policy::compile_in_config(
@@ -282,6 +286,7 @@ fn compile_listener(
         proxy,
         policy: policy?,
         smtpd,
+        anvil,
         client_certs: tls.as_ref().and_then(|t| t.client_certs.clone()),
         tls: tls.map(|t| t.config),
         tls_warnings,
@@ -517,14 +522,14 @@ fn host_info() -> HostInfo {
 }
 
 /// The config text, for turning byte spans into line numbers and relative paths into real ones.
-struct Source<'a> {
-    text: &'a str,
-    file: PathBuf,
-    dir: PathBuf,
+pub(super) struct Source<'a> {
+    pub(super) text: &'a str,
+    pub(super) file: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 impl Source<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(super) fn line_of(&self, offset: usize) -> usize {
         self.text
             .as_bytes()
             .iter()
@@ -534,7 +539,7 @@ impl Source<'_> {
             + 1
     }
 
-    fn invalid(&self, offset: usize, why: String) -> ConfigError {
+    pub(super) fn invalid(&self, offset: usize, why: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
             line: self.line_of(offset),
@@ -572,7 +577,7 @@ impl Source<'_> {
         map
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         value: Option<&Spanned<String>>,
         default: Duration,

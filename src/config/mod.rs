@@ -3,6 +3,7 @@
 //! A session keeps the `Arc<Snapshot>` it started with until it ends; a reload builds a new one
 //! and swaps it in [`SnapshotCell`] without touching live sessions.
 
+pub mod abuse;
 pub mod dialogue;
 pub mod file;
 pub mod load;
@@ -44,6 +45,8 @@ pub struct Snapshot {
     pub dns: DnsSettings,
     /// How remote table lookups run; the backends live in [`crate::lookup::Lookups`].
     pub tables: TableSettings,
+    /// Where limits and bans are kept, and when clients are banned.
+    pub abuse: abuse::AbuseSettings,
 }
 
 /// When to look up client names, and with which resolvers.
@@ -107,6 +110,8 @@ pub struct ListenerSnapshot {
     pub proxy: Option<ProxyTrust>,
     pub policy: Policy,
     pub smtpd: SmtpdSettings,
+    /// anvil's per-client limits (smtpd_client_*_limit).
+    pub anvil: crate::limits::AnvilLimits,
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// smtpd_tls_ask_ccert: how to judge the certificate a client presented.
     pub client_certs: Option<Arc<crate::net::client_cert::ClientCertCheck>>,

@@ -20,6 +20,7 @@ use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
 use crate::session::{Session, SessionContext, TlsFacts};
 use crate::smtp::{replies, Reply};
+use crate::state::StateStore;
 use crate::upstream::{Upstream, WarmPool};
 
 /// What every session of every listener shares.
@@ -33,6 +34,8 @@ pub struct Services {
     pub shutdown: Shutdown,
     /// This worker's warm upstream connections, when configured.
     pub warm: Option<Arc<WarmPool>>,
+    /// Counters, bans and postscreen results; replaced when a reload changes `[state]`.
+    pub state: Arc<arc_swap::ArcSwap<StateStore>>,
 }
 
 /// A listener's sockets, bound before the workers start: one per worker, with SO_REUSEPORT,
@@ -247,6 +250,7 @@ impl Listener {
             warm: services.warm.clone(),
             shutdown: services.shutdown.clone(),
             lookups: services.lookups.clone(),
+            state: services.state.load_full(),
         };
         let resolver = services.resolver.clone();
         let load = self.balance.enter(self.worker);
@@ -452,6 +456,7 @@ mod tests {
             lookups: Arc::new(Lookups::new(None)),
             shutdown: drain.watcher(),
             warm: None,
+            state: Arc::new(arc_swap::ArcSwap::from_pointee(StateStore::in_memory())),
         };
         // Announced before the second worker looks at its inbox.
         drain.drain(Duration::ZERO).await;

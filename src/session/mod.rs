@@ -58,6 +58,8 @@ pub struct SessionContext {
     pub shutdown: Shutdown,
     /// What a waiting policy fetches its facts with.
     pub lookups: Arc<Lookups>,
+    /// Where the limiter counts and bans are kept.
+    pub state: Arc<crate::state::StateStore>,
 }
 
 /// The SASL login, once the upstream said 235.
