@@ -1,5 +1,6 @@
 //! The command line: one clap variant per subcommand; running the proxy is the default.
 
+pub mod bans;
 pub mod check;
 pub mod check_config;
 mod import_classes;
@@ -44,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List, add or lift bans of a running relayguard.
+    #[command(subcommand)]
+    Bans(bans::BansCommand),
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -57,6 +61,7 @@ pub fn main() -> std::process::ExitCode {
             master_cf,
             json,
         } => import_postfix::import(&main_cf, master_cf.as_deref(), json),
+        Command::Bans(command) => bans::bans(&cli.config, &command),
     };
     match result {
         Ok(code) => code,

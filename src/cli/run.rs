@@ -122,6 +122,13 @@ async fn serve(
     };
     let cell = services.snapshots.clone();
     let state_cell = services.state.clone();
+    let admin = match &cell.load().abuse.admin_socket {
+        Some(path) => Some(
+            crate::net::admin::serve(path, state_cell.clone())
+                .with_context(|| format!("[admin] socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let lookups = services.lookups.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
@@ -148,6 +155,9 @@ async fn serve(
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
         tracing::warn!("sessions still open after {drain_timeout:?}; closing them");
+    }
+    if let Some(admin) = admin {
+        admin.abort();
     }
     let _ = exit.send(true);
     for t in threads {

@@ -3,6 +3,7 @@
 //!
 //! Thin wrappers the session calls; no SMTP logic and no policy decisions live here.
 
+pub mod admin;
 pub mod balance;
 pub mod client_cert;
 pub mod deadline;

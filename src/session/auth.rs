@@ -5,9 +5,12 @@
 //! policy, and never logs a password.
 
 use super::{Login, Session, SessionEnd, Step};
+use crate::limits::{Event, Trigger};
+use crate::policy::AuthRefusalKind;
 use crate::smtp::command::Command;
 use crate::smtp::ehlo_mask::EhloMask;
 use crate::smtp::{replies, sasl, Reply};
+use crate::state::digest;
 
 /// Postfix's smtpd_sasl_response_limit (12288) plus CRLF.
 const SASL_RESPONSE_LIMIT: usize = 12290;
@@ -17,11 +20,19 @@ impl Session {
         if self.discard.discards(EhloMask::AUTH) {
             return self.refuse(replies::auth_not_enabled());
         }
+        // smtpd_sasl_proto.c counts the AUTH against smtpd_client_auth_rate_limit before it
+        // looks at the mechanism.
+        if let Some(reply) = Box::pin(self.over_rate(Event::Auth)).await {
+            return self.refuse(reply);
+        }
         if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {
             // Its own event, apart from a failed password: the credentials never left here.
             self.log
                 .rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
             tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
+            if refusal.kind == AuthRefusalKind::ExceptedNetwork {
+                Box::pin(self.report_failure(Trigger::AuthGate, 0, 0)).await;
+            }
             return self.refuse(refusal.reply);
         }
         let security = self.ctx.listener.smtpd.dialogue.sasl_security(self.tls);
@@ -39,7 +50,8 @@ impl Session {
             // What Postfix answers for a mechanism its security options filtered out (or one
             // never offered): the SASL server's refusal, logged as a failed authentication.
             let mechanism = mechanism.to_owned();
-            return self.auth_finished(&mechanism, replies::invalid_auth_mechanism(), None, false);
+            let reply = replies::invalid_auth_mechanism();
+            return self.auth_finished(&mechanism, reply, None, false, 0).await;
         }
         if let Err(reply) = self.upstream().await {
             let _ = reply;
@@ -53,6 +65,8 @@ impl Session {
         }
         .into_bytes();
         let mut step = usize::from(initial.is_some());
+        // What the client answered, to tell a new guess from the same credentials again.
+        let mut credentials = Credentials::new(&mechanism, initial);
         let mut aborted = false;
         loop {
             let reply = match self.upstream_command(&line).await {
@@ -60,7 +74,10 @@ impl Session {
                 Err(reply) => return self.refuse(reply),
             };
             if reply.code != 334 {
-                return self.auth_finished(&mechanism, reply, username, aborted);
+                let digest = credentials.digest();
+                return self
+                    .auth_finished(&mechanism, reply, username, aborted, digest)
+                    .await;
             }
             self.io.reply(&reply);
             let response = match self.next_line(SASL_RESPONSE_LIMIT).await {
@@ -74,7 +91,10 @@ impl Session {
                 self.line = response;
                 let _ = self.upstream_command(b"*\r\n").await;
                 let reply = replies::auth_bad_response();
-                return self.auth_finished(&mechanism, reply, username, false);
+                let digest = credentials.digest();
+                return self
+                    .auth_finished(&mechanism, reply, username, false, digest)
+                    .await;
             }
             if response == b"*" {
                 aborted = true;
@@ -84,6 +104,7 @@ impl Session {
                 if username.is_none() {
                     username = sasl::username(&mechanism, step, &text);
                 }
+                credentials.add(&response);
                 line.extend_from_slice(&response);
                 line.extend_from_slice(b"\r\n");
             }
@@ -92,12 +113,13 @@ impl Session {
         }
     }
 
-    fn auth_finished(
+    async fn auth_finished(
         &mut self,
         mechanism: &str,
         reply: Reply,
         username: Option<String>,
         aborted: bool,
+        credentials: u32,
     ) -> Step {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
@@ -124,6 +146,12 @@ impl Session {
                 "{client}: SASL {mechanism} authentication failed: {reason}, sasl_username={}",
                 username.as_deref().unwrap_or("(unavailable)")
             ));
+            // A refusal the upstream's SASL server gave counts towards a ban; a temporary
+            // one (454: its auth service is down) is nobody's guess.
+            if reply.code >= 500 {
+                let user = username.as_deref().map_or(0, |u| digest(&[u.as_bytes()]));
+                Box::pin(self.report_failure(Trigger::Auth, credentials, user)).await;
+            }
         }
         if reply.closes_connection() {
             Step::End(SessionEnd::Closed {
@@ -165,6 +193,37 @@ impl Session {
 }
 
 /// A SASL response line: base64 text, `=` (an empty initial response) or `*` (cancel).
+/// The client's side of one SASL exchange, reduced to a short digest (`state::digest`): the
+/// password never leaves this function's caller.
+struct Credentials {
+    seen: Vec<u8>,
+}
+
+impl Credentials {
+    fn new(mechanism: &str, initial: Option<&str>) -> Self {
+        let mut seen = mechanism.to_ascii_uppercase().into_bytes();
+        if let Some(r) = initial {
+            seen.push(b' ');
+            seen.extend_from_slice(r.as_bytes());
+        }
+        Credentials { seen }
+    }
+
+    fn add(&mut self, response: &[u8]) {
+        // An exchange the upstream keeps going is the upstream's to bound; the digest needs
+        // no more than the first few responses.
+        if self.seen.len() > 4 * SASL_RESPONSE_LIMIT {
+            return;
+        }
+        self.seen.push(b'\n');
+        self.seen.extend_from_slice(response);
+    }
+
+    fn digest(&self) -> u32 {
+        digest(&[&self.seen])
+    }
+}
+
 fn is_sasl_response(line: &[u8]) -> bool {
     line == b"*"
         || line

@@ -3,6 +3,7 @@
 
 use super::decide::decide;
 use super::{Session, Step, Transaction};
+use crate::limits::{Event, Trigger};
 use crate::policy::{Decision, Outcome, Stage};
 use crate::smtp::command::{Command, CommandError};
 use crate::smtp::{replies, Reply};
@@ -12,6 +13,11 @@ impl Session {
         let Command::Mail { from, params } = command else {
             return Step::Failed;
         };
+        // smtpd.c counts the MAIL against smtpd_client_message_rate_limit before anything
+        // else judges it.
+        if let Some(reply) = Box::pin(self.over_rate(Event::Message)).await {
+            return self.refuse(reply);
+        }
         self.mail_facts = super::policy_facts::MailFacts::new(params.size, params.auth);
         let decision = decide!(self, Stage::Mail, Some(from), None);
         self.keep_prepends(&decision);
@@ -90,11 +96,18 @@ impl Session {
         let Some(mut txn) = self.heard.txn.take() else {
             return self.refuse(replies::need_mail());
         };
+        if let Some(reply) = Box::pin(self.over_rate(Event::Recipient)).await {
+            self.heard.txn = Some(txn);
+            return self.refuse(reply);
+        }
         let decision = decide!(self, Stage::Rcpt, Some(&txn.sender), Some(to));
         // The transaction is out of `heard` while its RCPT is decided.
         txn.prepend.extend(super::policy_facts::prepends(&decision));
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.heard.txn = Some(txn);
+            if reply.text().contains("Relay access denied") {
+                Box::pin(self.report_failure(Trigger::Relay, 0, 0)).await;
+            }
             return self.refuse(reply);
         }
         let held_mail = txn.held_mail.take();

@@ -4,6 +4,7 @@
 //! The loop is read -> step -> write: complete command lines are taken from the read buffer one
 //! at a time, each answered in order; replies are flushed when the session needs more input.
 
+mod abuse;
 mod auth;
 mod bdat;
 mod body;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{ListenerSnapshot, Snapshot};
+use crate::limits::Trigger;
 use crate::lookup::Lookups;
 use crate::net::proxy_header::looks_like_proxy_header;
 use crate::net::resolve::ClientNames;
@@ -136,6 +138,7 @@ pub struct Session {
     framer: LineFramer,
     line: Vec<u8>,
     log: EventLog,
+    abuse: abuse::AbuseState,
 }
 
 impl Session {
@@ -190,6 +193,7 @@ impl Session {
             framer: LineFramer::default(),
             line: Vec::new(),
             log,
+            abuse: abuse::AbuseState::default(),
         }
     }
 
@@ -200,6 +204,7 @@ impl Session {
         // socket closes; the log lines and the upstream's goodbye are not its to wait for.
         let _ = self.io.flush().await;
         drop(self.io.take_stream());
+        self.release_client().await;
         match &end {
             SessionEnd::ClientClosed { after } => self.log.info(format_args!(
                 "lost connection after {after} from {}",
@@ -223,6 +228,9 @@ impl Session {
     }
 
     async fn serve(&mut self) -> SessionEnd {
+        if let Some(end) = Box::pin(self.admit_client()).await {
+            return end;
+        }
         if let Some(end) = self.greet().await {
             return end;
         }
@@ -349,9 +357,20 @@ impl Session {
                 reason: "untrusted PROXY header".into(),
             });
         }
+        if !line.eq_ignore_ascii_case(b"QUIT") {
+            if let Some(step) = self.refuse_if_banned(stage_word(verb)) {
+                self.counts.record(verb, false);
+                return step;
+            }
+        }
         let command = match parse(line) {
             Ok(c) => c,
             Err(e) => {
+                let trigger = match e {
+                    CommandError::Unrecognized => Trigger::UnknownCommand,
+                    _ => Trigger::Protocol,
+                };
+                Box::pin(self.report_failure(trigger, 0, 0)).await;
                 // Postfix names the refused command in `too many errors after X` and `lost
                 // connection after X`; an unrecognised one is UNKNOWN.
                 self.last = stage_word(verb);
@@ -378,6 +397,9 @@ impl Session {
         };
         let violated = self.check_pipelining(&command, verb);
         self.last = command.verb();
+        if violated {
+            Box::pin(self.report_failure(Trigger::Protocol, 0, 0)).await;
+        }
         if violated && self.ctx.listener.smtpd.dialogue.forbid_unauth_pipelining {
             // smtpd_forbid_unauth_pipelining: the command is not run, and the session ends
             // after the reply (smtpd.c breaks out of its command loop).
@@ -419,6 +441,7 @@ impl Session {
         let admitted = phase::admit(&rules, &self.dialogue(), &command)
             .and_then(|()| phase::admit_path(&rules, &command, line));
         if let Err(refusal) = admitted {
+            Box::pin(self.report_failure(Trigger::Protocol, 0, 0)).await;
             if refusal.logged {
                 self.log_refusal(&command, &refusal.reply);
             }
