@@ -125,3 +125,43 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
         BTreeSet::from(["198.51.100.30".to_owned(), "198.51.100.40".to_owned()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_postfix_filter_sees_relayguards_bans() {
+    let pf = Postfix::builder().sasl(true).start();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .listener_with("lb", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
+        .upstream_postfix(&pf, Identity::Xclient)
+        .extra_toml("[bans]\n")
+        .start();
+    let mut c = from(&rg, "198.51.100.90").await;
+    for i in 0..5 {
+        c.cmd(&format!(
+            "AUTH PLAIN {}",
+            auth_plain("alice", &format!("g{i}"))
+        ))
+        .await;
+    }
+    // The banned client's next command is refused in the words of a Postfix RBL reject.
+    let r = c.cmd("MAIL FROM:<a@b.example>").await;
+    assert!(
+        r.starts_with("554 5.7.1 Service unavailable; Client host [198.51.100.90] blocked"),
+        "{r}"
+    );
+    // A client that is not banned makes no such line.
+    let mut ok = from(&rg, "198.51.100.91").await;
+    assert_eq!(ok.cmd("QUIT").await, "221 2.0.0 Bye");
+    rg.wait_for_log("disconnect from unknown[198.51.100.91]", WAIT);
+    rg.wait_for_log("NOQUEUE: reject: MAIL from unknown[198.51.100.90]", WAIT);
+    let log = rg.config_path().with_file_name("relayguard.log");
+    for mode in ["postfix", "postfix[mode=rbl]", "postfix[mode=aggressive]"] {
+        assert!(
+            banned(&log, mode).contains("198.51.100.90"),
+            "{mode} misses the ban"
+        );
+        assert!(!banned(&log, mode).contains("198.51.100.91"), "{mode}");
+    }
+}
