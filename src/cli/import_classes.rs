@@ -58,8 +58,10 @@ const PARAMETERS: &[(Pattern, Class, &str)] = &[
     (Exact("unknown_virtual_mailbox_reject_code"), Upstream, "the MTA's reply code for unknown users"),
     (Exact("show_user_unknown_table_name"), Upstream, "the MTA's reply text for unknown users"),
     (Prefix("smtpd_reject_unlisted_"), Upstream, "the MTA still refuses unlisted addresses"),
-    // anvil counts the XCLIENT client once XCLIENT is accepted, so its limits still hold per client.
-    (Prefix("smtpd_client_"), Upstream, "anvil on the MTA counts the real client, whom XCLIENT names"),
+    // relayguard applies anvil's connection, message, recipient and AUTH limits itself (they are
+    // carried); the rest of anvil's knobs stay with the MTA. smtpd.c exempts XCLIENT-authorized
+    // hosts from its own limits, so the MTA behind relayguard no longer counts per client.
+    (Prefix("smtpd_client_"), Upstream, "the MTA's smtpd still reads it; relayguard does not implement this limit"),
     (Prefix("anvil_"), Upstream, "anvil runs beside the MTA's smtpd"),
     // SASL: relayguard relays AUTH to the MTA, which checks the password.
     (Exact("smtpd_sasl_type"), Upstream, "the MTA checks passwords: relayguard relays AUTH to it"),

@@ -134,6 +134,7 @@ impl Import {
         let is_carried = |name: &str| {
             policy::PARAMETERS.contains(&name)
                 || settings::PARAMETERS.contains(&name)
+                || crate::limits::anvil::PARAMETERS.contains(&name)
                 // The key files go to the [tls] table (TLS_FILES), not the policy.
                 || (crate::config::tls_params::PARAMETERS.contains(&name)
                     && !TLS_FILES.contains(&name))
