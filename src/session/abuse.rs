@@ -21,12 +21,20 @@ pub(super) struct AbuseState {
     exempt: bool,
 }
 
-/// A random session id: replicas sharing a store must not reuse each other's.
+/// A session id no other session of any replica sharing the store has: a per-process random
+/// base (drawn once) plus a counter.
 fn session_id() -> u64 {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    u64::from_ne_bytes(bytes)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static BASE: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+        u64::from_ne_bytes(bytes)
+    });
+    base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl Session {
