@@ -41,16 +41,22 @@ fn banned(log: &Path, filter: &str) -> BTreeSet<String> {
     text.lines().map(|l| l.trim().to_owned()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stock_postfix_filter_bans_the_right_clients() {
-    let pf = Postfix::builder().sasl(true).start();
-    let rg = Relayguard::builder()
+/// relayguard in front of `pf` with AUTH, clients proxied through loopback, `extra` appended.
+fn proxied_sasl(pf: &Postfix, extra: &str) -> Relayguard {
+    Relayguard::builder()
         .policy("myhostname", "relayguard.test")
         .policy("mydestination", "local.test")
         .listener_with("lb", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
         .listener_toml("lb", TRUST_LOOPBACK_PROXY)
-        .upstream_postfix(&pf, Identity::Xclient)
-        .start();
+        .upstream_postfix(pf, Identity::Xclient)
+        .extra_toml(extra)
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_postfix_filter_bans_the_right_clients() {
+    let pf = Postfix::builder().sasl(true).start();
+    let rg = proxied_sasl(&pf, "");
 
     let mut c = from(&rg, "198.51.100.20").await;
     assert_eq!(
@@ -129,14 +135,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_postfix_filter_sees_relayguards_bans() {
     let pf = Postfix::builder().sasl(true).start();
-    let rg = Relayguard::builder()
-        .policy("myhostname", "relayguard.test")
-        .policy("mydestination", "local.test")
-        .listener_with("lb", Role::Smtp, &[("smtpd_sasl_auth_enable", "yes")])
-        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
-        .upstream_postfix(&pf, Identity::Xclient)
-        .extra_toml("[bans]\n")
-        .start();
+    let rg = proxied_sasl(&pf, "[bans]\n");
     let mut c = from(&rg, "198.51.100.90").await;
     for i in 0..5 {
         c.cmd(&format!(
