@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::ConfigFile;
-use super::load::{ConfigError, Source};
+use super::load::ConfigError;
 use super::settings::{duration, number};
+use super::source::Source;
 use crate::limits::{AnvilLimits, BanReply, BanRule, Trigger};
 use crate::policy::ParamMap;
 use crate::state::memory::MemorySettings;

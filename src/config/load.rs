@@ -9,16 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnetwork::IpNetwork;
-use toml::Spanned;
-
-use super::file::{ConfigFile, ListenerFile, PolicyTable, Role, UpstreamKind};
-use super::settings::{self, parse_duration, SmtpdSettings, TlsLevel};
+use super::file::{ConfigFile, ListenerFile, Role};
+use super::settings::{self, SmtpdSettings, TlsLevel};
+use super::source::Source;
 use super::tls_params;
-use super::{
-    DnsLookups, DnsSettings, IdentityMode, ListenerSnapshot, ProxyTrust, Snapshot,
-    UpstreamSettings, UpstreamTarget,
-};
+use super::upstream::{compile_upstream, refuse_loops};
+use super::{DnsLookups, DnsSettings, ListenerSnapshot, ProxyTrust, Snapshot};
 use crate::lookup::TableSettings;
 use crate::net::proxy_header::TrustedProxies;
 use crate::policy::{self, HostInfo, Origin, ParamMap, ParamValue, Policy};
@@ -325,95 +321,6 @@ fn role_defaults(role: Role, source: &Source<'_>, at: usize) -> ParamMap {
     map
 }
 
-fn compile_upstream(
-    source: &Source<'_>,
-    file: &ConfigFile,
-    main_params: &ParamMap,
-    errors: &mut Vec<ConfigError>,
-) -> Option<UpstreamSettings> {
-    let u = &file.upstream;
-    let connect_timeout =
-        source.duration(u.connect_timeout.as_ref(), Duration::from_secs(30), errors);
-    let reply_timeout = source.duration(u.reply_timeout.as_ref(), Duration::from_secs(300), errors);
-    let helo_name = u
-        .helo_name
-        .clone()
-        .or_else(|| main_params.value("myhostname").map(str::to_owned))
-        .unwrap_or_else(|| "relayguard.localhost".into());
-    let target = match u.kind {
-        UpstreamKind::Maildir => {
-            let Some(path) = &u.path else {
-                errors.push(ConfigError::Invalid {
-                    file: source.file.clone(),
-                    line: 1,
-                    why: "[upstream] kind = \"maildir\" needs path = \"...\"".into(),
-                });
-                return None;
-            };
-            UpstreamTarget::Maildir {
-                path: source.dir.join(path),
-            }
-        }
-        UpstreamKind::Smtp => {
-            let Some(address) = &u.address else {
-                errors.push(ConfigError::Invalid {
-                    file: source.file.clone(),
-                    line: 1,
-                    why: "[upstream] kind = \"smtp\" needs address = \"host:port\"".into(),
-                });
-                return None;
-            };
-            let tls = if u.starttls {
-                match crate::net::tls::client_config(
-                    u.ca_file.as_ref().map(|p| source.dir.join(p)).as_deref(),
-                    u.tls_verify,
-                ) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        errors.push(
-                            source.invalid(address.span().start, format!("[upstream] TLS: {e}")),
-                        );
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let host = address
-                .get_ref()
-                .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']))
-                .unwrap_or("");
-            UpstreamTarget::Smtp {
-                address: address.get_ref().clone(),
-                tls,
-                server_name: u.server_name.clone().unwrap_or_else(|| host.to_owned()),
-            }
-        }
-    };
-    let identity = u.identity.unwrap_or(IdentityMode::Xclient);
-    if u.warm_connections > 0 && matches!(identity, IdentityMode::ProxyV1 | IdentityMode::ProxyV2) {
-        // A PROXY header names the client before the greeting: nothing can be dialled early.
-        errors.push(ConfigError::Invalid {
-            file: source.file.clone(),
-            line: 1,
-            why: "[upstream] warm_connections needs identity = \"xclient\" or \"none\": \
-                  a PROXY header must name the client before the upstream's greeting"
-                .into(),
-        });
-    }
-    Some(UpstreamSettings {
-        target,
-        identity,
-        connect_timeout,
-        reply_timeout,
-        helo_name,
-        allow_open_relay: u.allow_open_relay,
-        warm_connections: u.warm_connections,
-        defer_mail: u.defer_mail,
-    })
-}
-
 fn compile_dns(
     source: &Source<'_>,
     file: &ConfigFile,
@@ -455,49 +362,6 @@ fn compile_dns(
     }
 }
 
-/// A listener on the upstream's own address would relay every session to itself: relayguard
-/// would greet, probe itself and retry forever. Refused at load, at the listener's line.
-fn refuse_loops(
-    source: &Source<'_>,
-    file: &ConfigFile,
-    upstream: &UpstreamSettings,
-    errors: &mut Vec<ConfigError>,
-) {
-    let UpstreamTarget::Smtp { address, .. } = &upstream.target else {
-        return;
-    };
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return;
-    };
-    let host = host.trim_matches(['[', ']']);
-    let upstream_ip = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip,
-        Err(_) if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
-        Err(_) => return,
-    };
-    let Ok(port) = port.parse::<u16>() else {
-        return;
-    };
-    for l in &file.listeners {
-        let Ok(at) = l.address.get_ref().parse::<SocketAddr>() else {
-            continue;
-        };
-        // A wildcard listener also owns the upstream's address when that is one of ours.
-        let same_host = at.ip() == upstream_ip
-            || (at.ip().is_unspecified()
-                && (upstream_ip.is_loopback() || upstream_ip.is_unspecified()));
-        if at.port() == port && same_host {
-            errors.push(source.invalid(
-                l.address.span().start,
-                format!(
-                    "listener `{}` on {at} is the upstream's own address ({address}): relayguard would relay to itself; give the MTA behind it a port of its own",
-                    l.name
-                ),
-            ));
-        }
-    }
-}
-
 /// This host's interfaces and name, for `mynetworks_style` and address literals, read once per
 /// load (Postfix reads them at start too).
 fn host_info() -> HostInfo {
@@ -518,110 +382,6 @@ fn host_info() -> HostInfo {
     HostInfo {
         interfaces,
         hostname,
-    }
-}
-
-/// The config text, for turning byte spans into line numbers and relative paths into real ones.
-pub(super) struct Source<'a> {
-    pub(super) text: &'a str,
-    pub(super) file: PathBuf,
-    pub(super) dir: PathBuf,
-}
-
-impl Source<'_> {
-    pub(super) fn line_of(&self, offset: usize) -> usize {
-        self.text
-            .as_bytes()
-            .iter()
-            .take(offset)
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
-    pub(super) fn invalid(&self, offset: usize, why: String) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.clone(),
-            line: self.line_of(offset),
-            why,
-        }
-    }
-
-    /// `[policy]` values as main.cf text: arrays are joined with ", ", booleans become yes/no.
-    /// A value `imported` names is placed at its main.cf/master.cf line (`[import]`).
-    fn params(
-        &self,
-        table: &PolicyTable,
-        imported: Option<(&Path, &std::collections::BTreeMap<String, usize>)>,
-    ) -> ParamMap {
-        let mut map = ParamMap::new();
-        for (name, value) in table {
-            let origin = match imported.and_then(|(f, lines)| Some((f, *lines.get(name)?))) {
-                Some((file, line)) => Origin {
-                    file: file.to_owned(),
-                    line,
-                },
-                None => Origin {
-                    file: self.file.clone(),
-                    line: self.line_of(value.span().start),
-                },
-            };
-            map.insert(
-                name.clone(),
-                ParamValue {
-                    value: main_cf_text(value.get_ref()),
-                    origin,
-                },
-            );
-        }
-        map
-    }
-
-    pub(super) fn duration(
-        &self,
-        value: Option<&Spanned<String>>,
-        default: Duration,
-        errors: &mut Vec<ConfigError>,
-    ) -> Duration {
-        let Some(v) = value else { return default };
-        parse_duration(v.get_ref()).unwrap_or_else(|| {
-            errors.push(self.invalid(
-                v.span().start,
-                format!("`{}` is not a time like 300s, 5m or 1h", v.get_ref()),
-            ));
-            default
-        })
-    }
-
-    fn network(&self, text: &Spanned<String>, errors: &mut Vec<ConfigError>) -> Option<IpNetwork> {
-        let raw = text.get_ref().trim();
-        let cleaned = raw.replace(['[', ']'], "");
-        match cleaned.parse::<IpNetwork>() {
-            Ok(n) if n.network() == n.ip() => Some(n),
-            Ok(_) => {
-                errors.push(self.invalid(text.span().start, format!("`{raw}` has host bits set")));
-                None
-            }
-            Err(_) => {
-                errors
-                    .push(self.invalid(text.span().start, format!("`{raw}` is not an IP network")));
-                None
-            }
-        }
-    }
-}
-
-fn main_cf_text(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Boolean(true) => "yes".into(),
-        toml::Value::Boolean(false) => "no".into(),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(main_cf_text)
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => other.to_string(),
     }
 }
 

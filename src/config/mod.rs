@@ -8,8 +8,10 @@ pub mod dialogue;
 pub mod file;
 pub mod load;
 pub mod settings;
+mod source;
 pub mod tls_ciphers;
 pub mod tls_params;
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
