@@ -16,6 +16,7 @@ mod greet;
 pub mod io;
 pub mod phase;
 mod policy_facts;
+mod postscreen;
 pub mod trace;
 
 #[cfg(test)]
@@ -136,6 +137,8 @@ pub struct Session {
     framer: LineFramer,
     line: Vec<u8>,
     log: EventLog,
+    /// postscreen failed this client with `enforce`: every RCPT is refused.
+    screened: Option<Box<postscreen::Enforced>>,
 }
 
 impl Session {
@@ -190,6 +193,7 @@ impl Session {
             framer: LineFramer::default(),
             line: Vec::new(),
             log,
+            screened: None,
         }
     }
 
@@ -223,6 +227,9 @@ impl Session {
     }
 
     async fn serve(&mut self) -> SessionEnd {
+        if let Some(end) = self.postscreen().await {
+            return end;
+        }
         if let Some(end) = self.greet().await {
             return end;
         }
@@ -434,6 +441,9 @@ impl Session {
             return step;
         }
         let step = match command {
+            Command::Mail { .. } | Command::Rcpt { .. } if self.screened.is_some() => {
+                self.screened_command(&command)
+            }
             Command::Ehlo(name) => Box::pin(self.helo(name, true)).await,
             Command::Helo(name) => Box::pin(self.helo(name, false)).await,
             // Rare, large futures are boxed so an idle session's task stays small.
