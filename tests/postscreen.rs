@@ -168,6 +168,8 @@ async fn a_pregreeting_client_is_refused_while_a_polite_one_delivers() {
     rg.maildir().wait_for(2, WAIT);
     not_logged(&rg, "PASS NEW [198.51.100.4]");
     not_logged(&rg, "improper command pipelining after CONNECT");
+    // The dropped client never reached the session proper: no smtpd line names it.
+    not_logged(&rg, "unknown[198.51.100.3]");
     assert_eq!(
         rg.maildir().messages().len(),
         2,
@@ -322,6 +324,25 @@ async fn a_client_that_passed_skips_the_tests_next_time() {
     // Another client still waits.
     let (_, took) = arrive(&rg, "mx", "198.51.100.21").await;
     assert!(took >= GREET_WAIT, "{took:?}");
+
+    // One that hangs up while it waits is logged as postscreen logs it, and not cached.
+    let mut c = Client::connect(rg.addr("mx")).await;
+    c.send_raw(proxy_header("198.51.100.22").as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+    let line = logged(&rg, "postfix/postscreen", "HANGUP after 0.");
+    assert!(
+        line.ends_with(" from [198.51.100.22]:40001 in tests before SMTP handshake"),
+        "{line}"
+    );
+    logged(
+        &rg,
+        "postfix/postscreen",
+        "DISCONNECT [198.51.100.22]:40001",
+    );
+    let (_, took) = arrive(&rg, "mx", "198.51.100.22").await;
+    assert!(took >= GREET_WAIT, "{took:?}");
+    not_logged(&rg, "disconnect from unknown[198.51.100.22] commands=0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

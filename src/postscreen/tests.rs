@@ -446,6 +446,44 @@ fn words_as_postscreen_writes_them() {
     assert_eq!(screen::client(ip("::ffff:192.0.2.1"), 25), "[192.0.2.1]:25");
 }
 
+#[test]
+fn only_smtp_listeners_run_it() {
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let config = |policy: &str| {
+        format!(
+            "[policy]\n{policy}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:0\"\nrole = \"smtp\"\n\
+             [[listener]]\nname = \"sub\"\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\n\
+             [[listener]]\nname = \"smtps\"\naddress = \"127.0.0.1:0\"\nrole = \"submissions\"\n\
+             [upstream]\nkind = \"smtp\"\naddress = \"127.0.0.1:10025\"\n",
+            certs.join("dev-cert.pem").display(),
+            certs.join("dev-key.pem").display()
+        )
+    };
+    let load = |text: &str| {
+        crate::config::load_str(text, Path::new("/nonexistent/relayguard.toml"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let on = load(&config("postscreen_dnsbl_sites = \"zen.test\""));
+    assert!(on.listener("mx").unwrap().postscreen.is_some());
+    assert!(on.listener("sub").unwrap().postscreen.is_none());
+    assert!(on.listener("smtps").unwrap().postscreen.is_none());
+    let off = load(&config(""));
+    assert!(off.listener("mx").unwrap().postscreen.is_none());
+    // A mistake is the config's, at its line.
+    let errors = crate::config::load_str(
+        &config("postscreen_greet_action = \"reject\""),
+        Path::new("/nonexistent/relayguard.toml"),
+    )
+    .err()
+    .unwrap_or_default();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["/nonexistent/relayguard.toml:2: bad value for `postscreen_greet_action`: `reject`: use ignore, enforce or drop"]
+    );
+}
+
 /// Pure like `policy/`: no async runtime, no sockets, no clock, no logging (STYLE.md 2).
 #[test]
 fn postscreen_module_does_no_io() {

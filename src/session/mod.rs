@@ -218,11 +218,13 @@ impl Session {
         if let Some(upstream) = self.upstream.take() {
             tokio::spawn(upstream.quit());
         }
-        self.log.info(format_args!(
-            "disconnect from {} {}",
-            self.log.client(),
-            self.counts.summary()
-        ));
+        if !matches!(end, SessionEnd::Screened { .. }) {
+            self.log.info(format_args!(
+                "disconnect from {} {}",
+                self.log.client(),
+                self.counts.summary()
+            ));
+        }
         end
     }
 

@@ -201,7 +201,7 @@ impl Session {
                         log.client()
                     ));
                     log.info(format_args!("DISCONNECT {}", log.client()));
-                    return Some(SessionEnd::Closed {
+                    return Some(SessionEnd::Screened {
                         reason: "hangup during postscreen's tests".into(),
                     });
                 }
@@ -337,7 +337,7 @@ impl Session {
         self.io.reply(&reply);
         let _ = self.io.flush().await;
         log.info(format_args!("DISCONNECT {}", log.client()));
-        SessionEnd::Closed {
+        SessionEnd::Screened {
             reason: reply.to_string(),
         }
     }
