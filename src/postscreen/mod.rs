@@ -89,8 +89,8 @@ impl PostscreenError {
 pub enum Action {
     /// Log the failure and go on as if the test had not been run; it runs again next time.
     Ignore,
-    /// Go on, but refuse every RCPT with the test's 550 reply; the client never reaches the
-    /// upstream.
+    /// Go on, but refuse every RCPT with the test's 550 reply: no transaction of the client
+    /// reaches the upstream.
     Enforce,
     /// Answer the test's 521 reply and close.
     Drop,

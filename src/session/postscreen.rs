@@ -22,8 +22,8 @@ use crate::postscreen::screen::{self, client};
 use crate::postscreen::{AclVerdict, Action, DnsblScore, DomainReply, PostscreenSettings};
 use crate::smtp::{replies, Reply};
 
-/// A client that failed a test whose action is `enforce`: it talks to relayguard, never to
-/// the upstream, and every RCPT is refused (postscreen's dummy SMTP engine).
+/// A client that failed a test whose action is `enforce`: its MAIL is taken here and every
+/// RCPT refused, so no transaction of it reaches the upstream (postscreen's dummy SMTP engine).
 #[derive(Debug)]
 pub(super) struct Enforced {
     /// The failed test's 550 reply.
@@ -166,7 +166,13 @@ impl Session {
         let deadline = started + ps.greet_wait;
         let mut reading = false;
         if let Some(banner) = ps.greet_banner.as_ref().filter(|_| plan.pregreet) {
+            // Half a greeting, by way of teaser: a robot that talks now talks out of turn.
             self.io.reply_bytes(format!("220-{banner}\r\n").as_bytes());
+            if self.io.flush().await.is_err() {
+                return Some(SessionEnd::Screened {
+                    reason: "the teaser could not be sent".into(),
+                });
+            }
             reading = true;
         }
         let dnsbl = ps.dnsbl.as_ref().filter(|_| plan.dnsbl);
@@ -231,7 +237,7 @@ impl Session {
                     let name = dnsbl
                         .and_then(|t| t.domains.get(i))
                         .map_or("", |d| d.name.as_str());
-                    replies.push((i, self.dnsblog(ps, &query, name, addr, looked)));
+                    replies.push((i, dnsblog(ps, &query, name, addr, looked)));
                     if let (Some(test), true) = (dnsbl, pending.is_empty()) {
                         let s = test.score(&replies);
                         if test.allowlists(&s, tests.pregreet_failed || tests.enforce.is_some()) {
@@ -272,53 +278,6 @@ impl Session {
                 None
             }
             Action::Ignore => None,
-        }
-    }
-
-    /// One DNSBL reply as dnsblog(8) logs and returns it.
-    fn dnsblog(
-        &self,
-        ps: &PostscreenSettings,
-        query: &str,
-        domain: &str,
-        addr: IpAddr,
-        looked: Looked,
-    ) -> DomainReply {
-        let log = EventLog::new(ps.dnsblog_tag.clone(), String::new());
-        let (answer, ttl) = match looked {
-            Ok(found) => found,
-            Err(_) => {
-                let secs = ps.dnsbl.as_ref().map_or(0, |t| t.timeout.as_secs());
-                EventLog::new(ps.tag.clone(), String::new())
-                    .warning(format_args!("dnsblog reply timeout {secs}s for {domain}"));
-                return DomainReply::default();
-            }
-        };
-        match &answer {
-            DnsAnswer::Records(records) => {
-                let addrs: Vec<IpAddr> = records
-                    .iter()
-                    .filter_map(|r| match r {
-                        DnsRecord::Addr(a) => Some(*a),
-                        _ => None,
-                    })
-                    .collect();
-                for a in &addrs {
-                    log.info(format_args!("addr {addr} listed by domain {domain} as {a}"));
-                }
-                DomainReply { addrs, ttl }
-            }
-            DnsAnswer::NoData | DnsAnswer::NxDomain => DomainReply {
-                addrs: Vec::new(),
-                ttl,
-            },
-            DnsAnswer::NullMx | DnsAnswer::Refused(_) | DnsAnswer::TryAgain(_) => {
-                log.warning(format_args!(
-                    "dnsblog_query: lookup error for DNS query {query}: {}",
-                    FactAnswer::Dns(answer.clone()).describe()
-                ));
-                DomainReply::default()
-            }
         }
     }
 
@@ -388,6 +347,52 @@ impl Session {
                 self.refuse(reply)
             }
             _ => Step::Failed,
+        }
+    }
+}
+
+/// One DNSBL reply as dnsblog(8) logs and returns it.
+fn dnsblog(
+    ps: &PostscreenSettings,
+    query: &str,
+    domain: &str,
+    addr: IpAddr,
+    looked: Looked,
+) -> DomainReply {
+    let log = EventLog::new(ps.dnsblog_tag.clone(), String::new());
+    let (answer, ttl) = match looked {
+        Ok(found) => found,
+        Err(_) => {
+            let secs = ps.dnsbl.as_ref().map_or(0, |t| t.timeout.as_secs());
+            EventLog::new(ps.tag.clone(), String::new())
+                .warning(format_args!("dnsblog reply timeout {secs}s for {domain}"));
+            return DomainReply::default();
+        }
+    };
+    match &answer {
+        DnsAnswer::Records(records) => {
+            let addrs: Vec<IpAddr> = records
+                .iter()
+                .filter_map(|r| match r {
+                    DnsRecord::Addr(a) => Some(*a),
+                    _ => None,
+                })
+                .collect();
+            for a in &addrs {
+                log.info(format_args!("addr {addr} listed by domain {domain} as {a}"));
+            }
+            DomainReply { addrs, ttl }
+        }
+        DnsAnswer::NoData | DnsAnswer::NxDomain => DomainReply {
+            addrs: Vec::new(),
+            ttl,
+        },
+        DnsAnswer::NullMx | DnsAnswer::Refused(_) | DnsAnswer::TryAgain(_) => {
+            log.warning(format_args!(
+                "dnsblog_query: lookup error for DNS query {query}: {}",
+                FactAnswer::Dns(answer.clone()).describe()
+            ));
+            DomainReply::default()
         }
     }
 }
