@@ -188,10 +188,16 @@ fn weighted_zone() -> DnsWorld {
         "198.51.100.12",
         "198.51.100.13",
         "198.51.100.14",
+        "198.51.100.15",
     ] {
         w = w.dnsbl("bl1.test", client.parse().unwrap(), listed, None);
     }
-    for client in ["198.51.100.11", "198.51.100.12", "198.51.100.14"] {
+    for client in [
+        "198.51.100.11",
+        "198.51.100.12",
+        "198.51.100.14",
+        "198.51.100.15",
+    ] {
         w = w.dnsbl(
             "bl2.test",
             client.parse().unwrap(),
@@ -271,6 +277,27 @@ async fn a_dnsbl_listed_client_is_scored_out_by_weights() {
     let (mut c, _) = arrive(&rg, "mx", "198.51.100.13").await;
     assert_eq!(try_deliver(&mut c).await, "250 2.1.5 Ok");
     logged(&rg, "postfix/postscreen", "PASS NEW [198.51.100.13]:40001");
+
+    // Listed and pregreeting, with the pregreet ignored: the banner comes (the ignored test
+    // is forgotten), the listing is enforced.
+    let mut bot = Client::connect(rg.addr("mx")).await;
+    bot.send_raw(format!("{}EHLO bot.example\r\n", proxy_header("198.51.100.15")).as_bytes())
+        .await;
+    assert_eq!(bot.read_reply().await, screened_greeting());
+    assert!(bot.read_reply().await.starts_with(&format!("250-{HOST}\n")));
+    assert_eq!(
+        bot.cmd("MAIL FROM:<s@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(
+        bot.cmd("RCPT TO:<u@local.test>").await,
+        "550 5.7.1 Service unavailable; client [198.51.100.15] blocked using bl2.test"
+    );
+    logged(
+        &rg,
+        "postfix/postscreen",
+        "DNSBL rank 5 for [198.51.100.15]:40001",
+    );
 
     // With `drop`, the 521 follows the teaser and the connection closes.
     let (mut c, _) = arrive(&rg, "strict", "198.51.100.14").await;

@@ -50,7 +50,8 @@ type Looked = Result<(DnsAnswer, Option<u32>), tokio::time::error::Elapsed>;
 struct Tests {
     /// A test failed with `enforce`: its reply (the last one wins, as in postscreen).
     enforce: Option<Reply>,
-    pregreet_failed: bool,
+    /// The client talked before its turn, whatever the action.
+    pregreeted: bool,
     pregreet_pass: Option<crate::limits::Millis>,
     dnsbl_pass: Option<crate::limits::Millis>,
     /// The DNS score allowlisted the client: its other tests pass until then.
@@ -214,6 +215,7 @@ impl Session {
                 Event::Input(Ok(_)) => {
                     // The input stays in the read buffer: the session reads it as commands.
                     reading = false;
+                    tests.pregreeted = true;
                     log.info(format_args!(
                         "{}",
                         screen::pregreet_line(&self.io.rbuf, started.elapsed(), log.client())
@@ -224,12 +226,9 @@ impl Session {
                                 self.drop_client(ps, log, screen::pregreet_reply(521)).await,
                             )
                         }
-                        Action::Enforce => {
-                            tests.pregreet_failed = true;
-                            tests.enforce = Some(screen::pregreet_reply(550));
-                        }
+                        Action::Enforce => tests.enforce = Some(screen::pregreet_reply(550)),
                         // Neither passed nor failed: the test runs again next time.
-                        Action::Ignore => tests.pregreet_failed = true,
+                        Action::Ignore => {}
                     }
                 }
                 Event::Dns(None) => {}
@@ -240,7 +239,7 @@ impl Session {
                     replies.push((i, dnsblog(ps, &query, name, addr, looked)));
                     if let (Some(test), true) = (dnsbl, pending.is_empty()) {
                         let s = test.score(&replies);
-                        if test.allowlists(&s, tests.pregreet_failed || tests.enforce.is_some()) {
+                        if test.allowlists(&s, tests.pregreeted || tests.enforce.is_some()) {
                             // Allowlisted by its score: the pregreet wait is over too.
                             tests.allowlisted = Some(crate::state::now().after(test.ttl(&s)));
                             reading = false;
@@ -252,7 +251,7 @@ impl Session {
         }
         let now = crate::state::now();
         // Allowlisted, the pregreet test is passed already, until the DNS says.
-        if plan.pregreet && !tests.pregreet_failed && tests.allowlisted.is_none() {
+        if plan.pregreet && !tests.pregreeted && tests.allowlisted.is_none() {
             tests.pregreet_pass = Some(now.after(ps.greet_ttl));
         }
         let test = dnsbl?;
@@ -310,7 +309,8 @@ impl Session {
                 } else {
                     reply
                 },
-                banner: !tests.pregreet_failed,
+                // An ignored pregreet is forgotten by then; an enforced one costs the banner.
+                banner: !(tests.pregreeted && ps.greet_action == Action::Enforce),
                 who: client(self.peer.ip(), self.peer.port()),
                 tag: ps.tag.clone(),
             }));
