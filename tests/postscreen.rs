@@ -1,7 +1,12 @@
 //! postscreen's front-line tests on a running relayguard: the pregreet test, weighted DNSBL
 //! scores from a zone this test serves, the pass cache and the access list, with the replies
-//! and log lines a Postfix 3.7 postscreen gives in the same cases (taken from one, run with
-//! `smtpd pass`/`dnsblog` in master.cf against the same zone; see the report in the commit).
+//! and log lines a Postfix 3.7.11 postscreen gives in the same cases. Those were taken from the
+//! harness's main.cf with `127.0.0.1:PORT inet n - n - 1 postscreen`, `smtpd pass - - n - - smtpd`,
+//! `dnsblog unix - - n - 0 dnsblog` and `tlsproxy unix - - n - 0 tlsproxy` in master.cf, resolving
+//! an equivalent dnsmasq zone, with clients bound to 127.0.0.x; the deliberate differences are
+//! that the session, not a dummy engine, answers an enforced client (DATA gets the same 554 but
+//! the connection stays open) and that equal weights name whichever list answered first, there
+//! as here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
