@@ -10,6 +10,7 @@ pub mod lookup;
 pub mod net;
 pub mod observe;
 pub mod policy;
+pub mod postscreen;
 pub mod session;
 pub mod smtp;
 pub mod state;

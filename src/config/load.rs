@@ -52,6 +52,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Policy(#[from] policy::PolicyError),
+    #[error("{0}")]
+    Postscreen(#[from] crate::postscreen::PostscreenError),
 }
 
 impl ConfigError {
@@ -246,10 +248,20 @@ fn compile_listener(
         None
     };
     let anvil = super::abuse::compile_anvil(&params, errors);
+    // postscreen runs only where Postfix runs it: on the smtp service, not on submission.
+    let postscreen = match l.role {
+        Role::Smtp => crate::postscreen::PostscreenSettings::compile(&params, &smtpd.banner)
+            .unwrap_or_else(|es| {
+                errors.extend(es.into_iter().map(ConfigError::from));
+                None
+            }),
+        Role::Submission | Role::Submissions => None,
+    };
     let others: Vec<&str> = settings::PARAMETERS
         .iter()
         .chain(tls_params::PARAMETERS)
         .chain(crate::limits::anvil::PARAMETERS)
+        .chain(crate::postscreen::PARAMETERS)
         .copied()
         .collect();
     let policy = match Policy::compile_in_config(
@@ -283,6 +295,7 @@ fn compile_listener(
         policy: policy?,
         smtpd,
         anvil,
+        postscreen: postscreen.map(Arc::new),
         client_certs: tls.as_ref().and_then(|t| t.client_certs.clone()),
         tls: tls.map(|t| t.config),
         tls_warnings,

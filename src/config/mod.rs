@@ -114,6 +114,8 @@ pub struct ListenerSnapshot {
     pub smtpd: SmtpdSettings,
     /// anvil's per-client limits (smtpd_client_*_limit).
     pub anvil: crate::limits::AnvilLimits,
+    /// postscreen's front-line tests, on an smtp listener that sets postscreen_* parameters.
+    pub postscreen: Option<Arc<crate::postscreen::PostscreenSettings>>,
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// smtpd_tls_ask_ccert: how to judge the certificate a client presented.
     pub client_certs: Option<Arc<crate::net::client_cert::ClientCertCheck>>,

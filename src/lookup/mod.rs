@@ -74,6 +74,19 @@ impl Lookups {
         join_all(requests.iter().map(|r| self.fetch_one(r))).await
     }
 
+    /// The A records of `name` with the TTL the DNS gave them ([`NameResolver::records_with_ttl`]),
+    /// for postscreen's DNSBL queries, whose results are cached as long as the DNS says.
+    pub async fn addresses_with_ttl(&self, name: &str) -> (DnsAnswer, Option<u32>) {
+        match &self.resolver {
+            Some(resolver) => {
+                resolver
+                    .records_with_ttl(name, crate::policy::pending::RecordType::A)
+                    .await
+            }
+            None => (DnsAnswer::TryAgain("no DNS resolver".into()), None),
+        }
+    }
+
     async fn fetch_one(&self, request: &FactRequest) -> Fetched {
         let started = Instant::now();
         let (answer, cached) = match request {

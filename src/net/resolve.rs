@@ -248,8 +248,19 @@ impl NameResolver {
     /// The records of one type for an absolute name, as the policy's DNS restrictions ask
     /// for them, bounded by the deadline. Never fails: failures are the answer's value.
     pub async fn records(&self, name: &str, rtype: PolicyRecordType) -> DnsAnswer {
+        self.records_with_ttl(name, rtype).await.0
+    }
+
+    /// [`NameResolver::records`] with the lowest TTL of the answer, or for a negative answer
+    /// the SOA's negative-caching TTL; `None` when the reply carried none or there was no
+    /// reply (dnsblog(8)'s TTL, which postscreen caches its DNSBL results by).
+    pub async fn records_with_ttl(
+        &self,
+        name: &str,
+        rtype: PolicyRecordType,
+    ) -> (DnsAnswer, Option<u32>) {
         let Ok(mut fqdn) = Name::from_ascii(name) else {
-            return DnsAnswer::Refused("not a valid domain name".into());
+            return (DnsAnswer::Refused("not a valid domain name".into()), None);
         };
         fqdn.set_fqdn(true);
         let wanted = match rtype {
@@ -261,10 +272,11 @@ impl NameResolver {
         };
         let lookup =
             match tokio::time::timeout(self.deadline, self.resolver.lookup(fqdn, wanted)).await {
-                Err(_elapsed) => return DnsAnswer::TryAgain("timed out".into()),
-                Ok(Err(err)) => return dns_failure(&err),
+                Err(_elapsed) => return (DnsAnswer::TryAgain("timed out".into()), None),
+                Ok(Err(err)) => return (dns_failure(&err), negative_ttl(&err)),
                 Ok(Ok(lookup)) => lookup,
             };
+        let mut ttl: Option<u32> = None;
         let host = |n: &Name| {
             n.to_ascii()
                 .trim_end_matches('.')
@@ -278,7 +290,7 @@ impl NameResolver {
                 RData::AAAA(a) if wanted == RecordType::AAAA => DnsRecord::Addr(IpAddr::V6(a.0)),
                 RData::MX(mx) if wanted == RecordType::MX => {
                     if mx.exchange.is_root() {
-                        return DnsAnswer::NullMx;
+                        return (DnsAnswer::NullMx, None);
                     }
                     DnsRecord::Host {
                         preference: mx.preference,
@@ -299,13 +311,22 @@ impl NameResolver {
                 }
                 _ => continue,
             };
+            ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
             records.push(found);
         }
         if records.is_empty() {
-            DnsAnswer::NoData
+            (DnsAnswer::NoData, None)
         } else {
-            DnsAnswer::Records(records)
+            (DnsAnswer::Records(records), ttl)
         }
+    }
+}
+
+/// The negative-caching TTL of a "no such name or record" answer that carried an SOA.
+fn negative_ttl(err: &NetError) -> Option<u32> {
+    match err {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => none.negative_ttl,
+        _ => None,
     }
 }
 

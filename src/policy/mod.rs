@@ -13,7 +13,7 @@ mod compile;
 mod compile_checks;
 mod decision;
 mod defaults;
-mod dnsxl;
+pub(crate) mod dnsxl;
 mod error;
 mod eval;
 mod eval_access;

@@ -125,6 +125,9 @@ impl Session {
             return step;
         }
         let step = match command {
+            Command::Mail { .. } | Command::Rcpt { .. } if self.screened.is_some() => {
+                self.screened_command(&command)
+            }
             Command::Ehlo(name) => Box::pin(self.helo(name, true)).await,
             Command::Helo(name) => Box::pin(self.helo(name, false)).await,
             // Rare, large futures are boxed so an idle session's task stays small.

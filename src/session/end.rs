@@ -17,6 +17,11 @@ pub enum SessionEnd {
     Closed {
         reason: String,
     },
+    /// postscreen dropped the client, or it hung up, before the greeting: like Postfix's
+    /// smtpd, which never saw it, the session logs no disconnect line.
+    Screened {
+        reason: String,
+    },
     TlsHandshake(String),
     Io(String),
     Shutdown,

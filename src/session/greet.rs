@@ -19,8 +19,9 @@ impl Session {
         }
         // A client that speaks before the greeting is pipelining improperly (smtpd.c checks
         // before anything else; never on an implicit-TLS connection, whose first bytes are
-        // the handshake's).
-        let early = !self.tls && self.io.take_early_input();
+        // the handshake's, nor on one postscreen handed over, which judged that itself).
+        let early =
+            !self.tls && self.ctx.listener.postscreen.is_none() && self.io.take_early_input();
         if early && self.ctx.listener.smtpd.dialogue.forbid_unauth_pipelining {
             self.log
                 .info(format_args!("connect from {}", self.log.client()));
@@ -36,8 +37,11 @@ impl Session {
             .notes("CONNECT", &decision.notes, &self.reject_context(None, None));
         match decision.outcome {
             Outcome::Accept => {
-                let banner = &self.ctx.listener.smtpd.banner;
-                self.io.reply(&Reply::plain(220, banner.clone()));
+                // postscreen sends a client it caught pregreeting no banner (psc_smtpd_tests).
+                if self.screened.as_ref().is_none_or(|s| s.banner) {
+                    let banner = &self.ctx.listener.smtpd.banner;
+                    self.io.reply(&Reply::plain(220, banner.clone()));
+                }
                 // The greeting first, the log line after: it is not the client's to wait for.
                 let _ = self.io.flush().await;
                 self.log

@@ -18,6 +18,7 @@ mod greet;
 pub mod io;
 pub mod phase;
 mod policy_facts;
+mod postscreen;
 pub mod trace;
 
 #[cfg(test)]
@@ -138,6 +139,8 @@ pub struct Session {
     line: Vec<u8>,
     log: EventLog,
     abuse: abuse::AbuseState,
+    /// postscreen failed this client with `enforce`: every RCPT is refused.
+    screened: Option<Box<postscreen::Enforced>>,
 }
 
 impl Session {
@@ -193,6 +196,7 @@ impl Session {
             line: Vec::new(),
             log,
             abuse: abuse::AbuseState::default(),
+            screened: None,
         }
     }
 
@@ -218,16 +222,22 @@ impl Session {
         if let Some(upstream) = self.upstream.take() {
             tokio::spawn(upstream.quit());
         }
-        self.log.info(format_args!(
-            "disconnect from {} {}",
-            self.log.client(),
-            self.counts.summary()
-        ));
+        if !matches!(end, SessionEnd::Screened { .. }) {
+            self.log.info(format_args!(
+                "disconnect from {} {}",
+                self.log.client(),
+                self.counts.summary()
+            ));
+        }
         end
     }
 
     async fn serve(&mut self) -> SessionEnd {
+        // Bans and anvil's connect limits first: a banned client is not worth a DNSBL query.
         if let Some(end) = Box::pin(self.admit_client()).await {
+            return end;
+        }
+        if let Some(end) = self.postscreen().await {
             return end;
         }
         if let Some(end) = self.greet().await {
