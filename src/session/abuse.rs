@@ -149,7 +149,8 @@ impl Session {
         let store = self.ctx.state.clone();
         let key = store.key(self.client.addr);
         let digest = if digest == 0 {
-            session_id() as u32 | 1
+            // Consecutive ids differ in their low bits: no two failures share one.
+            (session_id() as u32).max(1)
         } else {
             digest
         };
