@@ -192,11 +192,11 @@ inet_interfaces = all
 ";
 
 /// postscreen on port 25 becomes the port-25 listener with its pass service's `-o`
-/// (smtpd_helo_required here), and its DNSBL checks are a loud warning.
+/// (smtpd_helo_required here), and its tests are carried to relayguard's own postscreen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postscreen_setup() {
     let main = format!(
-        "{MAIN_BASE}postscreen_access_list = permit_mynetworks, cidr:/etc/postfix/postscreen_access.cidr
+        "{MAIN_BASE}postscreen_access_list = permit_mynetworks, cidr:@DIR@/postscreen_access.cidr
 postscreen_dnsbl_sites = zen.spamhaus.org*3 bl.spamcop.net*1
 postscreen_dnsbl_threshold = 3
 postscreen_dnsbl_action = enforce
@@ -212,16 +212,23 @@ dnsblog   unix  -       -       y       -       0       dnsblog
 tlsproxy  unix  -       -       y       -       0       tlsproxy
 pickup    unix  n       -       y       60      1       pickup
 ";
-    let imp = import(&main, master, &[]);
+    let imp = import(
+        &main,
+        master,
+        &[("postscreen_access.cidr", "198.51.100.0/24 reject\n")],
+    );
     let toml = &imp.toml;
-    let warning = toml
-        .find("# WARNING: Postfix enforces these at the front")
-        .unwrap();
+    let policy = toml.find("[policy]").unwrap();
     let dnsbl = toml
-        .find("#   postscreen_dnsbl_sites = zen.spamhaus.org*3 bl.spamcop.net*1    (")
+        .find("\npostscreen_dnsbl_sites = \"zen.spamhaus.org*3 bl.spamcop.net*1\"\n")
         .unwrap();
+    assert!(policy < dnsbl, "{toml}");
     assert!(
-        warning < dnsbl && dnsbl < toml.find("[policy]").unwrap(),
+        toml.contains("\npostscreen_greet_action = \"enforce\"\n"),
+        "{toml}"
+    );
+    assert!(
+        !toml.contains("# WARNING: Postfix enforces these at the front"),
         "{toml}"
     );
     assert!(toml.contains("# master.cf line 1: smtp (postscreen), with the -o of its smtpd pass service `smtpd` (line 2)"), "{toml}");
@@ -238,11 +245,13 @@ pickup    unix  n       -       y       60      1       pickup
         .unwrap();
     assert_eq!(cache["class"], "not_front_proxy");
     assert_eq!(cache["line"], 22);
-    assert!(json["warnings"]
+    let dnsbl = json["lines"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|w| w["name"] == "postscreen_dnsbl_sites" && w["class"] == "cannot_enforce"));
+        .find(|l| l["name"] == "postscreen_dnsbl_sites")
+        .unwrap();
+    assert_eq!(dnsbl["class"], "carried");
 
     let pf = Postfix::builder().start();
     let (config, ports) = imp.deploy(&["0.0.0.0:25"], pf.addr_xclient());

@@ -103,16 +103,14 @@ const PARAMETERS: &[(Pattern, Class, &str)] = &[
     (Exact("strict_rfc821_envelopes"), CannotEnforce, "relayguard parses MAIL and RCPT"),
     (Exact("smtpd_reject_footer"), CannotEnforce, "relayguard writes its own refusals"),
     (Exact("smtpd_reject_footer_maps"), CannotEnforce, "relayguard writes its own refusals"),
-    // postscreen gives way to relayguard on port 25, and its checks are not carried yet
-    // (abuse control is a later issue): nothing runs them any more.
-    (Prefix("postscreen_dnsbl_"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Prefix("postscreen_greet_"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Prefix("postscreen_pipelining_"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Prefix("postscreen_non_smtp_"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Prefix("postscreen_bare_newline_"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Exact("postscreen_access_list"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Exact("postscreen_blacklist_action"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
-    (Exact("postscreen_denylist_action"), CannotEnforce, "postscreen is not carried yet (abuse control is a later issue): nothing runs this check now"),
+    // relayguard runs postscreen's tests before the greeting itself (their parameters are
+    // carried); the deep protocol tests after it are not postscreen's here, but relayguard's
+    // own pipelining, non-SMTP and bare-newline checks apply to every session.
+    (Prefix("postscreen_pipelining_"), CannotEnforce, "relayguard's postscreen has no deep protocol tests; smtpd_forbid_unauth_pipelining applies to every session"),
+    (Prefix("postscreen_non_smtp_"), CannotEnforce, "relayguard's postscreen has no deep protocol tests; relayguard refuses non-SMTP commands in every session"),
+    (Prefix("postscreen_bare_newline_"), CannotEnforce, "relayguard's postscreen has no deep protocol tests; smtpd_forbid_bare_newline applies to every session"),
+    (Prefix("postscreen_cache_"), NotFrontProxy, "relayguard keeps postscreen's results in its [state] store"),
+    (Prefix("postscreen_"), CannotEnforce, "relayguard's postscreen does not implement this setting"),
     (Prefix("postscreen_"), NotFrontProxy, "postscreen housekeeping; postscreen is not carried yet (abuse control is a later issue)"),
     // Any other smtpd setting shapes the dialogue relayguard now holds.
     (Exact("smtpd_upstream_proxy_timeout"), NotFrontProxy, "relayguard's [limits] handshake_timeout bounds the PROXY header"),

@@ -120,6 +120,13 @@ const PROXY_PARAMETERS: [&str; 2] = [
     "postscreen_upstream_proxy_protocol",
 ];
 
+/// Whether any entry of a list value names a remote table.
+fn names_remote_table(value: &str) -> bool {
+    value
+        .split([',', ' ', '\t', '\n'])
+        .any(crate::policy::names_remote_table)
+}
+
 impl Import {
     pub fn build(
         params: &ParamMap,
@@ -135,6 +142,9 @@ impl Import {
             policy::PARAMETERS.contains(&name)
                 || settings::PARAMETERS.contains(&name)
                 || crate::limits::anvil::PARAMETERS.contains(&name)
+                || (crate::postscreen::PARAMETERS.contains(&name)
+                    && !crate::postscreen::DEEP_TESTS.contains(&name)
+                    && !name.starts_with("postscreen_cache_"))
                 // The key files go to the [tls] table (TLS_FILES), not the policy.
                 || (crate::config::tls_params::PARAMETERS.contains(&name)
                     && !TLS_FILES.contains(&name))
@@ -166,6 +176,12 @@ impl Import {
                 lines.push(from.line(name, Class::Carried, "into [tls]"));
             } else if PROXY_PARAMETERS.contains(&name) && any_proxy {
                 lines.push(from.line(name, Class::Carried, "into the listener's proxy_protocol"));
+            } else if name == "postscreen_access_list" && names_remote_table(&pv.value) {
+                lines.push(from.line(
+                    name,
+                    Class::CannotEnforce,
+                    "it names a table served by another program, and relayguard's postscreen judges before the greeting without waiting on one: move those entries into cidr: or texthash: tables",
+                ));
             } else if is_carried(name) {
                 let r = rewrite(&pv.value, is_list(name), &is_carried, params, main_cf);
                 lines.extend(removed_lines(&from, name, &r.removed, None));

@@ -54,7 +54,7 @@ pub const PARAMETERS: &[&str] = &[
 ];
 
 /// The deep protocol tests (after the 220), not implemented: see [`PostscreenSettings::compile`].
-const DEEP_TESTS: &[&str] = &[
+pub const DEEP_TESTS: &[&str] = &[
     "postscreen_pipelining_enable",
     "postscreen_non_smtp_command_enable",
     "postscreen_bare_newline_enable",

@@ -302,6 +302,18 @@ pub struct Entry<'a> {
 
 /// A table file that cannot be read as written: `table` names it as the error shows it, `line`
 /// is in `path` (0 when no one line is at fault).
+/// Whether a list entry such as `tcp:127.0.0.1:10027` or `proxy:mysql:/etc/x.cf` names a
+/// table served by another program (whose lookups a caller must be able to wait for).
+pub(crate) fn names_remote_table(entry: &str) -> bool {
+    let inner = match entry.split_once(':') {
+        Some((p, rest)) if p.eq_ignore_ascii_case("proxy") => rest,
+        _ => entry,
+    };
+    inner
+        .split_once(':')
+        .is_some_and(|(ty, _)| remote::keys(&ty.to_ascii_lowercase()).is_some())
+}
+
 pub(crate) fn file_error(table: String, path: &Path, line: usize, why: String) -> PolicyError {
     PolicyError::Table {
         table,
