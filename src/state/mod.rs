@@ -192,6 +192,15 @@ impl StateStore {
         self.settings.fail_mode
     }
 
+    /// Clients whose counts the in-process store keeps now; `None` for Redis, which bounds
+    /// itself by TTLs. For the memory benchmark and tests.
+    pub fn clients(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Memory(m) => Some(m.clients()),
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// The key the limiter counts `addr` by.
     pub fn key(&self, addr: IpAddr) -> ClientKey {
         ClientKey::new(addr, self.settings.ipv6_prefix)

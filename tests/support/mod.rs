@@ -21,6 +21,8 @@
 //! - [`mariadb::Mariadb`], [`postgres::Postgres`], [`slapd::Slapd`]: private database and
 //!   directory servers for the remote lookup tables.
 //! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
+//! - [`redis::RedisServer`], [`redis::RedisCluster`]: private Redis servers (one, a sentinel,
+//!   a three-master cluster) for the shared state store, with outages on demand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod client;
@@ -39,6 +41,7 @@ pub mod postgres;
 pub mod postmap;
 pub mod probe;
 pub mod process;
+pub mod redis;
 pub mod relayguard;
 pub mod scripted;
 pub mod slapd;
