@@ -170,8 +170,31 @@ fn redis_settings(
     Some(RedisSettings {
         topology,
         prefix: s.prefix.clone().unwrap_or_else(|| "relayguard:".into()),
-        timeout: source.duration(s.timeout.as_ref(), Duration::from_millis(500), errors),
+        timeout: millis_or_duration(source, s.timeout.as_ref(), errors),
     })
+}
+
+/// A Redis round trip is counted in milliseconds (`300ms`), or in Postfix's units (`2s`).
+fn millis_or_duration(
+    source: &Source<'_>,
+    value: Option<&toml::Spanned<String>>,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
+    const DEFAULT: Duration = Duration::from_millis(500);
+    match value {
+        Some(v) => match v.get_ref().trim().strip_suffix("ms").map(str::parse::<u64>) {
+            Some(Ok(ms)) => Duration::from_millis(ms),
+            Some(Err(_)) => {
+                errors.push(source.invalid(
+                    v.span().start,
+                    format!("`{}` is not a time like 500ms or 2s", v.get_ref()),
+                ));
+                DEFAULT
+            }
+            None => source.duration(Some(v), DEFAULT, errors),
+        },
+        None => DEFAULT,
+    }
 }
 
 fn compile_bans(
