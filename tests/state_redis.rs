@@ -368,6 +368,25 @@ async fn every_key_follows_the_schema_and_expires() {
     }
 }
 
+/// Times past what Lua's doubles and PEXPIRE hold (a ban "for ever") are kept as the latest
+/// they can hold, not refused.
+#[tokio::test]
+async fn a_ban_for_ever_is_kept() {
+    let redis = RedisServer::start();
+    let s = single(&redis);
+    let t = now();
+    let ever = Ban {
+        since: t,
+        until: t.after(Duration::MAX),
+        offence: 1,
+        reason: "added by admin".into(),
+    };
+    s.add_ban(key("192.0.2.60"), ever).await.unwrap();
+    let kept = s.ban_of(key("192.0.2.60"), t).await.unwrap().unwrap();
+    assert_eq!(kept.until, Millis((1 << 53) - 1));
+    assert_eq!(s.bans(t).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn garbage_in_redis_is_corrupt_not_a_panic() {
     let redis = RedisServer::start();

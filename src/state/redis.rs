@@ -4,8 +4,8 @@
 //! Plain counting is an atomic pipeline; what decides before it writes (a failure that may
 //! ban, a ban that replaces another) is a Lua script, so two replicas never both impose the
 //! same ban or lose a count. Times in values are the callers' wall-clock `now`, which replicas
-//! agree on; TTLs (PEXPIRE, PX) only let Redis forget what no longer matters. The key schema
-//! is in [`keys`].
+//! agree on; TTLs (PEXPIRE, PX) let Redis forget what no longer matters, and are the rate
+//! windows themselves. Needs Redis 7 (`PEXPIRE … NX`). The key schema is in [`keys`].
 
 mod conn;
 mod decode;
@@ -22,7 +22,7 @@ use crate::limits::ban::FailureCount;
 use crate::limits::{Ban, ClientKey, Event, Millis, Trigger};
 use conn::Link;
 use keys::Keys;
-use scripts::ms;
+use scripts::{at, ms};
 
 /// How Redis is reached, from `[state]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,11 +83,11 @@ impl RedisStore {
             p.cmd("ZREMRANGEBYSCORE")
                 .arg(&k)
                 .arg("-inf")
-                .arg(q.now.0)
+                .arg(at(q.now))
                 .ignore();
             p.cmd("ZADD")
                 .arg(&k)
-                .arg(q.now.after(q.lifetime).0)
+                .arg(at(q.now.after(q.lifetime)))
                 .arg(q.session)
                 .ignore();
             p.cmd("ZCARD").arg(&k);
@@ -137,6 +137,8 @@ impl RedisStore {
         listener: &str,
         event: Event,
         key: ClientKey,
+        // The window is the key's TTL on Redis's clock: comparing `now` would take a script
+        // per event, and replicas' clocks agree with Redis's far more closely than a unit.
         _now: Millis,
         unit: Duration,
     ) -> Result<u32, StateError> {
@@ -160,7 +162,7 @@ impl RedisStore {
             .key(self.keys.ban(q.key))
             .key(self.keys.offences(q.key));
         self.index_keys(&mut s);
-        s.arg(q.now.0)
+        s.arg(at(q.now))
             .arg(ms(q.rule.window))
             .arg(q.digest)
             .arg(q.user)
@@ -209,13 +211,13 @@ impl RedisStore {
         match ban {
             Some(b) => s
                 .arg("put")
-                .arg(now.0)
+                .arg(at(now))
                 .arg(key.to_string())
-                .arg(b.since.0)
-                .arg(b.until.0)
+                .arg(at(b.since))
+                .arg(at(b.until))
                 .arg(b.offence)
                 .arg(&b.reason),
-            None => s.arg("del").arg(now.0).arg(key.to_string()),
+            None => s.arg("del").arg(at(now)).arg(key.to_string()),
         };
         if let Err(e) = self.link.script::<Value>(&s).await {
             tracing::warn!(client = %key, error = %e, "ban list not updated; the ban itself is");
@@ -238,8 +240,8 @@ impl RedisStore {
         let mut s = scripts::ADD_BAN.prepare_invoke();
         s.key(self.keys.ban(key)).key(self.keys.offences(key));
         self.index_keys(&mut s);
-        s.arg(ban.since.0)
-            .arg(ban.until.0)
+        s.arg(at(ban.since))
+            .arg(at(ban.until))
             .arg(ban.offence)
             .arg(&ban.reason)
             .arg(key.to_string());
@@ -255,7 +257,7 @@ impl RedisStore {
             s.key(self.keys.failures(key, t));
         }
         self.index_keys(&mut s);
-        s.arg(now.0).arg(key.to_string()).arg(Trigger::ALL.len());
+        s.arg(at(now)).arg(key.to_string()).arg(Trigger::ALL.len());
         let was: i64 = self.link.script(&s).await?;
         self.index_after(key, None, now).await;
         Ok(was == 1)
@@ -266,7 +268,7 @@ impl RedisStore {
         s.key(self.keys.ban_ends())
             .key(self.keys.ban_list())
             .arg("list")
-            .arg(now.0);
+            .arg(at(now));
         let flat: Vec<String> = self.link.script(&s).await?;
         decode::ban_list(flat, now)
     }
@@ -298,7 +300,7 @@ impl RedisStore {
                 let json = serde_json::to_string(&pass)
                     .map_err(|e| StateError::Corrupt(format!("postscreen entry: {e}")))?;
                 let mut c = cmd("SET");
-                c.arg(key).arg(json).arg("PX").arg(t.0 - now.0);
+                c.arg(key).arg(json).arg("PX").arg(ms(t.left_from(now)));
                 c
             }
             None => {

@@ -1,11 +1,12 @@
 -- Shared by every script. Numbers are written with num(): Lua's own conversion would write a
 -- millisecond time as 1.7e+12. keep() never leaves a key without a TTL: a time already up
--- deletes it instead.
+-- deletes it instead. Times come in below 2^53, where doubles are exact.
 local function num(x) return string.format('%.0f', x) end
 
 local function keep(key, ms)
   if ms > 0 then
-    redis.call('PEXPIRE', key, num(ms))
+    -- 2^50 ms: far beyond any real TTL, well within what PEXPIRE takes.
+    redis.call('PEXPIRE', key, num(math.min(ms, 1125899906842624)))
   else
     redis.call('DEL', key)
   end

@@ -147,7 +147,8 @@ impl Link {
             .await
     }
 
-    /// EVALSHA, or EVAL the first time a server sees the script.
+    /// EVALSHA; a server that does not know the script yet (new, restarted) gets it loaded
+    /// and run again, once.
     pub(super) async fn script<T: FromRedisValue>(
         &self,
         s: &ScriptInvocation<'_>,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ::redis::Script;
 
+use crate::limits::Millis;
+
 fn with_common(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("common.lua")))
 }
@@ -23,7 +25,16 @@ pub(super) static BAN_INDEX: LazyLock<Script> =
 /// keeps `now + d` exact in Lua's doubles (2^53).
 const LONGEST_MS: u64 = 1 << 50;
 
+/// The latest time passed to Redis: the largest integer a double holds exactly. A ban "for
+/// ever" (`until` saturated at `u64::MAX`) is kept as ending then, some 285,000 years on.
+const LATEST_MS: u64 = (1 << 53) - 1;
+
 /// `d` in milliseconds, as Redis and the scripts take it.
 pub(super) fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(LONGEST_MS)) as u64
+}
+
+/// A time as Redis and the scripts take it.
+pub(super) fn at(t: Millis) -> u64 {
+    t.0.min(LATEST_MS)
 }
