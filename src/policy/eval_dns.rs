@@ -305,14 +305,8 @@ impl<'f> Eval<'_, 'f> {
             ..self.reason(r)
         };
         let listed = match answer {
-            DnsAnswer::Records(records) => {
-                let addrs: Vec<IpAddr> = records
-                    .iter()
-                    .filter_map(|r| match r {
-                        DnsRecord::Addr(a) => Some(*a),
-                        _ => None,
-                    })
-                    .collect();
+            DnsAnswer::Records(_) => {
+                let addrs: Vec<IpAddr> = answer.addresses().collect();
                 list.matches(&addrs)
             }
             DnsAnswer::NoData | DnsAnswer::NxDomain => false,

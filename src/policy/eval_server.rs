@@ -186,14 +186,7 @@ impl Eval<'_, '_> {
         let v4 = self.dns(host, RecordType::A);
         let v6 = self.dns(host, RecordType::Aaaa);
         let (v4, v6) = (v4?, v6?);
-        let addrs: Vec<IpAddr> = [v4, v6]
-            .iter()
-            .flat_map(|a| a.records())
-            .filter_map(|r| match r {
-                DnsRecord::Addr(a) => Some(*a),
-                _ => None,
-            })
-            .collect();
+        let addrs: Vec<IpAddr> = [v4, v6].iter().flat_map(|a| a.addresses()).collect();
         if addrs.is_empty() && rtype != RecordType::A {
             let what = match voice {
                 VoiceKind::Sender => self.facts.sender,

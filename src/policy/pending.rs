@@ -154,6 +154,14 @@ impl DnsAnswer {
             _ => &[],
         }
     }
+
+    /// The addresses among the records (A and AAAA answers), in answer order.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.records().iter().filter_map(|r| match r {
+            DnsRecord::Addr(a) => Some(*a),
+            _ => None,
+        })
+    }
 }
 
 /// What a policy service said to one request, after all the attempts it took.

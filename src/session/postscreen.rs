@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::events::EventLog;
 use super::io::ReadError;
 use super::{Session, SessionEnd, Step, Transaction};
-use crate::policy::pending::{DnsAnswer, DnsRecord, FactAnswer};
+use crate::policy::pending::{DnsAnswer, FactAnswer};
 use crate::postscreen::screen::{self, client};
 use crate::postscreen::{AclVerdict, Action, DnsblScore, DomainReply, PostscreenSettings};
 use crate::smtp::{replies, Reply};
@@ -370,14 +370,8 @@ fn dnsblog(
         }
     };
     match &answer {
-        DnsAnswer::Records(records) => {
-            let addrs: Vec<IpAddr> = records
-                .iter()
-                .filter_map(|r| match r {
-                    DnsRecord::Addr(a) => Some(*a),
-                    _ => None,
-                })
-                .collect();
+        DnsAnswer::Records(_) => {
+            let addrs: Vec<IpAddr> = answer.addresses().collect();
             for a in &addrs {
                 log.info(format_args!("addr {addr} listed by domain {domain} as {a}"));
             }
