@@ -109,10 +109,10 @@ impl Session {
         if anvil.rate_limit(event) == 0 || self.abuse.exempt {
             return None;
         }
-        let store = self.ctx.state.clone();
+        // Arcs, not a copy of the listener's name: this runs for every MAIL, RCPT and AUTH.
+        let (store, listener) = (self.ctx.state.clone(), self.ctx.listener.clone());
         let key = store.key(self.client.addr);
-        let name = self.ctx.listener.name.clone();
-        let rate = match store.hit(&name, event, key, state::now(), unit).await {
+        let rate = match store.hit(&listener.name, event, key, state::now(), unit).await {
             Ok(rate) => rate,
             Err(_) => return self.store_failed(event.name()),
         };
@@ -234,8 +234,8 @@ impl Session {
     /// Takes this session off its client's concurrent count.
     pub(super) async fn release_client(&mut self) {
         if let Some((key, session)) = self.abuse.counted.take() {
-            let name = self.ctx.listener.name.clone();
-            self.ctx.state.disconnect(&name, key, session).await;
+            let listener = self.ctx.listener.clone();
+            self.ctx.state.disconnect(&listener.name, key, session).await;
         }
     }
 }

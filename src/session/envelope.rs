@@ -103,9 +103,16 @@ impl Session {
         let decision = decide!(self, Stage::Rcpt, Some(&txn.sender), Some(to));
         // The transaction is out of `heard` while its RCPT is decided.
         txn.prepend.extend(super::policy_facts::prepends(&decision));
+        // A relay attempt is what the relay checks refused, whatever text the reply carries.
+        let relay_denied = decision.reason.as_ref().is_some_and(|r| {
+            matches!(
+                r.restriction.as_str(),
+                "reject_unauth_destination" | "defer_unauth_destination"
+            )
+        });
         if let Some(reply) = self.judge("RCPT", decision, Some(&txn.sender), Some(to)) {
             self.heard.txn = Some(txn);
-            if reply.text().contains("Relay access denied") {
+            if relay_denied {
                 Box::pin(self.report_failure(Trigger::Relay, 0, 0)).await;
             }
             return self.refuse(reply);
