@@ -25,17 +25,11 @@ fn limited(overrides: &[(&str, &str)]) -> Relayguard {
         .start()
 }
 
-async fn from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect_as(rg.addr("lb"), addr).await;
-    c.ehlo("client.example").await;
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections_over_the_count_limit_are_refused_until_one_ends() {
     let rg = limited(&[("smtpd_client_connection_count_limit", "2")]);
-    let first = from(&rg, "198.51.100.1").await;
-    let _second = from(&rg, "198.51.100.1").await;
+    let first = rg.client_as("lb", "198.51.100.1").await;
+    let _second = rg.client_as("lb", "198.51.100.1").await;
     let mut third = Client::connect_as(rg.addr("lb"), "198.51.100.1").await;
     assert_eq!(
         third.greeting.as_deref(),
@@ -70,7 +64,7 @@ async fn the_connection_rate_counts_one_time_unit_from_the_first_connection() {
     ]);
     let start = Instant::now();
     for _ in 0..3 {
-        let mut c = from(&rg, "198.51.100.3").await;
+        let mut c = rg.client_as("lb", "198.51.100.3").await;
         assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     }
     let mut fourth = Client::connect_as(rg.addr("lb"), "198.51.100.3").await;
@@ -106,7 +100,7 @@ async fn message_and_recipient_rates_refuse_with_450_across_sessions() {
         ("smtpd_client_message_rate_limit", "2"),
         ("smtpd_client_recipient_rate_limit", "3"),
     ]);
-    let mut c = from(&rg, "198.51.100.4").await;
+    let mut c = rg.client_as("lb", "198.51.100.4").await;
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     for i in 0..3 {
         assert_eq!(
@@ -121,7 +115,7 @@ async fn message_and_recipient_rates_refuse_with_450_across_sessions() {
     assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
     // The second MAIL, in a new session: still within the limit; the third is over it.
-    let mut c = from(&rg, "198.51.100.4").await;
+    let mut c = rg.client_as("lb", "198.51.100.4").await;
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
     assert_eq!(
@@ -137,7 +131,7 @@ async fn message_and_recipient_rates_refuse_with_450_across_sessions() {
         WAIT,
     );
     // Another client has its own counts.
-    let mut other = from(&rg, "198.51.100.5").await;
+    let mut other = rg.client_as("lb", "198.51.100.5").await;
     assert_eq!(other.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
 }
 
@@ -150,18 +144,18 @@ async fn ipv6_clients_are_counted_by_their_64_and_exceptions_are_never_counted()
             "198.51.100.99, [2001:db8:9::]/48",
         ),
     ]);
-    let mut a = from(&rg, "2001:db8:1:2::1").await;
+    let mut a = rg.client_as("lb", "2001:db8:1:2::1").await;
     assert_eq!(a.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     // Another address of the same /64 shares the count; one of the next /64 does not.
-    let mut b = from(&rg, "2001:db8:1:2:ffff::7").await;
+    let mut b = rg.client_as("lb", "2001:db8:1:2:ffff::7").await;
     assert_eq!(
         b.cmd("MAIL FROM:<a@b.example>").await,
         "450 4.7.1 Error: too much mail from 2001:db8:1:2:ffff::7"
     );
-    let mut c = from(&rg, "2001:db8:1:3::1").await;
+    let mut c = rg.client_as("lb", "2001:db8:1:3::1").await;
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     for addr in ["198.51.100.99", "2001:db8:9:1::5"] {
-        let mut c = from(&rg, addr).await;
+        let mut c = rg.client_as("lb", addr).await;
         for _ in 0..5 {
             assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
             assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok");
@@ -186,7 +180,7 @@ async fn the_auth_rate_refuses_before_the_upstream_hears_the_attempt() {
         .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(&pf, Identity::Xclient)
         .start();
-    let mut c = from(&rg, "198.51.100.6").await;
+    let mut c = rg.client_as("lb", "198.51.100.6").await;
     for _ in 0..2 {
         assert_eq!(
             c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "wrong")))
@@ -212,7 +206,7 @@ async fn the_auth_rate_refuses_before_the_upstream_hears_the_attempt() {
         .count();
     assert_eq!(failures, 2, "{:#?}", pf.maillog_lines());
     // Others still authenticate.
-    let mut d = from(&rg, "198.51.100.7").await;
+    let mut d = rg.client_as("lb", "198.51.100.7").await;
     assert_eq!(
         d.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "secret")))
             .await,

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::client::{auth_plain, Client};
@@ -31,30 +30,9 @@ fn with_bans(pf: &Postfix, bans: &str, overrides: &[(&str, &str)]) -> Relayguard
         .start()
 }
 
-async fn from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect_as(rg.addr("lb"), addr).await;
-    c.ehlo("client.example").await;
-    c
-}
-
 async fn auth(c: &mut Client, user: &str, pass: &str) -> String {
     c.cmd(&format!("AUTH PLAIN {}", auth_plain(user, pass)))
         .await
-}
-
-/// `relayguard bans ARGS` against the running instance; (exit code, stdout).
-fn bans_cli(rg: &Relayguard, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_relayguard"))
-        .arg("--config")
-        .arg(rg.config_path())
-        .arg("bans")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn refusal(addr: &str) -> String {
@@ -67,7 +45,7 @@ async fn five_guesses_ban_the_guesser_not_the_user_and_a_second_ban_is_longer() 
     let rg = with_bans(&pf, "ban_time = \"2s\"\nwindow = \"1m\"\n", &[]);
     let attacker = "198.51.100.66";
 
-    let mut c = from(&rg, attacker).await;
+    let mut c = rg.client_as("lb", attacker).await;
     for i in 0..5 {
         assert_eq!(auth(&mut c, "alice", &format!("guess{i}")).await, FAILED);
     }
@@ -110,7 +88,7 @@ async fn five_guesses_ban_the_guesser_not_the_user_and_a_second_ban_is_longer() 
     );
 
     // Alice, from her own address, is not locked out.
-    let mut alice = from(&rg, "192.0.2.10").await;
+    let mut alice = rg.client_as("lb", "192.0.2.10").await;
     assert_eq!(
         auth(&mut alice, "alice", "secret").await,
         "235 2.7.0 Authentication successful"
@@ -139,7 +117,7 @@ async fn five_guesses_ban_the_guesser_not_the_user_and_a_second_ban_is_longer() 
         assert_eq!(auth(&mut c, "alice", &format!("guess{i}")).await, FAILED);
     }
     rg.wait_for_log("banned for 4s: 5 failed AUTH attempts, offence 2", WAIT);
-    let (code, list) = bans_cli(&rg, &["list", "--json"]);
+    let (code, list) = rg.cli(&["bans", "list", "--json"]);
     assert_eq!(code, 0, "{list}");
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list[0]["client"], attacker);
@@ -155,7 +133,7 @@ async fn the_same_bad_password_counts_once_and_exempt_networks_are_never_banned(
         &[("smtpd_client_event_limit_exceptions", "203.0.113.0/24")],
     );
     // A client retrying one stale password: one failure, however often.
-    let mut stale = from(&rg, "198.51.100.70").await;
+    let mut stale = rg.client_as("lb", "198.51.100.70").await;
     for _ in 0..8 {
         assert_eq!(auth(&mut stale, "bob", "old-password").await, FAILED);
     }
@@ -164,7 +142,7 @@ async fn the_same_bad_password_counts_once_and_exempt_networks_are_never_banned(
         "235 2.7.0 Authentication successful"
     );
     // An exempt network guessing is never banned.
-    let mut inside = from(&rg, "203.0.113.5").await;
+    let mut inside = rg.client_as("lb", "203.0.113.5").await;
     for i in 0..8 {
         assert_eq!(auth(&mut inside, "bob", &format!("g{i}")).await, FAILED);
     }
@@ -172,7 +150,7 @@ async fn the_same_bad_password_counts_once_and_exempt_networks_are_never_banned(
         auth(&mut inside, "bob", "hunter2").await,
         "235 2.7.0 Authentication successful"
     );
-    let (code, out) = bans_cli(&rg, &["list"]);
+    let (code, out) = rg.cli(&["bans", "list"]);
     assert_eq!((code, out.trim()), (0, "no bans"));
     assert!(!rg.log_lines().iter().any(|l| l.contains("banned for")));
 }
@@ -181,7 +159,7 @@ async fn the_same_bad_password_counts_once_and_exempt_networks_are_never_banned(
 async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
     let pf = Postfix::builder().sasl(true).start();
     let rg = with_bans(&pf, "reply = \"defer\"\n[bans.triggers]\nrelay = 3\n", &[]);
-    let (code, out) = bans_cli(&rg, &["add", "2001:db8:7:7::1", "1h", "seen", "spamming"]);
+    let (code, out) = rg.cli(&["bans", "add", "2001:db8:7:7::1", "1h", "seen", "spamming"]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("banned 2001:db8:7:7::/64 for 3600s: seen spamming"),
@@ -197,7 +175,7 @@ async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
     assert!(g.ends_with(": seen spamming"), "{g}");
 
     // Three refused relay attempts ban too, with this config.
-    let mut relay = from(&rg, "198.51.100.80").await;
+    let mut relay = rg.client_as("lb", "198.51.100.80").await;
     assert_eq!(relay.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     for i in 0..3 {
         assert_eq!(
@@ -224,13 +202,13 @@ async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
         "{:?}",
         c.greeting
     );
-    let (_, list) = bans_cli(&rg, &["list"]);
+    let (_, list) = rg.cli(&["bans", "list"]);
     assert!(
         list.contains("198.51.100.80") && list.contains("2001:db8:7:7::/64"),
         "{list}"
     );
 
-    let (code, out) = bans_cli(&rg, &["remove", "198.51.100.80"]);
+    let (code, out) = rg.cli(&["bans", "remove", "198.51.100.80"]);
     assert_eq!((code, out.trim()), (0, "ban lifted"));
     let c = Client::connect_as(rg.addr("lb"), "198.51.100.80").await;
     assert!(
@@ -238,9 +216,9 @@ async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
         "{:?}",
         c.greeting
     );
-    let (code, out) = bans_cli(&rg, &["remove", "198.51.100.80"]);
+    let (code, out) = rg.cli(&["bans", "remove", "198.51.100.80"]);
     assert_eq!((code, out.trim()), (2, "not banned"));
-    let (code, out) = bans_cli(&rg, &["add", "not-an-address", "1h"]);
+    let (code, out) = rg.cli(&["bans", "add", "not-an-address", "1h"]);
     assert_eq!(code, 1);
     assert!(out.contains("`not-an-address` is not an address"), "{out}");
 }

@@ -11,18 +11,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::client::{auth_plain, Client};
+use support::client::auth_plain;
 use support::postfix::Postfix;
 use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A client that appears as `addr` through the trusted PROXY listener, after EHLO.
-async fn from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect_as(rg.addr("lb"), addr).await;
-    c.ehlo("client.example").await;
-    c
-}
 
 /// The addresses `fail2ban-regex` finds in `log` with the stock filter `filter`.
 fn banned(log: &Path, filter: &str) -> BTreeSet<String> {
@@ -58,7 +51,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
     let pf = Postfix::builder().sasl(true).start();
     let rg = proxied_sasl(&pf, "");
 
-    let mut c = from(&rg, "198.51.100.20").await;
+    let mut c = rg.client_as("lb", "198.51.100.20").await;
     assert_eq!(
         c.cmd(&format!("AUTH PLAIN {}", auth_plain("alice", "wrong")))
             .await,
@@ -66,7 +59,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
     );
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
 
-    let mut c = from(&rg, "198.51.100.30").await;
+    let mut c = rg.client_as("lb", "198.51.100.30").await;
     assert_eq!(c.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
     assert_eq!(
         c.cmd("RCPT TO:<x@elsewhere.example>").await,
@@ -74,7 +67,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
     );
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
 
-    let mut c = from(&rg, "198.51.100.40").await;
+    let mut c = rg.client_as("lb", "198.51.100.40").await;
     for _ in 0..19 {
         c.cmd("FOO").await;
     }
@@ -87,7 +80,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
 
     // A username that carries a CR LF and a whole forged log line naming an address that never
     // connected: one failed AUTH must be one line, for this client alone.
-    let mut c = from(&rg, "198.51.100.60").await;
+    let mut c = rg.client_as("lb", "198.51.100.60").await;
     let forged = "mallory\r\nDec  1 23:59:59 relayguard postfix/smtpd[4242]: warning: \
                   unknown[203.0.113.99]: SASL LOGIN authentication failed: UGFzc3dvcmQ6";
     assert_eq!(
@@ -108,7 +101,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
     );
 
     // An innocent client: authenticates and delivers.
-    let mut c = from(&rg, "198.51.100.50").await;
+    let mut c = rg.client_as("lb", "198.51.100.50").await;
     assert_eq!(
         c.cmd(&format!("AUTH PLAIN {}", auth_plain("bob", "hunter2")))
             .await,
@@ -136,7 +129,7 @@ async fn the_stock_postfix_filter_bans_the_right_clients() {
 async fn the_stock_postfix_filter_sees_relayguards_bans() {
     let pf = Postfix::builder().sasl(true).start();
     let rg = proxied_sasl(&pf, "[bans]\n");
-    let mut c = from(&rg, "198.51.100.90").await;
+    let mut c = rg.client_as("lb", "198.51.100.90").await;
     for i in 0..5 {
         c.cmd(&format!(
             "AUTH PLAIN {}",
@@ -151,7 +144,7 @@ async fn the_stock_postfix_filter_sees_relayguards_bans() {
         "{r}"
     );
     // A client that is not banned makes no such line.
-    let mut ok = from(&rg, "198.51.100.91").await;
+    let mut ok = rg.client_as("lb", "198.51.100.91").await;
     assert_eq!(ok.cmd("QUIT").await, "221 2.0.0 Bye");
     rg.wait_for_log("disconnect from unknown[198.51.100.91]", WAIT);
     rg.wait_for_log("NOQUEUE: reject: MAIL from unknown[198.51.100.90]", WAIT);

@@ -40,25 +40,8 @@ fn replica(pf: &Postfix, redis: &RedisServer, on_failure: &str) -> Relayguard {
         .start()
 }
 
-async fn from(rg: &Relayguard, addr: &str) -> Client {
-    let mut c = Client::connect_as(rg.addr("lb"), addr).await;
-    c.ehlo("client.example").await;
-    c
-}
-
-fn bans_cli(rg: &Relayguard, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayguard"))
-        .arg("--config")
-        .arg(rg.config_path())
-        .arg("bans")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 async fn ban_by_guessing(rg: &Relayguard, addr: &str) {
-    let mut c = from(rg, addr).await;
+    let mut c = rg.client_as("lb", addr).await;
     for i in 0..5 {
         assert_eq!(
             c.cmd(&format!(
@@ -84,10 +67,10 @@ async fn two_replicas_share_counts_and_bans() {
         (&b, "250 2.1.0 Ok"),
         (&a, "250 2.1.0 Ok"),
     ] {
-        let mut c = from(rg, "198.51.100.11").await;
+        let mut c = rg.client_as("lb", "198.51.100.11").await;
         assert_eq!(c.cmd("MAIL FROM:<s@b.example>").await, expect);
     }
-    let mut c = from(&b, "198.51.100.11").await;
+    let mut c = b.client_as("lb", "198.51.100.11").await;
     assert_eq!(
         c.cmd("MAIL FROM:<s@b.example>").await,
         "450 4.7.1 Error: too much mail from 198.51.100.11"
@@ -105,9 +88,9 @@ async fn two_replicas_share_counts_and_bans() {
         "{g}"
     );
     // B lists it; lifted through A, B admits the client again.
-    assert!(bans_cli(&b, &["list"]).contains("198.51.100.66"));
+    assert!(b.cli(&["bans", "list"]).1.contains("198.51.100.66"));
     assert_eq!(
-        bans_cli(&a, &["remove", "198.51.100.66"]).trim(),
+        a.cli(&["bans", "remove", "198.51.100.66"]).1.trim(),
         "ban lifted"
     );
     let back = Client::connect_as(b.addr("lb"), "198.51.100.66").await;

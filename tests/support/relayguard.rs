@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::client::Client;
 use super::maildir::Maildir;
 use super::postfix::Postfix;
 use super::process::{self, POLL};
@@ -368,6 +369,28 @@ impl Relayguard {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// A client of `listener` (one trusting loopback's PROXY header, [`TRUST_LOOPBACK_PROXY`])
+    /// that appears as `addr`, greeted and past EHLO.
+    pub async fn client_as(&self, listener: &str, addr: &str) -> Client {
+        let mut c = Client::connect_as(self.addr(listener), addr).await;
+        c.ehlo("client.example").await;
+        c
+    }
+
+    /// `relayguard --config THIS_CONFIG ARGS` (e.g. `bans list`) against the running instance:
+    /// the exit code and the output, stdout then stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_relayguard"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
     }
 
     pub fn config_path(&self) -> PathBuf {
