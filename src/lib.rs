@@ -15,3 +15,6 @@ pub mod session;
 pub mod smtp;
 pub mod state;
 pub mod upstream;
+
+#[cfg(test)]
+mod purity;

@@ -45,30 +45,9 @@ impl Millis {
     }
 }
 
+/// The limiter stays arithmetic (STYLE.md 2): no runtime, no sockets, no clock, no logs.
 #[cfg(test)]
-mod tests {
-    /// The limiter stays arithmetic (STYLE.md 2): no runtime, no sockets, no clock, no logs.
-    #[test]
-    fn limits_module_does_no_io() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/limits");
-        let banned = [
-            concat!("tok", "io"),
-            concat!("TcpSt", "ream"),
-            concat!("UdpSo", "cket"),
-            concat!("Instant::", "now"),
-            concat!("SystemTime::", "now"),
-            concat!("trac", "ing::"),
-            concat!("print", "ln!"),
-        ];
-        let mut checked = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            for needle in banned {
-                assert!(!text.contains(needle), "{} uses {needle}", path.display());
-            }
-            checked += 1;
-        }
-        assert!(checked >= 5);
-    }
+#[test]
+fn limits_module_does_no_io() {
+    assert!(crate::purity::assert_no_io("limits", &crate::purity::IO_WORDS) >= 5);
 }

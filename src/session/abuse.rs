@@ -112,7 +112,10 @@ impl Session {
         // Arcs, not a copy of the listener's name: this runs for every MAIL, RCPT and AUTH.
         let (store, listener) = (self.ctx.state.clone(), self.ctx.listener.clone());
         let key = store.key(self.client.addr);
-        let rate = match store.hit(&listener.name, event, key, state::now(), unit).await {
+        let rate = match store
+            .hit(&listener.name, event, key, state::now(), unit)
+            .await
+        {
             Ok(rate) => rate,
             Err(_) => return self.store_failed(event.name()),
         };
@@ -235,7 +238,10 @@ impl Session {
     pub(super) async fn release_client(&mut self) {
         if let Some((key, session)) = self.abuse.counted.take() {
             let listener = self.ctx.listener.clone();
-            self.ctx.state.disconnect(&listener.name, key, session).await;
+            self.ctx
+                .state
+                .disconnect(&listener.name, key, session)
+                .await;
         }
     }
 }

@@ -148,36 +148,5 @@ pub(crate) fn path(p: &Path) -> String {
 /// The engine stays pure: no async runtime, no sockets, no clock, no logging (STYLE.md 2).
 #[test]
 fn policy_module_does_no_io() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/policy");
-    let mut stack = vec![root];
-    let forbidden = [
-        "tokio",
-        "TcpStream",
-        "UdpSocket",
-        "TcpListener",
-        "Instant::now",
-        "SystemTime::now",
-        "tracing::",
-        "println!",
-        "eprintln!",
-    ];
-    let mut checked = 0;
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "tests") {
-                    stack.push(path);
-                }
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            for word in forbidden {
-                assert!(!code.contains(word), "{} uses `{word}`", path.display());
-            }
-            checked += 1;
-        }
-    }
-    assert!(checked > 10);
+    assert!(crate::purity::assert_no_io("policy", &crate::purity::IO_WORDS) > 10);
 }

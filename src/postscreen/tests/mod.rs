@@ -349,28 +349,5 @@ fn only_smtp_listeners_run_it() {
 /// Pure like `policy/`: no async runtime, no sockets, no clock, no logging (STYLE.md 2).
 #[test]
 fn postscreen_module_does_no_io() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/postscreen");
-    let forbidden = [
-        "tokio",
-        "TcpStream",
-        "UdpSocket",
-        "Instant::now",
-        "SystemTime::now",
-        "tracing::",
-        "println!",
-    ];
-    let mut checked = 0;
-    for entry in std::fs::read_dir(root).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        for word in forbidden {
-            assert!(!code.contains(word), "{} uses `{word}`", path.display());
-        }
-        checked += 1;
-    }
-    assert!(checked >= 4);
+    assert!(crate::purity::assert_no_io("postscreen", &crate::purity::IO_WORDS) >= 4);
 }
