@@ -158,7 +158,14 @@ async fn the_same_bad_password_counts_once_and_exempt_networks_are_never_banned(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
     let pf = Postfix::builder().sasl(true).start();
-    let rg = with_bans(&pf, "reply = \"defer\"\n[bans.triggers]\nrelay = 3\n", &[]);
+    let rg = with_bans(
+        &pf,
+        "reply = \"defer\"\n[bans.triggers]\nrelay = 3\n",
+        &[(
+            "smtpd_recipient_restrictions",
+            "check_recipient_access inline:{ {decoy@local.test = 554 Relay access denied} }",
+        )],
+    );
     let (code, out) = rg.cli(&["bans", "add", "2001:db8:7:7::1", "1h", "seen", "spamming"]);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -173,6 +180,24 @@ async fn admins_add_and_lift_bans_and_bans_survive_a_reload() {
         "{g}"
     );
     assert!(g.ends_with(": seen spamming"), "{g}");
+
+    // A refusal that only says the words is not a relay attempt: no ban.
+    let mut decoy = rg.client_as("lb", "198.51.100.81").await;
+    assert_eq!(decoy.cmd("MAIL FROM:<a@b.example>").await, "250 2.1.0 Ok");
+    for _ in 0..3 {
+        let r = decoy.cmd("RCPT TO:<decoy@local.test>").await;
+        assert!(
+            r.starts_with("554 ") && r.ends_with("Relay access denied"),
+            "{r}"
+        );
+    }
+    assert_eq!(decoy.cmd("QUIT").await, "221 2.0.0 Bye");
+    let again = Client::connect_as(rg.addr("lb"), "198.51.100.81").await;
+    assert!(
+        again.greeting.as_deref().unwrap().starts_with("220 "),
+        "{:?}",
+        again.greeting
+    );
 
     // Three refused relay attempts ban too, with this config.
     let mut relay = rg.client_as("lb", "198.51.100.80").await;

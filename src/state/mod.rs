@@ -324,8 +324,9 @@ impl StateStore {
     /// Logs the store going away and coming back, once each, whatever the call.
     fn observe<T>(&self, r: Result<T, StateError>) -> Result<T, StateError> {
         match &r {
+            // A load first: the common case (up, and was up) writes nothing shared.
             Ok(_) => {
-                if self.down.swap(false, Ordering::AcqRel) {
+                if self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel) {
                     tracing::warn!("state backend is answering again; limits and bans apply again");
                 }
             }
