@@ -45,7 +45,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    crate::observe::log::init(&snapshot.log_format, &host);
+    crate::observe::log::init(snapshot.log_format, &host);
     // The main thread probes, binds and handles signals; the sessions run on the workers.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -245,8 +245,19 @@ pub struct LimitsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFile {
-    /// `postfix` (syslog-shaped lines fail2ban's postfix filter matches), `text` or `json`.
-    pub format: Option<String>,
+    /// `postfix` (the default: syslog-shaped lines fail2ban's postfix filter matches), `text`
+    /// (tracing's own lines with every field) or `json` (one object per line).
+    pub format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Postfix,
+    Text,
+    Json,
 }
 
 fn yes() -> bool {

@@ -168,7 +168,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Snapshot, Vec<ConfigError>> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             }),
-            log_format: file.log.format.clone().unwrap_or_else(|| "postfix".into()),
+            log_format: file.log.format.unwrap_or_default(),
             dns,
             tables,
             abuse,
@@ -297,6 +297,7 @@ fn compile_listener(
         anvil,
         postscreen: postscreen.map(Arc::new),
         client_certs: tls.as_ref().and_then(|t| t.client_certs.clone()),
+        sni: tls.as_ref().and_then(|t| t.sni.clone()),
         tls: tls.map(|t| t.config),
         tls_warnings,
     })

@@ -11,6 +11,7 @@ pub mod settings;
 mod source;
 pub mod tls_ciphers;
 pub mod tls_params;
+mod tls_sni;
 mod upstream;
 
 use std::collections::BTreeSet;
@@ -43,7 +44,7 @@ pub struct Snapshot {
     pub drain_timeout: Duration,
     /// Worker threads (at least one).
     pub workers: usize,
-    pub log_format: String,
+    pub log_format: file::LogFormat,
     pub dns: DnsSettings,
     /// How remote table lookups run; the backends live in [`crate::lookup::Lookups`].
     pub tables: TableSettings,
@@ -119,8 +120,23 @@ pub struct ListenerSnapshot {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// smtpd_tls_ask_ccert: how to judge the certificate a client presented.
     pub client_certs: Option<Arc<crate::net::client_cert::ClientCertCheck>>,
+    /// tls_server_sni_maps' names, for the log line about a client's name they do not know.
+    pub sni: Option<crate::net::tls_server::SniNames>,
     /// TLS settings that are valid but not what Postfix would do, for `check-config`.
     pub tls_warnings: Vec<crate::policy::PolicyWarning>,
+}
+
+impl ListenerSnapshot {
+    /// The SNI name a client sent on `conn` when this listener has tls_server_sni_maps and
+    /// none of their keys matches it: the handshake used the default certificates, and
+    /// Postfix logs `TLS SNI NAME from CLIENT not matched, using default chain`.
+    pub fn unmatched_sni<'c>(
+        &self,
+        conn: &'c tokio_rustls::rustls::ServerConnection,
+    ) -> Option<&'c str> {
+        let names = self.sni.as_ref()?;
+        conn.server_name().filter(|name| !names.knows(name))
+    }
 }
 
 impl std::fmt::Debug for ListenerSnapshot {

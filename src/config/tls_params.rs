@@ -37,12 +37,15 @@ pub const PARAMETERS: &[&str] = &[
     "smtpd_tls_req_ccert",
     "smtpd_tls_wrappermode",
     "smtpd_use_tls",
+    super::tls_sni::PARAMETER,
 ];
 
 /// A listener's TLS server, compiled.
 pub struct ListenerTls {
     pub config: Arc<ServerConfig>,
     pub client_certs: Option<Arc<ClientCertCheck>>,
+    /// tls_server_sni_maps' names, when the listener has any.
+    pub sni: Option<tls_server::SniNames>,
 }
 
 fn set<'a>(params: &'a ParamMap, name: &str) -> Option<&'a ParamValue> {
@@ -267,16 +270,19 @@ pub fn compile(
     let key_param = ["smtpd_tls_chain_files", "smtpd_tls_cert_file"]
         .into_iter()
         .find_map(|n| set(params, n).map(|v| (n, v)));
+    let sni = super::tls_sni::entries(params, dir, errors, warnings)?;
     let spec = ServerTlsSpec {
         keys,
         versions,
         suites,
         client_certs: client_certs.clone(),
+        sni,
     };
-    match tls_server::build(&spec) {
-        Ok(config) => Some(ListenerTls {
+    match tls_server::build_with_names(&spec) {
+        Ok((config, sni)) => Some(ListenerTls {
             config,
             client_certs,
+            sni,
         }),
         Err(e) => {
             errors.push(match key_param {

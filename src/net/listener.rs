@@ -383,6 +383,14 @@ async fn accept_session(
         {
             Ok(Ok(tls)) => {
                 tls_facts = TlsFacts::of(tls.get_ref().1, ctx.listener.client_certs.as_deref());
+                if let Some(sni) = ctx.listener.unmatched_sni(tls.get_ref().1) {
+                    tracing::info!(
+                        tag = %ctx.listener.smtpd.syslog_tag,
+                        "TLS SNI {sni} from {}[{}] not matched, using default chain",
+                        names.name.as_str(),
+                        client_addr.ip(),
+                    );
+                }
                 Box::new(tls)
             }
             Ok(Err(e)) => {

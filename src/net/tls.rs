@@ -54,6 +54,9 @@ pub enum TlsError {
     /// No CA file was given and the system trust store had no usable certificate.
     #[error("no system CA certificates found (set ca_file): {detail}")]
     NoSystemRoots { detail: String },
+    /// A tls_server_sni_maps entry's chain files cannot be loaded.
+    #[error("tls_server_sni_maps entry `{key}`: {source}")]
+    Sni { key: String, source: Box<TlsError> },
     /// The crypto provider does not support the protocol versions asked for (a build problem).
     #[error("TLS provider: {0}")]
     Provider(rustls::Error),
@@ -101,6 +104,7 @@ pub fn server_config_with_versions(
         versions: versions.to_vec(),
         suites: super::tls_server::all_suites().to_vec(),
         client_certs: None,
+        sni: Vec::new(),
     })
 }
 

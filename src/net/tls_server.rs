@@ -1,8 +1,10 @@
 //! The STARTTLS / implicit-TLS server configuration Postfix's smtpd_tls_* parameters describe:
 //! the server's keys and certificates (a `[tls]` pair, smtpd_tls_cert_file/key_file, or
 //! smtpd_tls_chain_files with several key/certificate groups), the protocol versions and
-//! cipher suites left after the admin's limits, and whether to ask for client certificates.
+//! cipher suites left after the admin's limits, and whether to ask for client certificates;
+//! and tls_server_sni_maps, other keys and certificates for the names a client asks for by SNI.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,15 +39,45 @@ pub struct ServerTlsSpec {
     pub suites: Vec<SupportedCipherSuite>,
     /// smtpd_tls_ask_ccert: request a client certificate in the handshake.
     pub client_certs: Option<Arc<ClientCertCheck>>,
+    /// tls_server_sni_maps, first entry for a key first.
+    pub sni: Vec<SniEntry>,
+}
+
+/// One tls_server_sni_maps entry: a lookup key (a name, or `.parent` for every name under
+/// it) and its chain files, read as smtpd_tls_chain_files are.
+#[derive(Clone, Debug)]
+pub struct SniEntry {
+    pub key: String,
+    pub chains: Vec<PathBuf>,
 }
 
 /// Builds the server configuration for `spec`.
 pub fn build(spec: &ServerTlsSpec) -> Result<Arc<ServerConfig>, TlsError> {
+    build_resolver(spec).map(|(config, _)| config)
+}
+
+fn build_resolver(spec: &ServerTlsSpec) -> Result<(Arc<ServerConfig>, Arc<ServerCerts>), TlsError> {
     let provider = Arc::new(CryptoProvider {
         cipher_suites: spec.suites.clone(),
         ..crypto::ring::default_provider()
     });
-    let keys = load_keys(&spec.keys, &provider)?;
+    let default = ByAlgorithm(load_keys(&spec.keys, &provider)?);
+    let mut by_name = HashMap::new();
+    for entry in &spec.sni {
+        let key = entry.key.to_ascii_lowercase();
+        if by_name.contains_key(&key) {
+            continue;
+        }
+        let keys =
+            load_keys(&ServerKeys::Chains(entry.chains.clone()), &provider).map_err(|e| {
+                TlsError::Sni {
+                    key: entry.key.clone(),
+                    source: Box::new(e),
+                }
+            })?;
+        by_name.insert(key, Arc::new(ByAlgorithm(keys)));
+    }
+    let certs = Arc::new(ServerCerts { default, by_name });
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&spec.versions)
         .map_err(TlsError::Provider)?;
@@ -53,9 +85,28 @@ pub fn build(spec: &ServerTlsSpec) -> Result<Arc<ServerConfig>, TlsError> {
         Some(check) => builder.with_client_cert_verifier(check.verifier()),
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(
-        builder.with_cert_resolver(Arc::new(ByAlgorithm(keys))),
-    ))
+    Ok((Arc::new(builder.with_cert_resolver(certs.clone())), certs))
+}
+
+/// The lookup keys of a listener's tls_server_sni_maps.
+#[derive(Clone, Debug)]
+pub struct SniNames(Arc<ServerCerts>);
+
+impl SniNames {
+    /// Whether the maps have keys for `sni` (as the client sent it).
+    pub fn knows(&self, sni: &str) -> bool {
+        self.0.for_name(&sni.to_ascii_lowercase()).is_some()
+    }
+}
+
+/// [`build`], and the names its tls_server_sni_maps know (None without maps), for the
+/// session's log line about a name they do not know.
+pub fn build_with_names(
+    spec: &ServerTlsSpec,
+) -> Result<(Arc<ServerConfig>, Option<SniNames>), TlsError> {
+    let (config, certs) = build_resolver(spec)?;
+    let names = (!certs.by_name.is_empty()).then_some(SniNames(certs));
+    Ok((config, names))
 }
 
 fn load_keys(
@@ -203,14 +254,47 @@ fn chains(files: &[PathBuf]) -> Result<Vec<Group>, TlsError> {
 #[derive(Debug)]
 struct ByAlgorithm(Vec<Arc<CertifiedKey>>);
 
-impl ResolvesServerCert for ByAlgorithm {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+impl ByAlgorithm {
+    fn choose(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let schemes = hello.signature_schemes();
         self.0
             .iter()
             .find(|k| k.key.choose_scheme(schemes).is_some())
             .or_else(|| self.0.first())
             .cloned()
+    }
+}
+
+/// The default keys, and tls_server_sni_maps' keys by lookup key.
+#[derive(Debug)]
+struct ServerCerts {
+    default: ByAlgorithm,
+    by_name: HashMap<String, Arc<ByAlgorithm>>,
+}
+
+impl ServerCerts {
+    /// Postfix's server_sni_callback order: the name as sent, then each ancestor domain with
+    /// its leading dot (`mx.example.net`, `.example.net`, `.net`).
+    fn for_name(&self, sni: &str) -> Option<&ByAlgorithm> {
+        let mut key = sni;
+        loop {
+            if let Some(keys) = self.by_name.get(key) {
+                return Some(keys);
+            }
+            let next = key.get(1..)?.find('.')?;
+            key = key.get(next + 1..)?;
+        }
+    }
+}
+
+impl ResolvesServerCert for ServerCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // rustls hands over SNI as a validated, lower-cased DNS name.
+        let keys = hello
+            .server_name()
+            .and_then(|name| self.for_name(name))
+            .unwrap_or(&self.default);
+        keys.choose(&hello)
     }
 }
 

@@ -1,6 +1,8 @@
 //! tracing-subscriber setup. The `postfix` format writes syslog-shaped lines
 //! (`Nov 24 06:33:22 mx postfix/smtpd[4242]: connect from ...`) that fail2ban's stock postfix
-//! filters match; `text` is tracing's own format with all fields, for debugging.
+//! filters match; `text` is tracing's own format with all fields, for debugging; `json` is one
+//! object per line (the message, the Postfix tag where there is one, the session's span fields),
+//! for log shippers that index fields.
 
 use std::fmt;
 
@@ -13,16 +15,23 @@ use tracing_subscriber::EnvFilter;
 
 use super::printable::PrintableWriter;
 use super::time::Civil;
+use crate::config::file::LogFormat;
 
 /// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides the level.
-pub fn init(format: &str, host: &str) {
+pub fn init(format: LogFormat, host: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        "text" => builder.try_init(),
-        _ => builder
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Postfix => builder
             .event_format(PostfixFormat {
                 host: short_host(host),
                 pid: std::process::id(),

@@ -37,6 +37,7 @@ mod recipient_maps;
 mod restriction;
 mod stages;
 mod table;
+pub use table::exact_entries;
 pub(crate) use table::names_remote_table;
 mod text;
 

@@ -179,6 +179,12 @@ impl Session {
             Ok(Ok(tls)) => {
                 let check = self.ctx.listener.client_certs.as_deref();
                 self.tls_facts = TlsFacts::of(tls.get_ref().1, check);
+                if let Some(sni) = self.ctx.listener.unmatched_sni(tls.get_ref().1) {
+                    self.log.info(format_args!(
+                        "TLS SNI {sni} from {} not matched, using default chain",
+                        self.log.client()
+                    ));
+                }
                 self.io.set_stream(Box::new(tls));
                 if let Some(why) = self.certificate_refusal() {
                     // smtpd.c reads the client's first command inside TLS before refusing.

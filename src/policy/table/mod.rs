@@ -292,6 +292,36 @@ impl Table {
     }
 }
 
+/// Every entry of the exact-key tables (texthash, hash, inline, ...) that a parameter value
+/// lists, first table first, with where each was written: for parameters whose values are all
+/// read at load (tls_server_sni_maps loads each entry's certificates). Tables whose keys cannot
+/// be listed (cidr, regexp, pcre, static, remote) are refused with the reason.
+pub fn exact_entries(
+    name: &str,
+    value: &super::ParamValue,
+    warnings: &mut Vec<PolicyWarning>,
+) -> Result<Vec<(String, String, Origin)>, PolicyError> {
+    let mut out = Vec::new();
+    for spec in super::text::split_list(&value.value) {
+        let table = Table::open(spec, &value.origin, warnings)?;
+        if !matches!(table.kind, Kind::Hash(_)) {
+            return Err(PolicyError::Table {
+                table: spec.to_string(),
+                origin: value.origin.clone(),
+                why: format!("{name} needs a table whose keys relayguard can list at load"),
+                hint: Hint::text("use texthash:, hash: (its source file) or inline:{ name=value }"),
+            });
+        }
+        out.extend(
+            table
+                .entries()
+                .into_iter()
+                .map(|e| (e.key.to_owned(), e.value.to_owned(), e.origin)),
+        );
+    }
+    Ok(out)
+}
+
 /// One `key value` entry of a table, with where it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
