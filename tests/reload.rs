@@ -176,7 +176,7 @@ async fn listener_and_upstream_changes_need_a_restart() {
     reload(
         &rg,
         &moved,
-        "reload refused, keeping the running config: a change to the [[listener]]",
+        "a change to the [[listener]] names, addresses or roles needs a restart",
     );
     let upstream = original.replace(
         "kind = \"maildir\"",
@@ -186,7 +186,7 @@ async fn listener_and_upstream_changes_need_a_restart() {
     reload(
         &rg,
         &upstream,
-        "reload refused, keeping the running config: a change to [upstream] kind",
+        "a change to [upstream] kind, address, TLS, identity or warm_connections needs a restart",
     );
     assert!(rg.is_running());
     outside(&rg, "old.test").await;
@@ -284,7 +284,7 @@ async fn a_reload_that_changes_workers_needs_a_restart() {
     reload(
         &rg,
         &changed,
-        "reload refused, keeping the running config: a change to [limits] workers (2 to 1) needs a restart",
+        "a change to [limits] workers (2 to 1) needs a restart",
     );
     assert!(rg.is_running());
     outside(&rg, "old.test").await;

@@ -91,6 +91,7 @@ pub fn bans(config_path: &Path, command: &BansCommand) -> anyhow::Result<ExitCod
             println!("not banned");
             return Ok(ExitCode::from(2));
         }
+        other => bail!("unexpected answer from the admin socket: {other:?}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod import_postfix;
 mod import_render;
 mod import_rewrite;
 mod import_tables;
+pub mod reload;
 pub mod run;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Command {
     /// List, add or lift bans of a running relayguard.
     #[command(subcommand)]
     Bans(bans::BansCommand),
+    /// Ask a running relayguard (through `[admin] socket`) to read its config, tables and
+    /// certificates again; prints why when it keeps the running config.
+    Reload,
 }
 
 pub fn main() -> std::process::ExitCode {
@@ -62,6 +66,7 @@ pub fn main() -> std::process::ExitCode {
             json,
         } => import_postfix::import(&main_cf, master_cf.as_deref(), json),
         Command::Bans(command) => bans::bans(&cli.config, &command),
+        Command::Reload => reload::reload_command(&cli.config),
     };
     match result {
         Ok(code) => code,

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use tokio::sync::mpsc;
+
+use super::reload::Reloader;
 use crate::config::{self, IdentityMode, SnapshotCell};
 use crate::lookup::{Lookups, RemoteTables};
+use crate::net::admin::ReloadRequest;
 use crate::net::listener::{BoundListener, Listener, Services};
 use crate::net::resolve::NameResolver;
 use crate::net::shutdown::Drain;
@@ -120,16 +124,20 @@ async fn serve(
         warm: None,
         state,
     };
-    let cell = services.snapshots.clone();
-    let state_cell = services.state.clone();
-    let admin = match &cell.load().abuse.admin_socket {
-        Some(path) => Some(
-            crate::net::admin::serve(path, state_cell.clone())
-                .with_context(|| format!("[admin] socket {}", path.display()))?,
+    let reloader = Reloader {
+        path: path.to_owned(),
+        snapshots: services.snapshots.clone(),
+        lookups: services.lookups.clone(),
+        state: services.state.clone(),
+    };
+    let (reload_requests, reload_rx) = mpsc::channel(4);
+    let admin = match &reloader.snapshots.load().abuse.admin_socket {
+        Some(socket) => Some(
+            crate::net::admin::serve(socket, reloader.state.clone(), reload_requests, path)
+                .with_context(|| format!("[admin] socket {}", socket.display()))?,
         ),
         None => None,
     };
-    let lookups = services.lookups.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
         for (i, shard) in b.into_shards().into_iter().enumerate() {
@@ -150,7 +158,7 @@ async fn serve(
         threads.push(thread);
     }
     drop(services);
-    wait_for_shutdown(path, &cell, &lookups, &state_cell).await;
+    wait_for_shutdown(&reloader, reload_rx).await;
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
@@ -253,13 +261,9 @@ async fn probe_with_retry(
     }
 }
 
-/// Returns on SIGINT or SIGTERM; SIGHUP reloads the config (listeners keep their sockets).
-async fn wait_for_shutdown(
-    path: &Path,
-    cell: &SnapshotCell,
-    lookups: &Lookups,
-    state: &arc_swap::ArcSwap<StateStore>,
-) {
+/// Returns on SIGINT or SIGTERM; SIGHUP and `relayguard reload` reload the config (listeners
+/// keep their sockets).
+async fn wait_for_shutdown(reloader: &Reloader, mut requests: mpsc::Receiver<ReloadRequest>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -272,82 +276,10 @@ async fn wait_for_shutdown(
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => match config::load(path) {
-                Ok(snapshot) => match needs_restart(&cell.load(), &snapshot) {
-                    None => match snapshot.open_tables(Some(&lookups.tables())) {
-                        // Tables first: a session of the new snapshot must find its tables.
-                        Ok(tables) => {
-                            lookups.set_tables(tables);
-                            reopen_state(state, &snapshot);
-                            cell.store(snapshot);
-                            tracing::info!("reloaded {}", path.display());
-                        }
-                        Err(errors) => {
-                            for e in errors {
-                                tracing::error!("reload failed, keeping the running config: {e}");
-                            }
-                        }
-                    },
-                    Some(why) => tracing::error!("reload refused, keeping the running config: {why} needs a restart"),
-                },
-                Err(errors) => {
-                    for e in errors {
-                        tracing::error!("reload failed, keeping the running config: {e}");
-                    }
-                }
-            },
+            _ = hup.recv() => {
+                let _ = reloader.reload_logged();
+            }
+            Some(()) = reloader.answer(&mut requests) => {}
         }
     }
-}
-
-/// A reload that changes `[state]` opens the new store; one that does not keeps the running
-/// store and with it every count and ban.
-fn reopen_state(state: &arc_swap::ArcSwap<StateStore>, snapshot: &config::Snapshot) {
-    if state.load().settings() == &snapshot.abuse.state {
-        return;
-    }
-    match StateStore::open(&snapshot.abuse.state) {
-        Ok(store) => {
-            state.store(Arc::new(store));
-            tracing::info!("[state] changed: limits and bans now kept in the new backend");
-        }
-        Err(e) => {
-            tracing::error!("[state] changed but cannot be opened ({e}); keeping the running store")
-        }
-    }
-}
-
-/// What a reload cannot change under running sockets: the listeners (bound at start), the worker
-/// threads (each with its own accept socket per listener, made at start) and the upstream
-/// (probed and checked at start). `Some` names the change. A listener's `max_connections` is
-/// not here: each accept reads it from the snapshot current then (`net::limit`).
-fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<String> {
-    let shape = |s: &config::Snapshot| -> Vec<String> {
-        s.listeners
-            .iter()
-            .map(|l| format!("{} {} {:?}", l.name, l.address, l.role))
-            .collect()
-    };
-    if shape(running) != shape(new) {
-        return Some("a change to the [[listener]] names, addresses or roles".into());
-    }
-    if running.workers != new.workers {
-        return Some(format!(
-            "a change to [limits] workers ({} to {})",
-            running.workers, new.workers
-        ));
-    }
-    // Where the upstream is and how it learns the client were checked at start (the open-relay
-    // probe); timeouts and the EHLO name may change.
-    let (a, b) = (&running.upstream, &new.upstream);
-    if format!("{:?}", a.target) != format!("{:?}", b.target)
-        || a.identity != b.identity
-        || a.allow_open_relay != b.allow_open_relay
-        || a.warm_connections != b.warm_connections
-    {
-        return Some(
-            "a change to [upstream] kind, address, TLS, identity or warm_connections".into(),
-        );
-    }
-    None
 }

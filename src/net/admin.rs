@@ -1,9 +1,9 @@
 //! The admin socket: a Unix socket on which `relayguard bans` lists, adds and lifts bans in
-//! the running process's store.
+//! the running process's store, and `relayguard reload` asks for a reload.
 //!
 //! One request line per connection, one JSON reply: `bans list`, `bans add CLIENT DURATION
-//! [REASON]`, `bans remove CLIENT`. The socket is created mode 0600: whoever can reach it can
-//! lift bans.
+//! [REASON]`, `bans remove CLIENT`, `reload`. The socket is created mode 0600: whoever can
+//! reach it can lift bans.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,8 +48,15 @@ pub enum AdminReply {
     Bans(Vec<BanEntry>),
     Added(BanEntry),
     Removed(bool),
+    /// The config file the running process reloaded.
+    Reloaded(String),
+    /// Why the reload was refused, one line each; the running config stays.
+    ReloadFailed(Vec<String>),
     Error(String),
 }
+
+/// A `reload` request handed to the main loop, which reloads and answers on the channel.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<(), Vec<String>>>;
 
 /// Runs one request against `store`.
 pub async fn answer(store: &StateStore, request: &str) -> AdminReply {
@@ -104,9 +111,12 @@ pub async fn answer(store: &StateStore, request: &str) -> AdminReply {
 
 /// Binds `path` (replacing a stale socket file) and serves requests until the task is
 /// dropped; `store` is read per request, so a reload that swaps the store is followed.
+/// `reload` reaches the main loop; `config` is the file it reloads, named in the answer.
 pub fn serve(
     path: &Path,
     store: Arc<arc_swap::ArcSwap<StateStore>>,
+    reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    config: &Path,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
     if path.exists() {
@@ -116,28 +126,62 @@ pub fn serve(
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     let shown: PathBuf = path.to_owned();
     tracing::info!("admin socket ready on {}", shown.display());
+    let config = Arc::new(config.display().to_string());
     Ok(tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let store = store.load_full();
+            let (reload, config) = (reload.clone(), config.clone());
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &store)).await;
+                let requester = Requester {
+                    store: &store,
+                    reload,
+                    config: &config,
+                };
+                // A reload opens remote tables, which may take their connect timeouts.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(60), requester.handle(stream)).await;
             });
         }
     }))
 }
 
-async fn handle(stream: UnixStream, store: &StateStore) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read.take(4096)).read_line(&mut line).await?;
-    let reply = answer(store, &line).await;
-    let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"error\":\"\"}".into());
-    text.push('\n');
-    write.write_all(text.as_bytes()).await?;
-    write.shutdown().await
+/// One connection's view of the running process.
+struct Requester<'a> {
+    store: &'a StateStore,
+    reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+    config: &'a str,
+}
+
+impl Requester<'_> {
+    async fn handle(self, stream: UnixStream) -> std::io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        BufReader::new(read.take(4096)).read_line(&mut line).await?;
+        let reply = if line.trim() == "reload" {
+            self.reload().await
+        } else {
+            answer(self.store, &line).await
+        };
+        let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"error\":\"\"}".into());
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+        write.shutdown().await
+    }
+
+    async fn reload(&self) -> AdminReply {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.reload.send(tx).await.is_err() {
+            return AdminReply::Error("relayguard is stopping".into());
+        }
+        match rx.await {
+            Ok(Ok(())) => AdminReply::Reloaded(self.config.to_owned()),
+            Ok(Err(errors)) => AdminReply::ReloadFailed(errors),
+            Err(_) => AdminReply::Error("relayguard is stopping".into()),
+        }
+    }
 }
 
 /// Sends one request to the admin socket at `path` and returns the reply.

@@ -47,19 +47,27 @@ impl Client {
     /// Connects over plain TCP. The CA for a later STARTTLS defaults to `certs/dev-ca.pem` if
     /// it exists; set another with [`Client::with_ca`].
     pub async fn connect(addr: SocketAddr) -> Client {
+        match Client::try_connect(addr).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Connects over plain TCP; `Err` says why not (a draining server refuses, for one).
+    pub async fn try_connect(addr: SocketAddr) -> Result<Client, String> {
         let tcp = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
             .await
-            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+            .map_err(|_| format!("connect to {addr} timed out"))?
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
         tcp.set_nodelay(true).unwrap();
-        Client {
+        Ok(Client {
             conn: Conn::Plain(tcp),
             buf: Vec::new(),
             timeout: REPLY_TIMEOUT,
             ca: CertSet::dev().map(|c| c.ca),
             greeting: None,
             capabilities: Vec::new(),
-        }
+        })
     }
 
     /// Connects and does the TLS handshake at once (port 465 style), trusting `ca`.
@@ -123,6 +131,13 @@ impl Client {
 
     /// Writes bytes as they are (pipelining, smuggling, PROXY headers).
     pub async fn send_raw(&mut self, bytes: &[u8]) {
+        if let Err(e) = self.try_send(bytes).await {
+            panic!("{e}")
+        }
+    }
+
+    /// Writes bytes as they are; `Err` on a timeout or a connection the server closed.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
         let t = self.timeout;
         let r = match &mut self.conn {
             Conn::Plain(s) => timeout(t, s.write_all(bytes)).await,
@@ -135,8 +150,8 @@ impl Client {
             }
             Conn::Swapping => unreachable!("transport is being swapped"),
         };
-        r.unwrap_or_else(|_| panic!("write timed out"))
-            .unwrap_or_else(|e| panic!("write failed: {e}"));
+        r.map_err(|_| "write timed out".to_owned())?
+            .map_err(|e| format!("write failed: {e}"))
     }
 
     /// Reads one complete reply; panics on timeout or if the server closes first.
