@@ -7,6 +7,8 @@ pub mod abuse;
 pub mod dialogue;
 pub mod file;
 pub mod load;
+#[cfg(test)]
+mod reference_check;
 pub mod settings;
 mod source;
 pub mod tls_ciphers;

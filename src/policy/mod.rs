@@ -13,6 +13,11 @@ mod compile;
 mod compile_checks;
 mod decision;
 mod defaults;
+
+/// Postfix's built-in value of `name` at the compatibility_level relayguard assumes (3.6).
+pub fn builtin_default(name: &str) -> Option<&'static str> {
+    defaults::default_value(name, (3, 6))
+}
 pub(crate) mod dnsxl;
 mod error;
 mod eval;
