@@ -56,3 +56,50 @@ async fn sigterm_drains_sessions() {
         .expect("relayguard exits after draining");
     assert!(status.success(), "{status:?}");
 }
+
+/// A message still in DATA when `drain_timeout` runs out is cut: the client never hears 250
+/// for it (so it will send it again), nothing half-received is delivered, and the process exits
+/// at the deadline rather than waiting on the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_deadline_cuts_a_stalled_message_without_a_250() {
+    let mut rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .extra_toml("[limits]\ndrain_timeout = \"1s\"\n")
+        .start();
+    let mut stalled = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(
+        stalled.cmd("MAIL FROM:<a@sender.example>").await,
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(stalled.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(
+        stalled.cmd("DATA").await,
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    stalled
+        .send_raw(b"Subject: stalled\r\n\r\nnever finished\r\n")
+        .await;
+    let started = std::time::Instant::now();
+    rg.signal("TERM");
+    let status = rg
+        .stop_gracefully(Duration::from_secs(10))
+        .expect("relayguard exits at the drain deadline");
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited before the deadline: {took:?}"
+    );
+    // The client is cut without a success reply.
+    match stalled.try_read_reply().await {
+        Ok(None) => {}
+        Ok(Some(r)) => assert!(!r.starts_with("250"), "a 250 for a cut message: {r}"),
+        Err(e) => assert!(e.contains("read failed") || e.contains("closed"), "{e}"),
+    }
+    assert!(
+        rg.maildir().messages().is_empty(),
+        "a cut message was delivered"
+    );
+}
