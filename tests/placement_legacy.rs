@@ -251,6 +251,78 @@ async fn bdat_and_awkward_first_lines_keep_the_header_and_the_body() {
         m.text()
     );
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+
+    // An upstream leg without CHUNKING: the chunks go as one DATA body (dot-stuffed by
+    // relayguard), the header still ahead of them. The client is offered CHUNKING from the
+    // upstream as last seen; its leg, opened at MAIL, is the first to lack it.
+    pf.postconf(&[("smtpd_discard_ehlo_keywords", "chunking")]);
+    pf.reload();
+    let mut c = in_transaction(&rg, HELO, &["u@local.test"]).await;
+    assert!(c.capabilities.iter().any(|k| k == "CHUNKING"));
+    let only = b"Subject: as data\r\n\r\n.starts with a dot\r\n";
+    c.send_raw(format!("BDAT {} LAST\r\n", only.len()).as_bytes())
+        .await;
+    c.send_raw(only).await;
+    let r = c.read_reply().await;
+    assert!(
+        r.starts_with("250 2.0.0 Ok: queued as "),
+        "DATA's wording: {r}"
+    );
+    let m = pf.maildir().wait_for_containing("Subject: as data", WAIT);
+    assert!(ours(&rg, &m).contains(" for <u@local.test>; "));
+    assert_eq!(m.body(), b".starts with a dot\n");
+}
+
+/// A body of `n` bytes as relayguard counts them (CRLFs included, terminator not).
+fn message_of(n: usize) -> String {
+    let head = "Subject: size\n\n";
+    let mut m = String::from(head);
+    let mut left = n - head.len() - 2;
+    while left > 100 {
+        m.push_str(&"x".repeat(98));
+        m.push('\n');
+        left -= 100;
+    }
+    m.push_str(&"y".repeat(left));
+    m.push('\n');
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limits_count_the_header_at_the_mta_only() {
+    let pf = legacy_postfix();
+    let rg = Relayguard::builder()
+        .policy("myhostname", "relayguard.test")
+        .policy("mydestination", "local.test")
+        .policy("message_size_limit", "2000")
+        .listener("mx", Role::Smtp)
+        .upstream_postfix(&pf, Identity::None)
+        .start();
+    let send = |n: usize| {
+        let rg = &rg;
+        async move {
+            let mut c = Client::connect_from(rg.addr("mx"), CLIENT).await;
+            c.greeting().await;
+            assert!(c.ehlo(HELO).await.starts_with("250"));
+            c.send_mail("s@sender.example", &["u@local.test"], &message_of(n))
+                .await
+        }
+    };
+    // relayguard's own limit holds the client's bytes only: 1950 of them plus its header of
+    // some 170 pass a limit of 2000 ...
+    let r = send(1950).await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let m = pf.maildir().wait_for_containing("Subject: size", WAIT);
+    let header = ours(&rg, &m);
+    assert!(header.len() > 50, "{header}");
+    // ... and 2001 do not.
+    assert_eq!(send(2001).await, "552 5.3.4 Error: message file too big");
+    // The MTA counts what it receives, header included: with its limit at 2000 as well, the
+    // same 1950 bytes are refused there, and relayguard passes the refusal on.
+    pf.postconf(&[("message_size_limit", "2000")]);
+    pf.reload();
+    assert_eq!(send(1950).await, "552 5.3.4 Error: message file too big");
+    pf.wait_for_log("queue file size limit exceeded", WAIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
