@@ -16,7 +16,7 @@ use support::client::{auth_plain, dot_stuff, Client};
 use support::external::Swaks;
 use support::maildir::Message;
 use support::postfix::Postfix;
-use support::relayguard::{Identity, Relayguard, Role};
+use support::relayguard::{Identity, Relayguard, Role, TRUST_LOOPBACK_PROXY};
 
 const WAIT: Duration = Duration::from_secs(20);
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7));
@@ -26,7 +26,8 @@ fn legacy_postfix() -> Postfix {
     Postfix::builder().xclient_hosts("").sasl(true).start()
 }
 
-/// Listener `mx` with Postfix's defaults (no TLS or AUTH facts), `facts` with both on.
+/// Listener `mx` with Postfix's defaults (no TLS or AUTH facts), `facts` with both on, `lb`
+/// behind a PROXY-speaking load balancer on loopback (for IPv6 clients).
 fn relayguard(pf: &Postfix, identity: Identity, upstream: &[&str]) -> Relayguard {
     let mut b = Relayguard::builder()
         .policy("myhostname", "relayguard.test")
@@ -41,6 +42,8 @@ fn relayguard(pf: &Postfix, identity: Identity, upstream: &[&str]) -> Relayguard
                 ("smtpd_sasl_authenticated_header", "yes"),
             ],
         )
+        .listener("lb", Role::Smtp)
+        .listener_toml("lb", TRUST_LOOPBACK_PROXY)
         .upstream_postfix(pf, identity);
     for line in upstream {
         b = b.upstream_toml(line);
@@ -119,6 +122,23 @@ async fn plain_data_puts_the_real_client_on_record() {
         log.contains("[127.0.0.1]") && !log.contains("127.0.0.7"),
         "{log}"
     );
+
+    // An IPv6 client (named by a load balancer's PROXY header), as Postfix writes one.
+    let mut c = Client::connect_as(rg.addr("lb"), "2001:db8::7").await;
+    assert!(c.ehlo("v6.client.test").await.starts_with("250"));
+    let r = c
+        .send_mail("s@sender.example", &["u@local.test"], "Subject: v6\n\nhi\n")
+        .await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let m = pf.maildir().wait_for_containing("Subject: v6", WAIT);
+    let v6 = &m.received()[1];
+    assert!(
+        v6.starts_with("from v6.client.test (unknown [IPv6:2001:db8::7]) by relayguard.test"),
+        "{v6}"
+    );
+    let id = v6.split(" id ").nth(1).unwrap().split(' ').next().unwrap();
+    let line = rg.wait_for_log(&format!("received_id={id}"), WAIT);
+    assert!(line.contains("client=unknown[2001:db8::7]"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
