@@ -102,16 +102,16 @@ async fn plain_data_puts_the_real_client_on_record() {
     let pf = legacy_postfix();
     let rg = relayguard(&pf, Identity::None, &[]);
     let m = deliver(&pf, swaks(&rg, "mx", "plain"), "plain");
-    let ours = ours(&rg, &m);
+    let first = ours(&rg, &m);
     assert!(
-        ours.starts_with(&format!(
+        first.starts_with(&format!(
             "from {HELO} (unknown [127.0.0.7]) by relayguard.test (relayguard) with ESMTP id "
         )),
-        "{ours}"
+        "{first}"
     );
-    assert!(ours.contains(" for <u@local.test>; "), "{ours}");
+    assert!(first.contains(" for <u@local.test>; "), "{first}");
     // The date is RFC 5322's: `Thu, 3 Dec 2026 05:30:11 +0000`.
-    let date = ours.rsplit_once("; ").unwrap().1;
+    let date = first.rsplit_once("; ").unwrap().1;
     assert!(
         date.ends_with(" +0000") && date.split(' ').count() == 6,
         "{date}"
@@ -121,6 +121,27 @@ async fn plain_data_puts_the_real_client_on_record() {
     assert!(
         log.contains("[127.0.0.1]") && !log.contains("127.0.0.7"),
         "{log}"
+    );
+
+    // No HELO at all: the name stands in for it, as in Postfix's header, and the protocol is
+    // plain SMTP.
+    let mut c = Client::connect_from(rg.addr("mx"), CLIENT).await;
+    c.greeting().await;
+    let r = c
+        .send_mail(
+            "s@sender.example",
+            &["u@local.test"],
+            "Subject: no helo\n\nhi\n",
+        )
+        .await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let m = pf.maildir().wait_for_containing("Subject: no helo", WAIT);
+    let header = ours(&rg, &m);
+    assert!(
+        header.starts_with(
+            "from unknown (unknown [127.0.0.7]) by relayguard.test (relayguard) with SMTP id "
+        ),
+        "{header}"
     );
 
     // An IPv6 client (named by a load balancer's PROXY header), as Postfix writes one.

@@ -28,7 +28,7 @@ pub struct TlsLine<'a> {
 /// What the header says; see [`TraceFacts::header`].
 #[derive(Clone, Debug)]
 pub struct TraceFacts<'a> {
-    /// The HELO/EHLO argument; `None` when the client sent none.
+    /// The HELO/EHLO argument; `None` when the client sent none (the name takes its place).
     pub helo: Option<&'a str>,
     /// The verified client name, `unknown` when it was not verified.
     pub name: &'a str,
@@ -66,18 +66,14 @@ impl TraceFacts<'_> {
 
     /// The whole header field, folded, each line ending in CRLF.
     pub fn header(&self) -> Vec<u8> {
-        let helo = self.helo.map(safe);
+        let helo: Option<String> = self.helo.map(safe);
         let name = safe(self.name);
         let addr = address(self.addr);
         // Tokens never split across lines; a fold goes between them.
         let mut tokens: Vec<String> = Vec::with_capacity(10);
-        match &helo {
-            Some(helo) => {
-                tokens.push(format!("from {helo}"));
-                tokens.push(format!("({name} [{addr}])"));
-            }
-            None => tokens.push(format!("from {name} ([{addr}])")),
-        }
+        // As Postfix's smtpd: the name stands in for a HELO the client never sent.
+        tokens.push(format!("from {}", helo.as_deref().unwrap_or(&name)));
+        tokens.push(format!("({name} [{addr}])"));
         if let Some(tls) = self.tls {
             tokens.push(format!(
                 "(using {} with cipher {} ({}/{} bits))",
@@ -238,12 +234,16 @@ mod tests {
     }
 
     #[test]
-    fn no_helo_names_the_client_alone() {
+    fn no_helo_gives_the_name_in_its_place() {
         let f = TraceFacts {
             helo: None,
             ..facts()
         };
-        assert!(text(&f).starts_with("Received: from unknown ([192.0.2.7]) by relay.example"));
+        assert!(
+            text(&f).starts_with("Received: from unknown (unknown [192.0.2.7]) by relay.example"),
+            "{}",
+            text(&f)
+        );
     }
 
     /// Every line ends in CRLF, holds no other control byte, stays under 998 octets, and only
