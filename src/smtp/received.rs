@@ -10,8 +10,6 @@
 //! line of the header can start with `.` (it cannot be read as a DATA terminator or as a
 //! dot-stuffed line) or be empty (it cannot end the header section).
 
-use std::fmt::Write as _;
-
 /// Longest client-supplied value kept: longer ones are cut and end in `...`.
 pub const MAX_VALUE: usize = 255;
 /// RFC 5322 2.1.1's SHOULD: fold before a line grows past this (without the CRLF).
@@ -146,7 +144,7 @@ fn fold(name: &str, tokens: &[String]) -> Vec<u8> {
             out.push(' ');
             line += 1;
         }
-        let _ = write!(out, "{token}");
+        out.push_str(token);
         line += token.len();
     }
     out.push_str("\r\n");
