@@ -225,6 +225,9 @@ pub struct UpstreamFile {
     /// upstream connection offers PIPELINING (see `UpstreamSettings::defer_mail`).
     #[serde(default = "yes")]
     pub defer_mail: bool,
+    /// Prepend relayguard's own `Received:` header to each message (default: on with
+    /// `identity = "none"`, where the upstream learns the client no other way; off otherwise).
+    pub received_header: Option<bool>,
     /// Maildir root for `kind = "maildir"`.
     pub path: Option<PathBuf>,
 }

@@ -436,6 +436,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn received_header_defaults_on_only_where_the_upstream_learns_nothing() {
+        let on = |upstream: &str| with_upstream(upstream).map(|s| s.upstream.received_header);
+        assert_eq!(on("identity = \"none\"").ok(), Some(true));
+        for identity in ["xclient", "proxy-v1", "proxy-v2"] {
+            assert_eq!(on(&format!("identity = \"{identity}\"")).ok(), Some(false));
+        }
+        assert_eq!(on("").ok(), Some(false), "xclient is the default identity");
+        assert_eq!(
+            on("identity = \"none\"\nreceived_header = false").ok(),
+            Some(false)
+        );
+        assert_eq!(
+            on("identity = \"xclient\"\nreceived_header = true").ok(),
+            Some(true)
+        );
+    }
+
     /// Debian's master.cf pattern: `mua_sender_restrictions` set in `[policy]`, used only by
     /// the submission listener's overrides. The smtp listener must not call it unknown.
     #[test]

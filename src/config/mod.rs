@@ -174,6 +174,10 @@ pub struct UpstreamSettings {
     /// first RCPT (RFC 2920), saving the upstream a round trip per message; a refusal of the
     /// MAIL then answers the RCPT, as Postfix's smtpd_delay_reject places sender refusals.
     pub defer_mail: bool,
+    /// relayguard writes its own `Received:` header on top of each message it forwards
+    /// (`smtp::received`), so an upstream that is told nothing about the client
+    /// (`identity = "none"`) still has it on record; the default follows that.
+    pub received_header: bool,
 }
 
 pub enum UpstreamTarget {

@@ -23,6 +23,8 @@ const OWN_PARAMETERS: &[&str] = &[
     "smtpd_forbid_bare_newline",
     "syslog_name",
     "strict_rfc821_envelopes",
+    "smtpd_tls_received_header",
+    "smtpd_sasl_authenticated_header",
 ];
 
 /// Session-level parameter names relayguard implements, beside `policy::PARAMETERS`: this
@@ -89,6 +91,12 @@ pub struct SmtpdSettings {
     pub syslog_tag: std::sync::Arc<str>,
     /// Error limits, SASL mechanisms, EHLO keywords, pipelining.
     pub dialogue: DialogueSettings,
+    /// relayguard's own Received: header (`[upstream] received_header`) names the TLS
+    /// protocol and cipher; off by default, as Postfix's smtpd_tls_received_header.
+    pub tls_received_header: bool,
+    /// ... and the SASL login name; off by default, as Postfix's
+    /// smtpd_sasl_authenticated_header, since it tells every recipient the sender's login.
+    pub sasl_authenticated_header: bool,
 }
 
 impl SmtpdSettings {
@@ -145,6 +153,13 @@ impl SmtpdSettings {
                 .into(),
             syslog_name: params.value("syslog_name").unwrap_or("postfix").to_owned(),
             dialogue: DialogueSettings::compile(params, errors),
+            tls_received_header: flag(params, "smtpd_tls_received_header", false, errors),
+            sasl_authenticated_header: flag(
+                params,
+                "smtpd_sasl_authenticated_header",
+                false,
+                errors,
+            ),
         }
     }
 }

@@ -42,7 +42,8 @@ pub(super) struct ChunkStream {
     /// The leg offered CHUNKING: the content goes as BDAT. Otherwise DATA was sent, the leg
     /// answered 354, and the content goes as a dot-stuffed body.
     bdat: bool,
-    /// A policy server's PREPEND header lines, sent in front of the first piece.
+    /// A policy server's PREPEND header lines and relayguard's own Received:, sent in front
+    /// of the first piece.
     prepend: Vec<u8>,
 }
 
@@ -227,6 +228,8 @@ impl Session {
             BareNewline::Reject => DotMode::Reject,
             BareNewline::Normalize => DotMode::Normalize,
         };
+        // relayguard's own Received: goes after the PREPENDs, as with DATA.
+        let trace = self.trace_header();
         let Some(txn) = self.heard.txn.as_mut() else {
             return Err(self.upstream_unavailable());
         };
@@ -235,6 +238,7 @@ impl Session {
             prepend.extend_from_slice(header.replace(['\r', '\n'], " ").as_bytes());
             prepend.extend_from_slice(b"\r\n");
         }
+        prepend.extend(trace.unwrap_or_default());
         let stream = ChunkStream {
             scanner: DotScanner::chunks(mode, !bdat),
             bdat,

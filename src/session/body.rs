@@ -119,23 +119,30 @@ impl Session {
     }
 
     /// `QUEUEID: client=NAME[ADDR], sasl_method=PLAIN, sasl_username=alice`, with the queue id
-    /// taken from the upstream's `250 2.0.0 Ok: queued as ID`.
+    /// taken from the upstream's `250 2.0.0 Ok: queued as ID`, and `, received_id=ID` when
+    /// relayguard wrote its own Received: header with that id.
     fn log_accepted(&self, reply: &Reply) {
         let text = reply.text();
         let queue_id = text
             .rsplit_once("queued as ")
             .map(|(_, id)| id.trim())
             .unwrap_or("UNKNOWN");
+        // The id of relayguard's own Received: header, last, as Postfix adds its orig_ fields.
+        let received = match &self.mail_facts.received_id {
+            Some(id) => format!(", received_id={id}"),
+            None => String::new(),
+        };
         match &self.heard.login {
             Some(login) => self.log.info(format_args!(
-                "{queue_id}: client={}, sasl_method={}, sasl_username={}",
+                "{queue_id}: client={}, sasl_method={}, sasl_username={}{received}",
                 self.log.client(),
                 login.method,
                 login.name
             )),
-            None => self
-                .log
-                .info(format_args!("{queue_id}: client={}", self.log.client())),
+            None => self.log.info(format_args!(
+                "{queue_id}: client={}{received}",
+                self.log.client()
+            )),
         }
     }
 
@@ -158,12 +165,20 @@ impl Session {
             .as_mut()
             .map(|t| std::mem::take(&mut t.prepend))
             .unwrap_or_default();
+        // relayguard's own Received: follows them, as Postfix's smtpd writes its own after
+        // the PREPENDs; all of it is relayguard's text, sent before any client byte.
+        let trace = self.trace_header();
         if let Some(up) = self.upstream.as_mut() {
             for header in prepend {
                 let line = format!("{}\r\n", header.replace(['\r', '\n'], " "));
                 if let Err(e) = up.write_body(line.as_bytes()).await {
                     upstream_error = Some(e);
                     break;
+                }
+            }
+            if let (None, Some(header)) = (&upstream_error, &trace) {
+                if let Err(e) = up.write_body(header).await {
+                    upstream_error = Some(e);
                 }
             }
         }

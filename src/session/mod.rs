@@ -20,6 +20,7 @@ pub mod phase;
 mod policy_facts;
 mod postscreen;
 pub mod trace;
+mod trace_header;
 
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,9 @@ pub(super) struct MailFacts {
     pub(super) size: u64,
     auth: Option<String>,
     instance: String,
+    /// The id in relayguard's own Received: header for this transaction's message, if one
+    /// was written (`trace_header`); the accepted-message log line repeats it.
+    pub(super) received_id: Option<String>,
 }
 
 impl MailFacts {
@@ -28,6 +31,7 @@ impl MailFacts {
             // As smtpd_sasl_mail_opt keeps it: the raw value, none for `<>`.
             auth: auth.filter(|a| *a != "<>").map(str::to_owned),
             instance: format!("{:x}.{n:x}.0", std::process::id()),
+            received_id: None,
         }
     }
 }
@@ -45,9 +49,9 @@ pub(super) fn prepends(decision: &Decision) -> impl Iterator<Item = String> + '_
 /// client's certificate when the listener asked for one.
 #[derive(Clone, Debug)]
 pub struct TlsFacts {
-    protocol: &'static str,
-    cipher: &'static str,
-    keysize: u16,
+    pub(super) protocol: &'static str,
+    pub(super) cipher: &'static str,
+    pub(super) keysize: u16,
     client_cert: Option<ClientCert>,
 }
 

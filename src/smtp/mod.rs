@@ -8,6 +8,7 @@ pub mod dot;
 pub mod ehlo;
 pub mod ehlo_mask;
 pub mod line;
+pub mod received;
 pub mod replies;
 pub mod reply;
 pub mod response;

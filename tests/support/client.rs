@@ -70,6 +70,28 @@ impl Client {
         })
     }
 
+    /// Connects over plain TCP from `local` (another loopback address, say 127.0.0.7), so the
+    /// server sees a client that is not 127.0.0.1 without any PROXY header.
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(local, 0))
+            .unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        let tcp = timeout(REPLY_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr} from {local}: {e}"));
+        tcp.set_nodelay(true).unwrap();
+        Client {
+            conn: Conn::Plain(tcp),
+            buf: Vec::new(),
+            timeout: REPLY_TIMEOUT,
+            ca: CertSet::dev().map(|c| c.ca),
+            greeting: None,
+            capabilities: Vec::new(),
+        }
+    }
+
     /// Connects and does the TLS handshake at once (port 465 style), trusting `ca`.
     pub async fn connect_tls(addr: SocketAddr, server_name: &str, ca: &Path) -> Client {
         let mut c = Client::connect(addr).await.with_ca(ca);
