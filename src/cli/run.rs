@@ -129,6 +129,13 @@ async fn serve(
         ),
         None => None,
     };
+    let admin_http = match cell.load().abuse.admin_http {
+        Some(address) => Some(
+            crate::observe::admin_http::serve(address, cell.clone())
+                .with_context(|| format!("[admin] http {address}"))?,
+        ),
+        None => None,
+    };
     let lookups = services.lookups.clone();
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
@@ -150,7 +157,9 @@ async fn serve(
         threads.push(thread);
     }
     drop(services);
+    crate::observe::metrics::metrics().set_listeners_bound();
     wait_for_shutdown(path, &cell, &lookups, &state_cell).await;
+    crate::observe::metrics::metrics().set_draining();
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
@@ -158,6 +167,9 @@ async fn serve(
     }
     if let Some(admin) = admin {
         admin.abort();
+    }
+    if let Some(http) = admin_http {
+        http.abort();
     }
     let _ = exit.send(true);
     for t in threads {

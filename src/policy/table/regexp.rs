@@ -220,6 +220,13 @@ impl RegexpTable {
     pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
         self.rules.entries()
     }
+
+    /// The pattern of the rule `key` matches, for metrics (bounded by the file).
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        let matches = self.set.matches(key);
+        let (pattern, _) = self.rules.first(|p| matches.matched(p))?;
+        self.each.get(pattern).map(regex::Regex::as_str)
+    }
 }
 
 /// A PCRE table (Postfix `pcre:`), matched with PCRE2 itself.
@@ -296,6 +303,17 @@ impl PcreTable {
 
     pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
         self.rules.entries()
+    }
+
+    /// The pattern of the rule `key` matches, for metrics (bounded by the file).
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        let bytes = key.as_bytes();
+        let (pattern, _) = self.rules.first(|p| {
+            self.each
+                .get(p)
+                .is_some_and(|re| re.is_match(bytes).unwrap_or(false))
+        })?;
+        self.each.get(pattern).map(pcre2::bytes::Regex::as_str)
     }
 }
 
