@@ -67,6 +67,8 @@ struct RejectionLabels {
     stage: String,
     parameter: String,
     restriction: String,
+    /// The table as written (`cidr:/etc/relayguard/clients`), empty when none decided.
+    table: String,
     table_key: String,
 }
 
@@ -179,7 +181,16 @@ impl ListenerMetrics {
             listener: self.name.clone(),
             stage: stage.to_owned(),
             parameter: reason.map(|r| r.parameter.clone()).unwrap_or_default(),
-            restriction: reason.map(|r| r.restriction.clone()).unwrap_or_default(),
+            // Its name only: a restriction with arguments (`check_client_access cidr:...`)
+            // names its table, which has its own label.
+            restriction: reason
+                .and_then(|r| r.restriction.split_whitespace().next())
+                .unwrap_or_default()
+                .to_owned(),
+            table: reason
+                .and_then(|r| r.table.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
             table_key: reason
                 .and_then(|r| r.entry.as_deref())
                 .unwrap_or_default()
@@ -301,7 +312,7 @@ impl Metrics {
         );
         registry.register(
             "rejections",
-            "policy refusals by stage and the rule that decided (parameter, restriction, table entry key)",
+            "policy refusals by stage and the rule that decided (parameter, restriction, table, table entry key)",
             m.rejections.clone(),
         );
         registry.register(
