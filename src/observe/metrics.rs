@@ -377,9 +377,13 @@ impl Metrics {
         handle
     }
 
-    /// An upstream reply arrived `elapsed` after the request went out.
-    pub fn upstream_reply(&self, elapsed: Duration) {
+    /// An upstream reply arrived `elapsed` after the request went out; `alive` is false for
+    /// a 421, an upstream saying it is going away, which must not keep `/readyz` green.
+    pub fn upstream_reply(&self, elapsed: Duration, alive: bool) {
         self.upstream_latency.observe(elapsed.as_secs_f64());
+        if !alive {
+            return;
+        }
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_upstream_reply.store(ms.max(1), Ordering::Relaxed);
     }

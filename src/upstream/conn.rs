@@ -171,7 +171,8 @@ impl UpstreamConn {
         self.flush().await?;
         loop {
             if let Some((reply, used)) = parse_reply(&self.rbuf)? {
-                crate::observe::metrics::metrics().upstream_reply(asked.elapsed());
+                crate::observe::metrics::metrics()
+                    .upstream_reply(asked.elapsed(), reply.code != 421);
                 self.rbuf.drain(..used);
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     self.rbuf = Vec::new();

@@ -224,6 +224,16 @@ endif
     }
 
     #[test]
+    fn the_entry_matched_is_the_network_as_written() {
+        let t = CidrTable::parse(EXAMPLE, Path::new("/t/c")).unwrap();
+        let e = |a: &str| t.entry(a.parse().unwrap());
+        // The looked-up address never comes back: only what the file says.
+        assert_eq!(e("192.0.2.5"), Some("192.0.2.0/28"), "{EXAMPLE}");
+        assert_eq!(e("10.1.2.3"), Some("10.1.2.3"));
+        assert_eq!(e("10.1.2.4"), None);
+    }
+
+    #[test]
     fn host_bits_are_refused_with_line() {
         let e =
             CidrTable::parse("10.0.0.0/8 OK\n10.1.2.3/8 REJECT\n", Path::new("/t/c")).unwrap_err();

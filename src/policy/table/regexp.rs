@@ -221,11 +221,11 @@ impl RegexpTable {
         self.rules.entries()
     }
 
-    /// The pattern of the rule `key` matches, for metrics (bounded by the file).
+    /// The pattern (`/re/flags` as written) of the rule `key` matches, for metrics.
     pub(crate) fn entry(&self, key: &str) -> Option<&str> {
         let matches = self.set.matches(key);
-        let (pattern, _) = self.rules.first(|p| matches.matched(p))?;
-        self.each.get(pattern).map(regex::Regex::as_str)
+        let (_, value) = self.rules.first(|p| matches.matched(p))?;
+        self.rules.keys.get(value).map(|k| &**k)
     }
 }
 
@@ -305,15 +305,15 @@ impl PcreTable {
         self.rules.entries()
     }
 
-    /// The pattern of the rule `key` matches, for metrics (bounded by the file).
+    /// The pattern (`/re/flags` as written) of the rule `key` matches, for metrics.
     pub(crate) fn entry(&self, key: &str) -> Option<&str> {
         let bytes = key.as_bytes();
-        let (pattern, _) = self.rules.first(|p| {
+        let (_, value) = self.rules.first(|p| {
             self.each
                 .get(p)
                 .is_some_and(|re| re.is_match(bytes).unwrap_or(false))
         })?;
-        self.each.get(pattern).map(pcre2::bytes::Regex::as_str)
+        self.rules.keys.get(value).map(|k| &**k)
     }
 }
 
@@ -387,6 +387,16 @@ endif
         assert_eq!(t.lookup("mail.bad.example"), None);
         assert_eq!(t.lookup("aa@x").as_deref(), Some("REJECT double"));
         assert_eq!(t.lookup("ab@x"), None);
+    }
+
+    #[test]
+    fn the_entry_matched_is_the_pattern_not_the_key() {
+        let t =
+            RegexpTable::parse("/^a.*@x\\.example$/ REJECT\n/b/ OK\n", Path::new("/t/r")).unwrap();
+        assert_eq!(t.entry("alice@x.example"), Some("/^a.*@x\\.example$/"));
+        assert_eq!(t.entry("zzz"), None);
+        let p = PcreTable::parse("/^a.*@x\\.example$/ REJECT\n", Path::new("/t/p")).unwrap();
+        assert_eq!(p.entry("alice@x.example"), Some("/^a.*@x\\.example$/"));
     }
 
     #[test]
