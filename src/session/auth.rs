@@ -126,10 +126,10 @@ impl Session {
     ) -> Step {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
-        let result = if reply.code == 235 {
-            AuthResult::Success
-        } else {
-            AuthResult::Failure
+        let result = match reply.code {
+            235 => AuthResult::Success,
+            400..=499 => AuthResult::TemporaryFailure,
+            _ => AuthResult::Failure,
         };
         self.metrics.auth(result, "");
         if reply.code == 235 {

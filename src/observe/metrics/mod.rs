@@ -20,218 +20,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-/// The Postfix counter names `session::dispatch` gives a command line, plus `unknown`.
-const VERBS: [&str; 14] = [
-    "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
-    "quit", "etrn", "unknown",
-];
+mod listener;
+
+use listener::{
+    AuthLabels, BanLabels, CommandLabels, KindLabel, LimitLabels, ListenerLabel, RejectionLabels,
+    ResultLabel, VERBS,
+};
+pub use listener::{AuthResult, BanEvent, ListenerMetrics, Name, OpenSession};
 
 /// Upstream reply latency buckets, in seconds: a local MTA answers a command in well under a
 /// millisecond, a content filter at end of data in seconds, a stuck one at the reply timeout.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
 ];
-
-/// A listener's name as a label value: an `Arc`, so cloning a label set copies no text.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct Name(Arc<str>);
-
-impl EncodeLabelValue for Name {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write;
-        encoder.write_str(&self.0)
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ListenerLabel {
-    listener: Name,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    listener: Name,
-    verb: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RejectionLabels {
-    listener: Name,
-    stage: String,
-    parameter: String,
-    restriction: String,
-    /// The table as written (`cidr:/etc/relayguard/clients`), empty when none decided.
-    table: String,
-    table_key: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AuthLabels {
-    listener: Name,
-    result: &'static str,
-    /// The parameter that refused AUTH before any credential was read; empty otherwise.
-    gate: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LimitLabels {
-    listener: Name,
-    limit: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BanLabels {
-    listener: Name,
-    event: &'static str,
-    trigger: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-/// How an AUTH ended, as the `result` label says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthResult {
-    /// The upstream said 235.
-    Success,
-    /// The upstream (or the mechanism filter) refused the credentials.
-    Failure,
-    /// The policy's network gate refused AUTH before any credential was read.
-    Refused,
-}
-
-/// What happened with a ban.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BanEvent {
-    Imposed,
-    /// A banned client's connection refused before the greeting.
-    RefusedAtConnect,
-    /// A command refused because a ban was imposed earlier in the session.
-    RefusedCommand,
-}
-
-impl BanEvent {
-    fn label(self) -> &'static str {
-        match self {
-            BanEvent::Imposed => "imposed",
-            BanEvent::RefusedAtConnect => "refused_at_connect",
-            BanEvent::RefusedCommand => "refused_command",
-        }
-    }
-}
-
-/// One listener's hot-path counters, resolved once per session.
-#[derive(Debug)]
-pub struct ListenerMetrics {
-    name: Name,
-    sessions_opened: Counter,
-    sessions_current: Gauge,
-    commands: [Counter; VERBS.len()],
-    messages: Counter,
-    bytes: Counter,
-}
-
-/// Takes a session off the listener's current gauge when dropped.
-#[derive(Debug)]
-pub struct OpenSession(Arc<ListenerMetrics>);
-
-impl Drop for OpenSession {
-    fn drop(&mut self) {
-        self.0.sessions_current.dec();
-    }
-}
-
-impl ListenerMetrics {
-    /// Counts a session opened; the guard counts it closed.
-    pub fn session_opened(self: &Arc<Self>) -> OpenSession {
-        self.sessions_opened.inc();
-        self.sessions_current.inc();
-        OpenSession(self.clone())
-    }
-
-    /// Counts one command line by its Postfix counter name (`session::dispatch`'s verbs).
-    pub fn command(&self, verb: &str) {
-        let i = VERBS
-            .iter()
-            .position(|v| *v == verb)
-            .unwrap_or(VERBS.len() - 1);
-        if let Some(c) = self.commands.get(i) {
-            c.inc();
-        }
-    }
-
-    /// A message the upstream accepted with 250, and its body size as sent.
-    pub fn message_forwarded(&self, bytes: u64) {
-        self.messages.inc();
-        self.bytes.inc_by(bytes);
-    }
-
-    /// A refusal the policy decided at `stage`, by the rule that decided it.
-    pub fn rejection(&self, stage: &str, reason: Option<&crate::policy::Reason>) {
-        let labels = RejectionLabels {
-            listener: self.name.clone(),
-            stage: stage.to_owned(),
-            parameter: reason.map(|r| r.parameter.clone()).unwrap_or_default(),
-            // Its name only: a restriction with arguments (`check_client_access cidr:...`)
-            // names its table, which has its own label.
-            restriction: reason
-                .and_then(|r| r.restriction.split_whitespace().next())
-                .unwrap_or_default()
-                .to_owned(),
-            table: reason
-                .and_then(|r| r.table.as_deref())
-                .unwrap_or_default()
-                .to_owned(),
-            table_key: reason
-                .and_then(|r| r.entry.as_deref())
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        metrics().rejections.get_or_create(&labels).inc();
-    }
-
-    pub fn auth(&self, result: AuthResult, gate: &str) {
-        let result = match result {
-            AuthResult::Success => "success",
-            AuthResult::Failure => "failure",
-            AuthResult::Refused => "refused",
-        };
-        let labels = AuthLabels {
-            listener: self.name.clone(),
-            result,
-            gate: gate.to_owned(),
-        };
-        metrics().auth.get_or_create(&labels).inc();
-    }
-
-    /// An anvil limit exceeded, by its parameter name.
-    pub fn limit_exceeded(&self, limit: &'static str) {
-        let labels = LimitLabels {
-            listener: self.name.clone(),
-            limit,
-        };
-        metrics().limits.get_or_create(&labels).inc();
-    }
-
-    /// A ban event; `trigger` is the failure kind that imposed it (empty for refusals).
-    pub fn ban(&self, event: BanEvent, trigger: &'static str) {
-        let labels = BanLabels {
-            listener: self.name.clone(),
-            event: event.label(),
-            trigger,
-        };
-        metrics().bans.get_or_create(&labels).inc();
-    }
-}
 
 /// Every family, the registry that encodes them, and the readiness facts.
 pub struct Metrics {
@@ -248,6 +55,7 @@ pub struct Metrics {
     bans: Family<BanLabels, Counter>,
     upstream_errors: Family<KindLabel, Counter>,
     upstream_latency: Histogram,
+    reloads: Family<ResultLabel, Counter>,
     /// Milliseconds after `started` of the upstream's last reply; 0: none yet.
     last_upstream_reply: AtomicU64,
     started: Instant,
@@ -278,6 +86,7 @@ impl Metrics {
             bans: Family::default(),
             upstream_errors: Family::default(),
             upstream_latency: Histogram::new(LATENCY_BUCKETS),
+            reloads: Family::default(),
             last_upstream_reply: AtomicU64::new(0),
             started: Instant::now(),
             listeners_bound: AtomicBool::new(false),
@@ -341,6 +150,15 @@ impl Metrics {
             Unit::Seconds,
             m.upstream_latency.clone(),
         );
+        registry.register(
+            "reloads",
+            "config reloads (SIGHUP, relayguard reload), by result: ok or failed",
+            m.reloads.clone(),
+        );
+        // Both series from the start, so a dashboard shows 0 rather than no data.
+        for result in ["ok", "failed"] {
+            drop(m.reloads.get_or_create(&ResultLabel { result }));
+        }
         Metrics { registry, ..m }
     }
 
@@ -403,6 +221,12 @@ impl Metrics {
                 .elapsed()
                 .saturating_sub(Duration::from_millis(at))
         })
+    }
+
+    /// A reload was applied (`ok`) or refused, keeping the running config.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn set_listeners_bound(&self) {
