@@ -1,8 +1,9 @@
 //! The admin HTTP listener: scripted sessions against a real Postfix (SASL on) move exactly
 //! the counters they should, with exactly the labels they should, in a `/metrics` scrape read
 //! by curl and parsed by the Prometheus project's own OpenMetrics parser
-//! (python3-prometheus-client); the Grafana dashboard uses only metric names that scrape has;
-//! `/healthz` and `/readyz` follow the upstream and the drain.
+//! (python3-prometheus-client); a stock Prometheus server (Debian's `prometheus`) scrapes and
+//! stores them; the Grafana dashboard uses only metric names that scrape has; `/healthz` and
+//! `/readyz` follow the upstream and the drain.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -468,4 +469,106 @@ fn a_bad_admin_http_address_is_a_load_error_at_its_line() {
         err.contains("relayguard.toml:9: [admin] http `localhost:nine` is not an address"),
         "{err}"
     );
+}
+
+/// A Prometheus server of our own (Debian's `prometheus`), scraping relayguard every 500 ms;
+/// killed by PID when dropped.
+struct PrometheusServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    fn scraping(target: &str) -> PrometheusServer {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n\
+                 scrape_configs:\n  - job_name: relayguard\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        let port = support::process::free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run /usr/bin/prometheus");
+        PrometheusServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// The value of an instant query's one series, once it has one (within `WAIT`).
+    async fn value_of(&self, query: &str) -> Option<f64> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+            let out = Command::new("curl")
+                .args(["-s", "-m", "5", "-G", "--data-urlencode"])
+                .arg(format!("query={query}"))
+                .arg(&url)
+                .output()
+                .unwrap();
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                if let Some(s) = v["data"]["result"][0]["value"][1].as_str() {
+                    return s.parse().ok();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_prometheus_scrapes_and_stores_the_counters() {
+    let rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .admin_http("")
+        .start();
+    let t = Swaks::new(rg.addr("smtp")).run();
+    assert!(t.success(), "{}", t.output);
+    let target = rg.admin_url("").trim_start_matches("http://").to_owned();
+    let prom = PrometheusServer::scraping(&target);
+    // The target is up (Prometheus parsed the scrape) and the message is in its store.
+    assert_eq!(prom.value_of("up{job=\"relayguard\"}").await, Some(1.0));
+    assert_eq!(
+        prom.value_of("relayguard_messages_forwarded_total{listener=\"smtp\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        prom.value_of("relayguard_commands_total{listener=\"smtp\",verb=\"rcpt\"}")
+            .await,
+        Some(1.0)
+    );
+    // A histogram Prometheus can compute a quantile of.
+    let p99 = prom
+        .value_of("histogram_quantile(0.99, relayguard_upstream_reply_duration_seconds_bucket)")
+        .await
+        .expect("a quantile");
+    assert!(p99 > 0.0 && p99 <= 30.0, "{p99}");
 }
