@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use support::client::{dot_stuff, Client};
 use support::postfix::Postfix;
 use support::relayguard::{Identity, Relayguard, Role};
+use support::scrape::scrape;
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Concurrent clients in the load tests.
@@ -27,7 +28,7 @@ fn relayguard(pf: &Postfix) -> Relayguard {
         .policy("mydestination", "local.test")
         .listener("smtp", Role::Smtp)
         .upstream_postfix(pf, Identity::Xclient)
-        .extra_toml("[admin]\nsocket = \"admin.sock\"\n")
+        .admin_http("socket = \"admin.sock\"")
         .start()
 }
 
@@ -73,6 +74,12 @@ async fn relayguard_reload_says_what_happened() {
     assert!(out.contains("the running config was kept"), "{out}");
     let c = Client::greeted(rg.addr("smtp")).await;
     assert_eq!(c.greeting.as_deref(), Some("220 two.test ESMTP relayguard"));
+
+    // The typo never reached the running process (the CLI refused to ask); the restart-only
+    // change did, and was counted as a failed reload.
+    let metrics = scrape(&rg);
+    let reloads = |result| metrics.get("relayguard_reloads_total", &[("result", result)]);
+    assert_eq!((reloads("ok"), reloads("failed")), (1.0, 1.0));
 }
 
 /// What one client saw: messages that got 250, and any session that went wrong.

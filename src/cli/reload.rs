@@ -53,6 +53,7 @@ impl Reloader {
     /// Reloads and logs the outcome, as SIGHUP and the admin socket both want it.
     pub fn reload_logged(&self) -> Result<(), Vec<String>> {
         let outcome = self.reload();
+        crate::observe::metrics::metrics().reload(outcome.is_ok());
         match &outcome {
             Ok(()) => tracing::info!("reloaded {}", self.path.display()),
             Err(errors) => {
@@ -109,8 +110,10 @@ fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<S
             running.workers, new.workers
         ));
     }
-    if running.abuse.admin_socket != new.abuse.admin_socket {
-        return Some("a change to [admin] socket".into());
+    if running.abuse.admin_socket != new.abuse.admin_socket
+        || running.abuse.admin_http != new.abuse.admin_http
+    {
+        return Some("a change to [admin] socket or http".into());
     }
     // Where the upstream is and how it learns the client were checked at start (the open-relay
     // probe); timeouts and the EHLO name may change.

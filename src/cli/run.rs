@@ -138,6 +138,13 @@ async fn serve(
         ),
         None => None,
     };
+    let admin_http = match reloader.snapshots.load().abuse.admin_http {
+        Some(address) => Some(
+            crate::observe::admin_http::serve(address, reloader.snapshots.clone())
+                .with_context(|| format!("[admin] http {address}"))?,
+        ),
+        None => None,
+    };
     let mut shards: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
     for b in bound {
         for (i, shard) in b.into_shards().into_iter().enumerate() {
@@ -158,7 +165,9 @@ async fn serve(
         threads.push(thread);
     }
     drop(services);
+    crate::observe::metrics::metrics().set_listeners_bound();
     wait_for_shutdown(&reloader, reload_rx).await;
+    crate::observe::metrics::metrics().set_draining();
     // Stop accepting, tell idle sessions 421, let messages in flight finish.
     tracing::info!("stopping: draining sessions for up to {drain_timeout:?}");
     if !drain.drain(drain_timeout).await {
@@ -166,6 +175,9 @@ async fn serve(
     }
     if let Some(admin) = admin {
         admin.abort();
+    }
+    if let Some(http) = admin_http {
+        http.abort();
     }
     let _ = exit.send(true);
     for t in threads {

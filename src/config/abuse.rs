@@ -1,6 +1,7 @@
 //! `[state]`, `[bans]`, `[admin]` and anvil's smtpd_client_*_limit parameters, compiled into
 //! the settings the limiter, the ban list and their store run with.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct AbuseSettings {
     pub bans: Option<BanRule>,
     /// The Unix socket `relayguard bans` talks to.
     pub admin_socket: Option<PathBuf>,
+    /// The admin HTTP listener's address (`[admin] http`); None: off.
+    pub admin_http: Option<SocketAddr>,
+    /// `/readyz` asks the upstream itself when its last answer is older than this.
+    pub ready_window: Duration,
 }
 
 /// One listener's anvil limits from its effective parameters.
@@ -63,6 +68,25 @@ pub(super) fn compile(
         state: compile_state(source, file, errors),
         bans: file.bans.as_ref().map(|b| compile_bans(source, b, errors)),
         admin_socket: file.admin.socket.as_ref().map(|p| source.dir.join(p)),
+        admin_http: file.admin.http.as_ref().and_then(|a| {
+            a.get_ref()
+                .parse()
+                .map_err(|_| {
+                    errors.push(source.invalid(
+                        a.span().start,
+                        format!(
+                            "[admin] http `{}` is not an address like 127.0.0.1:9025",
+                            a.get_ref()
+                        ),
+                    ))
+                })
+                .ok()
+        }),
+        ready_window: source.duration(
+            file.admin.ready_window.as_ref(),
+            crate::observe::admin_http::FRESH_WINDOW,
+            errors,
+        ),
     }
 }
 

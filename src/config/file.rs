@@ -94,6 +94,11 @@ pub struct BansFile {
 pub struct AdminFile {
     /// A Unix socket `relayguard bans` talks to (relative to this file).
     pub socket: Option<PathBuf>,
+    /// The admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), e.g. `127.0.0.1:9025`.
+    pub http: Option<Spanned<String>>,
+    /// How recent the upstream's last answer must be for `/readyz` to say ready without
+    /// asking it again (default 30s).
+    pub ready_window: Option<Spanned<String>>,
 }
 
 /// Where `import-postfix` found each value: `[policy]` names map to their main.cf line,

@@ -292,6 +292,7 @@ mod tests {
                 "max_postscreen",
                 memory.max_postscreen.to_string(),
             ),
+            ("[admin]", "ready_window", d(s.abuse.ready_window)),
             ("[bans]", "window", d(bans.window)),
             ("[bans]", "ban_time", d(bans.ban_time)),
             ("[bans]", "max_ban_time", d(bans.max_ban_time)),

@@ -86,6 +86,7 @@ impl BoundListener {
             ..
         } = self;
         let (balance, inboxes) = Balance::new(sockets.len());
+        let metrics = crate::observe::metrics::metrics().listener(&name);
         sockets
             .into_iter()
             .zip(inboxes)
@@ -98,6 +99,7 @@ impl BoundListener {
                 balance: balance.clone(),
                 inbox,
                 next_id: 0,
+                metrics: metrics.clone(),
             })
             .collect()
     }
@@ -115,6 +117,8 @@ pub struct Listener {
     inbox: mpsc::UnboundedReceiver<Handoff>,
     /// Numbers this shard's sessions in debug logs.
     next_id: u64,
+    /// The listener's counters, resolved once.
+    metrics: Arc<crate::observe::metrics::ListenerMetrics>,
 }
 
 /// What the accept loop got next.
@@ -254,11 +258,12 @@ impl Listener {
         };
         let resolver = services.resolver.clone();
         let load = self.balance.enter(self.worker);
+        let open = self.metrics.session_opened();
         // A debug span: entered on every poll, it costs measurably when it is enabled.
         let span = tracing::debug_span!("session", session = self.next_id, listener = %self.name, client = %peer);
         let session = async move {
             accept_session(ctx, stream, peer, resolver).await;
-            drop((slot, load));
+            drop((slot, load, open));
         };
         // Instrumented costs on every poll even when its span is off.
         if span.is_disabled() {

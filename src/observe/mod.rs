@@ -1,5 +1,8 @@
-//! Observability edges: log output, printable log text, and time formatting.
+//! Observability edges: log output, printable log text, time formatting, metrics and the
+//! admin HTTP listener that serves them.
 
+pub mod admin_http;
 pub mod log;
+pub mod metrics;
 pub mod printable;
 pub mod time;

@@ -17,6 +17,11 @@ pub struct Reason {
     pub table: Option<String>,
     pub key: Option<String>,
     pub value: Option<String>,
+    /// For an access table's match: the table entry's key as written (a cidr network, a
+    /// regexp), for metrics; `key` may be the client's own value. Not serialized: `relayguard
+    /// check` prints what it always printed.
+    #[serde(skip)]
+    pub entry: Option<Box<str>>,
     /// When a table value or a class decided through inner restrictions: those, outermost first
     /// (e.g. `["local_only", "reject"]`).
     pub via: Vec<String>,

@@ -215,6 +215,7 @@ impl<'f> Eval<'_, 'f> {
         };
         let reason = Reason {
             table: Some(table.spec().to_string()),
+            entry: table.entry_for(&key),
             key: Some(key),
             value: Some(value.clone()),
             ..self.reason(r)

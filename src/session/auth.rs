@@ -6,6 +6,7 @@
 
 use super::{Login, Session, SessionEnd, Step};
 use crate::limits::{Event, Trigger};
+use crate::observe::metrics::AuthResult;
 use crate::policy::AuthRefusalKind;
 use crate::smtp::command::Command;
 use crate::smtp::ehlo_mask::EhloMask;
@@ -30,6 +31,8 @@ impl Session {
             self.log
                 .rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
             tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
+            self.metrics
+                .auth(AuthResult::Refused, &refusal.reason.parameter);
             if refusal.kind == AuthRefusalKind::ExceptedNetwork {
                 Box::pin(self.report_failure(Trigger::AuthGate, 0, 0)).await;
             }
@@ -123,6 +126,12 @@ impl Session {
     ) -> Step {
         self.io.reply(&reply);
         let client = self.log.client().to_owned();
+        let result = match reply.code {
+            235 => AuthResult::Success,
+            400..=499 => AuthResult::TemporaryFailure,
+            _ => AuthResult::Failure,
+        };
+        self.metrics.auth(result, "");
         if reply.code == 235 {
             let name = username.unwrap_or_else(|| "unknown".into());
             self.heard.login = Some(Login {

@@ -105,8 +105,10 @@ impl Session {
                 return Step::Ok;
             }
             ChunkEnd::Final(reply) => {
-                self.heard.txn = None;
+                let txn = self.heard.txn.take();
                 if reply.code == 250 {
+                    let earlier = txn.map_or(0, |t| t.bdat_bytes);
+                    self.metrics.message_forwarded(earlier.saturating_add(size));
                     self.forgive_errors();
                     self.io.reply(&reply);
                     self.reply_then_log_accepted(&reply).await;

@@ -82,6 +82,7 @@ impl Session {
         self.heard.txn = None;
         let ok = reply.code == 250;
         if ok {
+            self.metrics.message_forwarded(body_bytes);
             self.forgive_errors();
         }
         self.io.reply(&reply);

@@ -142,6 +142,8 @@ pub struct Session {
     abuse: abuse::AbuseState,
     /// postscreen failed this client with `enforce`: every RCPT is refused.
     screened: Option<Box<postscreen::Enforced>>,
+    /// This listener's counters, resolved once here rather than per command.
+    metrics: std::sync::Arc<crate::observe::metrics::ListenerMetrics>,
 }
 
 impl Session {
@@ -172,7 +174,9 @@ impl Session {
             .smtpd
             .dialogue
             .discard_ehlo_for(&peer.ip().to_string());
+        let metrics = crate::observe::metrics::metrics().listener(&ctx.listener.name);
         Session {
+            metrics,
             ctx,
             client,
             names,

@@ -50,6 +50,19 @@ impl UpstreamError {
         ) || matches!(self, UpstreamError::Refused { reply, .. } if reply.is_transient())
     }
 
+    /// A short name of the variant, for the upstream-errors metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Closed => "closed",
+            UpstreamError::Io(_) => "io",
+            UpstreamError::BadReply(_) => "bad_reply",
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::Tls(_) => "tls",
+        }
+    }
+
     /// The connection had gone before its first command: closed, reset, or a 421 goodbye.
     pub fn closed_while_idle(&self) -> bool {
         matches!(self, UpstreamError::Closed | UpstreamError::Io(_))
@@ -153,9 +166,13 @@ impl UpstreamConn {
 
     /// Flushes anything queued and reads the next reply.
     pub async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
+        // From the request's flush to its whole reply: the upstream's latency as seen here.
+        let asked = std::time::Instant::now();
         self.flush().await?;
         loop {
             if let Some((reply, used)) = parse_reply(&self.rbuf)? {
+                crate::observe::metrics::metrics()
+                    .upstream_reply(asked.elapsed(), reply.code != 421);
                 self.rbuf.drain(..used);
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     self.rbuf = Vec::new();

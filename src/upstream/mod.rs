@@ -58,7 +58,9 @@ impl Upstream {
         };
         let conn = match warmed {
             Some(conn) => conn,
-            None => connect::open(settings, Some(client)).await?,
+            None => connect::open(settings, Some(client))
+                .await
+                .inspect_err(|e| crate::observe::metrics::metrics().upstream_error(e.kind()))?,
         };
         // A leg that never said EHLO knows no extensions; it must not make every later
         // client's EHLO reply empty.

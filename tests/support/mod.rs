@@ -21,6 +21,7 @@
 //! - [`mariadb::Mariadb`], [`postgres::Postgres`], [`slapd::Slapd`]: private database and
 //!   directory servers for the remote lookup tables.
 //! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
+//! - [`scrape`]: `/metrics` fetched with curl and parsed by Prometheus' OpenMetrics parser.
 //! - [`redis::RedisServer`], [`redis::RedisCluster`]: private Redis servers (one, a sentinel,
 //!   a three-master cluster) for the shared state store, with outages on demand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -43,6 +44,7 @@ pub mod probe;
 pub mod process;
 pub mod redis;
 pub mod relayguard;
+pub mod scrape;
 pub mod scripted;
 pub mod slapd;
 pub mod table_server;

@@ -92,6 +92,8 @@ pub struct RelayguardBuilder {
     upstream_toml: Vec<String>,
     extra_toml: String,
     binary: PathBuf,
+    /// `[admin]` lines after `http = ...`, when the admin HTTP listener is on.
+    admin_http: Option<String>,
 }
 
 /// A running relayguard. Dropping it kills the process.
@@ -101,6 +103,7 @@ pub struct Relayguard {
     ports: Vec<(String, u16)>,
     certs: CertSet,
     maildir: Option<PathBuf>,
+    admin_http: Option<u16>,
 }
 
 impl RelayguardBuilder {
@@ -188,6 +191,13 @@ impl RelayguardBuilder {
         self
     }
 
+    /// Turns the admin HTTP listener on, on a free loopback port, with more `[admin]` lines
+    /// (e.g. `ready_window = "1s"`); see [`Relayguard::admin_url`].
+    pub fn admin_http(mut self, extra: &str) -> Self {
+        self.admin_http = Some(extra.to_owned());
+        self
+    }
+
     /// Another relayguard binary (the load bench uses the release build).
     pub fn binary(mut self, path: &Path) -> Self {
         self.binary = path.to_owned();
@@ -195,7 +205,13 @@ impl RelayguardBuilder {
     }
 
     /// The config text for `ports` (listener name -> port) and the scratch directory.
-    fn render(&self, dir: &Path, ports: &[(String, u16)], certs: &CertSet) -> String {
+    fn render(
+        &self,
+        dir: &Path,
+        ports: &[(String, u16)],
+        certs: &CertSet,
+        admin: Option<u16>,
+    ) -> String {
         let mut t = String::new();
         t.push_str("[policy]\n");
         for (k, v) in &self.policy {
@@ -270,6 +286,9 @@ impl RelayguardBuilder {
         }
         t.push('\n');
         t.push_str(&self.extra_toml);
+        if let (Some(port), Some(extra)) = (admin, &self.admin_http) {
+            writeln!(t, "\n[admin]\nhttp = \"127.0.0.1:{port}\"\n{extra}").unwrap();
+        }
         t
     }
 
@@ -301,8 +320,15 @@ impl RelayguardBuilder {
             }
             ports.push((l.name.clone(), p));
         }
+        let admin_http = self.admin_http.as_ref().map(|_| {
+            let mut p = process::free_port();
+            while ports.iter().any(|(_, q)| *q == p) {
+                p = process::free_port();
+            }
+            p
+        });
         let config = dir.path().join("relayguard.toml");
-        fs::write(&config, self.render(dir.path(), &ports, &certs)).unwrap();
+        fs::write(&config, self.render(dir.path(), &ports, &certs, admin_http)).unwrap();
         let maildir = matches!(self.upstream, Some(UpstreamSpec::Maildir))
             .then(|| dir.path().join("maildir"));
         let log = fs::File::create(dir.path().join("relayguard.log")).unwrap();
@@ -322,8 +348,10 @@ impl RelayguardBuilder {
             ports,
             certs,
             maildir,
+            admin_http,
         };
-        for (name, port) in rg.ports.clone() {
+        let admin = admin_http.map(|p| ("[admin] http".to_string(), p));
+        for (name, port) in rg.ports.clone().into_iter().chain(admin) {
             let ok = process::wait_listening(port, START_TIMEOUT, || rg.is_running());
             if !ok {
                 let state = match rg.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -351,7 +379,14 @@ impl Relayguard {
             upstream_toml: Vec::new(),
             extra_toml: String::new(),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+            admin_http: None,
         }
+    }
+
+    /// `http://127.0.0.1:PORT{path}` on the admin HTTP listener ([`RelayguardBuilder::admin_http`]).
+    pub fn admin_url(&self, path: &str) -> String {
+        let port = self.admin_http.expect("admin_http() was not called");
+        format!("http://127.0.0.1:{port}{path}")
     }
 
     /// The port of the listener named `name`.

@@ -71,14 +71,25 @@ fn eval(rules: &[(u32, Rule)], addr: IpAddr, before: u32) -> Option<u32> {
 
 impl CidrTable {
     pub(crate) fn lookup(&self, addr: IpAddr) -> Option<&str> {
+        self.index_of(addr)
+            .and_then(|i| self.values.get(i as usize))
+            .map(|(v, _)| &**v)
+    }
+
+    /// The network as written of the entry `addr` matches, for metrics (bounded by the file).
+    pub(crate) fn entry(&self, addr: IpAddr) -> Option<&str> {
+        self.index_of(addr)
+            .and_then(|i| self.keys.get(i as usize))
+            .map(|k| &**k)
+    }
+
+    fn index_of(&self, addr: IpAddr) -> Option<u32> {
         let addr = addr.to_canonical();
         let fast = self.index.first_match(addr);
-        let hit = match eval(&self.ordered, addr, fast.unwrap_or(u32::MAX)) {
+        match eval(&self.ordered, addr, fast.unwrap_or(u32::MAX)) {
             Some(v) => Some(v),
             None => fast,
-        };
-        hit.and_then(|i| self.values.get(i as usize))
-            .map(|(v, _)| &**v)
+        }
     }
 
     pub(crate) fn parse(text: &str, path: &Path) -> Result<CidrTable, PolicyError> {
@@ -210,6 +221,16 @@ endif
         assert_eq!(q("172.16.1.5"), None);
         assert_eq!(q("10.1.2.3"), Some("REJECT bare address"));
         assert_eq!(q("10.1.2.4"), None);
+    }
+
+    #[test]
+    fn the_entry_matched_is_the_network_as_written() {
+        let t = CidrTable::parse(EXAMPLE, Path::new("/t/c")).unwrap();
+        let e = |a: &str| t.entry(a.parse().unwrap());
+        // The looked-up address never comes back: only what the file says.
+        assert_eq!(e("192.0.2.5"), Some("192.0.2.0/28"), "{EXAMPLE}");
+        assert_eq!(e("10.1.2.3"), Some("10.1.2.3"));
+        assert_eq!(e("10.1.2.4"), None);
     }
 
     #[test]

@@ -258,6 +258,20 @@ impl Table {
         }
     }
 
+    /// The entry `key` matched, as written in the table: the key itself for a hash table,
+    /// the network or pattern for a cidr, regexp or pcre table. Metrics label rejections with
+    /// it, so their count of distinct values is bounded by the table, not by the clients. A
+    /// remote or static table has none.
+    pub fn entry_for(&self, key: &str) -> Option<Box<str>> {
+        match &self.kind {
+            Kind::Remote(_) | Kind::Static(_) => None,
+            Kind::Hash(h) => h.get(key).map(|_| key.into()),
+            Kind::Cidr(c) => key.parse().ok().and_then(|a| c.entry(a)).map(Box::from),
+            Kind::Regexp(r) => r.entry(key).map(Box::from),
+            Kind::Pcre(p) => p.entry(key).map(Box::from),
+        }
+    }
+
     /// Every value the table can return, with where it was written, for checks at load.
     /// Values that substitute `$N` are included as written.
     pub(crate) fn values(&self) -> Vec<(&str, Origin)> {

@@ -220,6 +220,13 @@ impl RegexpTable {
     pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
         self.rules.entries()
     }
+
+    /// The pattern (`/re/flags` as written) of the rule `key` matches, for metrics.
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        let matches = self.set.matches(key);
+        let (_, value) = self.rules.first(|p| matches.matched(p))?;
+        self.rules.keys.get(value).map(|k| &**k)
+    }
 }
 
 /// A PCRE table (Postfix `pcre:`), matched with PCRE2 itself.
@@ -297,6 +304,17 @@ impl PcreTable {
     pub(crate) fn entries(&self) -> Vec<Entry<'_>> {
         self.rules.entries()
     }
+
+    /// The pattern (`/re/flags` as written) of the rule `key` matches, for metrics.
+    pub(crate) fn entry(&self, key: &str) -> Option<&str> {
+        let bytes = key.as_bytes();
+        let (_, value) = self.rules.first(|p| {
+            self.each
+                .get(p)
+                .is_some_and(|re| re.is_match(bytes).unwrap_or(false))
+        })?;
+        self.rules.keys.get(value).map(|k| &**k)
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +387,16 @@ endif
         assert_eq!(t.lookup("mail.bad.example"), None);
         assert_eq!(t.lookup("aa@x").as_deref(), Some("REJECT double"));
         assert_eq!(t.lookup("ab@x"), None);
+    }
+
+    #[test]
+    fn the_entry_matched_is_the_pattern_not_the_key() {
+        let t =
+            RegexpTable::parse("/^a.*@x\\.example$/ REJECT\n/b/ OK\n", Path::new("/t/r")).unwrap();
+        assert_eq!(t.entry("alice@x.example"), Some("/^a.*@x\\.example$/"));
+        assert_eq!(t.entry("zzz"), None);
+        let p = PcreTable::parse("/^a.*@x\\.example$/ REJECT\n", Path::new("/t/p")).unwrap();
+        assert_eq!(p.entry("alice@x.example"), Some("/^a.*@x\\.example$/"));
     }
 
     #[test]
