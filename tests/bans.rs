@@ -63,12 +63,20 @@ async fn five_guesses_ban_the_guesser_not_the_user_and_a_second_ban_is_longer() 
     assert!(r.ends_with(": 5 failed AUTH attempts"), "{r}");
     c.expect_closed().await;
     rg.wait_for_log("NOQUEUE: reject: AUTH from unknown[198.51.100.66]: 554 5.7.1 Service unavailable; Client host [198.51.100.66] blocked", WAIT);
-    let upstream_failures = pf
-        .maillog_lines()
-        .iter()
-        .filter(|l| l.contains("authentication failed"))
-        .count();
-    assert_eq!(upstream_failures, 5);
+    // Postfix's log is written by postlogd, a little after the replies: wait for the fifth
+    // line, then make sure no sixth guess reached the upstream.
+    let upstream_failures = || {
+        pf.maillog_lines()
+            .iter()
+            .filter(|l| l.contains("authentication failed"))
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while upstream_failures() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(upstream_failures(), 5);
 
     // Refused at connect, before any upstream contact.
     let mut again = Client::connect_as(rg.addr("lb"), attacker).await;
