@@ -34,6 +34,7 @@ pub mod external;
 pub mod flows;
 pub mod maildir;
 pub mod mariadb;
+pub mod netns;
 pub mod policy_daemons;
 pub mod policy_server;
 pub mod postfix;

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 use super::client::Client;
 use super::maildir::Maildir;
+use super::netns::NetNs;
 use super::postfix::Postfix;
 use super::process::{self, POLL};
 use super::tls::CertSet;
@@ -92,6 +93,8 @@ pub struct RelayguardBuilder {
     upstream_toml: Vec<String>,
     extra_toml: String,
     binary: PathBuf,
+    /// The namespace to run in (`ip netns exec`) and the address its listeners bind.
+    netns: Option<(String, Ipv4Addr)>,
 }
 
 /// A running relayguard. Dropping it kills the process.
@@ -101,6 +104,7 @@ pub struct Relayguard {
     ports: Vec<(String, u16)>,
     certs: CertSet,
     maildir: Option<PathBuf>,
+    ip: Ipv4Addr,
 }
 
 impl RelayguardBuilder {
@@ -188,6 +192,13 @@ impl RelayguardBuilder {
         self
     }
 
+    /// Runs in the network namespace `netns` (`ip netns exec`), every listener on `ip` instead
+    /// of 127.0.0.1: a placement rehearsal with the client and the MTA in namespaces of their own.
+    pub fn in_netns(mut self, netns: &NetNs, ip: Ipv4Addr) -> Self {
+        self.netns = Some((netns.name().to_owned(), ip));
+        self
+    }
+
     /// Another relayguard binary (the load bench uses the release build).
     pub fn binary(mut self, path: &Path) -> Self {
         self.binary = path.to_owned();
@@ -196,6 +207,7 @@ impl RelayguardBuilder {
 
     /// The config text for `ports` (listener name -> port) and the scratch directory.
     fn render(&self, dir: &Path, ports: &[(String, u16)], certs: &CertSet) -> String {
+        let ip = self.listen_ip();
         let mut t = String::new();
         t.push_str("[policy]\n");
         for (k, v) in &self.policy {
@@ -212,7 +224,7 @@ impl RelayguardBuilder {
             writeln!(t, "\n[[listener]]\nname = {}", quote(&l.name)).unwrap();
             writeln!(
                 t,
-                "address = \"127.0.0.1:{port}\"\nrole = \"{}\"",
+                "address = \"{ip}:{port}\"\nrole = \"{}\"",
                 l.role.as_str()
             )
             .unwrap();
@@ -306,7 +318,15 @@ impl RelayguardBuilder {
         let maildir = matches!(self.upstream, Some(UpstreamSpec::Maildir))
             .then(|| dir.path().join("maildir"));
         let log = fs::File::create(dir.path().join("relayguard.log")).unwrap();
-        let child = Command::new(&self.binary)
+        let mut cmd = match &self.netns {
+            None => Command::new(&self.binary),
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.binary);
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
@@ -322,9 +342,15 @@ impl RelayguardBuilder {
             ports,
             certs,
             maildir,
+            ip: self.listen_ip(),
         };
         for (name, port) in rg.ports.clone() {
-            let ok = process::wait_listening(port, START_TIMEOUT, || rg.is_running());
+            let ok = match rg.pid().filter(|_| self.netns.is_some()) {
+                Some(pid) => {
+                    process::wait_listening_in(pid, port, START_TIMEOUT, || rg.is_running())
+                }
+                None => process::wait_listening(port, START_TIMEOUT, || rg.is_running()),
+            };
             if !ok {
                 let state = match rg.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                     Some(status) => format!("exited with {status}"),
@@ -332,12 +358,19 @@ impl RelayguardBuilder {
                 };
                 let config = fs::read_to_string(rg.config_path()).unwrap_or_default();
                 return Err(format!(
-                    "relayguard {state} (listener {name}, 127.0.0.1:{port})\n--- config:\n{config}\n--- log:\n{}",
+                    "relayguard {state} (listener {name}, {}:{port})\n--- config:\n{config}\n--- log:\n{}",
+                    rg.ip,
                     rg.log_lines().join("\n")
                 ));
             }
         }
         Ok(rg)
+    }
+
+    fn listen_ip(&self) -> Ipv4Addr {
+        self.netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, ip)| *ip)
     }
 }
 
@@ -351,6 +384,7 @@ impl Relayguard {
             upstream_toml: Vec::new(),
             extra_toml: String::new(),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
+            netns: None,
         }
     }
 
@@ -363,8 +397,9 @@ impl Relayguard {
             .unwrap_or_else(|| panic!("no listener {name:?}"))
     }
 
+    /// Where listener `name` listens (127.0.0.1 unless [`RelayguardBuilder::in_netns`]).
     pub fn addr(&self, name: &str) -> SocketAddr {
-        (Ipv4Addr::LOCALHOST, self.port(name)).into()
+        (self.ip, self.port(name)).into()
     }
 
     pub fn pid(&self) -> Option<u32> {
