@@ -8,6 +8,9 @@
 //! namespaces (and with them the veth pairs) go when the test ends, however it ends. Needs root,
 //! ip(8), Postfix and swaks; fails, never skips, without them.
 
+// Test helpers panic on setup failures; clippy only exempts `#[test]` bodies by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::Ipv4Addr;

@@ -21,6 +21,8 @@
 //! - [`mariadb::Mariadb`], [`postgres::Postgres`], [`slapd::Slapd`]: private database and
 //!   directory servers for the remote lookup tables.
 //! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
+//! - [`netns::NetNs`]: network namespaces and veth links a placement test builds, removed on
+//!   drop; relayguard, Postfix and swaks run inside with `in_netns` / `run_in`.
 //! - [`redis::RedisServer`], [`redis::RedisCluster`]: private Redis servers (one, a sentinel,
 //!   a three-master cluster) for the shared state store, with outages on demand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
