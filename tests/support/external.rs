@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
+use super::netns::NetNs;
+
 /// What an external client printed and how it ended.
 #[derive(Debug)]
 pub struct Transcript {
@@ -87,6 +89,11 @@ impl Swaks {
     /// Runs swaks to completion (its own `--timeout` bounds each step).
     pub fn run(&self) -> Transcript {
         run_captured(Command::new("swaks").args(&self.args))
+    }
+
+    /// [`Self::run`] from inside the network namespace `ns` (a client on a host of its own).
+    pub fn run_in(&self, ns: &NetNs) -> Transcript {
+        run_captured(ns.command("swaks").args(&self.args))
     }
 }
 

@@ -22,6 +22,8 @@
 //!   directory servers for the remote lookup tables.
 //! - [`postmap`]: Postfix's own answer for a table key, the differential reference.
 //! - [`scrape`]: `/metrics` fetched with curl and parsed by Prometheus' OpenMetrics parser.
+//! - [`netns::NetNs`]: network namespaces and veth links a placement test builds, removed on
+//!   drop; relayguard, Postfix and swaks run inside with `in_netns` / `run_in`.
 //! - [`redis::RedisServer`], [`redis::RedisCluster`]: private Redis servers (one, a sentinel,
 //!   a three-master cluster) for the shared state store, with outages on demand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -35,6 +37,7 @@ pub mod external;
 pub mod flows;
 pub mod maildir;
 pub mod mariadb;
+pub mod netns;
 pub mod policy_daemons;
 pub mod policy_server;
 pub mod postfix;

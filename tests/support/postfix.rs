@@ -20,6 +20,7 @@ use tempfile::TempDir;
 
 use super::dns::DnsWorld;
 use super::maildir::Maildir;
+use super::netns::NetNs;
 use super::process::{self, POLL};
 use super::tls::CertSet;
 
@@ -44,6 +45,8 @@ pub struct PostfixBuilder {
     starttls: bool,
     /// resolv.conf text for Postfix's own mount namespace; `None`: the host's resolver.
     resolv_conf: Option<String>,
+    /// The namespace to run in (`ip netns exec`) and the address both smtpd listeners bind.
+    netns: Option<(String, Ipv4Addr)>,
 }
 
 /// A running private Postfix instance. Dropping it stops it.
@@ -54,6 +57,10 @@ pub struct Postfix {
     certs: Option<CertSet>,
     auth: Option<Child>,
     stopped: bool,
+    ip: Ipv4Addr,
+    /// The namespace it runs in: postfix(1) checks `inet_interfaces` against the interfaces
+    /// it sees, so stop and reload must run in there too.
+    netns: Option<String>,
 }
 
 impl Default for PostfixBuilder {
@@ -65,6 +72,7 @@ impl Default for PostfixBuilder {
             sasl_mechanisms: Vec::new(),
             starttls: true,
             resolv_conf: None,
+            netns: None,
         }
     }
 }
@@ -122,6 +130,13 @@ impl PostfixBuilder {
     /// [`Listen::Port53`]: super::dns::Listen::Port53
     pub fn resolver(mut self, world: &DnsWorld) -> Self {
         self.resolv_conf = Some(world.resolv_conf());
+        self
+    }
+
+    /// Runs in the network namespace `netns` (`ip netns exec`), both smtpd listeners on `ip`
+    /// instead of 127.0.0.1 (`inet_interfaces = ip`): an MTA on a private host of its own.
+    pub fn in_netns(mut self, netns: &NetNs, ip: Ipv4Addr) -> Self {
+        self.netns = Some((netns.name().to_owned(), ip));
         self
     }
 
@@ -184,12 +199,20 @@ impl PostfixBuilder {
             );
             auth = Some(start_fake_dovecot(&root, &socket, &self.sasl_mechanisms));
         }
+        let ip = self
+            .netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, ip)| *ip);
+        if self.netns.is_some() {
+            set_param(&mut main_cf, "inet_interfaces", &ip.to_string());
+        }
         for (name, value) in &self.params {
             set_param(&mut main_cf, name, value);
         }
         main_cf.push_str(&self.extra_main_cf);
         fs::write(root.join("etc/main.cf"), main_cf).unwrap();
         let master_cf = MASTER_CF
+            .replace("127.0.0.1:", &format!("{ip}:"))
             .replace("@XCLIENT_PORT@", &port_xclient.to_string())
             .replace("@PROXY_PORT@", &port_proxy.to_string());
         fs::write(root.join("etc/master.cf"), master_cf).unwrap();
@@ -207,8 +230,11 @@ impl PostfixBuilder {
             certs,
             auth,
             stopped: true,
+            ip,
+            netns: self.netns.as_ref().map(|(ns, _)| ns.clone()),
         };
         let out = match &resolv_conf {
+            // In a namespace, the master and the daemons it forks stay in there.
             None => pf.postfix(&["start"]),
             Some(file) => {
                 let etc = root.join("etc");
@@ -225,11 +251,15 @@ impl PostfixBuilder {
             String::from_utf8_lossy(&out.stderr),
             pf.maillog_lines().join("\n")
         );
+        assert!(
+            resolv_conf.is_none() || self.netns.is_none(),
+            "resolver() and in_netns() together are not supported"
+        );
         pf.stopped = false;
         for port in [port_xclient, port_proxy] {
             assert!(
-                process::wait_listening(port, START_TIMEOUT, || true),
-                "Postfix did not listen on 127.0.0.1:{port}; maillog:\n{}",
+                pf.wait_listening(port),
+                "Postfix did not listen on {ip}:{port}; maillog:\n{}",
                 pf.maillog_lines().join("\n")
             );
         }
@@ -254,11 +284,30 @@ impl Postfix {
     }
 
     pub fn addr_xclient(&self) -> SocketAddr {
-        (Ipv4Addr::LOCALHOST, self.port_xclient).into()
+        (self.ip, self.port_xclient).into()
     }
 
     pub fn addr_proxy(&self) -> SocketAddr {
-        (Ipv4Addr::LOCALHOST, self.port_proxy).into()
+        (self.ip, self.port_proxy).into()
+    }
+
+    /// Waits until `port` listens, in Postfix's namespace if it runs in one.
+    fn wait_listening(&self, port: u16) -> bool {
+        if self.netns.is_none() {
+            return process::wait_listening(port, START_TIMEOUT, || true);
+        }
+        // The master writes its PID file a moment after `postfix start` returns.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if self
+                .master_pid()
+                .is_some_and(|pid| process::is_listening_in(pid, port))
+            {
+                return true;
+            }
+            sleep(POLL);
+        }
+        false
     }
 
     /// The scratch directory (etc/, queue/, maillog, mail/).
@@ -337,13 +386,20 @@ impl Postfix {
         // Old idle smtpd processes exit on their next wake-up; give them that moment.
         sleep(Duration::from_millis(1000));
         for port in [self.port_xclient, self.port_proxy] {
-            assert!(process::wait_listening(port, START_TIMEOUT, || true));
+            assert!(self.wait_listening(port));
         }
     }
 
     fn postfix(&self, args: &[&str]) -> std::process::Output {
-        Command::new("postfix")
-            .arg("-c")
+        let mut cmd = match &self.netns {
+            None => Command::new("postfix"),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "postfix"]);
+                c
+            }
+        };
+        cmd.arg("-c")
             .arg(self.dir.path().join("etc"))
             .args(args)
             .stdin(Stdio::null())

@@ -25,27 +25,61 @@ pub fn free_port() -> u16 {
 /// Whether some socket listens on 127.0.0.1:`port` (or 0.0.0.0:`port`), read from
 /// /proc/net/tcp so that checking does not open an SMTP session that would show up in logs.
 pub fn is_listening(port: u16) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
     let want = [
         format!("0100007F:{port:04X}"),
         format!("00000000:{port:04X}"),
     ];
+    listening_in(Path::new("/proc/net/tcp"), |local| {
+        want.iter().any(|w| w == local)
+    })
+}
+
+/// Whether some socket listens on `port` (any address) in the network namespace of process
+/// `pid`: its /proc/PID/net/tcp, for a process started with `ip netns exec`.
+pub fn is_listening_in(pid: u32, port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    listening_in(Path::new(&format!("/proc/{pid}/net/tcp")), |local| {
+        local.ends_with(&suffix)
+    })
+}
+
+/// Whether a LISTEN row of the TCP table at `table` has a local address `wanted` accepts.
+fn listening_in(table: &Path, wanted: impl Fn(&str) -> bool) -> bool {
+    let Ok(table) = fs::read_to_string(table) else {
+        return false;
+    };
     table.lines().skip(1).any(|line| {
         let mut f = line.split_whitespace();
         let local = f.nth(1).unwrap_or("");
         let state = f.nth(1).unwrap_or("");
-        state == "0A" && want.iter().any(|w| w == local)
+        state == "0A" && wanted(local)
     })
 }
 
 /// Waits until 127.0.0.1:`port` listens; `alive` is asked on each round so that a process that
 /// died is reported at once instead of after the timeout. Returns false on timeout or death.
-pub fn wait_listening(port: u16, timeout: Duration, mut alive: impl FnMut() -> bool) -> bool {
+pub fn wait_listening(port: u16, timeout: Duration, alive: impl FnMut() -> bool) -> bool {
+    wait_until(|| is_listening(port), timeout, alive)
+}
+
+/// [`wait_listening`] for a port in the network namespace of process `pid`.
+pub fn wait_listening_in(
+    pid: u32,
+    port: u16,
+    timeout: Duration,
+    alive: impl FnMut() -> bool,
+) -> bool {
+    wait_until(|| is_listening_in(pid, port), timeout, alive)
+}
+
+fn wait_until(
+    listening: impl Fn() -> bool,
+    timeout: Duration,
+    mut alive: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if is_listening(port) {
+        if listening() {
             return true;
         }
         if !alive() {

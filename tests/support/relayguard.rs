@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 use super::client::Client;
 use super::maildir::Maildir;
+use super::netns::NetNs;
 use super::postfix::Postfix;
 use super::process::{self, POLL};
 use super::tls::CertSet;
@@ -94,6 +95,8 @@ pub struct RelayguardBuilder {
     binary: PathBuf,
     /// `[admin]` lines after `http = ...`, when the admin HTTP listener is on.
     admin_http: Option<String>,
+    /// The namespace to run in (`ip netns exec`) and the address its listeners bind.
+    netns: Option<(String, Ipv4Addr)>,
 }
 
 /// A running relayguard. Dropping it kills the process.
@@ -104,6 +107,7 @@ pub struct Relayguard {
     certs: CertSet,
     maildir: Option<PathBuf>,
     admin_http: Option<u16>,
+    ip: Ipv4Addr,
 }
 
 impl RelayguardBuilder {
@@ -198,6 +202,13 @@ impl RelayguardBuilder {
         self
     }
 
+    /// Runs in the network namespace `netns` (`ip netns exec`), every listener on `ip` instead
+    /// of 127.0.0.1: a placement rehearsal with the client and the MTA in namespaces of their own.
+    pub fn in_netns(mut self, netns: &NetNs, ip: Ipv4Addr) -> Self {
+        self.netns = Some((netns.name().to_owned(), ip));
+        self
+    }
+
     /// Another relayguard binary (the load bench uses the release build).
     pub fn binary(mut self, path: &Path) -> Self {
         self.binary = path.to_owned();
@@ -212,6 +223,7 @@ impl RelayguardBuilder {
         certs: &CertSet,
         admin: Option<u16>,
     ) -> String {
+        let ip = self.listen_ip();
         let mut t = String::new();
         t.push_str("[policy]\n");
         for (k, v) in &self.policy {
@@ -228,7 +240,7 @@ impl RelayguardBuilder {
             writeln!(t, "\n[[listener]]\nname = {}", quote(&l.name)).unwrap();
             writeln!(
                 t,
-                "address = \"127.0.0.1:{port}\"\nrole = \"{}\"",
+                "address = \"{ip}:{port}\"\nrole = \"{}\"",
                 l.role.as_str()
             )
             .unwrap();
@@ -332,7 +344,15 @@ impl RelayguardBuilder {
         let maildir = matches!(self.upstream, Some(UpstreamSpec::Maildir))
             .then(|| dir.path().join("maildir"));
         let log = fs::File::create(dir.path().join("relayguard.log")).unwrap();
-        let child = Command::new(&self.binary)
+        let mut cmd = match &self.netns {
+            None => Command::new(&self.binary),
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.binary);
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
@@ -349,10 +369,16 @@ impl RelayguardBuilder {
             certs,
             maildir,
             admin_http,
+            ip: self.listen_ip(),
         };
         let admin = admin_http.map(|p| ("[admin] http".to_string(), p));
         for (name, port) in rg.ports.clone().into_iter().chain(admin) {
-            let ok = process::wait_listening(port, START_TIMEOUT, || rg.is_running());
+            let ok = match rg.pid().filter(|_| self.netns.is_some()) {
+                Some(pid) => {
+                    process::wait_listening_in(pid, port, START_TIMEOUT, || rg.is_running())
+                }
+                None => process::wait_listening(port, START_TIMEOUT, || rg.is_running()),
+            };
             if !ok {
                 let state = match rg.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                     Some(status) => format!("exited with {status}"),
@@ -360,12 +386,19 @@ impl RelayguardBuilder {
                 };
                 let config = fs::read_to_string(rg.config_path()).unwrap_or_default();
                 return Err(format!(
-                    "relayguard {state} (listener {name}, 127.0.0.1:{port})\n--- config:\n{config}\n--- log:\n{}",
+                    "relayguard {state} (listener {name}, {}:{port})\n--- config:\n{config}\n--- log:\n{}",
+                    rg.ip,
                     rg.log_lines().join("\n")
                 ));
             }
         }
         Ok(rg)
+    }
+
+    fn listen_ip(&self) -> Ipv4Addr {
+        self.netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, ip)| *ip)
     }
 }
 
@@ -380,6 +413,7 @@ impl Relayguard {
             extra_toml: String::new(),
             binary: PathBuf::from(env!("CARGO_BIN_EXE_relayguard")),
             admin_http: None,
+            netns: None,
         }
     }
 
@@ -398,8 +432,9 @@ impl Relayguard {
             .unwrap_or_else(|| panic!("no listener {name:?}"))
     }
 
+    /// Where listener `name` listens (127.0.0.1 unless [`RelayguardBuilder::in_netns`]).
     pub fn addr(&self, name: &str) -> SocketAddr {
-        (Ipv4Addr::LOCALHOST, self.port(name)).into()
+        (self.ip, self.port(name)).into()
     }
 
     pub fn pid(&self) -> Option<u32> {
