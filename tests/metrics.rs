@@ -411,15 +411,7 @@ async fn readyz_says_503_while_draining_and_maildir_stays_ready() {
 
     // A message in flight keeps the drain going while /readyz is asked.
     let mut busy = Client::after_ehlo(rg.addr("smtp")).await;
-    assert_eq!(
-        busy.cmd("MAIL FROM:<a@sender.example>").await,
-        "250 2.1.0 Ok"
-    );
-    assert_eq!(busy.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    assert_eq!(
-        busy.cmd("DATA").await,
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    busy.open_data("a@sender.example", "u@local.test").await;
     busy.send_raw(b"Subject: drained\r\n\r\nbody\r\n").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     rg.signal("TERM");

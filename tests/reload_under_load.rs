@@ -211,9 +211,7 @@ async fn reloads_under_load_lose_no_session_and_no_message() {
 /// Sends MAIL, RCPT, DATA and the first half of a message; the rest comes after the TERM.
 async fn half_sent(addr: std::net::SocketAddr, subject: &str) -> Client {
     let mut c = Client::after_ehlo(addr).await;
-    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
-    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    assert_eq!(c.cmd("DATA").await, "354 End data with <CR><LF>.<CR><LF>");
+    c.open_data("a@sender.example", "u@local.test").await;
     c.send_raw(format!("Subject: {subject}\r\n\r\nfirst half\r\n").as_bytes())
         .await;
     c

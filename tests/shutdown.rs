@@ -19,15 +19,7 @@ async fn sigterm_drains_sessions() {
         .start();
     let mut idle = Client::after_ehlo(rg.addr("smtp")).await;
     let mut busy = Client::after_ehlo(rg.addr("smtp")).await;
-    assert_eq!(
-        busy.cmd("MAIL FROM:<a@sender.example>").await,
-        "250 2.1.0 Ok"
-    );
-    assert_eq!(busy.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    assert_eq!(
-        busy.cmd("DATA").await,
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    busy.open_data("a@sender.example", "u@local.test").await;
     busy.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n")
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -69,15 +61,7 @@ async fn the_drain_deadline_cuts_a_stalled_message_without_a_250() {
         .extra_toml("[limits]\ndrain_timeout = \"1s\"\n")
         .start();
     let mut stalled = Client::after_ehlo(rg.addr("smtp")).await;
-    assert_eq!(
-        stalled.cmd("MAIL FROM:<a@sender.example>").await,
-        "250 2.1.0 Ok"
-    );
-    assert_eq!(stalled.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
-    assert_eq!(
-        stalled.cmd("DATA").await,
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    stalled.open_data("a@sender.example", "u@local.test").await;
     stalled
         .send_raw(b"Subject: stalled\r\n\r\nnever finished\r\n")
         .await;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::relayguard::{Relayguard, Role};
+use support::relayguard::{Relayguard, RelayguardBuilder, Role};
 use support::tls::s_client;
 
 /// A self-signed EC key and certificate for `cn`, written key first as
@@ -64,18 +64,11 @@ fn served_cn(port: u16, servername: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn the_certificate_follows_the_sni_name_and_reloads() {
-    let dir = tempfile::tempdir().unwrap();
-    let org = chain_file(dir.path(), "org", "mx.example.org");
-    let net = chain_file(dir.path(), "net", "wildcard.example.net");
-    let map = dir.path().join("sni");
-    fs::write(
-        &map,
-        format!("mx.example.org {org}\n.example.net {net}\nexample.net {net}\n"),
-    )
-    .unwrap();
-    let rg = Relayguard::builder()
+/// A relayguard whose `tls_server_sni_maps` is a texthash file in `dir` with `entries`.
+fn with_sni_map(dir: &Path, entries: &str) -> RelayguardBuilder {
+    let map = dir.join("sni");
+    fs::write(&map, entries).unwrap();
+    Relayguard::builder()
         .policy("mydestination", "local.test")
         .policy(
             "tls_server_sni_maps",
@@ -83,7 +76,18 @@ fn the_certificate_follows_the_sni_name_and_reloads() {
         )
         .listener("smtp", Role::Smtp)
         .upstream_maildir()
-        .start();
+}
+
+#[test]
+fn the_certificate_follows_the_sni_name_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = chain_file(dir.path(), "org", "mx.example.org");
+    let net = chain_file(dir.path(), "net", "wildcard.example.net");
+    let rg = with_sni_map(
+        dir.path(),
+        &format!("mx.example.org {org}\n.example.net {net}\nexample.net {net}\n"),
+    )
+    .start();
     let port = rg.port("smtp");
     assert_eq!(served_cn(port, "mx.example.org"), "mx.example.org");
     assert_eq!(served_cn(port, "MX.Example.ORG"), "mx.example.org");
@@ -112,23 +116,13 @@ fn the_certificate_follows_the_sni_name_and_reloads() {
 fn a_broken_sni_entry_is_a_load_error_at_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = chain_file(dir.path(), "good", "good.example.org");
-    let map = dir.path().join("sni");
-    fs::write(
-        &map,
-        format!("good.example.org {good}\nbad.example.org /nonexistent/chain.pem\n"),
+    let err = with_sni_map(
+        dir.path(),
+        &format!("good.example.org {good}\nbad.example.org /nonexistent/chain.pem\n"),
     )
-    .unwrap();
-    let err = Relayguard::builder()
-        .policy("mydestination", "local.test")
-        .policy(
-            "tls_server_sni_maps",
-            &format!("texthash:{}", map.display()),
-        )
-        .listener("smtp", Role::Smtp)
-        .upstream_maildir()
-        .try_start()
-        .err()
-        .expect("a missing chain file stops the start");
+    .try_start()
+    .err()
+    .expect("a missing chain file stops the start");
     assert!(
         err.contains("tls_server_sni_maps entry `bad.example.org`")
             && err.contains("/nonexistent/chain.pem"),

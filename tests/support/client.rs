@@ -59,15 +59,19 @@ impl Client {
             .await
             .map_err(|_| format!("connect to {addr} timed out"))?
             .map_err(|e| format!("connect to {addr}: {e}"))?;
+        Ok(Client::over(tcp))
+    }
+
+    fn over(tcp: TcpStream) -> Client {
         tcp.set_nodelay(true).unwrap();
-        Ok(Client {
+        Client {
             conn: Conn::Plain(tcp),
             buf: Vec::new(),
             timeout: REPLY_TIMEOUT,
             ca: CertSet::dev().map(|c| c.ca),
             greeting: None,
             capabilities: Vec::new(),
-        })
+        }
     }
 
     /// Connects over plain TCP from `local` (another loopback address, say 127.0.0.7), so the
@@ -81,15 +85,7 @@ impl Client {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr} from {local}: {e}"));
-        tcp.set_nodelay(true).unwrap();
-        Client {
-            conn: Conn::Plain(tcp),
-            buf: Vec::new(),
-            timeout: REPLY_TIMEOUT,
-            ca: CertSet::dev().map(|c| c.ca),
-            greeting: None,
-            capabilities: Vec::new(),
-        }
+        Client::over(tcp)
     }
 
     /// Connects and does the TLS handshake at once (port 465 style), trusting `ca`.
@@ -265,6 +261,20 @@ impl Client {
         step("DATA".into(), r, "354");
         self.send_raw(&dot_stuff(message)).await;
         self.read_reply().await
+    }
+
+    /// MAIL, one RCPT and DATA, each asserted accepted with Postfix's wording: the message's
+    /// bytes are the caller's to send (a test that stops halfway, or pauses).
+    pub async fn open_data(&mut self, from: &str, rcpt: &str) {
+        assert_eq!(
+            self.cmd(&format!("MAIL FROM:<{from}>")).await,
+            "250 2.1.0 Ok"
+        );
+        assert_eq!(self.cmd(&format!("RCPT TO:<{rcpt}>")).await, "250 2.1.5 Ok");
+        assert_eq!(
+            self.cmd("DATA").await,
+            "354 End data with <CR><LF>.<CR><LF>"
+        );
     }
 
     /// The TLS handshake alone, for a test that sent STARTTLS itself (with pipelined bytes).
