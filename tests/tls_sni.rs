@@ -141,3 +141,34 @@ fn a_broken_sni_entry_is_a_load_error_at_its_line() {
         "{err}"
     );
 }
+
+/// `[tls]`'s own certificate is read again on reload too: a renewal needs no restart.
+#[test]
+fn the_default_certificate_is_read_again_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let rg = Relayguard::builder()
+        .policy("mydestination", "local.test")
+        .listener("smtp", Role::Smtp)
+        .upstream_maildir()
+        .start();
+    let port = rg.port("smtp");
+    assert_eq!(served_cn(port, "mx.example.org"), "localhost");
+
+    chain_file(dir.path(), "renewed", "renewed.localhost");
+    let text = fs::read_to_string(rg.config_path()).unwrap();
+    let quoted = |p: &str| toml::Value::String(dir.path().join(p).display().to_string());
+    let renewed: String = text
+        .lines()
+        .map(|l| match l.split_once(" = ") {
+            Some(("cert", _)) => format!("cert = {}", quoted("renewed.crt")),
+            Some(("key", _)) => format!("key = {}", quoted("renewed.key")),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(renewed, text);
+    rg.write_config(&renewed);
+    rg.signal("HUP");
+    rg.wait_for_log("reloaded", Duration::from_secs(10));
+    assert_eq!(served_cn(port, "mx.example.org"), "renewed.localhost");
+}
