@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
 //! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
-//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of
+//! latency; `LOAD_RELAYGUARD=path` to measure another build; `LOAD_IDENTITY=xclient` for
+//! relayguard's `[upstream] identity`, `none` by default) and prints a markdown table of
 //! absolute numbers and relayguard/haproxy ratios.
 //! Ratios are reported, never asserted; a measurement that fails (a refused message, a
 //! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
@@ -99,6 +100,8 @@ struct Ctx {
     binary: PathBuf,
     /// `[upstream] warm_connections` for the next relayguard started.
     warm: usize,
+    /// `[upstream] identity` for every relayguard started.
+    identity: support::relayguard::Identity,
     haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
     /// `LOAD_ONLY`: the row keys to run; all when unset.
@@ -133,7 +136,7 @@ impl Ctx {
                 if let Some(why) = &self.relayguard_unavailable {
                     return Err(why.clone());
                 }
-                match procs::relayguard(&self.binary, sink, self.warm) {
+                match procs::relayguard(&self.binary, sink, self.warm, self.identity) {
                     Ok(rg) => Ok(Front {
                         addr: rg.addr("smtp"),
                         pid: rg.pid(),
@@ -434,7 +437,7 @@ fn fmt_cell(c: &Cell) -> String {
     }
 }
 
-fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration) {
+fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration, identity: &str) {
     println!(
         "\n### relayguard load run: {} ({:.0} s)\n",
         sizes.name,
@@ -460,7 +463,7 @@ fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration) {
     }
     println!(
         "\nLatency ratio = (relayguard - direct) / (haproxy - direct). Sinks: smtp-sink for message \
-         rates and latency, the in-process fast sink for MiB/s and memory. relayguard: identity none."
+         rates and latency, the in-process fast sink for MiB/s and memory. relayguard: identity {identity}."
     );
 }
 
@@ -483,12 +486,24 @@ fn main() -> ExitCode {
         }
     };
     procs::raise_nofile();
+    // Both sinks answer XCLIENT; neither takes a PROXY header, so those modes wait for a sink
+    // that does.
+    let identity_name = std::env::var("LOAD_IDENTITY").unwrap_or_else(|_| "none".into());
+    let identity = match identity_name.as_str() {
+        "none" => support::relayguard::Identity::None,
+        "xclient" => support::relayguard::Identity::Xclient,
+        other => {
+            eprintln!("load: LOAD_IDENTITY={other}: use none or xclient");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut ctx = Ctx {
         // LOAD_RELAYGUARD: another build to measure (an A/B against an older commit).
         binary: std::env::var_os("LOAD_RELAYGUARD")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relayguard"))),
         warm: 0,
+        identity,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
         only: std::env::var("LOAD_ONLY")
@@ -498,7 +513,7 @@ fn main() -> ExitCode {
     let start = Instant::now();
     match rt.block_on(run(sizes, &mut ctx)) {
         Ok(rows) => {
-            print_table(sizes, &rows, start.elapsed());
+            print_table(sizes, &rows, start.elapsed(), &identity_name);
             // Ratios are never judged here. A measurement that failed is: relayguard may only
             // be "not available" (while it is being written), never wrong.
             let cells = || rows.iter().flat_map(|r| r.cells.iter()).flatten();

@@ -110,17 +110,22 @@ pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
     spawn_listening(cmd, port, "haproxy", Some(dir))
 }
 
-/// relayguard (the binary this bench was built with) relaying to `upstream` with no identity:
-/// neither sink speaks XCLIENT or PROXY for every path, and the splice sends none either.
-/// `warm`: `[upstream] warm_connections`.
-pub fn relayguard(binary: &Path, upstream: SocketAddr, warm: usize) -> Result<Relayguard, String> {
+/// relayguard (the binary this bench was built with) relaying to `upstream`, telling it the
+/// client by `identity` (smtp-sink and the fast sink both answer XCLIENT; the splice sends
+/// nothing). `warm`: `[upstream] warm_connections`.
+pub fn relayguard(
+    binary: &Path,
+    upstream: SocketAddr,
+    warm: usize,
+    identity: Identity,
+) -> Result<Relayguard, String> {
     Relayguard::builder()
         .binary(binary)
         .policy("mynetworks", "127.0.0.0/8")
         .policy("message_size_limit", "209715200")
         .listener("smtp", Role::Smtp)
         .listener_toml("smtp", "max_connections = 10000")
-        .upstream_smtp(upstream, Identity::None)
+        .upstream_smtp(upstream, identity)
         // The sinks accept any recipient: relayguard's open-relay check would refuse them.
         .upstream_toml("allow_open_relay = true")
         .upstream_toml(&format!("warm_connections = {warm}"))
