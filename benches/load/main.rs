@@ -1,11 +1,13 @@
 //! End-to-end load harness: the same workloads straight to a sink (baseline), through HAProxy
-//! in TCP mode (an L4 splice that parses nothing), and through relayguard, in one run.
+//! in TCP mode (an L4 splice that parses nothing), and through relayguard in each way it tells
+//! the upstream the client (XCLIENT, the mode users run; PROXY v2; none), in one run.
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
 //! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
-//! latency; `LOAD_RELAYGUARD=path` to measure another build; `LOAD_IDENTITY=xclient` for
-//! relayguard's `[upstream] identity`, `none` by default) and prints a markdown table of
-//! absolute numbers and relayguard/haproxy ratios.
+//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of
+//! absolute numbers and relayguard/haproxy ratios. Every row runs against the bench's own sink
+//! (sink.rs), which answers XCLIENT with 220 and reads a PROXY v2 header as Postfix does;
+//! Postfix's smtp-sink cannot stand in (it offers XCLIENT without ADDR and answers it 250).
 //! Ratios are reported, never asserted; a measurement that fails (a refused message, a
 //! process that would not start) fails the run. Under `cargo test --all-targets` (no `--bench`
 //! argument) it runs a smoke pass with tiny counts so that CI proves the harness still works.
@@ -24,16 +26,27 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::relayguard::Relayguard;
+use support::relayguard::{Identity, Relayguard};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
     Direct,
     Haproxy,
-    Relayguard,
+    Relayguard(Identity),
 }
 
-const PATHS: [Path; 3] = [Path::Direct, Path::Haproxy, Path::Relayguard];
+/// The columns of every row: the sink alone, the splice, relayguard in each identity mode.
+const PATHS: [Path; 5] = [
+    Path::Direct,
+    Path::Haproxy,
+    Path::Relayguard(Identity::Xclient),
+    Path::Relayguard(Identity::ProxyV2),
+    Path::Relayguard(Identity::None),
+];
+const COLUMNS: [&str; 5] = ["direct", "haproxy", "rg xclient", "rg proxy-v2", "rg none"];
+/// The relayguard columns, each compared with HAProxy's.
+const RG: std::ops::Range<usize> = 2..5;
+type Cells = [Cell; 5];
 
 /// Counts for one run; every loop in the workloads is bounded by these and by `limit`.
 struct Sizes {
@@ -100,8 +113,6 @@ struct Ctx {
     binary: PathBuf,
     /// `[upstream] warm_connections` for the next relayguard started.
     warm: usize,
-    /// `[upstream] identity` for every relayguard started.
-    identity: support::relayguard::Identity,
     haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
     /// `LOAD_ONLY`: the row keys to run; all when unset.
@@ -132,11 +143,11 @@ impl Ctx {
                     _relayguard: None,
                 })
             }
-            Path::Relayguard => {
+            Path::Relayguard(identity) => {
                 if let Some(why) = &self.relayguard_unavailable {
                     return Err(why.clone());
                 }
-                match procs::relayguard(&self.binary, sink, self.warm, self.identity) {
+                match procs::relayguard(&self.binary, sink, self.warm, identity) {
                     Ok(rg) => Ok(Front {
                         addr: rg.addr("smtp"),
                         pid: rg.pid(),
@@ -173,16 +184,40 @@ fn median(samples: Vec<Result<f64, String>>) -> Result<f64, String> {
         .ok_or_else(|| "no sample".to_string())
 }
 
+/// How a row's relayguard cells are set against HAProxy's.
+#[derive(Clone, Copy)]
+enum Compare {
+    /// value / haproxy's value.
+    Ratio,
+    /// (value - direct) / (haproxy - direct): what each proxy adds to the path.
+    Added,
+}
+
 /// One table row: a value per path (None where the path has no meaning), and how to compare.
 struct Row {
     label: String,
     unit: &'static str,
-    cells: [Cell; 3],
-    ratio: Option<Result<f64, String>>,
+    cells: Cells,
+    compare: Compare,
     target: &'static str,
 }
 
-fn ratio(rg: &Cell, ha: &Cell) -> Option<Result<f64, String>> {
+impl Row {
+    /// Relayguard column `i` against HAProxy, as the row compares.
+    fn ratio(&self, i: usize) -> Cell {
+        let added = |c: &Cell| match (c, &self.cells[0]) {
+            (Some(Ok(v)), Some(Ok(d))) => Some(Ok(v - d)),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
+            _ => None,
+        };
+        match self.compare {
+            Compare::Ratio => ratio(&self.cells[i], &self.cells[1]),
+            Compare::Added => ratio(&added(&self.cells[i]), &added(&self.cells[1])),
+        }
+    }
+}
+
+fn ratio(rg: &Cell, ha: &Cell) -> Cell {
     match (rg, ha) {
         (Some(Ok(r)), Some(Ok(h))) if *h != 0.0 => Some(Ok(r / h)),
         (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
@@ -192,7 +227,6 @@ fn ratio(rg: &Cell, ha: &Cell) -> Option<Result<f64, String>> {
 
 async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
-    let smtp_sink = procs::smtp_sink()?;
     let fast = sink::start().await?;
 
     for (key, label, count, per_conn, target) in [
@@ -216,24 +250,22 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         }
         // Rounds in rotating order, median per path: each run leaves tens of thousands of
         // sockets in TIME_WAIT, and a fixed order would always make the same path pay for it.
-        let mut samples: [Vec<Result<f64, String>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut samples: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
         for round in 0..RATE_ROUNDS {
             for k in 0..PATHS.len() {
                 let i = (k + round) % PATHS.len();
-                let r = ctx.front(PATHS[i], smtp_sink.addr).and_then(|f| {
+                let r = ctx.front(PATHS[i], fast.addr).and_then(|f| {
                     workloads::smtp_source(f.addr, 20, count, per_conn, sizes.limit)
                         .map(|d| f64::from(count) / d.as_secs_f64())
                 });
                 samples[i].push(r);
             }
         }
-        let cells: [Cell; 3] = samples.map(|s| Some(median(s)));
-        let ratio = ratio(&cells[2], &cells[1]);
         rows.push(Row {
             label: format!("{label} ({count} msgs)"),
             unit: "msgs/s",
-            cells,
-            ratio,
+            cells: samples.map(|s| Some(median(s))),
+            compare: Compare::Ratio,
             target,
         });
     }
@@ -248,7 +280,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         rows.push(big_row(sizes, ctx, &fast).await);
     }
     if ctx.wants("latency") {
-        rows.extend(latency_rows(sizes, ctx, smtp_sink.addr).await);
+        rows.extend(latency_rows(sizes, ctx, fast.addr).await);
     }
     Ok(rows)
 }
@@ -256,14 +288,13 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
 async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     // Rounds in rotating order, median per path, as for the message rates: a run of a few
     // hundred milliseconds is at the mercy of whatever else the two cores are doing.
-    let mut samples: [Vec<Result<f64, String>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut samples: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
     for round in 0..RATE_ROUNDS {
         for k in 0..PATHS.len() {
             let i = (k + round) % PATHS.len();
             samples[i].push(throughput(sizes, ctx, PATHS[i], fast).await);
         }
     }
-    let cells: [Cell; 3] = samples.map(|s| Some(median(s)));
     Row {
         label: format!(
             "{} MB messages, {} session(s) x {} (fast sink)",
@@ -272,8 +303,8 @@ async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row 
             sizes.tp_messages
         ),
         unit: "MiB/s",
-        ratio: ratio(&cells[2], &cells[1]),
-        cells,
+        cells: samples.map(|s| Some(median(s))),
+        compare: Compare::Ratio,
         target: ">= 1.0",
     }
 }
@@ -284,8 +315,8 @@ async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     Row {
         label: format!("{n} idle sessions after EHLO: PSS per session"),
         unit: "KiB",
-        ratio: ratio(&cells[2], &cells[1]),
         cells,
+        compare: Compare::Ratio,
         target: "rg <= 6 KiB",
     }
 }
@@ -296,8 +327,8 @@ async fn big_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
     Row {
         label: format!("one {} MB message: peak memory rise (VmHWM)", size >> 20),
         unit: "MiB",
-        ratio: ratio(&cells[2], &cells[1]),
         cells,
+        compare: Compare::Ratio,
         target: "rg < 8 MiB",
     }
 }
@@ -308,8 +339,8 @@ async fn per_proxy(
     ctx: &mut Ctx,
     fast: &sink::Sink,
     measure: impl AsyncFn(Front) -> Result<f64, String>,
-) -> [Cell; 3] {
-    let mut cells: [Cell; 3] = [None, None, None];
+) -> Cells {
+    let mut cells: Cells = std::array::from_fn(|_| None);
     for (i, path) in PATHS.iter().enumerate().skip(1) {
         let r = match ctx.front(*path, fast.addr) {
             Ok(f) => measure(f).await,
@@ -320,41 +351,41 @@ async fn per_proxy(
     cells
 }
 
-async fn latency_rows(sizes: &Sizes, ctx: &mut Ctx, smtp_sink: SocketAddr) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let per_path = latency(sizes, ctx, smtp_sink).await;
+async fn latency_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Vec<Row> {
+    let per_front = latency(sizes, ctx, sink).await;
     let cell = |i: usize, q: usize| -> Cell {
-        Some(match &per_path {
+        Some(match &per_front {
             Ok(v) => Ok(if q == 50 { v[i].0 } else { v[i].1 }),
             Err(e) => Err(e.clone()),
         })
     };
-    for (q, label, rg) in [
-        (50, "p50".to_string(), 2),
-        (99, "p99".to_string(), 2),
-        (50, format!("p50, warm_connections = {WARM}"), 3),
-    ] {
-        let cells: [Cell; 3] = [cell(0, q), cell(1, q), cell(rg, q)];
-        let added = |c: &Cell| match (c, &cells[0]) {
-            (Some(Ok(v)), Some(Ok(d))) => Some(Ok(v - d)),
-            (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e.clone())),
-            _ => None,
-        };
-        rows.push(Row {
-            label: format!(
-                "one-message session, one at a time ({} runs): {label}",
-                sizes.latency_runs
-            ),
-            unit: "us",
-            ratio: ratio(&added(&cells[2]), &added(&cells[1])),
-            cells,
-            target: if q == 50 {
-                "added: rg <= haproxy (<= 1.0)"
-            } else {
-                "added (reported)"
-            },
-        });
-    }
+    let label = |what: &str| {
+        format!(
+            "one-message session, one at a time ({} runs): {what}",
+            sizes.latency_runs
+        )
+    };
+    let mut rows: Vec<Row> = [
+        (50, "p50", "added: rg <= haproxy (<= 1.0)"),
+        (99, "p99", "added (reported)"),
+    ]
+    .into_iter()
+    .map(|(q, what, target)| Row {
+        label: label(what),
+        unit: "us",
+        cells: std::array::from_fn(|i| cell(i, q)),
+        compare: Compare::Added,
+        target,
+    })
+    .collect();
+    // The warm front (the last) in the xclient column.
+    rows.push(Row {
+        label: label(&format!("p50, warm_connections = {WARM}")),
+        unit: "us",
+        cells: [cell(0, 50), cell(1, 50), cell(PATHS.len(), 50), None, None],
+        compare: Compare::Added,
+        target: "added: rg <= haproxy (<= 1.0)",
+    });
     rows
 }
 
@@ -385,17 +416,17 @@ async fn latency(
     sizes: &Sizes,
     ctx: &mut Ctx,
     sink: SocketAddr,
-) -> Result<[(f64, f64); 4], String> {
+) -> Result<[(f64, f64); 6], String> {
     let mut fronts = Vec::new();
     for path in PATHS {
         fronts.push(ctx.front(path, sink)?);
     }
-    // The fourth: relayguard with upstream connections dialled ahead of need.
+    // The last: relayguard (xclient) with upstream connections dialled ahead of need.
     ctx.warm = WARM;
-    let warm = ctx.front(Path::Relayguard, sink);
+    let warm = ctx.front(Path::Relayguard(Identity::Xclient), sink);
     ctx.warm = 0;
     fronts.push(warm?);
-    let mut micros: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::new());
+    let mut micros: [Vec<f64>; 6] = std::array::from_fn(|_| Vec::new());
     for run in 0..sizes.latency_runs {
         for k in 0..fronts.len() {
             let i = (k + run) % fronts.len();
@@ -437,33 +468,45 @@ fn fmt_cell(c: &Cell) -> String {
     }
 }
 
-fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration, identity: &str) {
+fn print_table(sizes: &Sizes, rows: &[Row], elapsed: Duration) {
     println!(
         "\n### relayguard load run: {} ({:.0} s)\n",
         sizes.name,
         elapsed.as_secs_f64()
     );
-    println!("| workload | unit | direct | haproxy | relayguard | relayguard/haproxy | target |");
-    println!("|---|---|---:|---:|---:|---:|---|");
+    let ratios: Vec<String> = RG
+        .map(|i| format!("{}/haproxy", &COLUMNS[i][3..]))
+        .collect();
+    println!(
+        "| workload | unit | {} | {} | target |",
+        COLUMNS.join(" | "),
+        ratios.join(" | ")
+    );
+    println!(
+        "|---|---|{}{}---|",
+        "---:|".repeat(COLUMNS.len()),
+        "---:|".repeat(RG.len())
+    );
     for r in rows {
-        let ratio = match &r.ratio {
-            Some(Ok(v)) => format!("{v:.2}"),
-            _ => "-".into(),
-        };
+        let cells: Vec<String> = r.cells.iter().map(fmt_cell).collect();
+        let ratios: Vec<String> = RG
+            .map(|i| match r.ratio(i) {
+                Some(Ok(v)) => format!("{v:.2}"),
+                _ => "-".into(),
+            })
+            .collect();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             r.label,
             r.unit,
-            fmt_cell(&r.cells[0]),
-            fmt_cell(&r.cells[1]),
-            fmt_cell(&r.cells[2]),
-            ratio,
+            cells.join(" | "),
+            ratios.join(" | "),
             r.target
         );
     }
     println!(
-        "\nLatency ratio = (relayguard - direct) / (haproxy - direct). Sinks: smtp-sink for message \
-         rates and latency, the in-process fast sink for MiB/s and memory. relayguard: identity {identity}."
+        "\nRatios are each relayguard column over haproxy's; for latency, (rg - direct) / \
+         (haproxy - direct). Sink: the bench's own (sink.rs), for every row."
     );
 }
 
@@ -486,24 +529,12 @@ fn main() -> ExitCode {
         }
     };
     procs::raise_nofile();
-    // Both sinks answer XCLIENT; neither takes a PROXY header, so those modes wait for a sink
-    // that does.
-    let identity_name = std::env::var("LOAD_IDENTITY").unwrap_or_else(|_| "none".into());
-    let identity = match identity_name.as_str() {
-        "none" => support::relayguard::Identity::None,
-        "xclient" => support::relayguard::Identity::Xclient,
-        other => {
-            eprintln!("load: LOAD_IDENTITY={other}: use none or xclient");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut ctx = Ctx {
         // LOAD_RELAYGUARD: another build to measure (an A/B against an older commit).
         binary: std::env::var_os("LOAD_RELAYGUARD")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relayguard"))),
         warm: 0,
-        identity,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
         only: std::env::var("LOAD_ONLY")
@@ -513,7 +544,7 @@ fn main() -> ExitCode {
     let start = Instant::now();
     match rt.block_on(run(sizes, &mut ctx)) {
         Ok(rows) => {
-            print_table(sizes, &rows, start.elapsed(), &identity_name);
+            print_table(sizes, &rows, start.elapsed());
             // Ratios are never judged here. A measurement that failed is: relayguard may only
             // be "not available" (while it is being written), never wrong.
             let cells = || rows.iter().flat_map(|r| r.cells.iter()).flatten();

@@ -1,4 +1,4 @@
-//! The processes a load run compares: Postfix's smtp-sink, HAProxy in TCP mode, relayguard;
+//! The processes a load run compares: HAProxy in TCP mode and relayguard in front of the sink;
 //! and their memory as the kernel accounts it. Every process is started here, on 127.0.0.1,
 //! and killed by its PID on drop.
 
@@ -70,22 +70,6 @@ fn spawn_listening(
             log.trim()
         ))
     }
-}
-
-/// Postfix's smtp-sink: one event-driven process, up to 10,000 sessions, no delays.
-/// It must drop root (`-u postfix`), as smtp-sink refuses to run privileged.
-pub fn smtp_sink() -> Result<Proc, String> {
-    let port = free_port();
-    let mut cmd = Command::new("smtp-sink");
-    cmd.args([
-        "-u",
-        "postfix",
-        "-m",
-        "10000",
-        &format!("127.0.0.1:{port}"),
-        "4096",
-    ]);
-    spawn_listening(cmd, port, "smtp-sink", None)
 }
 
 /// HAProxy in TCP mode in front of `upstream`: the L4 splice relayguard is compared with.

@@ -1,7 +1,8 @@
 //! A fast SMTP sink for body throughput: smtp-sink tops out near 160 MiB/s, which would hide
 //! the proxies' cost. Greets, answers EHLO with PIPELINING/SIZE/8BITMIME/XCLIENT, XCLIENT with
-//! a fresh 220 greeting as Postfix does, swallows DATA up to CRLF.CRLF found with memchr's
-//! memmem, and says 250. Parses nothing else.
+//! a fresh 220 greeting as Postfix does, skips a PROXY v2 header at the start (as Postfix's
+//! `smtpd_upstream_proxy_protocol = haproxy` would read it), swallows DATA up to CRLF.CRLF found
+//! with memchr's memmem, and says 250. Parses nothing else.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,8 @@ impl Drop for Sink {
 const EHLO: &[u8] = b"250-sink.localhost\r\n250-PIPELINING\r\n250-SIZE 1073741824\r\n\
 250-XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT\r\n250 8BITMIME\r\n";
 const READ_CHUNK: usize = 256 * 1024;
+/// The binary PROXY v2 signature; the header is 16 bytes and the length in bytes 14..16.
+const PROXY_V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
 /// Binds 127.0.0.1:0 and serves until dropped.
 pub async fn start() -> Result<Sink, String> {
@@ -57,6 +60,8 @@ async fn session(mut stream: TcpStream, messages: Arc<AtomicU64>) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut in_body = false;
+    // Whether the first bytes are still to be checked for a PROXY v2 header.
+    let mut at_start = true;
     if stream
         .write_all(b"220 sink.localhost ESMTP\r\n")
         .await
@@ -71,6 +76,23 @@ async fn session(mut stream: TcpStream, messages: Arc<AtomicU64>) {
         match stream.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+        if at_start {
+            let seen = buf.len().min(PROXY_V2.len());
+            if buf.len() < 16 && buf[..seen] == PROXY_V2[..seen] {
+                continue; // perhaps a header: read on
+            }
+            at_start = false;
+            if buf.starts_with(PROXY_V2) {
+                let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+                while buf.len() < 16 + len {
+                    match stream.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                buf.drain(..16 + len);
+            }
         }
         let mut quit = false;
         loop {
