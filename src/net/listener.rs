@@ -255,6 +255,7 @@ impl Listener {
             shutdown: services.shutdown.clone(),
             lookups: services.lookups.clone(),
             state: services.state.load_full(),
+            metrics: self.metrics.clone(),
         };
         let resolver = services.resolver.clone();
         let load = self.balance.enter(self.worker);

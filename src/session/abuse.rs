@@ -88,7 +88,7 @@ impl Session {
             self.log
                 .rejected("CONNECT", &reply, &self.reject_context(None, None));
             tracing::info!(client = %key, reason = %ban.reason, offence = ban.offence, left_s = ban.until.left_from(now).as_secs(), "banned client refused");
-            self.metrics.ban(BanEvent::RefusedAtConnect, "");
+            self.ctx.metrics.ban(BanEvent::RefusedAtConnect, "");
             self.io.reply(&reply);
             return Some(SessionEnd::Closed {
                 reason: reply.to_string(),
@@ -134,7 +134,7 @@ impl Session {
             "{}",
             exceeded.warning(self.log.client(), service)
         ));
-        self.metrics.limit_exceeded(exceeded.limit_name());
+        self.ctx.metrics.limit_exceeded(exceeded.limit_name());
         let (count, limit) = exceeded.values();
         tracing::info!(client = %self.client.addr, listener = %service, limit_name = exceeded.limit_name(), count, limit, "client over a limit");
         exceeded.reply(
@@ -183,7 +183,7 @@ impl Session {
             ban.reason,
             ban.offence
         ));
-        self.metrics.ban(BanEvent::Imposed, trigger.name());
+        self.ctx.metrics.ban(BanEvent::Imposed, trigger.name());
         tracing::info!(client = %key, trigger = trigger.name(), failures = outcome.count.client, user_failures = outcome.count.user, offence = ban.offence, ban_s = ban.until.left_from(ban.since).as_secs(), "client banned");
         self.abuse.banned = Some(Box::new(ban));
     }
@@ -193,7 +193,7 @@ impl Session {
     pub(super) fn refuse_if_banned(&mut self, stage: &str) -> Option<Step> {
         let ban = self.abuse.banned.as_deref()?;
         let reply = self.ban_reply(ban);
-        self.metrics.ban(BanEvent::RefusedCommand, "");
+        self.ctx.metrics.ban(BanEvent::RefusedCommand, "");
         self.log
             .rejected(stage, &reply, &self.reject_context(None, None));
         self.io.reply(&reply);

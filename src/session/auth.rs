@@ -31,7 +31,8 @@ impl Session {
             self.log
                 .rejected("AUTH", &refusal.reply, &self.reject_context(None, None));
             tracing::info!(parameter = %refusal.reason.parameter, restriction = %refusal.reason.restriction, "AUTH refused by policy");
-            self.metrics
+            self.ctx
+                .metrics
                 .auth(AuthResult::Refused, &refusal.reason.parameter);
             if refusal.kind == AuthRefusalKind::ExceptedNetwork {
                 Box::pin(self.report_failure(Trigger::AuthGate, 0, 0)).await;
@@ -131,7 +132,7 @@ impl Session {
             400..=499 => AuthResult::TemporaryFailure,
             _ => AuthResult::Failure,
         };
-        self.metrics.auth(result, "");
+        self.ctx.metrics.auth(result, "");
         if reply.code == 235 {
             let name = username.unwrap_or_else(|| "unknown".into());
             self.heard.login = Some(Login {

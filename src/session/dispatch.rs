@@ -10,7 +10,7 @@ use crate::smtp::replies;
 impl Session {
     pub(super) async fn dispatch(&mut self, line: &[u8]) -> Step {
         let verb = verb_name(line);
-        self.metrics.command(verb);
+        self.ctx.metrics.command(verb);
         if self.last == "CONNECT" && looks_like_proxy_header(line) {
             // A PROXY header from a peer that is not trusted to send one: it must never pass
             // for a command, nor get a chance to claim another address (Postfix's 421).

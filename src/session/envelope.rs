@@ -228,7 +228,7 @@ impl Session {
             Outcome::Accept => None,
             Outcome::Reject(reply) => {
                 self.log.rejected(stage, &reply, &ctx);
-                self.metrics.rejection(stage, decision.reason.as_ref());
+                self.ctx.metrics.rejection(stage, decision.reason.as_ref());
                 if let Some(reason) = &decision.reason {
                     tracing::debug!(
                         parameter = %reason.parameter,

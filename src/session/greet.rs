@@ -60,7 +60,9 @@ impl Session {
                 // command but QUIT is refused (postfix-semantics 2.3).
                 self.log
                     .rejected("CONNECT", &reply, &self.reject_context(None, None));
-                self.metrics.rejection("CONNECT", decision.reason.as_ref());
+                self.ctx
+                    .metrics
+                    .rejection("CONNECT", decision.reason.as_ref());
                 self.io.reply(&reply);
                 if reply.closes_connection() {
                     let _ = self.io.flush().await;
@@ -83,7 +85,7 @@ impl Session {
         if let Outcome::Reject(reply) = decision.outcome {
             self.log
                 .rejected(stage, &reply, &self.reject_context(None, None));
-            self.metrics.rejection(stage, decision.reason.as_ref());
+            self.ctx.metrics.rejection(stage, decision.reason.as_ref());
             self.heard.helo = previous;
             self.heard.esmtp = previous_esmtp;
             return self.refuse(reply);

@@ -63,6 +63,8 @@ pub struct SessionContext {
     pub lookups: Arc<Lookups>,
     /// Where the limiter counts and bans are kept.
     pub state: Arc<crate::state::StateStore>,
+    /// The listener's counters, resolved once when the listener starts.
+    pub metrics: Arc<crate::observe::metrics::ListenerMetrics>,
 }
 
 /// The SASL login, once the upstream said 235.
@@ -142,8 +144,6 @@ pub struct Session {
     abuse: abuse::AbuseState,
     /// postscreen failed this client with `enforce`: every RCPT is refused.
     screened: Option<Box<postscreen::Enforced>>,
-    /// This listener's counters, resolved once here rather than per command.
-    metrics: std::sync::Arc<crate::observe::metrics::ListenerMetrics>,
 }
 
 impl Session {
@@ -174,9 +174,7 @@ impl Session {
             .smtpd
             .dialogue
             .discard_ehlo_for(&peer.ip().to_string());
-        let metrics = crate::observe::metrics::metrics().listener(&ctx.listener.name);
         Session {
-            metrics,
             ctx,
             client,
             names,

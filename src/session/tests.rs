@@ -57,6 +57,7 @@ impl Harness {
             shutdown: drain.watcher(),
             lookups: Arc::new(crate::lookup::Lookups::new(None)),
             state: Arc::new(crate::state::StateStore::in_memory()),
+            metrics: crate::observe::metrics::metrics().listener("session-tests"),
         };
         let (client, server) = tokio::io::duplex(pipe);
         let peer: SocketAddr = "192.0.2.10:40000".parse().unwrap();
