@@ -42,8 +42,7 @@ pub(super) struct ChunkStream {
     /// The leg offered CHUNKING: the content goes as BDAT. Otherwise DATA was sent, the leg
     /// answered 354, and the content goes as a dot-stuffed body.
     bdat: bool,
-    /// A policy server's PREPEND header lines and relayguard's own Received:, sent in front
-    /// of the first piece.
+    /// [`Session::leading_headers`], sent in front of the first piece.
     prepend: Vec<u8>,
 }
 
@@ -108,7 +107,9 @@ impl Session {
                 let txn = self.heard.txn.take();
                 if reply.code == 250 {
                     let earlier = txn.map_or(0, |t| t.bdat_bytes);
-                    self.metrics.message_forwarded(earlier.saturating_add(size));
+                    self.ctx
+                        .metrics
+                        .message_forwarded(earlier.saturating_add(size));
                     self.forgive_errors();
                     self.io.reply(&reply);
                     self.reply_then_log_accepted(&reply).await;
@@ -230,17 +231,10 @@ impl Session {
             BareNewline::Reject => DotMode::Reject,
             BareNewline::Normalize => DotMode::Normalize,
         };
-        // relayguard's own Received: goes after the PREPENDs, as with DATA.
-        let trace = self.trace_header();
+        let prepend = self.leading_headers();
         let Some(txn) = self.heard.txn.as_mut() else {
             return Err(self.upstream_unavailable());
         };
-        let mut prepend = Vec::new();
-        for header in std::mem::take(&mut txn.prepend) {
-            prepend.extend_from_slice(header.replace(['\r', '\n'], " ").as_bytes());
-            prepend.extend_from_slice(b"\r\n");
-        }
-        prepend.extend(trace.unwrap_or_default());
         let stream = ChunkStream {
             scanner: DotScanner::chunks(mode, !bdat),
             bdat,

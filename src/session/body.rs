@@ -82,7 +82,7 @@ impl Session {
         self.heard.txn = None;
         let ok = reply.code == 250;
         if ok {
-            self.metrics.message_forwarded(body_bytes);
+            self.ctx.metrics.message_forwarded(body_bytes);
             self.forgive_errors();
         }
         self.io.reply(&reply);
@@ -158,29 +158,11 @@ impl Session {
         let mut normalized = Vec::new();
         let mut upstream_error: Option<UpstreamError> = None;
         let idle = settings.smtpd_timeout;
-        // A policy server's PREPEND headers go first, as Postfix writes them before the
-        // message. One line each: a header with a line break in it would be a second header.
-        let prepend = self
-            .heard
-            .txn
-            .as_mut()
-            .map(|t| std::mem::take(&mut t.prepend))
-            .unwrap_or_default();
-        // relayguard's own Received: follows them, as Postfix's smtpd writes its own after
-        // the PREPENDs; all of it is relayguard's text, sent before any client byte.
-        let trace = self.trace_header();
-        if let Some(up) = self.upstream.as_mut() {
-            for header in prepend {
-                let line = format!("{}\r\n", header.replace(['\r', '\n'], " "));
-                if let Err(e) = up.write_body(line.as_bytes()).await {
-                    upstream_error = Some(e);
-                    break;
-                }
-            }
-            if let (None, Some(header)) = (&upstream_error, &trace) {
-                if let Err(e) = up.write_body(header).await {
-                    upstream_error = Some(e);
-                }
+        // All relayguard's text, sent before any client byte.
+        let leading = self.leading_headers();
+        if let (Some(up), false) = (self.upstream.as_mut(), leading.is_empty()) {
+            if let Err(e) = up.write_body(&leading).await {
+                upstream_error = Some(e);
             }
         }
         loop {

@@ -31,9 +31,29 @@ fn next_id() -> String {
 }
 
 impl Session {
+    /// What relayguard sends ahead of the client's first body byte, over DATA and BDAT alike:
+    /// a policy server's PREPEND headers, first, as Postfix writes them before the message (one
+    /// line each: a line break inside one would start a second header), then relayguard's own
+    /// Received:, as Postfix's smtpd writes its own after the PREPENDs.
+    pub(super) fn leading_headers(&mut self) -> Vec<u8> {
+        let prepend = self
+            .heard
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.prepend))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for header in prepend {
+            out.extend_from_slice(header.replace(['\r', '\n'], " ").as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend(self.trace_header().unwrap_or_default());
+        out
+    }
+
     /// The header for the message about to be sent, when this upstream gets one; its id is
     /// kept for the log line of the accepted message. `None`: no header.
-    pub(super) fn trace_header(&mut self) -> Option<Vec<u8>> {
+    fn trace_header(&mut self) -> Option<Vec<u8>> {
         if !self.ctx.snapshot.upstream.received_header {
             return None;
         }
