@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 
-use crate::config;
 use crate::net::admin::{self, AdminReply};
 use crate::state::{BackendSettings, StateStore};
 
@@ -31,13 +30,7 @@ pub enum BansCommand {
 }
 
 pub fn bans(config_path: &Path, command: &BansCommand) -> anyhow::Result<ExitCode> {
-    let snapshot = config::load(config_path).map_err(|errors| {
-        anyhow::anyhow!(errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"))
-    })?;
+    let snapshot = super::load_config(config_path)?;
     let request = match command {
         BansCommand::List { .. } => "bans list".to_owned(),
         BansCommand::Add {
@@ -53,12 +46,7 @@ pub fn bans(config_path: &Path, command: &BansCommand) -> anyhow::Result<ExitCod
     let abuse = &snapshot.abuse;
     let reply = runtime.block_on(async {
         if let Some(socket) = &abuse.admin_socket {
-            return admin::request(socket, &request).await.with_context(|| {
-                format!(
-                    "the admin socket {} (is relayguard running?)",
-                    socket.display()
-                )
-            });
+            return super::ask_admin(socket, &request).await;
         }
         if let BackendSettings::Redis(_) = abuse.state.backend {
             let store = StateStore::open(&abuse.state)?;

@@ -76,3 +76,31 @@ pub fn main() -> std::process::ExitCode {
         }
     }
 }
+
+/// The config as a subcommand that talks to a running relayguard reads it: every load error,
+/// one per line, as the error.
+fn load_config(path: &std::path::Path) -> anyhow::Result<crate::config::Snapshot> {
+    crate::config::load(path).map_err(|errors| {
+        anyhow::anyhow!(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })
+}
+
+/// One request to the admin socket of the running relayguard.
+async fn ask_admin(
+    socket: &std::path::Path,
+    request: &str,
+) -> anyhow::Result<crate::net::admin::AdminReply> {
+    use anyhow::Context;
+    crate::net::admin::request(socket, request)
+        .await
+        .with_context(|| {
+            format!(
+                "the admin socket {} (is relayguard running?)",
+                socket.display()
+            )
+        })
+}

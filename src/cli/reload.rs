@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, SnapshotCell};
 use crate::lookup::Lookups;
-use crate::net::admin::{self, AdminReply, ReloadRequest};
+use crate::net::admin::{AdminReply, ReloadRequest};
 use crate::state::StateStore;
 
 /// What the main loop needs to reload: the file and the three cells sessions read.
@@ -133,16 +133,8 @@ fn needs_restart(running: &config::Snapshot, new: &config::Snapshot) -> Option<S
 /// `relayguard reload`: asks the running process (through `[admin] socket`) to reload, and
 /// prints what it answered; exit 1 with every reason when the running config was kept.
 pub fn reload_command(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let snapshot = config::load(config_path).map_err(|errors| {
-        anyhow::anyhow!(
-            "{}\n(the running relayguard was not asked to reload)",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let snapshot = super::load_config(config_path)
+        .map_err(|e| e.context("the running relayguard was not asked to reload"))?;
     let Some(socket) = &snapshot.abuse.admin_socket else {
         bail!(
             "{} has no [admin] socket: set one, or send SIGHUP to the running relayguard",
@@ -152,14 +144,7 @@ pub fn reload_command(config_path: &Path) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reply = runtime
-        .block_on(admin::request(socket, "reload"))
-        .with_context(|| {
-            format!(
-                "the admin socket {} (is relayguard running?)",
-                socket.display()
-            )
-        })?;
+    let reply = runtime.block_on(super::ask_admin(socket, "reload"))?;
     match reply {
         AdminReply::Reloaded(path) => {
             println!("reloaded {path}");
