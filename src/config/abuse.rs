@@ -68,20 +68,11 @@ pub(super) fn compile(
         state: compile_state(source, file, errors),
         bans: file.bans.as_ref().map(|b| compile_bans(source, b, errors)),
         admin_socket: file.admin.socket.as_ref().map(|p| source.dir.join(p)),
-        admin_http: file.admin.http.as_ref().and_then(|a| {
-            a.get_ref()
-                .parse()
-                .map_err(|_| {
-                    errors.push(source.invalid(
-                        a.span().start,
-                        format!(
-                            "[admin] http `{}` is not an address like 127.0.0.1:9025",
-                            a.get_ref()
-                        ),
-                    ))
-                })
-                .ok()
-        }),
+        admin_http: file
+            .admin
+            .http
+            .as_ref()
+            .and_then(|a| source.socket_address(a, "[admin] http ", errors)),
         ready_window: source.duration(
             file.admin.ready_window.as_ref(),
             crate::observe::admin_http::FRESH_WINDOW,

@@ -4,7 +4,6 @@
 //! collected, so `check-config` prints the whole list at once.
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,16 +193,7 @@ fn compile_listener(
     user_defined: &BTreeSet<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<ListenerSnapshot> {
-    let address: Option<SocketAddr> = match l.address.get_ref().parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errors.push(source.invalid(
-                l.address.span().start,
-                format!("`{}` is not an IP:port address", l.address.get_ref()),
-            ));
-            None
-        }
-    };
+    let address = source.socket_address(&l.address, "", errors);
     let overrides = source.params(&l.policy, file.import.lines_for(Some(&l.name)));
     let params = main_params
         .overlaid(&role_defaults(l.role, source, l.address.span().start))
@@ -357,16 +347,7 @@ fn compile_dns(
         .dns
         .nameservers
         .iter()
-        .filter_map(|n| match n.get_ref().parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                errors.push(source.invalid(
-                    n.span().start,
-                    format!("`{}` is not an IP:port address", n.get_ref()),
-                ));
-                None
-            }
-        })
+        .filter_map(|n| source.socket_address(n, "[dns] nameservers ", errors))
         .collect();
     let timeout = source.duration(file.dns.timeout.as_ref(), Duration::from_secs(5), errors);
     DnsSettings {

@@ -1,6 +1,7 @@
 //! The config text as a source of values: byte spans to line numbers, relative paths to real
 //! ones, `[policy]` tables to Postfix parameters with their origins.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,6 +83,24 @@ impl Source<'_> {
             ));
             default
         })
+    }
+
+    /// An `IP:port` value; `what` (e.g. "[admin] http ") opens the message when it is not one.
+    pub(super) fn socket_address(
+        &self,
+        text: &Spanned<String>,
+        what: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<SocketAddr> {
+        let raw = text.get_ref();
+        raw.parse()
+            .map_err(|_| {
+                errors.push(self.invalid(
+                    text.span().start,
+                    format!("{what}`{raw}` is not an address (IP:port, like 127.0.0.1:25)"),
+                ))
+            })
+            .ok()
     }
 
     pub(super) fn network(
