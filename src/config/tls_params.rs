@@ -278,7 +278,7 @@ pub fn compile(
         client_certs: client_certs.clone(),
         sni,
     };
-    match tls_server::build_with_names(&spec) {
+    match tls_server::build(&spec) {
         Ok((config, sni)) => Some(ListenerTls {
             config,
             client_certs,

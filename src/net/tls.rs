@@ -106,6 +106,7 @@ pub fn server_config_with_versions(
         client_certs: None,
         sni: Vec::new(),
     })
+    .map(|(config, _)| config)
 }
 
 /// The client configuration for STARTTLS to the upstream.

@@ -51,12 +51,9 @@ pub struct SniEntry {
     pub chains: Vec<PathBuf>,
 }
 
-/// Builds the server configuration for `spec`.
-pub fn build(spec: &ServerTlsSpec) -> Result<Arc<ServerConfig>, TlsError> {
-    build_resolver(spec).map(|(config, _)| config)
-}
-
-fn build_resolver(spec: &ServerTlsSpec) -> Result<(Arc<ServerConfig>, Arc<ServerCerts>), TlsError> {
+/// Builds the server configuration for `spec`, and the names its tls_server_sni_maps know
+/// (None without maps), for the session's log line about a name they do not know.
+pub fn build(spec: &ServerTlsSpec) -> Result<(Arc<ServerConfig>, Option<SniNames>), TlsError> {
     let provider = Arc::new(CryptoProvider {
         cipher_suites: spec.suites.clone(),
         ..crypto::ring::default_provider()
@@ -85,7 +82,8 @@ fn build_resolver(spec: &ServerTlsSpec) -> Result<(Arc<ServerConfig>, Arc<Server
         Some(check) => builder.with_client_cert_verifier(check.verifier()),
         None => builder.with_no_client_auth(),
     };
-    Ok((Arc::new(builder.with_cert_resolver(certs.clone())), certs))
+    let names = (!certs.by_name.is_empty()).then(|| SniNames(certs.clone()));
+    Ok((Arc::new(builder.with_cert_resolver(certs)), names))
 }
 
 /// The lookup keys of a listener's tls_server_sni_maps.
@@ -97,16 +95,6 @@ impl SniNames {
     pub fn knows(&self, sni: &str) -> bool {
         self.0.for_name(&sni.to_ascii_lowercase()).is_some()
     }
-}
-
-/// [`build`], and the names its tls_server_sni_maps know (None without maps), for the
-/// session's log line about a name they do not know.
-pub fn build_with_names(
-    spec: &ServerTlsSpec,
-) -> Result<(Arc<ServerConfig>, Option<SniNames>), TlsError> {
-    let (config, certs) = build_resolver(spec)?;
-    let names = (!certs.by_name.is_empty()).then_some(SniNames(certs));
-    Ok((config, names))
 }
 
 fn load_keys(
