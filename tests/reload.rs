@@ -188,6 +188,13 @@ async fn listener_and_upstream_changes_need_a_restart() {
         &upstream,
         "a change to [upstream] kind, address, TLS, identity or warm_connections needs a restart",
     );
+    // The admin listeners are bound at start too: a new /metrics address would be ignored.
+    let admin = format!("{original}\n[admin]\nhttp = \"127.0.0.1:1\"\n");
+    reload(
+        &rg,
+        &admin,
+        "a change to [admin] socket or http needs a restart",
+    );
     assert!(rg.is_running());
     outside(&rg, "old.test").await;
 }
