@@ -262,8 +262,20 @@ impl Listener {
         let open = self.metrics.session_opened();
         // A debug span: entered on every poll, it costs measurably when it is enabled.
         let span = tracing::debug_span!("session", session = self.next_id, listener = %self.name, client = %peer);
+        // An idle session costs what its task holds, and a task is as large as its largest
+        // state: the accept phase (PROXY header, names, implicit TLS) and the session itself
+        // live in allocations of their own, so the task holds three pointers and the dialogue.
+        let accepted = Box::new(Accepted {
+            ctx,
+            stream,
+            peer,
+            resolver,
+        });
         let session = async move {
-            accept_session(ctx, stream, peer, resolver).await;
+            if let Some(mut session) = Box::pin(accept_session(accepted)).await {
+                let end = session.run().await;
+                tracing::debug!(?end, "session ended");
+            }
             drop((slot, load, open));
         };
         // Instrumented costs on every poll even when its span is off.
@@ -311,12 +323,22 @@ fn answer_and_close(listener: &ListenerSnapshot, stream: &std::net::TcpStream, r
     let _ = (&*stream).write(&wire);
 }
 
-async fn accept_session(
+/// A connection as it was accepted, before the session that will serve it exists.
+struct Accepted {
     ctx: SessionContext,
     stream: TcpStream,
     peer: SocketAddr,
     resolver: Option<NameResolver>,
-) {
+}
+
+/// Everything between accept and the greeting; `None` when the connection ends here.
+async fn accept_session(accepted: Box<Accepted>) -> Option<Box<Session>> {
+    let Accepted {
+        ctx,
+        stream,
+        peer,
+        resolver,
+    } = *accepted;
     let _ = stream.set_nodelay(true);
     // The address the client reached: the configured one, unless it is a wildcard or port 0.
     let configured = ctx.listener.address;
@@ -343,14 +365,14 @@ async fn accept_session(
                 Err(e) => {
                     tracing::warn!("haproxy read: {e} from {peer}");
                     refuse(stream, &host).await;
-                    return;
+                    return None;
                 }
             }
         }
         Some(trust) if trust.required => {
             tracing::warn!("connection from {peer}, which is not a trusted PROXY peer, refused");
             refuse(stream, &host).await;
-            return;
+            return None;
         }
         Some(_) => {
             // Not trusted: it may talk SMTP directly, but never claim another address.
@@ -362,7 +384,7 @@ async fn accept_session(
                 if looks_like_proxy_header(&first[..n]) {
                     tracing::warn!("PROXY header from untrusted {peer} refused");
                     refuse(stream, &host).await;
-                    return;
+                    return None;
                 }
             }
             (peer, local)
@@ -379,7 +401,7 @@ async fn accept_session(
     let mut tls_facts = None;
     let boxed: BoxStream = if implicit_tls {
         let Some(config) = ctx.listener.tls.clone() else {
-            return;
+            return None;
         };
         match tokio::time::timeout(
             ctx.snapshot.handshake_timeout,
@@ -401,20 +423,20 @@ async fn accept_session(
             }
             Ok(Err(e)) => {
                 tracing::info!("TLS handshake failed for {client_addr}: {e}");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::info!("TLS handshake timeout for {client_addr}");
-                return;
+                return None;
             }
         }
     } else {
         Box::new(stream)
     };
-    let session = Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls)
-        .with_tls_facts(tls_facts);
-    let end = session.run().await;
-    tracing::debug!(?end, "session ended");
+    Some(Box::new(
+        Session::new(ctx, boxed, names, client_addr, server_addr, implicit_tls)
+            .with_tls_facts(tls_facts),
+    ))
 }
 
 /// Postfix's answer to a bad or missing PROXY header: 421 and close. A peer that takes none of

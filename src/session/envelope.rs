@@ -59,10 +59,10 @@ impl Session {
             let mut line = Vec::with_capacity(64);
             forwarded.write_to(&mut line);
             self.io.reply(&replies::mail_ok());
-            self.heard.txn = Some(Transaction {
+            self.heard.txn = Some(Box::new(Transaction {
                 held_mail: Some(line),
                 ..transaction
-            });
+            }));
             return Step::Ok;
         }
         let reply = match self.forward(&forwarded).await {
@@ -72,7 +72,7 @@ impl Session {
         let accepted = reply.is_completion();
         self.io.reply(&reply);
         if accepted {
-            self.heard.txn = Some(transaction);
+            self.heard.txn = Some(Box::new(transaction));
             Step::Ok
         } else {
             Step::Failed

@@ -144,7 +144,7 @@ impl Session {
     /// smtpd_tls_req_ccert at level encrypt: why a session without a verified client
     /// certificate cannot go on; asked only once the session is encrypted.
     fn certificate_refusal(&self) -> Option<&'static str> {
-        let cert = self.tls_facts.as_ref().and_then(TlsFacts::client_cert);
+        let cert = self.tls_facts.as_deref().and_then(TlsFacts::client_cert);
         let check = self.ctx.listener.client_certs.as_ref()?;
         check.refusal(cert)
     }
@@ -182,7 +182,7 @@ impl Session {
         match tokio::time::timeout(self.handshake_timeout(), accept).await {
             Ok(Ok(tls)) => {
                 let check = self.ctx.listener.client_certs.as_deref();
-                self.tls_facts = TlsFacts::of(tls.get_ref().1, check);
+                self.tls_facts = TlsFacts::of(tls.get_ref().1, check).map(Box::new);
                 if let Some(sni) = self.ctx.listener.unmatched_sni(tls.get_ref().1) {
                     self.log.info(format_args!(
                         "TLS SNI {sni} from {} not matched, using default chain",

@@ -9,16 +9,23 @@
 use std::io;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::Poll;
+
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::future::Either;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use crate::net::deadline::Deadline;
 use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
-/// Read size while waiting for commands: small, so an idle session stays small.
-const COMMAND_READ: usize = 256;
+/// Read size while waiting for commands. The bytes are read into the stack and copied into
+/// `rbuf`, so a session waiting for its next command holds no read buffer at all.
+const COMMAND_READ: usize = 1024;
+/// What a reply queue starts with: a one-line reply fits, an EHLO reply grows it once.
+const REPLY_QUEUE: usize = 128;
 /// First read size once a body streams: a typical message fits, and a buffer this small is
 /// reused by the allocator instead of being mapped and unmapped per message.
 const BODY_READ_MIN: usize = 16 * 1024;
@@ -68,6 +75,7 @@ impl ClientIo {
 
     /// Queues a reply; it is written at the next flush (after the tarpit's delay, if set).
     pub fn reply(&mut self, reply: &Reply) {
+        self.wbuf.reserve(REPLY_QUEUE);
         if let Some(delay) = self.tarpit {
             self.delayed.push((self.wbuf.len(), delay));
         }
@@ -98,10 +106,9 @@ impl ClientIo {
             start = at;
         }
         self.write_range(start, self.wbuf.len()).await?;
-        self.wbuf.clear();
-        if self.wbuf.capacity() > 4096 {
-            self.wbuf = Vec::new();
-        }
+        // Given back rather than kept: the session is about to wait for its client, and an
+        // idle session should hold no buffers.
+        self.wbuf = Vec::new();
         Ok(())
     }
 
@@ -124,22 +131,31 @@ impl ClientIo {
         Ok(())
     }
 
-    /// Flushes pending replies, then reads more input before `deadline`. A flush that timed
-    /// out is a timeout of the session, as a read's is.
-    async fn fill(&mut self, deadline: Instant, read_size: usize) -> Result<usize, ReadError> {
+    /// Flushes pending replies, then reads more input before `deadline`: up to `body_read`
+    /// bytes straight into `rbuf`, or (`None`) a command read through the stack. A flush that
+    /// timed out is a timeout of the session, as a read's is.
+    async fn fill(
+        &mut self,
+        deadline: Instant,
+        body_read: Option<usize>,
+    ) -> Result<usize, ReadError> {
         self.flush().await.map_err(|e| match e.kind() {
             io::ErrorKind::TimedOut => ReadError::Timeout,
             _ => ReadError::Io(e),
         })?;
-        if self.rbuf.is_empty()
-            && self.rbuf.capacity() > 2 * COMMAND_READ
-            && read_size == COMMAND_READ
-        {
-            // Give back a large body buffer while the session waits for its next command.
-            self.rbuf = BytesMut::new();
-        }
-        self.rbuf.reserve(read_size);
-        let read = self.stream.read_buf(&mut self.rbuf);
+        let read = match body_read {
+            Some(size) => {
+                self.rbuf.reserve(size);
+                Either::Left(self.stream.read_buf(&mut self.rbuf))
+            }
+            None => {
+                if self.rbuf.is_empty() {
+                    // No buffer while the session waits for its next command.
+                    self.rbuf = BytesMut::new();
+                }
+                Either::Right(read_via_stack(&mut self.stream, &mut self.rbuf))
+            }
+        };
         match self.deadline.within(deadline, read).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
@@ -152,21 +168,20 @@ impl ClientIo {
     /// its greeting, which catches a client that talks first. True when there is input.
     pub fn take_early_input(&mut self) -> bool {
         use futures_util::FutureExt as _;
-        self.rbuf.reserve(COMMAND_READ);
-        // A read that is not ready is dropped unpolled again; read_buf takes nothing then.
-        let _ = self.stream.read_buf(&mut self.rbuf).now_or_never();
+        // A read that is not ready is dropped unpolled again and takes nothing.
+        let _ = read_via_stack(&mut self.stream, &mut self.rbuf).now_or_never();
         !self.rbuf.is_empty()
     }
 
     pub async fn fill_command(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         self.body_read = BODY_READ_MIN;
-        self.fill(deadline, COMMAND_READ).await
+        self.fill(deadline, None).await
     }
 
     /// Reads body bytes: small reads for small messages, doubling up to `BODY_READ_MAX` while
     /// each read fills what it asked for.
     pub async fn fill_body(&mut self, deadline: Instant) -> Result<usize, ReadError> {
-        let n = self.fill(deadline, self.body_read).await?;
+        let n = self.fill(deadline, Some(self.body_read)).await?;
         if n >= self.body_read {
             self.body_read = (self.body_read * 2).min(BODY_READ_MAX);
         }
@@ -186,4 +201,19 @@ impl ClientIo {
         self.wbuf.clear();
         self.delayed.clear();
     }
+}
+
+/// Reads up to [`COMMAND_READ`] bytes into a buffer on the stack of each poll and appends
+/// them to `rbuf`: while the read waits, neither the future nor the session holds a buffer.
+fn read_via_stack<'a>(
+    stream: &'a mut BoxStream,
+    rbuf: &'a mut BytesMut,
+) -> impl std::future::Future<Output = io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut bytes = [0u8; COMMAND_READ];
+        let mut buf = ReadBuf::new(&mut bytes);
+        std::task::ready!(Pin::new(&mut **stream).poll_read(cx, &mut buf))?;
+        rbuf.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
+    })
 }

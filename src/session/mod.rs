@@ -98,7 +98,8 @@ struct Heard {
     helo: Option<String>,
     esmtp: bool,
     login: Option<Login>,
-    txn: Option<Transaction>,
+    /// Boxed: an idle session carries none of a transaction's bytes.
+    txn: Option<Box<Transaction>>,
 }
 
 /// How handling one command went: counted as OK or failed, or the session is over.
@@ -117,7 +118,7 @@ pub struct Session {
     io: ClientIo,
     tls: bool,
     heard: Heard,
-    upstream: Option<UpstreamConn>,
+    upstream: Option<Box<UpstreamConn>>,
     counts: CommandCounts,
     /// Postfix's error_count: failed commands since connect or the last delivered message.
     errors: u32,
@@ -133,7 +134,8 @@ pub struct Session {
     discard: crate::smtp::ehlo_mask::EhloMask,
     /// What a policy service hears about the transaction and the TLS session.
     mail_facts: MailFacts,
-    tls_facts: Option<TlsFacts>,
+    /// Boxed, as the upstream leg is: most sessions have neither while they sit idle.
+    tls_facts: Option<Box<TlsFacts>>,
     chunking: bdat::Chunking,
     started: Instant,
     /// The last command, for `lost connection after X` and `timeout after X`.
@@ -203,14 +205,18 @@ impl Session {
         }
     }
 
-    /// Runs the session to its end and logs the disconnect line.
-    pub async fn run(mut self) -> SessionEnd {
+    /// Runs the session to its end and logs the disconnect line. Takes `&mut self`, not
+    /// `self`: an `async fn` keeps a by-value `self` twice in its state, and the caller's task
+    /// holds the session for as long as the client is connected.
+    pub async fn run(&mut self) -> SessionEnd {
         let end = self.serve().await;
         // Whatever was queued last (a 421 for a timeout) still goes out, then the client's
         // socket closes; the log lines and the upstream's goodbye are not its to wait for.
         let _ = self.io.flush().await;
         drop(self.io.take_stream());
-        self.release_client().await;
+        // Boxed: a shared-state call is large, and the session's state is sized by its
+        // largest await while every idle session waits at its smallest.
+        Box::pin(self.release_client()).await;
         match &end {
             SessionEnd::ClientClosed { after } => self.log.info(format_args!(
                 "lost connection after {after} from {}",
@@ -243,7 +249,9 @@ impl Session {
         if let Some(end) = self.postscreen().await {
             return end;
         }
-        if let Some(end) = self.greet().await {
+        // Boxed, as every command's handler is: once per session, and larger than the wait
+        // for the next command, which is where idle sessions sit.
+        if let Some(end) = Box::pin(self.greet()).await {
             return end;
         }
         loop {
@@ -443,7 +451,7 @@ impl Session {
             ))
             .await
             {
-                Ok(conn) => self.upstream = Some(conn),
+                Ok(conn) => self.upstream = Some(Box::new(conn)),
                 Err(e) => {
                     tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
                     return Err(self.upstream_unavailable());
@@ -451,7 +459,7 @@ impl Session {
             }
         }
         let reply = self.upstream_unavailable();
-        self.upstream.as_mut().ok_or(reply)
+        self.upstream.as_deref_mut().ok_or(reply)
     }
 
     /// Drops the upstream leg after a failure; the next transaction opens a new one.

@@ -102,7 +102,7 @@ impl TlsFacts {
 impl Session {
     /// For a session whose transport was encrypted before it started (implicit TLS).
     pub fn with_tls_facts(mut self, facts: Option<TlsFacts>) -> Self {
-        self.tls_facts = facts;
+        self.tls_facts = facts.map(Box::new);
         self
     }
 

@@ -325,10 +325,10 @@ impl Session {
         use crate::smtp::command::Command;
         match command {
             Command::Mail { from, .. } => {
-                self.heard.txn = Some(Transaction {
+                self.heard.txn = Some(Box::new(Transaction {
                     sender: (*from).to_owned(),
                     ..Transaction::default()
-                });
+                }));
                 self.io.reply(&replies::mail_ok());
                 Step::Ok
             }

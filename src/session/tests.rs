@@ -63,8 +63,8 @@ impl Harness {
         let peer: SocketAddr = "192.0.2.10:40000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let names = ClientNames::failed(HostName::Unavailable);
-        let session = Session::new(ctx, Box::new(server), names, peer, local, false);
-        let task = tokio::spawn(session.run());
+        let mut session = Session::new(ctx, Box::new(server), names, peer, local, false);
+        let task = tokio::spawn(async move { session.run().await });
         Harness {
             client,
             buf: Vec::new(),
