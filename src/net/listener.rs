@@ -400,9 +400,7 @@ async fn accept_session(accepted: Box<Accepted>) -> Option<Box<Session>> {
     let implicit_tls = ctx.listener.smtpd.tls_level == TlsLevel::Wrapper;
     let mut tls_facts = None;
     let boxed: BoxStream = if implicit_tls {
-        let Some(config) = ctx.listener.tls.clone() else {
-            return None;
-        };
+        let config = ctx.listener.tls.clone()?;
         match tokio::time::timeout(
             ctx.snapshot.handshake_timeout,
             Box::pin(TlsAcceptor::from(config).accept(stream)),
