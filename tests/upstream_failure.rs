@@ -105,12 +105,18 @@ async fn read_to_end_of_data(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) 
 }
 
 fn relayguard(upstream: SocketAddr) -> Relayguard {
+    relayguard_with(upstream, "")
+}
+
+/// relayguard with one more `[upstream]` line.
+fn relayguard_with(upstream: SocketAddr, line: &str) -> Relayguard {
     Relayguard::builder()
         .policy("myhostname", HOST)
         .policy("mydestination", "local.test")
         .listener("smtp", Role::Smtp)
         .upstream_smtp(upstream, Identity::None)
         .upstream_toml("reply_timeout = \"2s\"")
+        .upstream_toml(line)
         .start()
 }
 
@@ -181,6 +187,23 @@ async fn a_silent_upstream_times_out_with_451() {
 async fn an_unreachable_upstream_gives_421() {
     let (addr, task) = fake_upstream(AtBody::Answer("250 2.0.0 Ok: queued as X")).await;
     let rg = relayguard(addr);
+    task.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    // open_ahead = "mail" (the default): the MAIL is answered while the leg opens behind it,
+    // and the RCPT that needs the leg hears that it could not be opened.
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(
+        c.cmd("RCPT TO:<u@local.test>").await,
+        format!("421 4.3.0 {HOST} Error: upstream server unavailable")
+    );
+    c.expect_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_open_ahead_off_an_unreachable_upstream_gives_421_at_mail() {
+    let (addr, task) = fake_upstream(AtBody::Answer("250 2.0.0 Ok: queued as X")).await;
+    let rg = relayguard_with(addr, "open_ahead = \"no\"");
     task.abort();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;

@@ -205,6 +205,23 @@ pub enum UpstreamKind {
     Maildir,
 }
 
+/// When a session opens its upstream leg ahead of need (`[upstream] open_ahead`), so that
+/// connecting and naming the client overlap with the client's own round trips.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenAhead {
+    /// At an accepted MAIL, answered at once (`defer_mail`), while the client writes its
+    /// first RCPT: only a client whose MAIL passed costs the MTA a connection, as without.
+    #[default]
+    Mail,
+    /// As soon as the client's EHLO or HELO has passed the connect and HELO stages, with no
+    /// STARTTLS still to come: the MTA also pays for clients turned away at MAIL or RCPT
+    /// (with `smtpd_delay_reject = yes`, every client restriction is judged at RCPT).
+    Ehlo,
+    /// Never: the MAIL that needs the leg waits for it to open.
+    No,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
@@ -230,6 +247,9 @@ pub struct UpstreamFile {
     /// upstream connection offers PIPELINING (see `UpstreamSettings::defer_mail`).
     #[serde(default = "yes")]
     pub defer_mail: bool,
+    /// When a session opens its upstream connection ahead of need.
+    #[serde(default)]
+    pub open_ahead: OpenAhead,
     /// Prepend relayguard's own `Received:` header to each message (default: on with
     /// `identity = "none"`, where the upstream learns the client no other way; off otherwise).
     pub received_header: Option<bool>,

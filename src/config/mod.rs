@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 
 pub use crate::upstream::identity::IdentityMode;
 pub use dialogue::DialogueSettings;
-pub use file::Role;
+pub use file::{OpenAhead, Role};
 pub use load::{load, load_str, ConfigError};
 pub use settings::{BareNewline, SmtpdSettings, TlsLevel};
 
@@ -174,6 +174,8 @@ pub struct UpstreamSettings {
     /// first RCPT (RFC 2920), saving the upstream a round trip per message; a refusal of the
     /// MAIL then answers the RCPT, as Postfix's smtpd_delay_reject places sender refusals.
     pub defer_mail: bool,
+    /// When a session opens its leg ahead of need, in a task of its own (`session::ahead`).
+    pub open_ahead: OpenAhead,
     /// relayguard writes its own `Received:` header on top of each message it forwards
     /// (`smtp::received`), so an upstream that is told nothing about the client
     /// (`identity = "none"`) still has it on record; the default follows that.

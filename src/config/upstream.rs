@@ -96,6 +96,7 @@ pub(super) fn compile_upstream(
         allow_open_relay: u.allow_open_relay,
         warm_connections: u.warm_connections,
         defer_mail: u.defer_mail,
+        open_ahead: u.open_ahead,
         received_header: u.received_header.unwrap_or(identity == IdentityMode::None),
     })
 }

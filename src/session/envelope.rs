@@ -27,16 +27,21 @@ impl Session {
         self.drop_leg_that_spoke();
         // On the leg open already or opened now: its EHLO reply says whether the MAIL may wait
         // for the first RCPT and travel with it.
+        // Or on a leg opened ahead, while the client writes its RCPT: the MAIL is then
+        // written for what the upstream offered last.
         let allowed = self.ctx.snapshot.upstream.defer_mail;
-        let (defer, upstream_size) = match self.upstream().await {
-            Ok(up) => {
-                let offers = up.capabilities();
-                (
-                    allowed && offers.offers("PIPELINING"),
-                    offers.offers("SIZE"),
-                )
-            }
-            Err(reply) => return self.refuse(reply),
+        let (defer, upstream_size) = match self.ahead_at_mail() {
+            Some(offers) => (true, offers.offers("SIZE")),
+            None => match self.upstream().await {
+                Ok(up) => {
+                    let offers = up.capabilities();
+                    (
+                        allowed && offers.offers("PIPELINING"),
+                        offers.offers("SIZE"),
+                    )
+                }
+                Err(reply) => return self.refuse(reply),
+            },
         };
         let mut forwarded = *command;
         if let Command::Mail { params, .. } = &mut forwarded {
@@ -148,11 +153,14 @@ impl Session {
         mail: Vec<u8>,
         command: &Command<'_>,
     ) -> Result<Reply, Reply> {
-        let Some(up) = self.upstream.as_mut() else {
-            return Err(self.upstream_unavailable());
-        };
+        // The leg may have been opened ahead and offer less than the MAIL was written for.
+        let up = self.upstream().await?;
+        let mail = super::ahead::held_mail_for(up.capabilities(), mail);
+        let pipelining = up.capabilities().offers("PIPELINING");
         up.queue(&mail);
-        command.write_to(up.queue_buf());
+        if pipelining {
+            command.write_to(up.queue_buf());
+        }
         let mail_reply = match up.read_reply().await {
             Ok(r) => r,
             Err(e) => return Err(self.upstream_failed(&e)),
@@ -161,6 +169,9 @@ impl Session {
             return Err(self.upstream_closed(mail_reply));
         }
         if mail_reply.is_completion() {
+            if !pipelining {
+                command.write_to(up.queue_buf());
+            }
             return match up.read_reply().await {
                 Ok(r) if r.closes_connection() => Err(self.upstream_closed(r)),
                 Ok(r) => Ok(r),
@@ -169,8 +180,10 @@ impl Session {
         }
         // The RCPT reached an upstream without a transaction; its "need MAIL" is not the
         // client's business.
-        if let Err(e) = up.read_reply().await {
-            return Err(self.upstream_failed(&e));
+        if pipelining {
+            if let Err(e) = up.read_reply().await {
+                return Err(self.upstream_failed(&e));
+            }
         }
         if let Some(txn) = self.heard.txn.as_mut() {
             txn.held_mail = Some(mail);

@@ -92,6 +92,10 @@ impl Session {
         }
         // HELO/EHLO in mid-transaction resets it, here and upstream.
         self.heard.txn = None;
+        // A leg being opened ahead was told the old HELO: it is waited for and told the new.
+        if let Err(e) = self.settle_opening().await {
+            tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
+        }
         if let Some(up) = self.upstream.as_mut() {
             let line = format!("{} {name}\r\n", if esmtp { "EHLO" } else { "HELO" });
             match up.command(line.as_bytes()).await {
@@ -117,6 +121,7 @@ impl Session {
                 self.ctx.listener.smtpd.myhostname.clone(),
             ));
         }
+        self.ahead_at_helo();
         Step::Ok
     }
 
@@ -208,6 +213,7 @@ impl Session {
                 if let Some(up) = self.upstream.take() {
                     tokio::spawn(up.quit());
                 }
+                self.abandon_opening();
                 Step::Ok
             }
             Ok(Err(e)) => Step::End(SessionEnd::TlsHandshake(e.to_string())),

@@ -5,6 +5,7 @@
 //! at a time, each answered in order; replies are flushed when the session needs more input.
 
 mod abuse;
+mod ahead;
 mod auth;
 mod bdat;
 mod body;
@@ -119,6 +120,8 @@ pub struct Session {
     tls: bool,
     heard: Heard,
     upstream: Option<Box<UpstreamConn>>,
+    /// The leg being opened ahead of need, in a task of its own (`ahead`).
+    opening: Option<ahead::Opening>,
     counts: CommandCounts,
     /// Postfix's error_count: failed commands since connect or the last delivered message.
     errors: u32,
@@ -186,6 +189,7 @@ impl Session {
             tls,
             heard: Heard::default(),
             upstream: None,
+            opening: None,
             counts: CommandCounts::default(),
             errors: 0,
             junk: 0,
@@ -231,6 +235,7 @@ impl Session {
         if let Some(upstream) = self.upstream.take() {
             tokio::spawn(upstream.quit());
         }
+        self.abandon_opening();
         if !matches!(end, SessionEnd::Screened { .. }) {
             self.log.info(format_args!(
                 "disconnect from {} {}",
@@ -434,6 +439,10 @@ impl Session {
 
     /// The upstream connection, opened on first need. `Err` carries the reply for the client.
     async fn upstream(&mut self) -> Result<&mut UpstreamConn, Reply> {
+        if let Err(e) = self.settle_opening().await {
+            tracing::warn!(upstream = %e, "upstream unavailable for {}", self.log.client());
+            return Err(self.upstream_unavailable());
+        }
         if self.upstream.is_none() && self.heard.login.is_some() && !self.identity_carries_login() {
             // The leg that confirmed the AUTH is gone, and a new one could not be told who
             // authenticated: going on would send as a client the upstream never authenticated.
