@@ -3,8 +3,9 @@
 //! the upstream the client (XCLIENT, the mode users run; PROXY v2; none), in one run.
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
-//! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, throughput, idle, big,
-//! latency; `LOAD_RELAYGUARD=path` to measure another build) and prints a markdown table of
+//! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, policy, throughput, idle, big,
+//! latency; `LOAD_RELAYGUARD=path` to measure another build; `LOAD_UPSTREAM='open_ahead =
+//! "ehlo"'` for more `[upstream]` lines, `;`-separated) and prints a markdown table of
 //! absolute numbers and relayguard/haproxy ratios. Every row runs against the bench's own sink
 //! (sink.rs), which answers XCLIENT with 220 and reads a PROXY v2 header as Postfix does;
 //! Postfix's smtp-sink cannot stand in (it offers XCLIENT without ADDR and answers it 250).
@@ -16,6 +17,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod policy;
 mod procs;
 mod sink;
 mod workloads;
@@ -113,6 +115,8 @@ struct Ctx {
     binary: PathBuf,
     /// `[upstream] warm_connections` for the next relayguard started.
     warm: usize,
+    /// The restrictions of the next relayguard started, when not the plain relay check.
+    policy: Option<policy::PolicyFixture>,
     haproxy_maxconn: usize,
     relayguard_unavailable: Option<String>,
     /// `LOAD_ONLY`: the row keys to run; all when unset.
@@ -147,7 +151,8 @@ impl Ctx {
                 if let Some(why) = &self.relayguard_unavailable {
                     return Err(why.clone());
                 }
-                match procs::relayguard(&self.binary, sink, self.warm, identity) {
+                let policy = self.policy.as_ref();
+                match procs::relayguard(&self.binary, sink, self.warm, identity, policy) {
                     Ok(rg) => Ok(Front {
                         addr: rg.addr("smtp"),
                         pid: rg.pid(),
@@ -245,29 +250,17 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
             ">= 1.0",
         ),
     ] {
-        if !ctx.wants(key) {
-            continue;
+        if ctx.wants(key) {
+            let rate = Rate {
+                count,
+                per_conn,
+                limit: sizes.limit,
+            };
+            rows.extend(rate_row(ctx, fast.addr, &rate, &ALL, label, target));
         }
-        // Rounds in rotating order, median per path: each run leaves tens of thousands of
-        // sockets in TIME_WAIT, and a fixed order would always make the same path pay for it.
-        let mut samples: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
-        for round in 0..RATE_ROUNDS {
-            for k in 0..PATHS.len() {
-                let i = (k + round) % PATHS.len();
-                let r = ctx.front(PATHS[i], fast.addr).and_then(|f| {
-                    workloads::smtp_source(f.addr, 20, count, per_conn, sizes.limit)
-                        .map(|d| f64::from(count) / d.as_secs_f64())
-                });
-                samples[i].push(r);
-            }
-        }
-        rows.push(Row {
-            label: format!("{label} ({count} msgs)"),
-            unit: "msgs/s",
-            cells: samples.map(|s| Some(median(s))),
-            compare: Compare::Ratio,
-            target,
-        });
+    }
+    if ctx.wants("policy") {
+        rows.extend(policy_rows(sizes, ctx, fast.addr)?);
     }
 
     if ctx.wants("throughput") {
@@ -283,6 +276,117 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         rows.extend(latency_rows(sizes, ctx, fast.addr).await);
     }
     Ok(rows)
+}
+
+/// One smtp-source workload of a rate row.
+struct Rate {
+    count: u32,
+    per_conn: bool,
+    limit: Duration,
+}
+
+/// Every column of a row.
+const ALL: [usize; 5] = [0, 1, 2, 3, 4];
+/// HAProxy and relayguard in xclient mode: the columns of the cost-of-policy rows.
+const SPLICE_AND_XCLIENT: [usize; 2] = [1, 2];
+
+/// A message-rate row over the columns `paths`, each the median of [`RATE_ROUNDS`] rounds run
+/// in rotating order (each run leaves thousands of sockets in TIME_WAIT, and a fixed order
+/// would always make the same path pay for it); and the proxy's CPU time per message in the
+/// same runs, all its threads counted.
+fn rate_row(
+    ctx: &mut Ctx,
+    sink: SocketAddr,
+    rate: &Rate,
+    paths: &[usize],
+    label: &str,
+    target: &'static str,
+) -> [Row; 2] {
+    let mut rates: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
+    let mut cpu: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
+    for round in 0..RATE_ROUNDS {
+        for k in 0..paths.len() {
+            let i = paths[(k + round) % paths.len()];
+            let f = match ctx.front(PATHS[i], sink) {
+                Ok(f) => f,
+                Err(e) => {
+                    rates[i].push(Err(e.clone()));
+                    cpu[i].push(Err(e));
+                    continue;
+                }
+            };
+            let before = f.pid.map(procs::cpu_micros);
+            let r = workloads::smtp_source(f.addr, 20, rate.count, rate.per_conn, rate.limit);
+            if let (Some(before), Some(pid), Ok(_)) = (before, f.pid, &r) {
+                let used = procs::cpu_micros(pid).and_then(|a| Ok(a - before?));
+                cpu[i].push(used.map(|us| us / f64::from(rate.count)));
+            }
+            rates[i].push(r.map(|d| f64::from(rate.count) / d.as_secs_f64()));
+        }
+    }
+    let cells = |samples: &mut [Vec<Result<f64, String>>; 5]| -> Cells {
+        std::array::from_fn(|i| {
+            let s = std::mem::take(&mut samples[i]);
+            (!s.is_empty()).then(|| median(s))
+        })
+    };
+    [
+        Row {
+            label: format!("{label} ({} msgs)", rate.count),
+            unit: "msgs/s",
+            cells: cells(&mut rates),
+            compare: Compare::Ratio,
+            target,
+        },
+        Row {
+            label: format!("{label}: proxy CPU per message"),
+            unit: "us",
+            cells: cells(&mut cpu),
+            compare: Compare::Ratio,
+            target: "(reported)",
+        },
+    ]
+}
+
+/// The one-message row again with a realistic MX policy in relayguard, then with a DNSBL
+/// lookup added; HAProxy beside it in the same rounds. The DNSBL row also shows how often
+/// dnsmasq was asked: once per relayguard started, when the resolver's cache answers.
+fn policy_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Result<Vec<Row>, String> {
+    let rate = Rate {
+        count: sizes.one_per_conn,
+        per_conn: true,
+        limit: sizes.limit,
+    };
+    let mx = format!(
+        "5 KB, 1 msg/connection, 20 sessions, MX policy ({}-entry cidr client table \
+         ending in a restriction class, 2 regexp tables)",
+        policy::CIDR_ENTRIES
+    );
+    ctx.policy = Some(policy::mx()?);
+    let [plain, _] = rate_row(ctx, sink, &rate, &SPLICE_AND_XCLIENT, &mx, ">= 0.9");
+    ctx.policy = Some(policy::mx_with_dnsbl()?);
+    let [mut dnsbl, _] = rate_row(
+        ctx,
+        sink,
+        &rate,
+        &SPLICE_AND_XCLIENT,
+        &format!("{mx} + reject_rbl_client, cached"),
+        ">= 0.9",
+    );
+    let fixture = ctx.policy.take();
+    let asked = fixture
+        .as_ref()
+        .and_then(|f| f.dnsbl_queries())
+        .unwrap_or(0);
+    let messages = u64::from(rate.count) * RATE_ROUNDS as u64;
+    dnsbl.label = format!("{}; dnsmasq asked {asked} times", dnsbl.label);
+    // More than a few queries per relayguard started: the cache did not answer.
+    if asked as u64 > 4 * RATE_ROUNDS as u64 {
+        dnsbl.cells[2] = Some(Err(format!(
+            "dnsmasq asked {asked} times for {messages} messages: not answered from the cache"
+        )));
+    }
+    Ok(vec![plain, dnsbl])
 }
 
 async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
@@ -535,6 +639,7 @@ fn main() -> ExitCode {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relayguard"))),
         warm: 0,
+        policy: None,
         haproxy_maxconn: sizes.idle + 200,
         relayguard_unavailable: None,
         only: std::env::var("LOAD_ONLY")

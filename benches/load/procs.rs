@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
+use crate::policy::PolicyFixture;
 use crate::support::process::{free_port, wait_listening};
 use crate::support::relayguard::{Identity, Relayguard, Role};
 
@@ -95,15 +96,17 @@ pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
 }
 
 /// relayguard (the binary this bench was built with) relaying to `upstream`, telling it the
-/// client by `identity` (smtp-sink and the fast sink both answer XCLIENT; the splice sends
-/// nothing). `warm`: `[upstream] warm_connections`.
+/// client by `identity` (the bench's sink answers XCLIENT; the splice sends nothing).
+/// `warm`: `[upstream] warm_connections`; `policy`: restrictions in place of
+/// `permit_mynetworks` for 127.0.0.0/8.
 pub fn relayguard(
     binary: &Path,
     upstream: SocketAddr,
     warm: usize,
     identity: Identity,
+    policy: Option<&PolicyFixture>,
 ) -> Result<Relayguard, String> {
-    Relayguard::builder()
+    let builder = Relayguard::builder()
         .binary(binary)
         .policy("mynetworks", "127.0.0.0/8")
         .policy("message_size_limit", "209715200")
@@ -112,8 +115,24 @@ pub fn relayguard(
         .upstream_smtp(upstream, identity)
         // The sinks accept any recipient: relayguard's open-relay check would refuse them.
         .upstream_toml("allow_open_relay = true")
-        .upstream_toml(&format!("warm_connections = {warm}"))
-        .try_start()
+        .upstream_toml(&format!("warm_connections = {warm}"));
+    // LOAD_UPSTREAM: more `[upstream]` lines for every relayguard of the run (an A/B of a
+    // setting, e.g. `open_ahead = "ehlo"`), separated by `;`.
+    let extra = std::env::var("LOAD_UPSTREAM").unwrap_or_default();
+    let builder = extra
+        .split(';')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .fold(builder, |b, line| b.upstream_toml(line));
+    let builder = match policy {
+        Some(p) => p
+            .params
+            .iter()
+            .fold(builder, |b, (name, value)| b.policy(name, value))
+            .extra_toml(&p.toml),
+        None => builder,
+    };
+    builder.try_start()
 }
 
 /// Raises this process's soft open-files limit to its hard limit (children inherit it):
@@ -138,6 +157,26 @@ pub fn raise_nofile() {
             .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
             .status();
     }
+}
+
+/// CPU time a process has used, all its threads, in microseconds: the first field of each
+/// /proc/PID/task/TID/schedstat (nanoseconds on a CPU).
+pub fn cpu_micros(pid: u32) -> Result<f64, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut ns = 0u64;
+    for task in fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let path = task.map_err(|e| e.to_string())?.path().join("schedstat");
+        // A thread that ended since the listing has no file any more; its time is lost.
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| format!("{}: no run time", path.display()))?;
+    }
+    Ok(ns as f64 / 1000.0)
 }
 
 /// Proportional set size of a process in KiB (/proc/PID/smaps_rollup).

@@ -43,6 +43,10 @@ pub struct DnsWorldBuilder {
     zones: BTreeSet<String>,
     listen: Listen,
     slow_delay: Duration,
+    /// The TTL of every answer; 0 (the default) keeps resolvers from caching them.
+    ttl: u32,
+    /// Where dnsmasq logs each query it is asked, when set.
+    query_log: Option<std::path::PathBuf>,
 }
 
 /// A running world: dnsmasq plus the fault server it forwards to.
@@ -137,6 +141,18 @@ impl DnsWorldBuilder {
         self
     }
 
+    /// Answers carry this TTL instead of 0, so a caching resolver may reuse them.
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = seconds;
+        self
+    }
+
+    /// dnsmasq logs every query it receives to `path` (`--log-queries`).
+    pub fn log_queries(mut self, path: &std::path::Path) -> Self {
+        self.query_log = Some(path.to_owned());
+        self
+    }
+
     /// Where to listen (default [`Listen::FreePort`]).
     pub fn listen(mut self, listen: Listen) -> Self {
         self.listen = listen;
@@ -163,8 +179,12 @@ impl DnsWorldBuilder {
             // then still answers PTRs and NXDOMAIN. Queries to an auth-server address get
             // REFUSED for any name outside the auth zones.
             "--auth-server=ns.dnsworld".to_owned(),
-            "--auth-ttl=0".to_owned(),
+            format!("--auth-ttl={}", self.ttl),
         ];
+        if let Some(path) = &self.query_log {
+            args.push("--log-queries".to_owned());
+            args.push(format!("--log-facility={}", path.display()));
+        }
         args.extend(self.zones.iter().map(|z| format!("--auth-zone={z}")));
         args.extend(self.records.iter().cloned());
         let world = |dnsmasq, claimed| DnsWorld {
@@ -230,6 +250,8 @@ impl DnsWorld {
             zones: BTreeSet::new(),
             listen: Listen::FreePort,
             slow_delay: Duration::from_secs(10),
+            ttl: 0,
+            query_log: None,
         }
     }
 
