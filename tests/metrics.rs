@@ -379,7 +379,10 @@ async fn readyz_follows_the_upstream() {
 
     // A session that needs the upstream now fails to reach it, counted by kind.
     let mut c = Client::after_ehlo(rg.addr("mx")).await;
-    let reply = c.cmd("MAIL FROM:<a@sender.example>").await;
+    // The MAIL is answered while the leg opens behind it (open_ahead = "mail"); the RCPT
+    // that needs the leg hears that it could not be opened.
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    let reply = c.cmd("RCPT TO:<u@local.test>").await;
     assert!(reply.starts_with('4'), "{reply}");
     drop(c);
     let after = scrape(&rg);

@@ -103,8 +103,11 @@ async fn a_certificate_the_ca_did_not_sign_gives_421_not_plaintext() {
         .count();
 
     let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    // The MAIL is answered while the leg opens behind it (open_ahead = "mail"); the RCPT
+    // that needs the leg hears that it could not be opened.
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
     assert_eq!(
-        c.cmd("MAIL FROM:<a@sender.example>").await,
+        c.cmd("RCPT TO:<u@local.test>").await,
         format!("421 4.3.0 {HOST} Error: upstream server unavailable")
     );
     c.expect_closed().await;
