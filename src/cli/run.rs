@@ -193,8 +193,10 @@ fn worker(
     services: Services,
     mut exit: tokio::sync::watch::Receiver<bool>,
 ) {
+    let _batch = crate::observe::log_batch::batch_this_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::observe::log_batch::flush_this_thread)
         .build()
     {
         Ok(r) => r,

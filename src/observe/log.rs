@@ -17,14 +17,15 @@ use super::printable::PrintableWriter;
 use super::time::Civil;
 use crate::config::file::LogFormat;
 
-/// Installs the global subscriber, writing to stderr. `RUST_LOG` overrides the level.
+/// Installs the global subscriber, writing to stderr (batched on workers, see
+/// [`log_batch`](super::log_batch)). `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat, host: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: escape codes in a file break every tool that reads it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(super::log_batch::StderrLines);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

@@ -3,6 +3,7 @@
 
 pub mod admin_http;
 pub mod log;
+pub mod log_batch;
 pub mod metrics;
 pub mod printable;
 pub mod time;

@@ -1,0 +1,173 @@
+//! Log lines to stderr, gathered per worker thread and written when the worker goes idle.
+//!
+//! Every relayed message logs several lines; one `write` each cost a proxy under load a
+//! syscall per line. A worker that calls [`batch_this_thread`] keeps its lines in a buffer
+//! that [`flush_this_thread`] writes in one call: the worker's runtime calls it each time it
+//! parks (so an idle proxy's log is as prompt as before, which fail2ban relies on), and a
+//! buffer that passes [`FLUSH_AT`] bytes or [`FLUSH_AFTER`] is written at once, so a worker that
+//! never parks under load still logs. Other threads write each line straight through.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// A buffer this large is written without waiting for the worker to park.
+pub const FLUSH_AT: usize = 16 << 10;
+/// A line older than this is written with the next line, parked or not.
+pub const FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+struct Batch {
+    lines: Vec<u8>,
+    /// When the oldest line in `lines` was written.
+    since: Option<Instant>,
+}
+
+thread_local! {
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+/// From now on this thread's log lines wait for [`flush_this_thread`]; the guard flushes and
+/// stops batching when dropped (the worker ending, or unwinding).
+#[must_use = "the guard writes what is left when dropped"]
+pub fn batch_this_thread() -> BatchGuard {
+    BATCH.with_borrow_mut(|b| {
+        *b = Some(Batch {
+            lines: Vec::new(),
+            since: None,
+        })
+    });
+    BatchGuard(())
+}
+
+pub struct BatchGuard(());
+
+impl Drop for BatchGuard {
+    fn drop(&mut self) {
+        flush_this_thread();
+        BATCH.with_borrow_mut(|b| *b = None);
+    }
+}
+
+/// Writes this thread's waiting lines, if any.
+pub fn flush_this_thread() {
+    BATCH.with_borrow_mut(|b| {
+        if let Some(batch) = b {
+            write_out(&batch.lines);
+            batch.lines.clear();
+            batch.since = None;
+            // A burst's buffer is not kept for the rest of the worker's life.
+            if batch.lines.capacity() > FLUSH_AT * 2 {
+                batch.lines.shrink_to(FLUSH_AT);
+            }
+        }
+    });
+}
+
+/// One write under stderr's lock: a batch longer than a pipe's atomic write is not split by
+/// another thread's line.
+fn write_out(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    #[cfg(test)]
+    tests::WRITTEN.with_borrow_mut(|w| w.push(bytes.len()));
+    #[cfg(not(test))]
+    // Nowhere to report a failed log write to.
+    let _ = std::io::stderr().lock().write_all(bytes);
+}
+
+/// The `MakeWriter` for tracing-subscriber: batches on a batching thread, writes through
+/// elsewhere.
+#[derive(Clone, Copy, Default)]
+pub struct StderrLines;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLines {
+    type Writer = StderrLines;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        StderrLines
+    }
+}
+
+impl Write for StderrLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let kept = BATCH.with_borrow_mut(|b| {
+            let batch = b.as_mut()?;
+            let now = Instant::now();
+            let since = *batch.since.get_or_insert(now);
+            batch.lines.extend_from_slice(buf);
+            Some(batch.lines.len() >= FLUSH_AT || now.duration_since(since) >= FLUSH_AFTER)
+        });
+        match kept {
+            Some(true) => flush_this_thread(),
+            Some(false) => {}
+            None => write_out(buf),
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// The length of each write that would have gone to stderr.
+        pub(super) static WRITTEN: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn writes() -> Vec<usize> {
+        WRITTEN.with_borrow_mut(std::mem::take)
+    }
+
+    #[test]
+    fn lines_wait_for_the_flush_the_size_or_the_age() {
+        std::thread::spawn(|| {
+            let mut out = StderrLines;
+            let line = [b'x'; 99];
+            // Not batching: each line written through.
+            let _ = out.write(&line);
+            let _ = out.write(&line);
+            assert_eq!(writes(), [99, 99]);
+
+            let guard = batch_this_thread();
+            let _ = out.write(&line);
+            let _ = out.write(&line);
+            assert_eq!(writes(), [0usize; 0]);
+            flush_this_thread();
+            assert_eq!(writes(), [198]);
+            flush_this_thread();
+            assert_eq!(writes(), [0usize; 0], "nothing left to write");
+
+            // Lines that fill the buffer are written without a flush.
+            let fill = FLUSH_AT.div_ceil(line.len());
+            for _ in 0..fill {
+                let _ = out.write(&line);
+            }
+            assert_eq!(writes(), [fill * line.len()]);
+
+            // A line that waited too long goes out with the next one.
+            let _ = out.write(&line);
+            BATCH.with_borrow_mut(|b| {
+                if let Some(b) = b {
+                    b.since = Instant::now().checked_sub(FLUSH_AFTER);
+                }
+            });
+            let _ = out.write(&line);
+            assert_eq!(writes(), [198]);
+
+            // The guard writes what is left and ends the batching.
+            let _ = out.write(&line);
+            drop(guard);
+            assert_eq!(writes(), [99]);
+            let _ = out.write(&line);
+            assert_eq!(writes(), [99]);
+        })
+        .join()
+        .expect("the test thread");
+    }
+}
