@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench load` runs the full set (about a few minutes; `LOAD_QUICK=1` for a
 //! short run; `LOAD_ONLY=many,throughput` for some rows: one, many, policy, throughput, idle, big,
-//! latency; `LOAD_RELAYGUARD=path` to measure another build; `LOAD_UPSTREAM='open_ahead =
+//! latency, scale (which also draws docs/bench/scale.png in a full run, `LOAD_PLOT=file`
+//! elsewhere); `LOAD_RELAYGUARD=path` to measure another build; `LOAD_UPSTREAM='open_ahead =
 //! "ehlo"'` for more `[upstream]` lines, `;`-separated) and prints a markdown table of
 //! absolute numbers and relayguard/haproxy ratios. Every row runs against the bench's own sink
 //! (sink.rs), which answers XCLIENT with 220 and reads a PROXY v2 header as Postfix does;
@@ -17,8 +18,10 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod plot;
 mod policy;
 mod procs;
+mod scale;
 mod sink;
 mod workloads;
 
@@ -62,6 +65,7 @@ struct Sizes {
     big: usize,
     latency_runs: usize,
     limit: Duration,
+    scale: scale::ScaleSizes,
 }
 
 const FULL: Sizes = Sizes {
@@ -75,6 +79,13 @@ const FULL: Sizes = Sizes {
     big: 100 << 20,
     latency_runs: 2_000,
     limit: Duration::from_secs(120),
+    scale: scale::ScaleSizes {
+        idle: &[100, 1_000, 3_000, 10_000],
+        busy: &[100, 1_000, 3_000, 10_000],
+        busy_per_session: 4,
+        workers: &[1, 2, 4],
+        rounds: 3,
+    },
 };
 
 const QUICK: Sizes = Sizes {
@@ -88,6 +99,13 @@ const QUICK: Sizes = Sizes {
     big: 100 << 20,
     latency_runs: 100,
     limit: Duration::from_secs(60),
+    scale: scale::ScaleSizes {
+        idle: &[100, 1_000, 10_000],
+        busy: &[100, 1_000, 10_000],
+        busy_per_session: 2,
+        workers: &[1, 2, 4],
+        rounds: 1,
+    },
 };
 
 const SMOKE: Sizes = Sizes {
@@ -101,6 +119,13 @@ const SMOKE: Sizes = Sizes {
     big: 5 << 20,
     latency_runs: 20,
     limit: Duration::from_secs(30),
+    scale: scale::ScaleSizes {
+        idle: &[20, 50],
+        busy: &[20, 50],
+        busy_per_session: 2,
+        workers: &[1, 2],
+        rounds: 1,
+    },
 };
 
 /// A front end for one path; holds its process so it is killed when dropped.
@@ -117,7 +142,12 @@ struct Ctx {
     warm: usize,
     /// The restrictions of the next relayguard started, when not the plain relay check.
     policy: Option<policy::PolicyFixture>,
+    /// Worker threads of the next proxies started (HAProxy's nbthread, relayguard's `[limits]
+    /// workers`); each one's default (one per core) when unset.
+    threads: Option<usize>,
     haproxy_maxconn: usize,
+    /// The open-files limit this process and its children run with.
+    nofile: u64,
     relayguard_unavailable: Option<String>,
     /// `LOAD_ONLY`: the row keys to run; all when unset.
     only: Option<Vec<String>>,
@@ -139,7 +169,7 @@ impl Ctx {
                 _relayguard: None,
             }),
             Path::Haproxy => {
-                let p = procs::haproxy(sink, self.haproxy_maxconn)?;
+                let p = procs::haproxy(sink, self.haproxy_maxconn, self.threads)?;
                 Ok(Front {
                     addr: p.addr,
                     pid: Some(p.pid()),
@@ -152,7 +182,8 @@ impl Ctx {
                     return Err(why.clone());
                 }
                 let policy = self.policy.as_ref();
-                match procs::relayguard(&self.binary, sink, self.warm, identity, policy) {
+                let threads = self.threads;
+                match procs::relayguard(&self.binary, sink, self.warm, identity, policy, threads) {
                     Ok(rg) => Ok(Front {
                         addr: rg.addr("smtp"),
                         pid: rg.pid(),
@@ -251,11 +282,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
         ),
     ] {
         if ctx.wants(key) {
-            let rate = Rate {
-                count,
-                per_conn,
-                limit: sizes.limit,
-            };
+            let rate = Rate::twenty_sessions(count, per_conn, sizes.limit);
             rows.extend(rate_row(ctx, fast.addr, &rate, &ALL, label, target));
         }
     }
@@ -275,14 +302,65 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     if ctx.wants("latency") {
         rows.extend(latency_rows(sizes, ctx, fast.addr).await);
     }
+    if ctx.wants("scale") {
+        let nofile = ctx.nofile;
+        let (scale_rows, panels) = scale::run(sizes, ctx, fast.addr, nofile).await;
+        rows.extend(scale_rows);
+        rows.push(plot_row(sizes, &panels));
+    }
     Ok(rows)
+}
+
+/// Draws the scale plot: the full run's into docs/bench/scale.png (the README shows it), a
+/// shorter run's beside the bench's other scratch files; `LOAD_PLOT` names another file. The
+/// row fails if the PNG could not be written.
+fn plot_row(sizes: &Sizes, panels: &[plot::Panel]) -> Row {
+    let out = match std::env::var_os("LOAD_PLOT") {
+        Some(p) => PathBuf::from(p),
+        None if std::ptr::eq(sizes, &FULL) => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/bench/scale.png")
+        }
+        None => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scale.png"),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let caption = format!(
+        "relayguard (xclient) and HAProxy (TCP splice) on {cores} cores, shared with the \
+         client (smtp-source) and the sink ({} run)",
+        sizes.name
+    );
+    let drawn = plot::draw(&out, &caption, panels);
+    let mut cells: Cells = std::array::from_fn(|_| None);
+    cells[2] = Some(drawn.map(|()| 1.0));
+    Row {
+        label: format!("scale plot written to {}", out.display()),
+        unit: "",
+        cells,
+        compare: Compare::Ratio,
+        target: "(file)",
+    }
 }
 
 /// One smtp-source workload of a rate row.
 struct Rate {
+    /// Sessions smtp-source keeps open at once (`-s`).
+    sessions: u32,
     count: u32,
     per_conn: bool,
+    rounds: usize,
     limit: Duration,
+}
+
+impl Rate {
+    /// The 5 KB workload of the message-rate rows: 20 sessions, [`RATE_ROUNDS`] rounds.
+    fn twenty_sessions(count: u32, per_conn: bool, limit: Duration) -> Rate {
+        Rate {
+            sessions: 20,
+            count,
+            per_conn,
+            rounds: RATE_ROUNDS,
+            limit,
+        }
+    }
 }
 
 /// Every column of a row.
@@ -290,7 +368,7 @@ const ALL: [usize; 5] = [0, 1, 2, 3, 4];
 /// HAProxy and relayguard in xclient mode: the columns of the cost-of-policy rows.
 const SPLICE_AND_XCLIENT: [usize; 2] = [1, 2];
 
-/// A message-rate row over the columns `paths`, each the median of [`RATE_ROUNDS`] rounds run
+/// A message-rate row over the columns `paths`, each the median of `rate.rounds` rounds run
 /// in rotating order (each run leaves thousands of sockets in TIME_WAIT, and a fixed order
 /// would always make the same path pay for it); and the proxy's CPU time per message in the
 /// same runs, all its threads counted.
@@ -304,7 +382,7 @@ fn rate_row(
 ) -> [Row; 2] {
     let mut rates: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
     let mut cpu: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
-    for round in 0..RATE_ROUNDS {
+    for round in 0..rate.rounds {
         for k in 0..paths.len() {
             let i = paths[(k + round) % paths.len()];
             let f = match ctx.front(PATHS[i], sink) {
@@ -316,7 +394,13 @@ fn rate_row(
                 }
             };
             let before = f.pid.map(procs::cpu_micros);
-            let r = workloads::smtp_source(f.addr, 20, rate.count, rate.per_conn, rate.limit);
+            let r = workloads::smtp_source(
+                f.addr,
+                rate.sessions,
+                rate.count,
+                rate.per_conn,
+                rate.limit,
+            );
             if let (Some(before), Some(pid), Ok(_)) = (before, f.pid, &r) {
                 let used = procs::cpu_micros(pid).and_then(|a| Ok(a - before?));
                 cpu[i].push(used.map(|us| us / f64::from(rate.count)));
@@ -352,11 +436,7 @@ fn rate_row(
 /// lookup added; HAProxy beside it in the same rounds. The DNSBL row also shows how often
 /// dnsmasq was asked: once per relayguard started, when the resolver's cache answers.
 fn policy_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Result<Vec<Row>, String> {
-    let rate = Rate {
-        count: sizes.one_per_conn,
-        per_conn: true,
-        limit: sizes.limit,
-    };
+    let rate = Rate::twenty_sessions(sizes.one_per_conn, true, sizes.limit);
     let mx = format!(
         "5 KB, 1 msg/connection, 20 sessions, MX policy ({}-entry cidr client table \
          ending in a restriction class, 2 regexp tables)",
@@ -378,10 +458,10 @@ fn policy_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Result<Vec<Row
         .as_ref()
         .and_then(|f| f.dnsbl_queries())
         .unwrap_or(0);
-    let messages = u64::from(rate.count) * RATE_ROUNDS as u64;
+    let messages = u64::from(rate.count) * rate.rounds as u64;
     dnsbl.label = format!("{}; dnsmasq asked {asked} times", dnsbl.label);
     // More than a few queries per relayguard started: the cache did not answer.
-    if asked as u64 > 4 * RATE_ROUNDS as u64 {
+    if asked as u64 > 4 * rate.rounds as u64 {
         dnsbl.cells[2] = Some(Err(format!(
             "dnsmasq asked {asked} times for {messages} messages: not answered from the cache"
         )));
@@ -632,7 +712,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    procs::raise_nofile();
+    let nofile = procs::raise_nofile();
     let mut ctx = Ctx {
         // LOAD_RELAYGUARD: another build to measure (an A/B against an older commit).
         binary: std::env::var_os("LOAD_RELAYGUARD")
@@ -640,7 +720,15 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relayguard"))),
         warm: 0,
         policy: None,
-        haproxy_maxconn: sizes.idle + 200,
+        threads: None,
+        haproxy_maxconn: sizes
+            .scale
+            .idle
+            .iter()
+            .chain(sizes.scale.busy)
+            .fold(sizes.idle, |a, b| a.max(*b))
+            + 200,
+        nofile,
         relayguard_unavailable: None,
         only: std::env::var("LOAD_ONLY")
             .ok()

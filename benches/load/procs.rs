@@ -76,14 +76,20 @@ fn spawn_listening(
 /// HAProxy in TCP mode in front of `upstream`: the L4 splice relayguard is compared with.
 /// `maxconn` covers the idle-session workload; HAProxy needs two descriptors per connection and
 /// refuses to start if it cannot raise its limit that far.
-pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
+/// `threads`: `nbthread` (HAProxy's default is one per core).
+pub fn haproxy(
+    upstream: SocketAddr,
+    maxconn: usize,
+    threads: Option<usize>,
+) -> Result<Proc, String> {
     let dir = tempfile::Builder::new()
         .prefix("rg-haproxy-")
         .tempdir()
         .map_err(|e| e.to_string())?;
     let port = free_port();
+    let nbthread = threads.map_or(String::new(), |n| format!("    nbthread {n}\n"));
     let cfg = format!(
-        "global\n    maxconn {maxconn}\n    tune.bufsize 65536\n\n\
+        "global\n    maxconn {maxconn}\n{nbthread}    tune.bufsize 65536\n\n\
          defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n\n\
          frontend fe\n    bind 127.0.0.1:{port}\n    default_backend be\n\n\
          backend be\n    server sink {upstream}\n"
@@ -98,20 +104,21 @@ pub fn haproxy(upstream: SocketAddr, maxconn: usize) -> Result<Proc, String> {
 /// relayguard (the binary this bench was built with) relaying to `upstream`, telling it the
 /// client by `identity` (the bench's sink answers XCLIENT; the splice sends nothing).
 /// `warm`: `[upstream] warm_connections`; `policy`: restrictions in place of
-/// `permit_mynetworks` for 127.0.0.0/8.
+/// `permit_mynetworks` for 127.0.0.0/8; `workers`: `[limits] workers` (default: one per core).
 pub fn relayguard(
     binary: &Path,
     upstream: SocketAddr,
     warm: usize,
     identity: Identity,
     policy: Option<&PolicyFixture>,
+    workers: Option<usize>,
 ) -> Result<Relayguard, String> {
     let builder = Relayguard::builder()
         .binary(binary)
         .policy("mynetworks", "127.0.0.0/8")
         .policy("message_size_limit", "209715200")
         .listener("smtp", Role::Smtp)
-        .listener_toml("smtp", "max_connections = 10000")
+        .listener_toml("smtp", "max_connections = 30000")
         .upstream_smtp(upstream, identity)
         // The sinks accept any recipient: relayguard's open-relay check would refuse them.
         .upstream_toml("allow_open_relay = true")
@@ -132,31 +139,43 @@ pub fn relayguard(
             .extra_toml(&p.toml),
         None => builder,
     };
+    let builder = match workers {
+        Some(n) => builder.extra_toml(&format!("\n[limits]\nworkers = {n}\n")),
+        None => builder,
+    };
     builder.try_start()
 }
 
-/// Raises this process's soft open-files limit to its hard limit (children inherit it):
-/// 2,000 idle sessions need client, proxy and sink descriptors. util-linux prlimit(1) does it
-/// without a libc binding.
-pub fn raise_nofile() {
+/// Open files this run asks for: 10,000 busy sessions cost each proxy two descriptors apiece,
+/// and the bench process holds a client and a sink end of each.
+const NOFILE_WANTED: u64 = 65_536;
+
+/// Raises this process's open-files limit (children inherit it): to [`NOFILE_WANTED`] where
+/// the user may raise the hard limit (root), else the soft limit to the hard one. util-linux
+/// prlimit(1) does it without a libc binding. Returns the soft limit now in force.
+pub fn raise_nofile() -> u64 {
     let pid = std::process::id().to_string();
-    let hard = Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid,
-            "--nofile",
-            "--noheadings",
-            "--output",
-            "HARD",
-        ])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    if let Some(hard) = hard.filter(|h| h.parse::<u64>().is_ok()) {
-        let _ = Command::new("prlimit")
-            .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
-            .status();
+    let limit = |what: &str| -> Option<u64> {
+        let out = Command::new("prlimit")
+            .args(["--pid", &pid, "--nofile", "--noheadings", "--output", what])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let set = |n: u64| {
+        Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={n}:{n}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if let Some(hard) = limit("HARD") {
+        let raised = hard < NOFILE_WANTED && set(NOFILE_WANTED);
+        if !raised {
+            set(hard);
+        }
     }
+    limit("SOFT").unwrap_or(1024)
 }
 
 /// CPU time a process has used, all its threads, in microseconds: the first field of each
