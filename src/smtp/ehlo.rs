@@ -6,15 +6,18 @@
 //! not parse are never offered: it relays only what it understands.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use super::ehlo_mask::EhloMask;
 use super::reply::Reply;
 use super::sasl_mechanisms::SaslSecurity;
 
-/// The extensions an upstream listed in its EHLO reply, keywords upper-cased.
+/// The extensions an upstream listed in its EHLO reply, keywords upper-cased. Shared: every
+/// upstream connection of a worker usually holds the same list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    keywords: Vec<(String, String)>,
+    keywords: Arc<[(String, String)]>,
 }
 
 /// What relayguard may offer this client, decided by the session.
@@ -35,12 +38,28 @@ pub struct Offer {
 }
 
 impl Capabilities {
-    /// Reads an EHLO reply (the first line is the server's name and is skipped).
+    /// Reads an EHLO reply (the first line is the server's name and is skipped). The upstream
+    /// answers every connection's EHLO alike, so each worker keeps the last reply's list and
+    /// hands it out again while the lines stay the same: no parse, no allocation.
     pub fn from_ehlo(reply: &Reply) -> Capabilities {
-        let keywords = reply
-            .lines
+        type Last = Option<(Vec<Cow<'static, str>>, Capabilities)>;
+        thread_local! {
+            static LAST: RefCell<Last> = const { RefCell::new(None) };
+        }
+        let extensions = reply.lines.get(1..).unwrap_or_default();
+        LAST.with_borrow_mut(|last| match last {
+            Some((lines, caps)) if lines.as_slice() == extensions => caps.clone(),
+            _ => {
+                let caps = Self::parse(extensions);
+                *last = Some((extensions.to_vec(), caps.clone()));
+                caps
+            }
+        })
+    }
+
+    fn parse(extensions: &[Cow<'static, str>]) -> Capabilities {
+        let keywords = extensions
             .iter()
-            .skip(1)
             .map(|line| {
                 let (kw, params) = line.split_once([' ', '=']).unwrap_or((line, ""));
                 (kw.to_ascii_uppercase(), params.trim().to_owned())
@@ -65,7 +84,7 @@ impl Capabilities {
     /// The upstream's SASL mechanisms, in its order, without duplicates (`AUTH=` lines too).
     pub fn auth_mechanisms(&self) -> Vec<&str> {
         let mut mechs: Vec<&str> = Vec::new();
-        for (k, p) in &self.keywords {
+        for (k, p) in self.keywords.iter() {
             if k == "AUTH" {
                 for m in p.split_ascii_whitespace() {
                     if !mechs.iter().any(|x| x.eq_ignore_ascii_case(m)) {
@@ -229,5 +248,23 @@ mod tests {
             ..offer()
         }));
         assert!(!text.contains("AUTH"), "{text}");
+    }
+
+    #[test]
+    fn the_same_reply_shares_one_list_and_another_reply_is_read_afresh() {
+        let postfix = parse_reply(POSTFIX).unwrap().unwrap().0;
+        let first = Capabilities::from_ehlo(&postfix);
+        // Another server name, the same extensions: the same list.
+        let mut renamed = postfix.clone();
+        renamed.lines[0] = "other.example".into();
+        let again = Capabilities::from_ehlo(&renamed);
+        assert!(Arc::ptr_eq(&first.keywords, &again.keywords));
+        let bare = Capabilities::from_ehlo(&Reply::plain(250, "tiny.example"));
+        assert!(!bare.offers("PIPELINING"));
+        let mut fewer = postfix.clone();
+        fewer.lines.retain(|l| l != "PIPELINING");
+        let fewer = Capabilities::from_ehlo(&fewer);
+        assert!(!fewer.offers("PIPELINING") && fewer.offers("SIZE"));
+        assert!(Capabilities::from_ehlo(&postfix).offers("PIPELINING"));
     }
 }

@@ -30,10 +30,11 @@ pub enum ReplyError {
 /// Parses one complete reply at the start of `buf`: the reply and the bytes it used, or
 /// `Ok(None)` when more input is needed.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+    // One pass to find the reply's end and check every line, a second (in `build`) to copy
+    // the text out: nothing is allocated for a reply still incomplete or refused.
     let mut pos = 0;
     let mut code = None;
-    // Most replies are one line; a few more before the vector spills are cheap to keep.
-    let mut lines: Vec<&[u8]> = Vec::with_capacity(1);
+    let mut count = 0;
     loop {
         let rest = &buf[pos..];
         let Some(lf) = memchr(b'\n', rest) else {
@@ -45,22 +46,25 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         if lf > MAX_REPLY_LINE {
             return Err(ReplyError::LineTooLong);
         }
-        let raw = &rest[..lf];
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = strip_cr(&rest[..lf]);
         pos += lf + 1;
         let this = line_code(line)?;
         if *code.get_or_insert(this) != this {
             return Err(ReplyError::MixedCodes);
         }
-        lines.push(line);
-        if lines.len() > MAX_REPLY_LINES {
+        count += 1;
+        if count > MAX_REPLY_LINES {
             return Err(ReplyError::TooManyLines);
         }
         if line.get(3) != Some(&b'-') {
             let code = code.unwrap_or(this);
-            return Ok(Some((build(code, &lines), pos)));
+            return Ok(Some((build(code, &buf[..pos], count), pos)));
         }
     }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 fn line_code(line: &[u8]) -> Result<u16, ReplyError> {
@@ -75,42 +79,26 @@ fn line_code(line: &[u8]) -> Result<u16, ReplyError> {
 }
 
 /// Keeps each line's text as sent; the enhanced status is split off only when every line
-/// carries the same one, so writing the reply again gives the same bytes. One allocation per
-/// line: replies are parsed on every forwarded command.
-fn build(code: u16, lines: &[&[u8]]) -> Reply {
-    if let [line] = lines {
-        // Nearly every relayed reply: one line, one allocation for its text.
-        let text = String::from_utf8_lossy(line.get(4..).unwrap_or(b""));
-        let (enhanced, text) = match enhanced_prefix(&text, code) {
-            Some((e, rest)) => (Some(e), rest.to_owned()),
-            None => (None, text.into_owned()),
-        };
-        return Reply {
-            code,
-            enhanced,
-            lines: vec![Cow::Owned(text)],
-        };
-    }
-    let texts: Vec<Cow<'_, str>> = lines
-        .iter()
-        .map(|l| String::from_utf8_lossy(l.get(4..).unwrap_or(b"")))
-        .collect();
-    // Each line's status and the text after it, parsed once.
-    let split: Vec<Option<(EnhancedStatus, &str)>> =
-        texts.iter().map(|t| enhanced_prefix(t, code)).collect();
-    let first = split.first().copied().flatten().map(|(e, _)| e);
-    let enhanced = first.filter(|e| split.iter().all(|p| p.is_some_and(|(x, _)| x == *e)));
-    let lines = texts
-        .iter()
-        .zip(&split)
-        .map(|(text, parts)| {
-            let text = match (enhanced, parts) {
-                (Some(_), Some((_, rest))) => *rest,
-                _ => text.as_ref(),
-            };
-            Cow::Owned(text.to_owned())
+/// carries the same one, so writing the reply again gives the same bytes. `wire` is the
+/// whole reply, `count` lines, already checked. One allocation per line and one for the
+/// list: replies are parsed on every forwarded command.
+fn build(code: u16, wire: &[u8], count: usize) -> Reply {
+    let texts = || {
+        wire.split_inclusive(|b| *b == b'\n').map(|raw| {
+            let line = strip_cr(raw.strip_suffix(b"\n").unwrap_or(raw));
+            String::from_utf8_lossy(line.get(4..).unwrap_or(b""))
         })
-        .collect();
+    };
+    let mut statuses = texts().map(|t| enhanced_prefix(&t, code).map(|(e, _)| e));
+    let first = statuses.next().flatten();
+    let enhanced = first.filter(|e| statuses.all(|s| s == Some(*e)));
+    let mut lines = Vec::with_capacity(count);
+    for text in texts() {
+        let rest = enhanced
+            .and_then(|_| enhanced_prefix(&text, code))
+            .map(|(_, rest)| rest.to_owned());
+        lines.push(Cow::Owned(rest.unwrap_or_else(|| text.into_owned())));
+    }
     Reply {
         code,
         enhanced,

@@ -65,77 +65,94 @@ pub struct ClientIdentity {
 /// longer than 512, which Postfix accepts (its `line_length_limit` is 2048). A HELO or LOGIN
 /// longer than 255 bytes once encoded is not sent: Postfix would refuse the whole command.
 pub fn xclient_commands(id: &ClientIdentity) -> Vec<Vec<u8>> {
-    let sticky: Vec<String> = [
-        attribute("REVERSE_NAME", id.reverse_name.xclient_value()),
-        attribute("PORT", &id.addr.port().to_string()),
-        attribute("DESTADDR", &xclient_addr(id.server.ip())),
-        attribute("DESTPORT", &id.server.port().to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let last = |with_helo: bool| -> Vec<String> {
+    // The numbers and addresses written once into one scratch string, sliced below: this runs
+    // for every upstream connection, and a String per attribute was a dozen allocations.
+    use std::fmt::Write as _;
+    let mut numbers = String::with_capacity(96);
+    let mut push = |args: std::fmt::Arguments<'_>| {
+        let at = numbers.len();
+        // Writing to a String cannot fail.
+        let _ = numbers.write_fmt(args);
+        at..numbers.len()
+    };
+    let port = push(format_args!("{}", id.addr.port()));
+    let dest_addr = push(format_args!("{}", XclientAddr(id.server.ip())));
+    let dest_port = push(format_args!("{}", id.server.port()));
+    let addr = push(format_args!("{}", XclientAddr(id.addr.ip())));
+    let sticky = [
+        ("REVERSE_NAME", id.reverse_name.xclient_value()),
+        ("PORT", &numbers[port]),
+        ("DESTADDR", &numbers[dest_addr]),
+        ("DESTPORT", &numbers[dest_port]),
+    ];
+    let last = |with_helo: bool| {
         [
-            attribute("NAME", id.name.xclient_value()),
+            Some(("NAME", id.name.xclient_value())),
             id.helo
                 .as_deref()
                 .filter(|_| with_helo)
-                .and_then(|helo| attribute("HELO", helo)),
-            attribute("PROTO", if id.esmtp { "ESMTP" } else { "SMTP" }),
-            id.login
-                .as_deref()
-                .and_then(|login| attribute("LOGIN", login)),
-            attribute("ADDR", &xclient_addr(id.addr.ip())),
+                .map(|helo| ("HELO", helo)),
+            Some(("PROTO", if id.esmtp { "ESMTP" } else { "SMTP" })),
+            id.login.as_deref().map(|login| ("LOGIN", login)),
+            Some(("ADDR", &numbers[addr.clone()])),
         ]
-        .into_iter()
-        .flatten()
-        .collect()
     };
-    let one: Vec<String> = sticky.iter().cloned().chain(last(true)).collect();
-    if line_len(&one) <= XCLIENT_LINE_MAX {
-        return vec![line(&one)];
+    let sticky = || sticky.iter().copied().map(Some);
+    let one = || sticky().chain(last(true));
+    if line_len(one()) <= XCLIENT_LINE_MAX {
+        return vec![line(one())];
     }
-    let with_helo = last(true);
-    if line_len(&with_helo) <= XCLIENT_LINE_MAX {
-        return vec![line(&sticky), line(&with_helo)];
+    if line_len(last(true)) <= XCLIENT_LINE_MAX {
+        return vec![line(sticky()), line(last(true))];
     }
-    vec![line(&sticky), line(&last(false))]
+    vec![line(sticky()), line(last(false))]
 }
 
-/// `NAME=value` with the value xtext-encoded, or `None` when it would exceed 255 bytes.
-fn attribute(name: &str, value: &str) -> Option<String> {
-    if xtext::encoded_len(value.as_bytes()) > XCLIENT_VALUE_MAX {
-        return None;
-    }
-    let mut out = String::with_capacity(name.len() + 1 + value.len());
-    out.push_str(name);
-    out.push('=');
-    xtext::encode_into(value.as_bytes(), &mut out);
-    Some(out)
+/// An XCLIENT attribute, `(NAME, value)` before xtext encoding; `None` is left out.
+type Attribute<'a> = Option<(&'static str, &'a str)>;
+
+/// The attributes that are sent: a value over 255 bytes once encoded would make Postfix
+/// refuse the whole command, so it is left out.
+fn sent<'a>(
+    attributes: impl IntoIterator<Item = Attribute<'a>>,
+) -> impl Iterator<Item = (&'static str, &'a str)> {
+    attributes
+        .into_iter()
+        .flatten()
+        .filter(|(_, value)| xtext::encoded_len(value.as_bytes()) <= XCLIENT_VALUE_MAX)
 }
 
 /// ADDR/DESTADDR syntax: a dotted quad, or `IPV6:` and the address (a bare IPv6 address is
 /// `501 5.5.4 Bad ADDR syntax`).
-fn xclient_addr(addr: IpAddr) -> String {
-    match addr.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("IPV6:{v6}"),
+struct XclientAddr(IpAddr);
+
+impl std::fmt::Display for XclientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.to_canonical() {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "IPV6:{v6}"),
+        }
     }
 }
 
-fn line_len(attributes: &[String]) -> usize {
-    "XCLIENT".len() + attributes.iter().map(|a| 1 + a.len()).sum::<usize>() + "\r\n".len()
+fn line_len<'a>(attributes: impl IntoIterator<Item = Attribute<'a>>) -> usize {
+    let attributes: usize = sent(attributes)
+        .map(|(name, value)| 1 + name.len() + 1 + xtext::encoded_len(value.as_bytes()))
+        .sum();
+    "XCLIENT".len() + attributes + "\r\n".len()
 }
 
-fn line(attributes: &[String]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(line_len(attributes));
-    out.extend_from_slice(b"XCLIENT");
-    for attribute in attributes {
-        out.push(b' ');
-        out.extend_from_slice(attribute.as_bytes());
+fn line<'a>(attributes: impl IntoIterator<Item = Attribute<'a>> + Clone) -> Vec<u8> {
+    let mut out = String::with_capacity(line_len(attributes.clone()));
+    out.push_str("XCLIENT");
+    for (name, value) in sent(attributes) {
+        out.push(' ');
+        out.push_str(name);
+        out.push('=');
+        xtext::encode_into(value.as_bytes(), &mut out);
     }
-    out.extend_from_slice(b"\r\n");
-    out
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// The client and server addresses in one family, as both PROXY versions need: IPv4-mapped
