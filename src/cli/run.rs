@@ -196,7 +196,6 @@ fn worker(
     let _batch = crate::observe::log_batch::batch_this_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(crate::observe::log_batch::flush_this_thread)
         .build()
     {
         Ok(r) => r,
@@ -206,6 +205,7 @@ fn worker(
         }
     };
     runtime.block_on(async move {
+        tokio::spawn(crate::observe::log_batch::write_batches());
         let mut services = services;
         services.shutdown = services.shutdown.for_worker();
         let want = services.snapshots.load().upstream.warm_connections;

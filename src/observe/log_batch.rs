@@ -1,25 +1,33 @@
-//! Log lines to stderr, gathered per worker thread and written when the worker goes idle.
+//! Log lines to stderr, gathered per worker thread and written a few milliseconds later.
 //!
 //! Every relayed message logs several lines; one `write` each cost a proxy under load a
-//! syscall per line. A worker that calls [`batch_this_thread`] keeps its lines in a buffer
-//! that [`flush_this_thread`] writes in one call: the worker's runtime calls it each time it
-//! parks (so an idle proxy's log is as prompt as before, which fail2ban relies on), and a
-//! buffer that passes [`FLUSH_AT`] bytes or [`FLUSH_AFTER`] is written at once, so a worker that
-//! never parks under load still logs. Other threads write each line straight through.
+//! syscall per line. A worker that calls [`batch_this_thread`] keeps its lines in a buffer,
+//! and the task [`write_batches`] on its runtime wakes at the first line, waits
+//! [`FLUSH_DELAY`] for more and writes them all in one call: a line reaches the log within
+//! milliseconds (fail2ban reads it in seconds), an idle worker has no timer running, and a
+//! buffer past [`FLUSH_AT`] bytes is written at once. Flushing each time the worker parked was
+//! tried first: under load a worker parks between nearly every event, so it saved little.
+//! Other threads write each line straight through.
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// A buffer this large is written without waiting for the worker to park.
+/// A buffer this large is written at once.
 pub const FLUSH_AT: usize = 16 << 10;
-/// A line older than this is written with the next line, parked or not.
+/// How long the first line waits for others to share its write.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(5);
+/// A line older than this is written with the next one even if [`write_batches`] is not
+/// running (a worker's runtime shutting down).
 pub const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
 struct Batch {
     lines: Vec<u8>,
     /// When the oldest line in `lines` was written.
     since: Option<Instant>,
+    /// [`write_batches`], waiting for a first line.
+    writer: Option<Waker>,
 }
 
 thread_local! {
@@ -34,6 +42,7 @@ pub fn batch_this_thread() -> BatchGuard {
         *b = Some(Batch {
             lines: Vec::new(),
             since: None,
+            writer: None,
         })
     });
     BatchGuard(())
@@ -61,6 +70,29 @@ pub fn flush_this_thread() {
             }
         }
     });
+}
+
+/// Runs on a batching worker's runtime for its life: at each first line, waits
+/// [`FLUSH_DELAY`] and writes what gathered. Returns at once on a thread that does not batch.
+pub async fn write_batches() {
+    loop {
+        let batching = std::future::poll_fn(|cx| {
+            BATCH.with_borrow_mut(|b| match b {
+                None => Poll::Ready(false),
+                Some(b) if !b.lines.is_empty() => Poll::Ready(true),
+                Some(b) => {
+                    b.writer = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        if !batching {
+            return;
+        }
+        tokio::time::sleep(FLUSH_DELAY).await;
+        flush_this_thread();
+    }
 }
 
 /// One write under stderr's lock: a batch longer than a pipe's atomic write is not split by
@@ -91,10 +123,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLines {
 
 impl Write for StderrLines {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut first = None;
         let kept = BATCH.with_borrow_mut(|b| {
             let batch = b.as_mut()?;
             let now = Instant::now();
             let since = *batch.since.get_or_insert(now);
+            if batch.lines.is_empty() {
+                first = batch.writer.take();
+            }
             batch.lines.extend_from_slice(buf);
             Some(batch.lines.len() >= FLUSH_AT || now.duration_since(since) >= FLUSH_AFTER)
         });
@@ -102,6 +138,10 @@ impl Write for StderrLines {
             Some(true) => flush_this_thread(),
             Some(false) => {}
             None => write_out(buf),
+        }
+        // Woken outside the borrow: the writer task runs on this thread's runtime.
+        if let Some(writer) = first {
+            writer.wake();
         }
         Ok(buf.len())
     }
@@ -166,6 +206,37 @@ mod tests {
             assert_eq!(writes(), [99]);
             let _ = out.write(&line);
             assert_eq!(writes(), [99]);
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    #[test]
+    fn the_writer_task_writes_a_line_after_the_delay_and_sleeps_while_none_comes() {
+        std::thread::spawn(|| {
+            let _guard = batch_this_thread();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                tokio::spawn(write_batches());
+                let mut out = StderrLines;
+                tokio::task::yield_now().await;
+                let _ = out.write(&[b'x'; 10]);
+                let _ = out.write(&[b'x'; 10]);
+                tokio::time::sleep(FLUSH_DELAY / 2).await;
+                assert_eq!(writes(), [0usize; 0], "still gathering");
+                tokio::time::sleep(FLUSH_DELAY).await;
+                assert_eq!(writes(), [20], "one write for both lines");
+                // Nothing more to write: the task waits without a timer.
+                tokio::time::sleep(FLUSH_DELAY * 10).await;
+                assert_eq!(writes(), [0usize; 0]);
+                let _ = out.write(&[b'x'; 5]);
+                tokio::time::sleep(FLUSH_DELAY * 2).await;
+                assert_eq!(writes(), [5]);
+            });
         })
         .join()
         .expect("the test thread");

@@ -27,6 +27,8 @@ pub const TRUST_LOOPBACK_PROXY: &str =
 
 /// How long relayguard may take to listen on every port.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Ten times relayguard's log batching delay (5 ms), for a loaded CI machine.
+pub const LOG_DELAY: Duration = Duration::from_millis(50);
 
 /// A listener's role, as `role = "..."` in the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,8 +483,11 @@ impl Relayguard {
         Maildir::new(self.maildir_path())
     }
 
-    /// Everything relayguard wrote to stderr and stdout so far.
+    /// Everything relayguard wrote to stderr and stdout so far. A worker writes its lines a
+    /// few milliseconds after they happen (observe::log_batch gathers them for one write), so
+    /// this first waits [`LOG_DELAY`]: a line for something the test just did is in the file.
     pub fn log_lines(&self) -> Vec<String> {
+        sleep(LOG_DELAY);
         process::read_lines(&self.dir.path().join("relayguard.log"))
     }
 
