@@ -25,13 +25,17 @@ const DIRECT: usize = 0;
 const HAPROXY: usize = 1;
 const XCLIENT: usize = 2;
 
-/// Descriptors a point of `n` sessions needs in the most loaded process: the bench holds a
-/// client end and (behind HAProxy) a sink end of each, a proxy two per busy session.
-fn fits(n: usize, nofile: u64) -> bool {
-    (2 * n + 1_000) as u64 <= nofile
+/// Whether `n` sessions fit in `nofile` descriptors for column `path`: a proxy holds two per
+/// busy session (client and upstream), HAProxy two per idle one too, relayguard one per idle
+/// session (its upstream leg waits for MAIL); the bench holds the client ends of idle sessions
+/// and the sink ends of every upstream leg.
+fn fits(n: usize, path: usize, busy: bool, nofile: u64) -> bool {
+    let per_session = if busy || path != XCLIENT { 2 } else { 1 };
+    (per_session * n + 500) as u64 <= nofile
 }
 
-/// Runs the section; `nofile` is the open-files limit every process here runs with.
+/// Runs the section; `nofile` is the open-files limit every process here runs with (HAProxy
+/// refuses to start with a `maxconn` it cannot cover).
 pub async fn run(
     sizes: &Sizes,
     ctx: &mut Ctx,
@@ -39,21 +43,26 @@ pub async fn run(
     nofile: u64,
 ) -> (Vec<Row>, Vec<Panel>) {
     let scale = &sizes.scale;
-    let (kept, left): (Vec<usize>, Vec<usize>) = scale
-        .idle
-        .iter()
-        .chain(scale.busy)
-        .partition(|n| fits(**n, nofile));
-    if !left.is_empty() {
-        eprintln!(
-            "load: scale points {left:?} left out: {nofile} open files allowed (kept {kept:?})"
-        );
-    }
+    let left_out = |n: usize, paths: &[usize], busy: bool| -> String {
+        let out: Vec<&str> = paths
+            .iter()
+            .filter(|&&i| !fits(n, i, busy, nofile))
+            .map(|&i| COLUMNS[i])
+            .collect();
+        if out.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} not run: {nofile} open files allowed)", out.join(", "))
+        }
+    };
     let mut rows = Vec::new();
     let mut idle = Vec::new();
-    for &n in scale.idle.iter().filter(|n| fits(**n, nofile)) {
+    for &n in scale.idle {
         let mut cells: Cells = std::array::from_fn(|_| None);
-        for i in [HAPROXY, XCLIENT] {
+        for i in [HAPROXY, XCLIENT]
+            .into_iter()
+            .filter(|&i| fits(n, i, false, nofile))
+        {
             let r = match ctx.front(crate::PATHS[i], sink) {
                 Ok(f) => idle_pss(&f, n).await,
                 Err(e) => Err(e),
@@ -62,7 +71,10 @@ pub async fn run(
         }
         idle.push((n, cells.clone()));
         rows.push(Row {
-            label: format!("scale: {n} idle sessions after EHLO: PSS per session"),
+            label: format!(
+                "scale: {n} idle sessions after EHLO: PSS per session{}",
+                left_out(n, &[HAPROXY, XCLIENT], false)
+            ),
             unit: "KiB",
             cells,
             compare: crate::Compare::Ratio,
@@ -71,7 +83,15 @@ pub async fn run(
     }
 
     let mut busy = Vec::new();
-    for &n in scale.busy.iter().filter(|n| fits(**n, nofile)) {
+    let busy_paths = [DIRECT, HAPROXY, XCLIENT];
+    for &n in scale.busy {
+        if !busy_paths.iter().all(|&i| fits(n, i, true, nofile)) {
+            eprintln!(
+                "load: {n} busy sessions not run{}",
+                left_out(n, &busy_paths, true)
+            );
+            continue;
+        }
         let sessions = u32::try_from(n).unwrap_or(u32::MAX);
         let rate = Rate {
             sessions,
@@ -99,9 +119,10 @@ pub async fn run(
     let mut threads = Vec::new();
     for &w in scale.workers {
         ctx.threads = Some(w);
+        // Half the one-message row's count: every worker count is another set of rounds.
         let rate = Rate {
             rounds: scale.rounds,
-            ..Rate::twenty_sessions(sizes.one_per_conn, true, sizes.limit)
+            ..Rate::twenty_sessions(sizes.one_per_conn / 2, true, sizes.limit)
         };
         let label = format!("scale: {w} worker thread(s), 5 KB, 1 msg/connection, 20 sessions");
         let [r, cpu] = rate_row(ctx, sink, &rate, &[HAPROXY, XCLIENT], &label, "(plot)");
