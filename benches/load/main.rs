@@ -85,6 +85,7 @@ const FULL: Sizes = Sizes {
         // hard limit, which a container's root cannot raise.
         busy: &[100, 1_000, 3_000, 9_000],
         busy_per_session: 4,
+        busy_min_messages: 10_000,
         workers: &[1, 2, 4],
         rounds: 3,
     },
@@ -105,6 +106,7 @@ const QUICK: Sizes = Sizes {
         idle: &[100, 1_000, 9_000, 10_000],
         busy: &[100, 1_000, 9_000],
         busy_per_session: 2,
+        busy_min_messages: 4_000,
         workers: &[1, 2, 4],
         rounds: 1,
     },
@@ -125,6 +127,7 @@ const SMOKE: Sizes = Sizes {
         idle: &[20, 50],
         busy: &[20, 50],
         busy_per_session: 2,
+        busy_min_messages: 0,
         workers: &[1, 2],
         rounds: 1,
     },

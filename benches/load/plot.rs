@@ -106,8 +106,15 @@ fn draw_panel(
             .configure_mesh()
             .x_desc(panel.x)
             .y_desc(panel.y)
-            .x_labels(panel.curves.first().map_or(5, |c| c.points.len().max(2)))
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            // Worker counts: a label at each whole number only.
+            .x_labels(16)
+            .x_label_formatter(&|v| {
+                if (v - v.round()).abs() < 1e-9 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&y_label)
             .draw()?;
         series(&mut chart, panel)?;

@@ -13,8 +13,10 @@ pub struct ScaleSizes {
     pub idle: &'static [usize],
     /// Sessions smtp-source keeps busy at once.
     pub busy: &'static [usize],
-    /// Messages per busy session (`-d`: over one connection each).
+    /// Messages per busy session (`-d`: over one connection each), at least.
     pub busy_per_session: u32,
+    /// Messages per busy point, at least: a few hundred are over before the rate settles.
+    pub busy_min_messages: u32,
     /// Worker threads of each proxy, for the one-message-per-connection workload.
     pub workers: &'static [usize],
     /// Rounds per point, the median reported.
@@ -95,13 +97,15 @@ pub async fn run(
         let sessions = u32::try_from(n).unwrap_or(u32::MAX);
         let rate = Rate {
             sessions,
-            count: sessions.saturating_mul(scale.busy_per_session),
+            count: sessions
+                .saturating_mul(scale.busy_per_session)
+                .max(scale.busy_min_messages),
             per_conn: false,
             rounds: scale.rounds,
             limit: sizes.limit,
         };
         let label = format!(
-            "scale: {n} busy sessions, 5 KB, {} msgs each",
+            "scale: {n} busy sessions, 5 KB, {}+ msgs each",
             scale.busy_per_session
         );
         let [r, cpu] = rate_row(
