@@ -12,20 +12,17 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A buffer this large is written at once.
 pub const FLUSH_AT: usize = 16 << 10;
 /// How long the first line waits for others to share its write.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(5);
-/// A line older than this is written with the next one even if [`write_batches`] is not
-/// running (a worker's runtime shutting down).
-pub const FLUSH_AFTER: Duration = Duration::from_secs(1);
 
+/// A worker's waiting lines. Lines written after its runtime stopped running
+/// [`write_batches`] are written by the [`BatchGuard`].
 struct Batch {
     lines: Vec<u8>,
-    /// When the oldest line in `lines` was written.
-    since: Option<Instant>,
     /// [`write_batches`], waiting for a first line.
     writer: Option<Waker>,
 }
@@ -34,14 +31,13 @@ thread_local! {
     static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
 }
 
-/// From now on this thread's log lines wait for [`flush_this_thread`]; the guard flushes and
-/// stops batching when dropped (the worker ending, or unwinding).
+/// From now on this thread's log lines wait for [`write_batches`]; the guard writes what is
+/// left and stops batching when dropped (the worker ending, or unwinding).
 #[must_use = "the guard writes what is left when dropped"]
 pub fn batch_this_thread() -> BatchGuard {
     BATCH.with_borrow_mut(|b| {
         *b = Some(Batch {
             lines: Vec::new(),
-            since: None,
             writer: None,
         })
     });
@@ -58,12 +54,11 @@ impl Drop for BatchGuard {
 }
 
 /// Writes this thread's waiting lines, if any.
-pub fn flush_this_thread() {
+fn flush_this_thread() {
     BATCH.with_borrow_mut(|b| {
         if let Some(batch) = b {
             write_out(&batch.lines);
             batch.lines.clear();
-            batch.since = None;
             // A burst's buffer is not kept for the rest of the worker's life.
             if batch.lines.capacity() > FLUSH_AT * 2 {
                 batch.lines.shrink_to(FLUSH_AT);
@@ -126,13 +121,11 @@ impl Write for StderrLines {
         let mut first = None;
         let kept = BATCH.with_borrow_mut(|b| {
             let batch = b.as_mut()?;
-            let now = Instant::now();
-            let since = *batch.since.get_or_insert(now);
             if batch.lines.is_empty() {
                 first = batch.writer.take();
             }
             batch.lines.extend_from_slice(buf);
-            Some(batch.lines.len() >= FLUSH_AT || now.duration_since(since) >= FLUSH_AFTER)
+            Some(batch.lines.len() >= FLUSH_AT)
         });
         match kept {
             Some(true) => flush_this_thread(),
@@ -165,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_wait_for_the_flush_the_size_or_the_age() {
+    fn lines_wait_for_the_flush_or_the_size() {
         std::thread::spawn(|| {
             let mut out = StderrLines;
             let line = [b'x'; 99];
@@ -190,16 +183,6 @@ mod tests {
             }
             assert_eq!(writes(), [fill * line.len()]);
 
-            // A line that waited too long goes out with the next one.
-            let _ = out.write(&line);
-            BATCH.with_borrow_mut(|b| {
-                if let Some(b) = b {
-                    b.since = Instant::now().checked_sub(FLUSH_AFTER);
-                }
-            });
-            let _ = out.write(&line);
-            assert_eq!(writes(), [198]);
-
             // The guard writes what is left and ends the batching.
             let _ = out.write(&line);
             drop(guard);
@@ -212,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_task_writes_a_line_after_the_delay_and_sleeps_while_none_comes() {
+    fn the_writer_task_writes_the_lines_gathered_in_the_delay_in_one_call() {
         std::thread::spawn(|| {
             let _guard = batch_this_thread();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -230,7 +213,7 @@ mod tests {
                 assert_eq!(writes(), [0usize; 0], "still gathering");
                 tokio::time::sleep(FLUSH_DELAY).await;
                 assert_eq!(writes(), [20], "one write for both lines");
-                // Nothing more to write: the task waits without a timer.
+                // Nothing more to write, nothing written; the next line starts a new wait.
                 tokio::time::sleep(FLUSH_DELAY * 10).await;
                 assert_eq!(writes(), [0usize; 0]);
                 let _ = out.write(&[b'x'; 5]);

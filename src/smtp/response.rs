@@ -83,6 +83,22 @@ fn line_code(line: &[u8]) -> Result<u16, ReplyError> {
 /// whole reply, `count` lines, already checked. One allocation per line and one for the
 /// list: replies are parsed on every forwarded command.
 fn build(code: u16, wire: &[u8], count: usize) -> Reply {
+    if count == 1 {
+        // Nearly every relayed reply, once per command: one line, read once.
+        let line = strip_cr(wire.strip_suffix(b"\n").unwrap_or(wire));
+        let text = String::from_utf8_lossy(line.get(4..).unwrap_or(b""));
+        let (enhanced, text) = match enhanced_prefix(&text, code) {
+            Some((e, rest)) => (Some(e), rest.to_owned()),
+            None => (None, text.into_owned()),
+        };
+        return Reply {
+            code,
+            enhanced,
+            lines: vec![Cow::Owned(text)],
+        };
+    }
+    // Several lines (an EHLO reply): each is read twice, once to see whether all carry the
+    // same status and once to copy it out, rather than kept in a scratch vector between.
     let texts = || {
         wire.split_inclusive(|b| *b == b'\n').map(|raw| {
             let line = strip_cr(raw.strip_suffix(b"\n").unwrap_or(raw));
