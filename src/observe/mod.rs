@@ -7,3 +7,10 @@ pub mod log_batch;
 pub mod metrics;
 pub mod printable;
 pub mod time;
+
+/// This process's id, read once: `std::process::id()` is a system call each time, and every
+/// transaction's instance id names the process.
+pub fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}

@@ -30,7 +30,7 @@ impl MailFacts {
             size: size.unwrap_or(0),
             // As smtpd_sasl_mail_opt keeps it: the raw value, none for `<>`.
             auth: auth.filter(|a| *a != "<>").map(str::to_owned),
-            instance: format!("{:x}.{n:x}.0", std::process::id()),
+            instance: format!("{:x}.{n:x}.0", crate::observe::process_id()),
             received_id: None,
         }
     }

@@ -26,7 +26,7 @@ fn next_id() -> String {
     format!(
         "{:08X}{:04X}{n:X}",
         secs as u32,
-        std::process::id() & 0xffff
+        crate::observe::process_id() & 0xffff
     )
 }
 

@@ -168,7 +168,7 @@ async fn receive_body(
 ) -> std::io::Result<Option<String>> {
     let id = format!(
         "{:X}{:05X}",
-        std::process::id(),
+        crate::observe::process_id(),
         DELIVERIES.fetch_add(1, Ordering::Relaxed)
     );
     for dir in ["tmp", "new", "cur"] {
