@@ -37,7 +37,7 @@ pub fn init(format: LogFormat, host: &str) {
         LogFormat::Postfix => builder
             .event_format(PostfixFormat {
                 host: short_host(host),
-                pid: std::process::id(),
+                pid: super::process_id(),
             })
             .try_init(),
     };

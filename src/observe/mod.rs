@@ -1,5 +1,5 @@
 //! Observability edges: log output, printable log text, time formatting, metrics and the
-//! admin HTTP listener that serves them.
+//! admin HTTP listener that serves them, and the process id that logs and ids name.
 
 pub mod admin_http;
 pub mod log;
@@ -13,4 +13,13 @@ pub mod time;
 pub fn process_id() -> u32 {
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *PID.get_or_init(std::process::id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cached_process_id_is_this_process_s() {
+        assert_eq!(super::process_id(), std::process::id());
+        assert_eq!(super::process_id(), super::process_id());
+    }
 }
