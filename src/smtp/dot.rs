@@ -448,7 +448,7 @@ impl DotScanner {
     /// decision (see `blocks`), and returns where it stopped; state and line length are what
     /// the byte-wise path would have left.
     fn skip_clean_blocks(&mut self, input: &[u8], start: usize) -> usize {
-        let mut line = match self.state {
+        let line = match self.state {
             State::LineStart { after_crlf: true } => blocks::LineAt {
                 at_start: true,
                 len: 0,
@@ -459,22 +459,12 @@ impl DotScanner {
             },
             _ => return start,
         };
-        let mut i = start;
-        while let Some(block) = input.get(i..).and_then(|rest| rest.first_chunk::<64>()) {
-            // A block that would cross the size limit is the byte-wise path's to refuse.
-            if self.size_limit != 0
-                && self.consumed.saturating_add((i + 64) as u64) > self.size_limit
-            {
-                break;
-            }
-            let Some(next) =
-                blocks::masks(block).and_then(|m| blocks::pass(m, line, self.max_line))
-            else {
-                break;
-            };
-            line = next;
-            i += 64;
-        }
+        // No block may cross the size limit: refusing it is the byte-wise path's job.
+        let end = match self.size_limit {
+            0 => input.len(),
+            limit => usize::try_from(limit.saturating_sub(self.consumed)).unwrap_or(usize::MAX),
+        };
+        let (i, line) = blocks::skip(input, start, end, line, self.max_line);
         if i > start {
             if line.at_start {
                 self.state = State::LineStart { after_crlf: true };

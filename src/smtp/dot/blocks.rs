@@ -24,6 +24,7 @@ pub(super) struct LineAt {
 
 /// Judges one block that starts at `line` (a line start after CRLF, or inside a line). `Some`
 /// with the line position after the block when it passes.
+#[inline(always)]
 pub(super) fn pass(m: Masks, line: LineAt, max_line: usize) -> Option<LineAt> {
     let starts = (m.lf << 1) | u64::from(line.at_start);
     let paired = m.cr >> 63 == 0 && m.lf == m.cr << 1;
@@ -50,20 +51,28 @@ pub(super) fn pass(m: Masks, line: LineAt, max_line: usize) -> Option<LineAt> {
     })
 }
 
-/// The masks of `block`, or `None` where this CPU has no AVX2 (the byte-wise path is as fast).
-pub(super) fn masks(block: &[u8; 64]) -> Option<Masks> {
+/// Walks the whole blocks of `input[start..end]` while each one passes, from the line
+/// position `line`; returns where it stopped and the line position there. Where this CPU has
+/// no AVX2 nothing is walked (the byte-wise path is as fast there).
+pub(super) fn skip(
+    input: &[u8],
+    start: usize,
+    end: usize,
+    line: LineAt,
+    max_line: usize,
+) -> (usize, LineAt) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present (checked above), and `block` is 64 readable bytes.
-            return Some(unsafe { avx2::masks(block) });
+            // SAFETY: AVX2 is present (checked above).
+            return unsafe { avx2::skip(input, start, end, line, max_line) };
         }
     }
-    let _ = block;
-    None
+    let _ = (input, end, max_line);
+    (start, line)
 }
 
-/// Whether [`masks`] gives masks on this CPU.
+/// Whether [`skip`] walks blocks on this CPU.
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -81,7 +90,7 @@ mod avx2 {
         __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
     };
 
-    use super::Masks;
+    use super::{LineAt, Masks};
 
     /// Bit `n` set where byte `n` of the 64 in `lo`, `hi` is `byte`.
     #[target_feature(enable = "avx2")]
@@ -93,9 +102,35 @@ mod avx2 {
         u64::from(low) | (u64::from(high) << 32)
     }
 
+    /// The loop of [`super::skip`], compiled for AVX2 as a whole: the masks and the judgement
+    /// of each block inline into it, with no call and no feature check per block.
+    ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn skip(
+        input: &[u8],
+        mut i: usize,
+        end: usize,
+        mut line: LineAt,
+        max_line: usize,
+    ) -> (usize, LineAt) {
+        let end = end.min(input.len());
+        while let Some(block) = input.get(i..end).and_then(|rest| rest.first_chunk::<64>()) {
+            // SAFETY: the caller vouches for AVX2, as this function's own contract.
+            let Some(next) = super::pass(unsafe { masks(block) }, line, max_line) else {
+                break;
+            };
+            line = next;
+            i += 64;
+        }
+        (i, line)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
     pub(super) unsafe fn masks(block: &[u8; 64]) -> Masks {
         // SAFETY: both loads read 32 bytes inside the 64-byte array; loadu needs no alignment.
         let (lo, hi) = unsafe {
@@ -139,8 +174,10 @@ mod tests {
         for (i, b) in block.iter_mut().enumerate() {
             *b = [b'\r', b'\n', 0, b'.', b'a', 0xff][i * 7 % 6];
         }
-        if let Some(m) = masks(&block) {
-            assert_eq!(m, scalar_masks(&block));
+        #[cfg(target_arch = "x86_64")]
+        if available() {
+            // SAFETY: AVX2 is present (`available`).
+            assert_eq!(unsafe { avx2::masks(&block) }, scalar_masks(&block));
         }
     }
 
