@@ -276,7 +276,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
             "5 KB, 1 msg/connection, 20 sessions",
             sizes.one_per_conn,
             true,
-            ">= 0.9",
+            ">= 1.0",
         ),
         (
             "many",
@@ -494,7 +494,7 @@ async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row 
         unit: "MiB/s",
         cells: samples.map(|s| Some(median(s))),
         compare: Compare::Ratio,
-        target: ">= 1.0",
+        target: ">= 1.14",
     }
 }
 
@@ -506,7 +506,7 @@ async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
         unit: "KiB",
         cells,
         compare: Compare::Ratio,
-        target: "rg <= 6 KiB",
+        target: "rg <= 3.3 KiB",
     }
 }
 
