@@ -215,4 +215,29 @@ mod tests {
         };
         assert_eq!(pass(scalar_masks(&[b'x'; 64]), inside, 998), None);
     }
+
+    /// `skip` is the fast lane's only way in: on an AVX2 CPU it must walk clean blocks (or the
+    /// lane silently becomes the byte-wise path), stop before the block that needs a decision,
+    /// and never walk past `end`.
+    #[test]
+    fn skip_walks_clean_blocks_up_to_a_decision_or_the_end() {
+        if !available() {
+            return;
+        }
+        let line = [&[b'x'; 38][..], b"\r\n"].concat();
+        let mut body = line.repeat(32);
+        let start = LineAt {
+            at_start: true,
+            len: 0,
+        };
+        let whole = body.len() / 64 * 64;
+        let (walked, after) = skip(&body, 0, body.len(), start, 998);
+        assert_eq!(walked, whole);
+        // 1280 bytes is 32 whole lines: the walk ends on a line start.
+        assert_eq!(after, start);
+        assert_eq!(skip(&body, 0, 200, start, 998).0, 192);
+        // A line begun by a dot, in the fourth block, leaves that block to the byte-wise path.
+        body[200] = b'.';
+        assert_eq!(skip(&body, 0, body.len(), start, 998).0, 192);
+    }
 }
