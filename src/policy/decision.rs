@@ -1,6 +1,8 @@
 //! What the engine answers: a decision with its reply, the reason, log-only notes, and the state
 //! a session carries between stages.
 
+use std::borrow::Cow;
+
 use crate::smtp::Reply;
 
 use super::eval::{Armed, Verdict};
@@ -9,9 +11,11 @@ use super::eval::{Armed, Verdict};
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reason {
     /// The parameter whose list was being evaluated, e.g. `smtpd_relay_restrictions`.
-    pub parameter: String,
+    /// Borrowed where the name is a constant, as most are: a reason is built for every
+    /// decision, accepted ones included, and these would otherwise cost two allocations each.
+    pub parameter: Cow<'static, str>,
     /// The restriction that decided, e.g. `reject_unauth_destination`.
-    pub restriction: String,
+    pub restriction: Cow<'static, str>,
     /// For table lookups: the table, the key that matched and its value. For lists such as
     /// mynetworks: the list name, the client address and the entry that matched.
     pub table: Option<String>,
@@ -30,7 +34,7 @@ pub struct Reason {
 impl Reason {
     /// One-line form: `restriction table key=value`.
     pub fn describe(&self) -> String {
-        let mut s = self.restriction.clone();
+        let mut s = self.restriction.to_string();
         if let (Some(k), Some(v)) = (&self.key, &self.value) {
             s.push_str(&format!(" {k}={v}"));
         }

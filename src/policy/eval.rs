@@ -2,6 +2,7 @@
 //! generic_checks and smtpd_check_reject do: first OK or REJECT ends a list, OK ends only its
 //! stage, `defer_if_permit`/`defer_if_reject`/`warn_if_reject` as Postfix scopes them.
 
+use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::net::IpAddr;
 
@@ -176,7 +177,7 @@ impl<'p, 'f> Eval<'p, 'f> {
 
     pub(crate) fn reason(&self, r: &Restriction) -> Reason {
         Reason {
-            parameter: self.param.to_string(),
+            parameter: Cow::Borrowed(self.param),
             restriction: r.name(&self.p.classes),
             ..Reason::default()
         }

@@ -488,20 +488,22 @@ impl Policy {
     /// The SASL gate for an AUTH command: `Err` means it is answered here and never reaches the
     /// upstream.
     pub fn check_auth(&self, facts: &Facts<'_>) -> Result<(), Box<AuthRefusal>> {
-        let refuse =
-            |kind: AuthRefusalKind, parameter: &str, key: Option<String>, value: Option<String>| {
-                Err(Box::new(AuthRefusal {
-                    reply: Reply::new(503, (5, 5, 1), "Error: authentication not enabled"),
-                    reason: Reason {
-                        parameter: parameter.into(),
-                        restriction: parameter.into(),
-                        key,
-                        value,
-                        ..Reason::default()
-                    },
-                    kind,
-                }))
-            };
+        let refuse = |kind: AuthRefusalKind,
+                      parameter: &'static str,
+                      key: Option<String>,
+                      value: Option<String>| {
+            Err(Box::new(AuthRefusal {
+                reply: Reply::new(503, (5, 5, 1), "Error: authentication not enabled"),
+                reason: Reason {
+                    parameter: parameter.into(),
+                    restriction: parameter.into(),
+                    key,
+                    value,
+                    ..Reason::default()
+                },
+                kind,
+            }))
+        };
         if !self.sasl_auth_enable {
             return refuse(
                 AuthRefusalKind::NotEnabled,

@@ -5,6 +5,7 @@
 //! time (unknown names, undeclared classes, a bare table where no lookup is implied) and what
 //! relayguard does not implement, so an admin learns it at load, with the line.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -371,33 +372,37 @@ pub fn refused_restriction(word: &str) -> Option<bool> {
 
 impl Restriction {
     /// The name as written in Postfix lists, for reasons.
-    pub(crate) fn name(&self, classes: &[(Box<str>, Vec<Restriction>)]) -> String {
+    pub(crate) fn name(&self, classes: &[(Box<str>, Vec<Restriction>)]) -> Cow<'static, str> {
         match self {
-            Restriction::WarnIfReject(inner) => format!("warn_if_reject {}", inner.name(classes)),
+            Restriction::WarnIfReject(inner) => {
+                format!("warn_if_reject {}", inner.name(classes)).into()
+            }
             Restriction::Check { lookup, table } => {
-                format!("{} {}", lookup.restriction_name(), table.spec())
+                format!("{} {}", lookup.restriction_name(), table.spec()).into()
             }
             Restriction::RejectNonFqdnHelo { name } | Restriction::RejectInvalidHelo { name } => {
-                (*name).into()
+                Cow::Borrowed(name)
             }
-            Restriction::SenderLoginMismatch(m) => m.name.into(),
+            Restriction::SenderLoginMismatch(m) => Cow::Borrowed(m.name),
             Restriction::RejectUnknownClient { name, .. }
             | Restriction::RejectUnknownHelo { name }
             | Restriction::RejectUnknownDomain { name, .. }
-            | Restriction::RejectUnlisted { name, .. } => (*name).into(),
-            Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec),
-            Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()),
-            Restriction::PolicyService(s) => format!("check_policy_service {}", s.spec),
-            Restriction::ClientCert(c) => c.name(),
+            | Restriction::RejectUnlisted { name, .. } => Cow::Borrowed(name),
+            Restriction::Dnsxl(l) => format!("{} {}", l.name, l.spec).into(),
+            Restriction::CheckServer(c) => format!("{} {}", c.name, c.table.spec()).into(),
+            Restriction::PolicyService(s) => format!("check_policy_service {}", s.spec).into(),
+            Restriction::ClientCert(c) => c.name().into(),
             Restriction::Class(i) => classes
                 .get(*i as usize)
                 .map(|c| c.0.to_string())
-                .unwrap_or_default(),
-            other => SIMPLE
-                .iter()
-                .find(|(_, f)| std::mem::discriminant(&f()) == std::mem::discriminant(other))
-                .map(|(n, _)| (*n).to_string())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
+            other => Cow::Borrowed(
+                SIMPLE
+                    .iter()
+                    .find(|(_, f)| std::mem::discriminant(&f()) == std::mem::discriminant(other))
+                    .map_or("", |(n, _)| *n),
+            ),
         }
     }
 

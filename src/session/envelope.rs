@@ -15,7 +15,7 @@ impl Session {
         };
         // smtpd.c counts the MAIL against smtpd_client_message_rate_limit before anything
         // else judges it.
-        if let Some(reply) = Box::pin(self.over_rate(Event::Message)).await {
+        if let Some(reply) = self.over_rate(Event::Message).await {
             return self.refuse(reply);
         }
         self.mail_facts = super::policy_facts::MailFacts::new(params.size, params.auth);
@@ -101,7 +101,7 @@ impl Session {
         let Some(mut txn) = self.heard.txn.take() else {
             return self.refuse(replies::need_mail());
         };
-        if let Some(reply) = Box::pin(self.over_rate(Event::Recipient)).await {
+        if let Some(reply) = self.over_rate(Event::Recipient).await {
             self.heard.txn = Some(txn);
             return self.refuse(reply);
         }
@@ -111,7 +111,7 @@ impl Session {
         // A relay attempt is what the relay checks refused, whatever text the reply carries.
         let relay_denied = decision.reason.as_ref().is_some_and(|r| {
             matches!(
-                r.restriction.as_str(),
+                &*r.restriction,
                 "reject_unauth_destination" | "defer_unauth_destination"
             )
         });

@@ -163,7 +163,7 @@ impl ListenerMetrics {
         let labels = RejectionLabels {
             listener: self.name.clone(),
             stage: stage.to_owned(),
-            parameter: reason.map(|r| r.parameter.clone()).unwrap_or_default(),
+            parameter: reason.map(|r| r.parameter.to_string()).unwrap_or_default(),
             // Its name only: a restriction with arguments (`check_client_access cidr:...`)
             // names its table, which has its own label.
             restriction: reason

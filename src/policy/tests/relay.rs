@@ -26,7 +26,7 @@ fn forum_mynetworks_exclusion() {
     assert_eq!(ok.outcome, Outcome::Accept);
     let r = ok.reason.unwrap();
     assert_eq!(
-        (r.restriction.as_str(), r.value.as_deref()),
+        (&*r.restriction, r.value.as_deref()),
         ("permit_mynetworks", Some("192.168.87.0/24"))
     );
     assert_eq!(

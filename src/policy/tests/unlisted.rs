@@ -42,7 +42,7 @@ fn each_class_is_checked_against_its_own_table() {
     let d = rcpt_decision(&p, &out, "nobody@local.test");
     let r = d.reason.unwrap();
     assert_eq!(
-        (r.parameter.as_str(), r.table.as_deref()),
+        (&*r.parameter, r.table.as_deref()),
         (
             "smtpd_reject_unlisted_recipient",
             Some("local_recipient_maps")
