@@ -105,12 +105,17 @@ impl Session {
     }
 
     /// Counts a MAIL, RCPT or AUTH; the reply refusing it when the client is over the limit.
+    /// The counting future is large (it may wait for Redis) and boxed only when a limit counts
+    /// this event: with none, every MAIL and RCPT would pay for an allocation of it.
     pub(super) async fn over_rate(&mut self, event: Event) -> Option<Reply> {
-        let anvil = &self.ctx.listener.anvil;
-        let unit = anvil.time_unit;
-        if anvil.rate_limit(event) == 0 || self.abuse.exempt {
+        if self.ctx.listener.anvil.rate_limit(event) == 0 || self.abuse.exempt {
             return None;
         }
+        Box::pin(self.count_rate(event)).await
+    }
+
+    async fn count_rate(&mut self, event: Event) -> Option<Reply> {
+        let unit = self.ctx.listener.anvil.time_unit;
         // Arcs, not a copy of the listener's name: this runs for every MAIL, RCPT and AUTH.
         let (store, listener) = (self.ctx.state.clone(), self.ctx.listener.clone());
         let key = store.key(self.client.addr);

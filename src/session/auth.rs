@@ -23,7 +23,7 @@ impl Session {
         }
         // smtpd_sasl_proto.c counts the AUTH against smtpd_client_auth_rate_limit before it
         // looks at the mechanism.
-        if let Some(reply) = Box::pin(self.over_rate(Event::Auth)).await {
+        if let Some(reply) = self.over_rate(Event::Auth).await {
             return self.refuse(reply);
         }
         if let Err(refusal) = self.ctx.listener.policy.check_auth(&self.facts(None, None)) {

@@ -22,8 +22,11 @@ use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
 /// Read size while waiting for commands. The bytes are read into the stack and copied into
-/// `rbuf`, so a session waiting for its next command holds no read buffer at all.
+/// `rbuf`, so a session waiting for its next command holds no more than a line's worth.
 const COMMAND_READ: usize = 1024;
+/// A read buffer this small is kept while the session waits for its next command: it holds
+/// one command line, and keeping it spares an allocation per command.
+const COMMAND_KEPT: usize = 128;
 /// What a reply queue starts with: a one-line reply fits, an EHLO reply grows it once.
 const REPLY_QUEUE: usize = 128;
 /// First read size once a body streams: a typical message fits, and a buffer this small is
@@ -106,9 +109,15 @@ impl ClientIo {
             start = at;
         }
         self.write_range(start, self.wbuf.len()).await?;
-        // Given back rather than kept: the session is about to wait for its client, and an
-        // idle session should hold no buffers.
-        self.wbuf = Vec::new();
+        // A queue that grew past one reply's room (the EHLO reply, a pipelined group) is given
+        // back: the session is about to wait for its client, and a session idle after EHLO
+        // holds no buffers. One reply's room is kept, so a session in a dialogue of one-line
+        // replies (MAIL, RCPT, DATA, the next MAIL) allocates no queue per reply.
+        if self.wbuf.capacity() > REPLY_QUEUE {
+            self.wbuf = Vec::new();
+        } else {
+            self.wbuf.clear();
+        }
         Ok(())
     }
 
@@ -149,8 +158,8 @@ impl ClientIo {
                 Either::Left(self.stream.read_buf(&mut self.rbuf))
             }
             None => {
-                if self.rbuf.is_empty() {
-                    // No buffer while the session waits for its next command.
+                if self.rbuf.is_empty() && self.rbuf.capacity() > COMMAND_KEPT {
+                    // No body-sized buffer while the session waits for its next command.
                     self.rbuf = BytesMut::new();
                 }
                 Either::Right(read_via_stack(&mut self.stream, &mut self.rbuf))

@@ -467,8 +467,11 @@ impl Session {
                 }
             }
         }
-        let reply = self.upstream_unavailable();
-        self.upstream.as_deref_mut().ok_or(reply)
+        // Built only when needed: this runs for every MAIL, RCPT and DATA.
+        let myhostname = &self.ctx.listener.smtpd.myhostname;
+        self.upstream
+            .as_deref_mut()
+            .ok_or_else(|| replies::upstream_unavailable(myhostname))
     }
 
     /// Drops the upstream leg after a failure; the next transaction opens a new one.

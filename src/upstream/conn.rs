@@ -167,12 +167,15 @@ impl UpstreamConn {
     /// Flushes anything queued and reads the next reply.
     pub async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
         // From the request's flush to its whole reply: the upstream's latency as seen here.
-        let asked = std::time::Instant::now();
+        // The same clock read starts the reply timeout: one read fewer per reply than
+        // `Deadline::after`, on a path every command takes.
+        let asked = tokio::time::Instant::now();
+        let deadline = asked + self.reply_timeout;
         self.flush().await?;
         loop {
             if let Some((reply, used)) = parse_reply(&self.rbuf)? {
                 crate::observe::metrics::metrics()
-                    .upstream_reply(asked.elapsed(), reply.code != 421);
+                    .upstream_reply(asked.into_std(), reply.code != 421);
                 self.rbuf.drain(..used);
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     self.rbuf = Vec::new();
@@ -183,7 +186,7 @@ impl UpstreamConn {
             let read = self.stream.read_buf(&mut self.rbuf);
             let n = self
                 .deadline
-                .after(self.reply_timeout, read)
+                .within(deadline, read)
                 .await
                 .map_err(|_| UpstreamError::Timeout(self.reply_timeout))??;
             if n == 0 {

@@ -195,14 +195,17 @@ impl Metrics {
         handle
     }
 
-    /// An upstream reply arrived `elapsed` after the request went out; `alive` is false for
-    /// a 421, an upstream saying it is going away, which must not keep `/readyz` green.
-    pub fn upstream_reply(&self, elapsed: Duration, alive: bool) {
-        self.upstream_latency.observe(elapsed.as_secs_f64());
+    /// An upstream reply arrived now for a request that went out at `asked`; `alive` is false
+    /// for a 421, an upstream saying it is going away, which must not keep `/readyz` green.
+    /// One clock read serves the latency and the liveness stamp: this runs for every reply.
+    pub fn upstream_reply(&self, asked: Instant, alive: bool) {
+        let now = Instant::now();
+        self.upstream_latency
+            .observe(now.saturating_duration_since(asked).as_secs_f64());
         if !alive {
             return;
         }
-        let ms = self.started.elapsed().as_millis() as u64;
+        let ms = now.saturating_duration_since(self.started).as_millis() as u64;
         self.last_upstream_reply.store(ms.max(1), Ordering::Relaxed);
     }
 
