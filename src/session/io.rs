@@ -22,10 +22,11 @@ use crate::net::stream::BoxStream;
 use crate::smtp::Reply;
 
 /// Read size while waiting for commands. The bytes are read into the stack and copied into
-/// `rbuf`, so a session waiting for its next command holds no more than a line's worth.
+/// `rbuf`, so a session waiting for its next command holds no more than a line's worth, and
+/// one outside a transaction no read buffer at all.
 const COMMAND_READ: usize = 1024;
-/// A read buffer this small is kept while the session waits for its next command: it holds
-/// one command line, and keeping it spares an allocation per command.
+/// A read buffer this small is kept while a transaction waits for its next command: it holds
+/// one command line, and keeping it spares an allocation per RCPT and DATA.
 const COMMAND_KEPT: usize = 128;
 /// What a reply queue starts with: a one-line reply fits, an EHLO reply grows it once.
 const REPLY_QUEUE: usize = 128;
@@ -59,6 +60,10 @@ pub struct ClientIo {
     tarpit: Option<Duration>,
     /// Where in `wbuf` each delayed reply starts, with its delay.
     delayed: Vec<(usize, Duration)>,
+    /// Keep a line-sized read buffer and a reply-sized queue while waiting for the client:
+    /// set inside a transaction, where the client's next command follows at once, and clear
+    /// outside one, where a session may sit idle for minutes and should hold no buffers.
+    keep_small_buffers: bool,
 }
 
 impl ClientIo {
@@ -73,7 +78,13 @@ impl ClientIo {
             write_stuck: false,
             tarpit: None,
             delayed: Vec::new(),
+            keep_small_buffers: false,
         }
+    }
+
+    /// Whether the waits from now on keep small buffers (see `keep_small_buffers`).
+    pub fn keep_small_buffers(&mut self, keep: bool) {
+        self.keep_small_buffers = keep;
     }
 
     /// Queues a reply; it is written at the next flush (after the tarpit's delay, if set).
@@ -109,11 +120,10 @@ impl ClientIo {
             start = at;
         }
         self.write_range(start, self.wbuf.len()).await?;
-        // A queue that grew past one reply's room (the EHLO reply, a pipelined group) is given
-        // back: the session is about to wait for its client, and a session idle after EHLO
-        // holds no buffers. One reply's room is kept, so a session in a dialogue of one-line
-        // replies (MAIL, RCPT, DATA, the next MAIL) allocates no queue per reply.
-        if self.wbuf.capacity() > REPLY_QUEUE {
+        // Given back: the session is about to wait for its client, and an idle session
+        // should hold no buffers. Inside a transaction one reply's room is kept, so the
+        // one-line replies to RCPT and DATA allocate no queue each.
+        if !self.keep_small_buffers || self.wbuf.capacity() > REPLY_QUEUE {
             self.wbuf = Vec::new();
         } else {
             self.wbuf.clear();
@@ -158,8 +168,9 @@ impl ClientIo {
                 Either::Left(self.stream.read_buf(&mut self.rbuf))
             }
             None => {
-                if self.rbuf.is_empty() && self.rbuf.capacity() > COMMAND_KEPT {
-                    // No body-sized buffer while the session waits for its next command.
+                let small = self.keep_small_buffers && self.rbuf.capacity() <= COMMAND_KEPT;
+                if self.rbuf.is_empty() && !small {
+                    // No buffer while the session waits for its next command.
                     self.rbuf = BytesMut::new();
                 }
                 Either::Right(read_via_stack(&mut self.stream, &mut self.rbuf))

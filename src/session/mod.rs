@@ -322,6 +322,7 @@ impl Session {
                 LineScan::Incomplete => {}
             }
             let deadline = *deadline.get_or_insert_with(|| self.command_deadline());
+            self.io.keep_small_buffers(self.heard.txn.is_some());
             let read = tokio::select! {
                 read = self.io.fill_command(deadline) => read,
                 _ = self.ctx.shutdown.announced() => {
