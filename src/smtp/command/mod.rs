@@ -401,6 +401,27 @@ fn closing_bracket(s: &str) -> Option<usize> {
 /// not survive being written back as `<address>` (stray brackets, an open quote); drops an RFC
 /// 5321 source route (`@a,@b:user@c` -> `user@c`), which servers are to ignore.
 fn check_address(addr: &str) -> Option<&str> {
+    let addr = match route_end(addr)? {
+        Some(i) => {
+            let rest = &addr[i + 1..];
+            // What is left must read the same when written back as `<rest>`: a second route
+            // (`@:@:`) would be stripped again there, and the command would change meaning.
+            if rest.is_empty() || route_end(rest)?.is_some() {
+                return None;
+            }
+            rest
+        }
+        None => addr,
+    };
+    if addr.ends_with('@') {
+        return None;
+    }
+    Some(addr)
+}
+
+/// Where the source route of `addr` ends (its `:`), if it has one; `None` for syntax that
+/// cannot be written back as `<addr>` (unquoted blanks or brackets, an open quote or escape).
+fn route_end(addr: &str) -> Option<Option<usize>> {
     let mut quoted = false;
     let mut escaped = false;
     let mut route_end = None;
@@ -418,14 +439,7 @@ fn check_address(addr: &str) -> Option<&str> {
     if quoted || escaped {
         return None;
     }
-    let addr = match route_end {
-        Some(i) => &addr[i + 1..],
-        None => addr,
-    };
-    if addr.ends_with('@') || (route_end.is_some() && addr.is_empty()) {
-        return None;
-    }
-    Some(addr)
+    Some(route_end)
 }
 
 #[cfg(test)]

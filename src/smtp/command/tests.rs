@@ -250,6 +250,10 @@ fn stricter_than_postfix_where_a_lenient_reading_could_leak_upstream() {
         "MAIL FROM:a@b.example>",
         "MAIL FROM:<<a@b.example>>",
         "MAIL FROM:<a@b.example>>",
+        // A second source route after the first: written back as `<@:>` it would be stripped
+        // again and read as another address (found by smtp_like_lines_parse_or_fail...).
+        "MAIL FROM:@:@:",
+        "MAIL FROM:<@a:@b:user@c.example>",
     ] {
         assert_eq!(
             parse(line.as_bytes()),
@@ -257,6 +261,15 @@ fn stricter_than_postfix_where_a_lenient_reading_could_leak_upstream() {
             "{line}"
         );
     }
+    assert_eq!(
+        parse(b"RCPT TO:<@a:@b:user@c.example>"),
+        Err(CommandError::BadRecipient)
+    );
+    // One route is dropped, as RFC 5321 has servers do.
+    assert_eq!(
+        canonical("MAIL FROM:<@a,@b:user@c.example>"),
+        "MAIL FROM:<user@c.example>\r\n"
+    );
     assert_eq!(
         parse(b"MAIL FROM:<a\x01@b.example>"),
         Err(CommandError::ControlCharacter)
