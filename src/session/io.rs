@@ -168,9 +168,13 @@ impl ClientIo {
                 Either::Left(self.stream.read_buf(&mut self.rbuf))
             }
             None => {
-                let small = self.keep_small_buffers && self.rbuf.capacity() <= COMMAND_KEPT;
-                if self.rbuf.is_empty() && !small {
-                    // No buffer while the session waits for its next command.
+                // An empty buffer is given back unless a transaction waits and it holds no
+                // more than a line. `capacity()` counts only what is left past the bytes
+                // consumed, so a body's 16 KiB buffer read to its end looks empty-sized;
+                // `try_reclaim` succeeds exactly when the allocation itself is larger.
+                if self.rbuf.is_empty()
+                    && (!self.keep_small_buffers || self.rbuf.try_reclaim(COMMAND_KEPT + 1))
+                {
                     self.rbuf = BytesMut::new();
                 }
                 Either::Right(read_via_stack(&mut self.stream, &mut self.rbuf))
@@ -236,4 +240,46 @@ fn read_via_stack<'a>(
         rbuf.extend_from_slice(buf.filled());
         Poll::Ready(Ok(buf.filled().len()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session between BDAT chunks waits inside its transaction: the chunk's read buffer,
+    /// read to its end, must not be kept as if it were a line's.
+    #[tokio::test]
+    async fn a_body_buffer_is_not_kept_for_the_next_command() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut io = ClientIo::new(Box::new(server), Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        client.write_all(&[b'x'; BODY_READ_MIN]).await.unwrap();
+        let mut read = 0;
+        while read < BODY_READ_MIN {
+            read += io.fill_body(deadline).await.unwrap();
+        }
+        bytes::Buf::advance(&mut io.rbuf, read);
+        io.keep_small_buffers(true);
+        client.write_all(b"BDAT 10 LAST\r\n").await.unwrap();
+        io.fill_command(deadline).await.unwrap();
+        assert_eq!(&io.rbuf[..], b"BDAT 10 LAST\r\n");
+        assert!(io.rbuf.capacity() <= COMMAND_KEPT, "{}", io.rbuf.capacity());
+        // A line-sized buffer is kept inside a transaction...
+        bytes::Buf::advance(&mut io.rbuf, 14);
+        client.write_all(b"DATA\r\n").await.unwrap();
+        io.fill_command(deadline).await.unwrap();
+        let kept = io.rbuf.as_ptr();
+        bytes::Buf::advance(&mut io.rbuf, 6);
+        client.write_all(b"RSET\r\n").await.unwrap();
+        io.fill_command(deadline).await.unwrap();
+        let same =
+            (kept as usize..kept as usize + COMMAND_KEPT).contains(&(io.rbuf.as_ptr() as usize));
+        assert!(same, "the line-sized buffer was replaced");
+        // ...and given back outside one.
+        bytes::Buf::advance(&mut io.rbuf, 6);
+        io.keep_small_buffers(false);
+        client.write_all(b"QUIT\r\n").await.unwrap();
+        io.fill_command(deadline).await.unwrap();
+        assert_eq!(&io.rbuf[..], b"QUIT\r\n");
+    }
 }
