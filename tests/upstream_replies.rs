@@ -227,3 +227,38 @@ async fn an_upstream_lost_at_bdat_ends_the_session() {
         c.expect_closed().await;
     }
 }
+
+/// An upstream that refuses XCLIENT (a Postfix whose smtpd_authorized_xclient_hosts leaves
+/// relayguard out) never hears the client's MAIL, which it would take as relayguard's own:
+/// the client's RCPT gets a temporary refusal and the log carries the upstream's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_xclient_hears_no_mail_and_the_log_says_why() {
+    let up = ScriptedUpstream::start(&["PIPELINING", "XCLIENT ADDR NAME HELO"], |_, line| {
+        if line.starts_with("XCLIENT") {
+            Answer::reply("550 5.7.0 Error: insufficient authorization")
+        } else {
+            ordinary(line)
+        }
+    })
+    .await;
+    let rg = relayguard(&up, Identity::Xclient, "");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    // relayguard holds the MAIL until the first RCPT needs the upstream leg.
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    let reply = c.cmd("RCPT TO:<u@local.test>").await;
+    assert!(reply.starts_with("4"), "{reply}");
+    // The start-up probe's connection (no XCLIENT) aside, the client's legs.
+    let legs: Vec<Vec<String>> = (0..up.connections())
+        .map(|i| up.lines(i))
+        .filter(|l| l.iter().any(|l| l.starts_with("XCLIENT")))
+        .collect();
+    assert!(!legs.is_empty());
+    for leg in &legs {
+        assert!(!leg.iter().any(|l| l.starts_with("MAIL")), "{leg:?}");
+    }
+    let log = rg.log_lines().join("\n");
+    assert!(
+        log.contains("XCLIENT") && log.contains("550 5.7.0 Error: insufficient authorization"),
+        "{log}"
+    );
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::ehlo_mask::EhloMask;
 use super::reply::Reply;
+use super::response::parse_reply;
 use super::sasl_mechanisms::SaslSecurity;
 
 /// The extensions an upstream listed in its EHLO reply, keywords upper-cased. Shared: every
@@ -38,23 +39,33 @@ pub struct Offer {
 }
 
 impl Capabilities {
-    /// Reads an EHLO reply (the first line is the server's name and is skipped). The upstream
-    /// answers every connection's EHLO alike, so each worker keeps the last reply's list and
-    /// hands it out again while the lines stay the same: no parse, no allocation.
-    pub fn from_ehlo(reply: &Reply) -> Capabilities {
-        type Last = Option<(Vec<Cow<'static, str>>, Capabilities)>;
+    /// Reads an EHLO reply as it came off the wire: `wire` is the whole reply, framed by
+    /// [`scan_reply`](super::response::scan_reply), its first line the server's name. The
+    /// upstream answers every connection's EHLO alike, so each worker keeps the last reply's
+    /// extension lines as sent and hands its list out again while they are the same bytes: no
+    /// copy, no parse, no allocation.
+    pub fn from_ehlo_wire(wire: &[u8]) -> Capabilities {
+        type Last = Option<(Vec<u8>, Capabilities)>;
         thread_local! {
             static LAST: RefCell<Last> = const { RefCell::new(None) };
         }
-        let extensions = reply.lines.get(1..).unwrap_or_default();
+        let extensions = memchr::memchr(b'\n', wire).map_or(&[][..], |lf| &wire[lf + 1..]);
         LAST.with_borrow_mut(|last| match last {
-            Some((lines, caps)) if lines.as_slice() == extensions => caps.clone(),
+            Some((raw, caps)) if raw.as_slice() == extensions => caps.clone(),
             _ => {
-                let caps = Self::parse(extensions);
+                let caps = match parse_reply(wire) {
+                    Ok(Some((reply, _))) => Self::from_ehlo(&reply),
+                    _ => Capabilities::default(),
+                };
                 *last = Some((extensions.to_vec(), caps.clone()));
                 caps
             }
         })
+    }
+
+    /// Reads a parsed EHLO reply (the first line is the server's name and is skipped).
+    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+        Self::parse(reply.lines.get(1..).unwrap_or_default())
     }
 
     fn parse(extensions: &[Cow<'static, str>]) -> Capabilities {
@@ -252,19 +263,23 @@ mod tests {
 
     #[test]
     fn the_same_reply_shares_one_list_and_another_reply_is_read_afresh() {
-        let postfix = parse_reply(POSTFIX).unwrap().unwrap().0;
-        let first = Capabilities::from_ehlo(&postfix);
+        let first = Capabilities::from_ehlo_wire(POSTFIX);
+        assert_eq!(
+            first,
+            Capabilities::from_ehlo(&parse_reply(POSTFIX).unwrap().unwrap().0)
+        );
         // Another server name, the same extensions: the same list.
-        let mut renamed = postfix.clone();
-        renamed.lines[0] = "other.example".into();
-        let again = Capabilities::from_ehlo(&renamed);
+        let text = std::str::from_utf8(POSTFIX).unwrap();
+        let renamed = text.replacen("mx.relayguard.test", "other.example", 1);
+        let again = Capabilities::from_ehlo_wire(renamed.as_bytes());
         assert!(Arc::ptr_eq(&first.keywords, &again.keywords));
-        let bare = Capabilities::from_ehlo(&Reply::plain(250, "tiny.example"));
-        assert!(!bare.offers("PIPELINING"));
-        let mut fewer = postfix.clone();
-        fewer.lines.retain(|l| l != "PIPELINING");
-        let fewer = Capabilities::from_ehlo(&fewer);
+        let bare = Capabilities::from_ehlo_wire(b"250 tiny.example\r\n");
+        assert!(!bare.offers("PIPELINING") && !bare.offers("SIZE"));
+        let fewer =
+            Capabilities::from_ehlo_wire(text.replacen("250-PIPELINING\r\n", "", 1).as_bytes());
         assert!(!fewer.offers("PIPELINING") && fewer.offers("SIZE"));
-        assert!(Capabilities::from_ehlo(&postfix).offers("PIPELINING"));
+        let back = Capabilities::from_ehlo_wire(POSTFIX);
+        assert!(back.offers("PIPELINING"));
+        assert!(!Arc::ptr_eq(&first.keywords, &fewer.keywords));
     }
 }

@@ -27,11 +27,25 @@ pub enum ReplyError {
     MixedCodes,
 }
 
+/// Where a complete reply at the start of a buffer ends, found without copying any of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyFrame {
+    pub code: u16,
+    /// The reply's bytes, its last line's LF included.
+    pub len: usize,
+    pub lines: usize,
+}
+
 /// Parses one complete reply at the start of `buf`: the reply and the bytes it used, or
 /// `Ok(None)` when more input is needed.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
-    // One pass to find the reply's end and check every line, a second (in `build`) to copy
-    // the text out: nothing is allocated for a reply still incomplete or refused.
+    Ok(scan_reply(buf)?.map(|frame| (build_reply(buf, frame), frame.len)))
+}
+
+/// Checks the complete reply at the start of `buf` line by line and says where it ends, or
+/// `Ok(None)` when more input is needed. Nothing is allocated for a reply still incomplete,
+/// refused, or (see [`build_reply`]) wanted only for its code.
+pub fn scan_reply(buf: &[u8]) -> Result<Option<ReplyFrame>, ReplyError> {
     let mut pos = 0;
     let mut code = None;
     let mut count = 0;
@@ -57,10 +71,18 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
             return Err(ReplyError::TooManyLines);
         }
         if line.get(3) != Some(&b'-') {
-            let code = code.unwrap_or(this);
-            return Ok(Some((build(code, &buf[..pos], count), pos)));
+            return Ok(Some(ReplyFrame {
+                code: this,
+                len: pos,
+                lines: count,
+            }));
         }
     }
+}
+
+/// The reply `frame` found at the start of `buf`, its text copied out.
+pub fn build_reply(buf: &[u8], frame: ReplyFrame) -> Reply {
+    build(frame.code, &buf[..frame.len], frame.lines)
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

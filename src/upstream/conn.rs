@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use crate::net::deadline::Deadline;
 use crate::net::stream::BoxStream;
 use crate::smtp::ehlo::Capabilities;
-use crate::smtp::response::{parse_reply, ReplyError};
+use crate::smtp::response::{build_reply, scan_reply, ReplyError, ReplyFrame};
 use crate::smtp::Reply;
 
 /// Why talking to the upstream failed. Every variant means the upstream leg is unusable.
@@ -166,6 +166,16 @@ impl UpstreamConn {
 
     /// Flushes anything queued and reads the next reply.
     pub async fn read_reply(&mut self) -> Result<Reply, UpstreamError> {
+        self.read_frame(build_reply).await
+    }
+
+    /// Flushes anything queued, reads the next reply and hands its bytes to `take` before
+    /// they are dropped: a caller that wants only the code, or the EHLO keywords, copies out
+    /// no text.
+    pub async fn read_frame<T>(
+        &mut self,
+        take: impl FnOnce(&[u8], ReplyFrame) -> T,
+    ) -> Result<T, UpstreamError> {
         // From the request's flush to its whole reply: the upstream's latency as seen here.
         // The same clock read starts the reply timeout: one read fewer per reply than
         // `Deadline::after`, on a path every command takes.
@@ -173,14 +183,15 @@ impl UpstreamConn {
         let deadline = asked + self.reply_timeout;
         self.flush().await?;
         loop {
-            if let Some((reply, used)) = parse_reply(&self.rbuf)? {
+            if let Some(frame) = scan_reply(&self.rbuf)? {
                 crate::observe::metrics::metrics()
-                    .upstream_reply(asked.into_std(), reply.code != 421);
-                self.rbuf.drain(..used);
+                    .upstream_reply(asked.into_std(), frame.code != 421);
+                let out = take(&self.rbuf, frame);
+                self.rbuf.drain(..frame.len);
                 if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
                     self.rbuf = Vec::new();
                 }
-                return Ok(reply);
+                return Ok(out);
             }
             self.rbuf.reserve(1024);
             let read = self.stream.read_buf(&mut self.rbuf);

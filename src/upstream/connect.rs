@@ -16,6 +16,7 @@ use crate::config::{IdentityMode, UpstreamSettings, UpstreamTarget};
 use crate::net::resolve::HostName;
 use crate::net::stream::BoxStream;
 use crate::smtp::ehlo::Capabilities;
+use crate::smtp::response::build_reply;
 
 /// Dials the upstream and completes the handshake for `client`. `None` as the client means
 /// relayguard speaks as itself (the start-up probe).
@@ -133,13 +134,8 @@ pub async fn introduce(
         // Postfix flags pipelining after XCLIENT, and any other reply leaves the session running
         // as relayguard itself, which is the open-relay risk (postfix-semantics 12.1, 12.2).
         for line in xclient_commands(client) {
-            let reply = conn.command(&line).await?;
-            if reply.code != 220 {
-                return Err(UpstreamError::Refused {
-                    stage: "XCLIENT",
-                    reply,
-                });
-            }
+            conn.queue(&line);
+            expect(conn, "XCLIENT", 220).await?;
         }
     }
     match helo {
@@ -179,28 +175,40 @@ async fn dial(
     }
 }
 
+/// Reads a reply that must carry `code`; only a refusal's text is copied out.
 async fn expect(
     conn: &mut UpstreamConn,
     stage: &'static str,
     code: u16,
 ) -> Result<(), UpstreamError> {
-    let reply = conn.read_reply().await?;
-    if reply.code == code {
-        Ok(())
-    } else {
-        Err(UpstreamError::Refused { stage, reply })
-    }
+    conn.read_frame(|wire, frame| {
+        if frame.code == code {
+            Ok(())
+        } else {
+            Err(UpstreamError::Refused {
+                stage,
+                reply: build_reply(wire, frame),
+            })
+        }
+    })
+    .await?
 }
 
 pub async fn ehlo(conn: &mut UpstreamConn, name: &str) -> Result<(), UpstreamError> {
-    let reply = conn.command(format!("EHLO {name}\r\n").as_bytes()).await?;
-    if reply.code != 250 {
-        return Err(UpstreamError::Refused {
-            stage: "EHLO",
-            reply,
-        });
-    }
-    conn.set_capabilities(Capabilities::from_ehlo(&reply));
+    let line = conn.queue_buf();
+    line.extend_from_slice(b"EHLO ");
+    line.extend_from_slice(name.as_bytes());
+    line.extend_from_slice(b"\r\n");
+    let capabilities = conn
+        .read_frame(|wire, frame| match frame.code {
+            250 => Ok(Capabilities::from_ehlo_wire(&wire[..frame.len])),
+            _ => Err(UpstreamError::Refused {
+                stage: "EHLO",
+                reply: build_reply(wire, frame),
+            }),
+        })
+        .await??;
+    conn.set_capabilities(capabilities);
     Ok(())
 }
 
