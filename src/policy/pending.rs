@@ -275,6 +275,9 @@ impl FactCache {
 }
 
 /// Where an evaluation stands: decided, or waiting for facts.
+// Decided is the answer nearly every evaluation gives, returned once by value: boxing it
+// would cost an allocation per decision to save a copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
     Decided(Decision),

@@ -9,8 +9,10 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use smallvec::smallvec;
+
 use super::ehlo_mask::EhloMask;
-use super::reply::Reply;
+use super::reply::{Reply, ReplyLines};
 use super::response::parse_reply;
 use super::sasl_mechanisms::SaslSecurity;
 
@@ -121,7 +123,7 @@ impl Capabilities {
     /// relayguard's EHLO reply for a client, in Postfix's keyword order (smtpd.c ehlo_cmd).
     pub fn advertise(&self, offer: &Offer) -> Reply {
         let kept = |bit: u16| !offer.discard.discards(bit);
-        let mut lines: Vec<Cow<'static, str>> = vec![offer.hostname.clone().into()];
+        let mut lines: ReplyLines = smallvec![offer.hostname.clone().into()];
         if kept(EhloMask::PIPELINING) {
             lines.push("PIPELINING".into());
         }

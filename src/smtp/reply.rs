@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use smallvec::{smallvec, SmallVec};
+
 /// An RFC 3463 enhanced status code such as `5.7.1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EnhancedStatus {
@@ -33,8 +35,11 @@ impl fmt::Display for EnhancedStatus {
 pub struct Reply {
     pub code: u16,
     pub enhanced: Option<EnhancedStatus>,
-    pub lines: Vec<Cow<'static, str>>,
+    pub lines: ReplyLines,
 }
+
+/// A reply's lines: one-line replies, nearly all of them, keep theirs inline.
+pub type ReplyLines = SmallVec<[Cow<'static, str>; 1]>;
 
 impl Reply {
     /// A single-line reply with an enhanced status: `Reply::new(250, (2, 0, 0), "Ok")`.
@@ -42,7 +47,7 @@ impl Reply {
         Self {
             code,
             enhanced: Some(EnhancedStatus::new(enhanced.0, enhanced.1, enhanced.2)),
-            lines: vec![text.into()],
+            lines: smallvec![text.into()],
         }
     }
 
@@ -51,7 +56,7 @@ impl Reply {
         Self {
             code,
             enhanced: None,
-            lines: vec![text.into()],
+            lines: smallvec![text.into()],
         }
     }
 
@@ -149,7 +154,7 @@ mod tests {
         let r = Reply {
             code: 250,
             enhanced: None,
-            lines: vec!["mx.test".into(), "PIPELINING".into()],
+            lines: smallvec!["mx.test".into(), "PIPELINING".into()],
         };
         r.write_to(&mut out);
         assert_eq!(out, b"250-mx.test\r\n250 PIPELINING\r\n");
@@ -159,7 +164,7 @@ mod tests {
         Reply {
             code: 334,
             enhanced: None,
-            lines: Vec::new(),
+            lines: ReplyLines::new(),
         }
         .write_to(&mut out);
         assert_eq!(out, b"550 5.7.10 x\r\n250 2.0.0 \r\n334\r\n");

@@ -8,7 +8,9 @@ use std::borrow::Cow;
 
 use memchr::memchr;
 
-use super::reply::{EnhancedStatus, Reply};
+use smallvec::smallvec;
+
+use super::reply::{EnhancedStatus, Reply, ReplyLines};
 
 /// RFC 5321 4.5.3.1.5 allows 512 octets; Postfix itself reads up to 2048.
 pub const MAX_REPLY_LINE: usize = 2048;
@@ -116,7 +118,7 @@ fn build(code: u16, wire: &[u8], count: usize) -> Reply {
         return Reply {
             code,
             enhanced,
-            lines: vec![Cow::Owned(text)],
+            lines: smallvec![Cow::Owned(text)],
         };
     }
     // Several lines (an EHLO reply): each is read twice, once to see whether all carry the
@@ -130,7 +132,7 @@ fn build(code: u16, wire: &[u8], count: usize) -> Reply {
     let mut statuses = texts().map(|t| enhanced_prefix(&t, code).map(|(e, _)| e));
     let first = statuses.next().flatten();
     let enhanced = first.filter(|e| statuses.all(|s| s == Some(*e)));
-    let mut lines = Vec::with_capacity(count);
+    let mut lines = ReplyLines::with_capacity(count);
     for text in texts() {
         let rest = enhanced
             .and_then(|_| enhanced_prefix(&text, code))
@@ -179,7 +181,7 @@ mod tests {
         );
         let ehlo = b"250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
         let (r, _) = parse_reply(ehlo).unwrap().unwrap();
-        assert_eq!(r.lines, vec!["mx.example", "PIPELINING", "8BITMIME"]);
+        assert_eq!(r.lines.as_slice(), ["mx.example", "PIPELINING", "8BITMIME"]);
         assert_eq!(r.enhanced, None);
         round_trip(ehlo);
         round_trip(b"220 mx.relayguard.test ESMTP Postfix\r\n");
