@@ -1,6 +1,7 @@
 //! Command framing, parsing and canonical writing for a pipelined MAIL/RCPT/DATA group, and
 //! the upstream's EHLO reply. Before measuring, checks that a steady-state group allocates
-//! nothing (STYLE 3.8), with a counting allocator scoped to this thread.
+//! nothing and that a one-line reply holds its line without a heap list (STYLE 3.8), with a
+//! counting allocator scoped to this thread.
 
 use std::hint::black_box;
 
@@ -9,7 +10,7 @@ mod counting_alloc;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use relayguard::smtp::line::{next_line, LineScan, COMMAND_LINE_MAX};
-use relayguard::smtp::{parse, parse_reply};
+use relayguard::smtp::{parse, parse_reply, replies};
 
 const GROUP: &[u8] = b"MAIL FROM:<sender@example.com> SIZE=12345 BODY=8BITMIME\r\n\
 RCPT TO:<alice@local.test>\r\n\
@@ -51,6 +52,35 @@ fn assert_no_allocation() {
     println!("steady-state MAIL/RCPT/DATA group: 0 allocations");
 }
 
+/// A message's session writes about ten one-line replies and reads as many from the upstream:
+/// relayguard's own cost no allocation, and an upstream's costs only its text.
+fn assert_one_line_replies_hold_no_list() {
+    let mut out = Vec::with_capacity(1024);
+    let before = counting_alloc::allocations();
+    for reply in [
+        replies::mail_ok(),
+        replies::rcpt_ok(),
+        replies::start_data(),
+        replies::bye(),
+    ] {
+        reply.write_to(&mut out);
+    }
+    let written = counting_alloc::allocations() - before;
+    assert_eq!(
+        written, 0,
+        "building and writing fixed one-line replies allocated"
+    );
+    let before = counting_alloc::allocations();
+    let parsed = parse_reply(black_box(b"250 2.0.0 Ok: queued as 4XyZ1\r\n"));
+    let allocated = counting_alloc::allocations() - before;
+    assert!(matches!(parsed, Ok(Some((ref r, _))) if r.code == 250));
+    assert_eq!(
+        allocated, 1,
+        "an upstream's one-line reply took more than its text"
+    );
+    println!("one-line replies: 0 allocations written, 1 read (the text)");
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("smtp_parse");
     g.throughput(Throughput::Elements(5));
@@ -72,6 +102,7 @@ criterion_group!(benches, bench);
 
 fn main() {
     assert_no_allocation();
+    assert_one_line_replies_hold_no_list();
     benches();
     criterion::Criterion::default()
         .configure_from_args()
