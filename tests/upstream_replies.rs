@@ -262,3 +262,31 @@ async fn an_upstream_refusing_xclient_hears_no_mail_and_the_log_says_why() {
         "{log}"
     );
 }
+
+/// The leg is closed once QUIT is written, not after the upstream's 221: Postfix's own client
+/// does the same (`smtp_skip_quit_response = yes`), and waiting would hold each leg open for
+/// a reply that changes nothing. This upstream never answers QUIT, so a proxy that waited
+/// would keep the leg for its 2 s grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leg_closes_after_quit_without_waiting_for_the_221() {
+    // Connection 0, the start-up probe, is answered as usual.
+    let up = ScriptedUpstream::start_scripting_quit(&["PIPELINING"], |connection, line| {
+        match (connection, line) {
+            (0, "QUIT") => Answer::close_with("221 2.0.0 Bye"),
+            (_, "QUIT") => Answer::Silence,
+            _ => ordinary(line),
+        }
+    })
+    .await;
+    let rg = relayguard(&up, Identity::None, "");
+    let mut c = Client::after_ehlo(rg.addr("smtp")).await;
+    assert_eq!(c.cmd("MAIL FROM:<a@sender.example>").await, "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<u@local.test>").await, "250 2.1.5 Ok");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye");
+    assert!(
+        up.wait_closed(1, Duration::from_secs(1)).await,
+        "the leg was still open a second after QUIT: {:?}",
+        up.lines(1)
+    );
+    assert_eq!(up.lines(1).last().map(String::as_str), Some("QUIT"));
+}

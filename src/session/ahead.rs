@@ -84,7 +84,7 @@ impl Session {
         if let Some(opening) = self.opening.take() {
             tokio::spawn(async move {
                 if let Ok(Ok(conn)) = opening.await {
-                    conn.quit().await;
+                    conn.quit_without_reply();
                 }
             });
         }

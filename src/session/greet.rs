@@ -211,7 +211,7 @@ impl Session {
                     state.forget_helo();
                 }
                 if let Some(up) = self.upstream.take() {
-                    tokio::spawn(up.quit());
+                    up.quit_without_reply();
                 }
                 self.abandon_opening();
                 Step::Ok

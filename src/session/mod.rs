@@ -233,7 +233,7 @@ impl Session {
             _ => {}
         }
         if let Some(upstream) = self.upstream.take() {
-            tokio::spawn(upstream.quit());
+            upstream.quit_without_reply();
         }
         self.abandon_opening();
         if !matches!(end, SessionEnd::Screened { .. }) {

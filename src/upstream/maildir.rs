@@ -70,10 +70,13 @@ async fn serve(mut io: DuplexStream, root: &Path) -> std::io::Result<()> {
             }
         };
         buf.drain(..consumed);
-        io.write_all(reply.as_bytes()).await?;
         if reply.starts_with("221") {
+            // A leg that said QUIT does not wait for the 221 (`quit_without_reply`): it may
+            // be gone already, and that is no error.
+            let _ = io.write_all(reply.as_bytes()).await;
             return Ok(());
         }
+        io.write_all(reply.as_bytes()).await?;
         if data {
             let Some(reply) = receive_body(&mut io, &mut buf, &env, root).await? else {
                 // The peer hung up inside the body. relayguard does that on purpose whenever

@@ -2,11 +2,13 @@
 //! and every line it read is kept, per connection, for the test to check.
 //!
 //! A PROXY v1 header is read and kept without a reply (v2's binary header is not understood).
+//! QUIT is answered with 221 and a close, unless the test asks to script it too.
 //! It answers the start-up relay probe (`relay-check.invalid`) with a definite 554, so
 //! relayguard starts in front of it; a script sees that connection too.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -17,6 +19,8 @@ pub enum Answer {
     Reply(Vec<String>),
     /// Write these reply lines, then close the connection.
     ReplyAndClose(Vec<String>),
+    /// Write nothing and read on.
+    Silence,
 }
 
 impl Answer {
@@ -34,6 +38,8 @@ pub type Transcripts = Arc<Mutex<Vec<Vec<String>>>>;
 pub struct ScriptedUpstream {
     pub addr: SocketAddr,
     pub transcripts: Transcripts,
+    /// The connections the client closed (read returned end of file), by index.
+    closed: Arc<Mutex<Vec<usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,6 +48,22 @@ impl ScriptedUpstream {
     /// answer offers `extensions` (e.g. `["PIPELINING", "AUTH PLAIN", "XCLIENT ADDR LOGIN"]`).
     pub async fn start(
         extensions: &[&str],
+        script: impl Fn(usize, &str) -> Answer + Send + Sync + 'static,
+    ) -> ScriptedUpstream {
+        Self::start_with(extensions, false, script).await
+    }
+
+    /// [`ScriptedUpstream::start`], the script answering QUIT as well.
+    pub async fn start_scripting_quit(
+        extensions: &[&str],
+        script: impl Fn(usize, &str) -> Answer + Send + Sync + 'static,
+    ) -> ScriptedUpstream {
+        Self::start_with(extensions, true, script).await
+    }
+
+    async fn start_with(
+        extensions: &[&str],
+        scripts_quit: bool,
         script: impl Fn(usize, &str) -> Answer + Send + Sync + 'static,
     ) -> ScriptedUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,6 +79,8 @@ impl ScriptedUpstream {
         }
         let script = Arc::new(script);
         let seen = transcripts.clone();
+        let closed: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let ended = closed.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let index = {
@@ -65,6 +89,7 @@ impl ScriptedUpstream {
                     all.len() - 1
                 };
                 let (script, seen, ehlo) = (script.clone(), seen.clone(), ehlo.clone());
+                let ended = ended.clone();
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
                     let mut r = BufReader::new(r);
@@ -75,6 +100,7 @@ impl ScriptedUpstream {
                     loop {
                         line.clear();
                         if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            ended.lock().unwrap().push(index);
                             return;
                         }
                         let text = line.trim_end().to_owned();
@@ -88,7 +114,7 @@ impl ScriptedUpstream {
                             Answer::Reply(vec![ehlo.trim_end().replace("\r\n", "\n")])
                         } else if upper.contains("RELAY-CHECK.INVALID") {
                             Answer::reply("554 5.7.1 Relay access denied")
-                        } else if upper.starts_with("QUIT") {
+                        } else if upper.starts_with("QUIT") && !scripts_quit {
                             Answer::close_with("221 2.0.0 Bye")
                         } else {
                             script(index, &upper)
@@ -96,6 +122,7 @@ impl ScriptedUpstream {
                         let (lines, close) = match answer {
                             Answer::Reply(l) => (l, false),
                             Answer::ReplyAndClose(l) => (l, true),
+                            Answer::Silence => continue,
                         };
                         let mut out = String::new();
                         for l in lines {
@@ -114,8 +141,21 @@ impl ScriptedUpstream {
         ScriptedUpstream {
             addr,
             transcripts,
+            closed,
             task,
         }
+    }
+
+    /// Waits up to `limit` for the client to close connection `index`; true if it did.
+    pub async fn wait_closed(&self, index: usize, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if self.closed.lock().unwrap().contains(&index) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.closed.lock().unwrap().contains(&index)
     }
 
     /// The lines connection `index` sent so far.
