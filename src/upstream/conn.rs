@@ -230,7 +230,9 @@ impl UpstreamConn {
         self.read_reply().await
     }
 
-    /// Says goodbye without waiting long for the answer; the connection is dropped after.
+    /// Says goodbye and reads the 221 for at most [`QUIT_GRACE`]; the connection is dropped
+    /// after. For the start-up probe, the warm pool and shutdown, which await their goodbyes;
+    /// a session's leg uses [`UpstreamConn::quit_without_reply`].
     pub async fn quit(mut self) {
         self.queue(b"QUIT\r\n");
         let _ = timeout(QUIT_GRACE, self.read_reply()).await;
