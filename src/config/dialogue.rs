@@ -129,10 +129,15 @@ impl DialogueSettings {
     /// The EHLO keywords discarded for a client at `addr`, as smtpd.c decides at connect:
     /// the first table of smtpd_discard_ehlo_keyword_address_maps that has the address gives
     /// the list, otherwise smtpd_discard_ehlo_keywords.
-    pub fn discard_ehlo_for(&self, addr: &str) -> EhloMask {
+    pub fn discard_ehlo_for(&self, addr: std::net::IpAddr) -> EhloMask {
+        // The address is written out only for maps to look it up in: most configs have none.
+        if self.discard_ehlo_maps.is_empty() {
+            return self.discard_ehlo;
+        }
+        let addr = addr.to_string();
         self.discard_ehlo_maps
             .iter()
-            .find_map(|t| t.lookup(addr))
+            .find_map(|t| t.lookup(&addr))
             .map_or(self.discard_ehlo, |words| EhloMask::parse(&words))
     }
 
@@ -295,9 +300,15 @@ mod tests {
             ("smtpd_sasl_local_domain", "example.com"),
         ])
         .unwrap();
-        assert!(d.discard_ehlo_for("192.0.2.7").discards(EhloMask::CHUNKING));
-        assert!(!d.discard_ehlo_for("192.0.2.7").discards(EhloMask::DSN));
-        assert!(d.discard_ehlo_for("198.51.100.1").discards(EhloMask::DSN));
+        assert!(d
+            .discard_ehlo_for([192, 0, 2, 7].into())
+            .discards(EhloMask::CHUNKING));
+        assert!(!d
+            .discard_ehlo_for([192, 0, 2, 7].into())
+            .discards(EhloMask::DSN));
+        assert!(d
+            .discard_ehlo_for([198, 51, 100, 1].into())
+            .discards(EhloMask::DSN));
         assert_eq!(d.login_name("bob".into()), "bob@example.com");
         assert_eq!(
             d.login_name("bob@other.example".into()),

@@ -1,7 +1,8 @@
-//! Observability edges: log output, printable log text, time formatting, metrics and the
-//! admin HTTP listener that serves them, and the process id that logs and ids name.
+//! Observability edges: log output, printable log text, time and address formatting, metrics
+//! and the admin HTTP listener that serves them, and the process id that logs and ids name.
 
 pub mod admin_http;
+pub mod ip_text;
 pub mod log;
 pub mod log_batch;
 pub mod metrics;

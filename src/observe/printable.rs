@@ -23,14 +23,31 @@ pub struct PrintableWriter<W>(pub W);
 
 impl<W: fmt::Write> fmt::Write for PrintableWriter<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut rest = text;
-        while let Some(at) = rest.find(char::is_control) {
-            self.0.write_str(&rest[..at])?;
+        // Scanned as bytes: C0 and DEL are single bytes, and every C1 character (U+0080 to
+        // U+009F) is 0xC2 followed by 0x80..=0x9F; no other UTF-8 sequence starts with 0xC2 and
+        // goes on so. Every line relayguard logs passes here, most with nothing to replace.
+        let bytes = text.as_bytes();
+        let mut written = 0;
+        let mut at = 0;
+        while let Some(found) = bytes[at..]
+            .iter()
+            .position(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
+        {
+            at += found;
+            let width = match bytes.get(at..at + 2) {
+                Some([0xc2, 0x80..=0x9f]) => 2,
+                _ if bytes[at] == 0xc2 => {
+                    at += 1;
+                    continue;
+                }
+                _ => 1,
+            };
+            self.0.write_str(&text[written..at])?;
             self.0.write_char('?')?;
-            let width = rest[at..].chars().next().map_or(1, char::len_utf8);
-            rest = &rest[at + width..];
+            at += width;
+            written = at;
         }
-        self.0.write_str(rest)
+        self.0.write_str(&text[written..])
     }
 }
 
@@ -52,5 +69,19 @@ mod tests {
             "a?b",
             "format arguments are filtered too"
         );
+    }
+
+    proptest::proptest! {
+        /// The byte scan replaces exactly what `char::is_control` calls control, C1 included.
+        #[test]
+        fn the_byte_scan_replaces_exactly_the_control_characters(
+            text in "(\\PC|\\p{Cc}|\u{a0}|\u{c2}|\u{100})*"
+        ) {
+            let expected: String = text
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            proptest::prop_assert_eq!(Printable(&text).to_string(), expected);
+        }
     }
 }

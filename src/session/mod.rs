@@ -37,6 +37,7 @@ use crate::lookup::Lookups;
 use crate::net::resolve::ClientNames;
 use crate::net::shutdown::Shutdown;
 use crate::net::stream::BoxStream;
+use crate::observe::ip_text::IpText;
 use crate::policy::{Client, Facts, TransactionState};
 use crate::smtp::command::Command;
 use crate::smtp::line::{LineFramer, LineScan};
@@ -171,14 +172,10 @@ impl Session {
         };
         let log = EventLog::new(
             ctx.listener.smtpd.syslog_tag.clone(),
-            format!("{}[{}]", client.name, client.addr),
+            format!("{}[{}]", client.name, IpText(client.addr)),
         );
         let write_timeout = ctx.listener.smtpd.smtpd_timeout;
-        let discard = ctx
-            .listener
-            .smtpd
-            .dialogue
-            .discard_ehlo_for(&peer.ip().to_string());
+        let discard = ctx.listener.smtpd.dialogue.discard_ehlo_for(peer.ip());
         Session {
             ctx,
             client,

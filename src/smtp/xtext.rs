@@ -2,8 +2,6 @@
 //!
 //! Pure functions over bytes; the only allocation is the output the caller asked for.
 
-use std::fmt::Write as _;
-
 /// Why a string is not valid xtext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum XtextError {
@@ -28,14 +26,24 @@ pub fn encoded_len(input: &[u8]) -> usize {
 /// Appends the xtext form of `input` to `out`: xchars as themselves, every other byte as `+HH`
 /// with upper-case hex.
 pub fn encode_into(input: &[u8], out: &mut String) {
-    out.reserve(encoded_len(input));
-    for &byte in input {
-        if is_xchar(byte) {
-            out.push(char::from(byte));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "+{byte:02X}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut rest = input;
+    // Runs of xchars (ASCII, so always one str) are copied whole: most values are one run.
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| !is_xchar(b))
+            .unwrap_or(rest.len());
+        if let Ok(text) = std::str::from_utf8(&rest[..run]) {
+            out.push_str(text);
         }
+        let Some((&byte, after)) = rest[run..].split_first() else {
+            break;
+        };
+        out.push('+');
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        rest = after;
     }
 }
 

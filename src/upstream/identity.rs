@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Deserialize;
 
 use crate::net::resolve::HostName;
+use crate::observe::ip_text::IpText;
 use crate::smtp::xtext;
 
 /// Postfix refuses an XCLIENT value longer than this, counted after xtext encoding
@@ -98,12 +99,14 @@ pub fn xclient_commands(id: &ClientIdentity) -> Vec<Vec<u8>> {
         ]
     };
     let sticky = || sticky.iter().copied().map(Some);
-    let one = || sticky().chain(last(true));
-    if line_len(one()) <= XCLIENT_LINE_MAX {
-        return vec![line(one())];
+    // Each line is built once and measured as built: the usual one fits.
+    let whole = line(sticky().chain(last(true)));
+    if whole.len() <= XCLIENT_LINE_MAX {
+        return vec![whole];
     }
-    if line_len(last(true)) <= XCLIENT_LINE_MAX {
-        return vec![line(sticky()), line(last(true))];
+    let closing = line(last(true));
+    if closing.len() <= XCLIENT_LINE_MAX {
+        return vec![line(sticky()), closing];
     }
     vec![line(sticky()), line(last(false))]
 }
@@ -111,15 +114,24 @@ pub fn xclient_commands(id: &ClientIdentity) -> Vec<Vec<u8>> {
 /// An XCLIENT attribute, `(NAME, value)` before xtext encoding; `None` is left out.
 type Attribute<'a> = Option<(&'static str, &'a str)>;
 
-/// The attributes that are sent: a value over 255 bytes once encoded would make Postfix
-/// refuse the whole command, so it is left out.
-fn sent<'a>(
-    attributes: impl IntoIterator<Item = Attribute<'a>>,
-) -> impl Iterator<Item = (&'static str, &'a str)> {
-    attributes
-        .into_iter()
-        .flatten()
-        .filter(|(_, value)| xtext::encoded_len(value.as_bytes()) <= XCLIENT_VALUE_MAX)
+/// One XCLIENT line of `attributes`. A value over 255 bytes once encoded would make Postfix
+/// refuse the whole command, so such an attribute is encoded, found too long and taken back.
+fn line<'a>(attributes: impl IntoIterator<Item = Attribute<'a>>) -> Vec<u8> {
+    let mut out = String::with_capacity(XCLIENT_LINE_MAX);
+    out.push_str("XCLIENT");
+    for (name, value) in attributes.into_iter().flatten() {
+        let attribute = out.len();
+        out.push(' ');
+        out.push_str(name);
+        out.push('=');
+        let encoded = out.len();
+        xtext::encode_into(value.as_bytes(), &mut out);
+        if out.len() - encoded > XCLIENT_VALUE_MAX {
+            out.truncate(attribute);
+        }
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// ADDR/DESTADDR syntax: a dotted quad, or `IPV6:` and the address (a bare IPv6 address is
@@ -129,30 +141,10 @@ struct XclientAddr(IpAddr);
 impl std::fmt::Display for XclientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0.to_canonical() {
-            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V4(v4) => std::fmt::Display::fmt(&IpText(v4.into()), f),
             IpAddr::V6(v6) => write!(f, "IPV6:{v6}"),
         }
     }
-}
-
-fn line_len<'a>(attributes: impl IntoIterator<Item = Attribute<'a>>) -> usize {
-    let attributes: usize = sent(attributes)
-        .map(|(name, value)| 1 + name.len() + 1 + xtext::encoded_len(value.as_bytes()))
-        .sum();
-    "XCLIENT".len() + attributes + "\r\n".len()
-}
-
-fn line<'a>(attributes: impl IntoIterator<Item = Attribute<'a>> + Clone) -> Vec<u8> {
-    let mut out = String::with_capacity(line_len(attributes.clone()));
-    out.push_str("XCLIENT");
-    for (name, value) in sent(attributes) {
-        out.push(' ');
-        out.push_str(name);
-        out.push('=');
-        xtext::encode_into(value.as_bytes(), &mut out);
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
 }
 
 /// The client and server addresses in one family, as both PROXY versions need: IPv4-mapped
