@@ -76,6 +76,12 @@ impl EventLog {
 
     /// Every line is written [`Printable`]: the client's words in it cannot end it early.
     pub fn info(&self, text: fmt::Arguments<'_>) {
+        // The `postfix` format's lines skip tracing's event machinery, filtered as it would be.
+        if tracing::enabled!(tracing::Level::INFO)
+            && crate::observe::log::write_tagged(&self.tag, text)
+        {
+            return;
+        }
         tracing::info!(tag = %self.tag, "{}", Printable(text));
     }
 
@@ -107,7 +113,10 @@ impl EventLog {
             tail.push_str(&format!(" helo=<{helo}>"));
         }
         let queue = ctx.queue_id.unwrap_or("NOQUEUE");
-        tracing::info!(tag = %self.tag, "{}", Printable(format_args!("{queue}: {action}: {stage} from {}: {reply};{tail}", self.client)));
+        self.info(format_args!(
+            "{queue}: {action}: {stage} from {}: {reply};{tail}",
+            self.client
+        ));
     }
 
     pub fn rejected(&self, stage: &str, reply: &Reply, ctx: &RejectContext<'_>) {
