@@ -7,6 +7,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::stack_text::StackText;
+
 /// Displays exactly as `IpAddr` does (width and alignment included); IPv4 is written from a
 /// stack buffer, IPv6 by std.
 #[derive(Clone, Copy)]
@@ -15,50 +17,22 @@ pub struct IpText(pub IpAddr);
 impl fmt::Display for IpText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            IpAddr::V4(v4) => f.pad(DottedQuad::new(v4).as_str()),
+            IpAddr::V4(v4) => f.pad(dotted_quad(v4).as_str()),
             IpAddr::V6(v6) => fmt::Display::fmt(&v6, f),
         }
     }
 }
 
-/// `a.b.c.d`, at most 15 bytes.
-struct DottedQuad {
-    text: [u8; 15],
-    len: usize,
-}
-
-impl DottedQuad {
-    fn new(addr: Ipv4Addr) -> Self {
-        let mut quad = DottedQuad {
-            text: [0; 15],
-            len: 0,
-        };
-        for (i, octet) in addr.octets().into_iter().enumerate() {
-            if i > 0 {
-                quad.push(b'.');
-            }
-            if octet >= 100 {
-                quad.push(b'0' + octet / 100);
-            }
-            if octet >= 10 {
-                quad.push(b'0' + octet / 10 % 10);
-            }
-            quad.push(b'0' + octet % 10);
+/// `a.b.c.d`: at most 15 bytes.
+fn dotted_quad(addr: Ipv4Addr) -> StackText<15> {
+    let mut quad = StackText::new();
+    for (i, octet) in addr.octets().into_iter().enumerate() {
+        if i > 0 {
+            quad.push(b'.');
         }
-        quad
+        quad.push_u32(u32::from(octet));
     }
-
-    fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.text.get_mut(self.len) {
-            *slot = byte;
-            self.len += 1;
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Digits and dots only: always one str.
-        std::str::from_utf8(self.text.get(..self.len).unwrap_or_default()).unwrap_or_default()
-    }
+    quad
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod log;
 pub mod log_batch;
 pub mod metrics;
 pub mod printable;
+pub mod stack_text;
 pub mod time;
 
 /// This process's id, read once: `std::process::id()` is a system call each time, and every
