@@ -4,6 +4,8 @@
 //! printable filter; text built of many small parts (a dotted quad, the disconnect line's
 //! command counts) is cheaper put together here and handed over once.
 
+use crate::smtp::decimal::{decimal, DIGITS_MAX};
+
 /// Up to `N` bytes of ASCII text; what does not fit is dropped (callers size `N` for their
 /// longest text).
 pub struct StackText<const N: usize> {
@@ -34,18 +36,9 @@ impl<const N: usize> StackText<N> {
 
     /// Appends `n` in decimal.
     pub fn push_u32(&mut self, n: u32) {
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut rest = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        digits[at..].iter().for_each(|&b| self.push(b));
+        decimal(n.into(), &mut [0; DIGITS_MAX])
+            .iter()
+            .for_each(|&b| self.push(b));
     }
 
     pub fn as_str(&self) -> &str {

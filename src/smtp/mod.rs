@@ -4,6 +4,7 @@
 //! get values back; "need more input" is a normal return, never an error.
 
 pub mod command;
+pub mod decimal;
 pub mod dot;
 pub mod ehlo;
 pub mod ehlo_mask;

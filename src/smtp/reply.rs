@@ -5,6 +5,8 @@ use std::fmt;
 
 use smallvec::{smallvec, SmallVec};
 
+use super::decimal::push_decimal;
+
 /// An RFC 3463 enhanced status code such as `5.7.1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EnhancedStatus {
@@ -93,42 +95,26 @@ impl Reply {
     /// than the rest of the work together.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         if self.lines.is_empty() {
-            push_decimal(out, self.code);
+            push_decimal(out, self.code.into());
             out.extend_from_slice(b"\r\n");
             return;
         }
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
-            push_decimal(out, self.code);
+            push_decimal(out, self.code.into());
             out.push(if i == last { b' ' } else { b'-' });
             if let Some(e) = self.enhanced {
-                push_decimal(out, u16::from(e.class));
+                push_decimal(out, e.class.into());
                 out.push(b'.');
-                push_decimal(out, e.subject);
+                push_decimal(out, e.subject.into());
                 out.push(b'.');
-                push_decimal(out, e.detail);
+                push_decimal(out, e.detail.into());
                 out.push(b' ');
             }
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }
-}
-
-/// `n` in decimal, without leading zeros.
-fn push_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 impl fmt::Display for Reply {

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::smtp::decimal::push_decimal;
+
 mod error;
 mod params;
 
@@ -171,7 +173,7 @@ impl Command<'_> {
             }
             Command::Bdat { size, last } => {
                 out.extend_from_slice(b"BDAT ");
-                write_u64(out, *size);
+                push_decimal(out, *size);
                 if *last {
                     out.extend_from_slice(b" LAST");
                 }
@@ -260,21 +262,6 @@ fn bare<'a>(rest: &str, ok: Command<'a>, err: CommandError) -> Result<Command<'a
     } else {
         Err(err)
     }
-}
-
-/// Decimal without allocating (a MAIL with SIZE= is written once per message).
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Postfix's `smtpd_forbidden_commands = CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}` plus its

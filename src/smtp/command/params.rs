@@ -6,7 +6,8 @@
 //! repeated RET, ENVID, NOTIFY or ORCPT is a syntax error, a repeated AUTH= is a 503.
 
 use super::error::CommandError;
-use super::{words, write_u64};
+use super::words;
+use crate::smtp::decimal::push_decimal;
 
 /// RFC 6152 / 3030 body types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +151,7 @@ impl<'a> MailParams<'a> {
     pub(super) fn write_to(&self, out: &mut Vec<u8>) {
         if let Some(size) = self.size {
             out.extend_from_slice(b" SIZE=");
-            write_u64(out, size);
+            push_decimal(out, size);
         }
         if let Some(body) = self.body {
             out.extend_from_slice(b" BODY=");
