@@ -4,8 +4,6 @@
 //! printable filter; text built of many small parts (a dotted quad, the disconnect line's
 //! command counts) is cheaper put together here and handed over once.
 
-use crate::smtp::decimal::{decimal, DIGITS_MAX};
-
 /// Up to `N` bytes of ASCII text; what does not fit is dropped (callers size `N` for their
 /// longest text).
 pub struct StackText<const N: usize> {
@@ -36,9 +34,7 @@ impl<const N: usize> StackText<N> {
 
     /// Appends `n` in decimal.
     pub fn push_u32(&mut self, n: u32) {
-        decimal(n.into(), &mut [0; DIGITS_MAX])
-            .iter()
-            .for_each(|&b| self.push(b));
+        self.push_str(itoa::Buffer::new().format(n));
     }
 
     pub fn as_str(&self) -> &str {

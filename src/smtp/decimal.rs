@@ -1,27 +1,9 @@
-//! Numbers in decimal without the formatter: reply codes, SIZE= values and log counts are
-//! written on every relayed command, where `write!` costs more than the digits.
-
-/// The most digits a `u64` has.
-pub const DIGITS_MAX: usize = 20;
-
-/// `n`'s decimal digits, without leading zeros, in the end of `buf`.
-pub fn decimal(n: u64, buf: &mut [u8; DIGITS_MAX]) -> &[u8] {
-    let mut at = buf.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    &buf[at..]
-}
+//! Numbers in decimal without the formatter: reply codes and SIZE= values are written on
+//! every relayed command, where `write!` costs more than the digits. itoa does the digits.
 
 /// Appends `n` in decimal.
-pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(decimal(n, &mut [0; DIGITS_MAX]));
+pub fn push_decimal(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
@@ -39,10 +21,9 @@ mod tests {
 
     #[test]
     fn the_edges() {
-        assert_eq!(decimal(0, &mut [0; DIGITS_MAX]), b"0");
-        assert_eq!(
-            decimal(u64::MAX, &mut [0; DIGITS_MAX]),
-            b"18446744073709551615"
-        );
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0u16);
+        push_decimal(&mut out, u64::MAX);
+        assert_eq!(out, b"018446744073709551615");
     }
 }

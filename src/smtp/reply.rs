@@ -95,20 +95,20 @@ impl Reply {
     /// than the rest of the work together.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         if self.lines.is_empty() {
-            push_decimal(out, self.code.into());
+            push_decimal(out, self.code);
             out.extend_from_slice(b"\r\n");
             return;
         }
         let last = self.lines.len() - 1;
         for (i, line) in self.lines.iter().enumerate() {
-            push_decimal(out, self.code.into());
+            push_decimal(out, self.code);
             out.push(if i == last { b' ' } else { b'-' });
             if let Some(e) = self.enhanced {
-                push_decimal(out, e.class.into());
+                push_decimal(out, e.class);
                 out.push(b'.');
-                push_decimal(out, e.subject.into());
+                push_decimal(out, e.subject);
                 out.push(b'.');
-                push_decimal(out, e.detail.into());
+                push_decimal(out, e.detail);
                 out.push(b' ');
             }
             out.extend_from_slice(line.as_bytes());
