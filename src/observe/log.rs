@@ -63,11 +63,16 @@ struct PostfixFormat {
 }
 
 impl PostfixFormat {
+    /// Every line's opening, `Nov 24 06:33:22 mx `.
+    fn stamp(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        syslog_now(|now| write!(out, "{now} {} ", self.host))
+    }
+
     /// The line [`FormatEvent::format_event`] writes for an event with a `tag` field.
     fn tagged_line(&self, line: &mut String, tag: &str, text: fmt::Arguments<'_>) {
-        let mut out = PrintableWriter(line);
         // Writing to a String cannot fail.
-        let _ = syslog_now(|now| write!(out.0, "{now} {} ", self.host));
+        let _ = self.stamp(line);
+        let mut out = PrintableWriter(line);
         let _ = write!(out, "{tag}[{}]: ", self.pid);
         let _ = fmt::write(&mut out, text);
         out.0.push('\n');
@@ -92,7 +97,15 @@ pub fn write_tagged(tag: &str, text: fmt::Arguments<'_>) -> bool {
     let Some(format) = POSTFIX.get() else {
         return false;
     };
-    LINE.with_borrow_mut(|line| {
+    LINE.with(|kept| {
+        // A line written while another is being put together (its text's Display logging)
+        // gets a buffer of its own rather than a panic.
+        let mut own = String::new();
+        let mut borrowed = kept.try_borrow_mut();
+        let line = match borrowed.as_deref_mut() {
+            Ok(line) => line,
+            Err(_) => &mut own,
+        };
         line.clear();
         format.tagged_line(line, tag, text);
         // Nowhere to report a failed log write to, as with the subscriber's.
@@ -159,7 +172,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let stamp = syslog_now(|now| write!(writer, "{now} {} ", self.host));
+        let stamp = self.stamp(&mut writer);
         let mut line = LineWriter {
             writer: &mut writer,
             opening: true,
@@ -254,6 +267,25 @@ mod tests {
         );
         // The stamp: `Nov 24 06:33:22 `.
         assert!(text.as_bytes().get(15) == Some(&b' '), "{text}");
+    }
+
+    #[test]
+    fn a_line_logged_while_another_is_written_does_not_panic() {
+        struct LogsWhileShown;
+        impl fmt::Display for LogsWhileShown {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                assert!(write_tagged("postfix/smtpd", format_args!("inner")));
+                f.write_str("outer")
+            }
+        }
+        let _ = POSTFIX.set(PostfixFormat {
+            host: "mx".into(),
+            pid: 42,
+        });
+        assert!(write_tagged(
+            "postfix/smtpd",
+            format_args!("{}", LogsWhileShown)
+        ));
     }
 
     #[test]
