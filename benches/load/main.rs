@@ -296,7 +296,7 @@ async fn run(sizes: &Sizes, ctx: &mut Ctx) -> Result<Vec<Row>, String> {
     }
 
     if ctx.wants("throughput") {
-        rows.push(throughput_row(sizes, ctx, &fast).await);
+        rows.extend(throughput_rows(sizes, ctx, &fast).await);
     }
     if ctx.wants("idle") {
         rows.push(idle_row(sizes, ctx, &fast).await);
@@ -474,28 +474,43 @@ fn policy_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Result<Vec<Row
     Ok(vec![plain, dnsbl])
 }
 
-async fn throughput_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
+async fn throughput_rows(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> [Row; 2] {
     // Rounds in rotating order, median per path, as for the message rates: a run of a few
     // hundred milliseconds is at the mercy of whatever else the two cores are doing.
     let mut samples: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
+    let mut cpu: [Vec<Result<f64, String>>; 5] = std::array::from_fn(|_| Vec::new());
     for round in 0..RATE_ROUNDS {
         for k in 0..PATHS.len() {
             let i = (k + round) % PATHS.len();
-            samples[i].push(throughput(sizes, ctx, PATHS[i], fast).await);
+            let (rate, used) = throughput(sizes, ctx, PATHS[i], fast).await;
+            samples[i].push(rate);
+            if let Some(used) = used {
+                cpu[i].push(used);
+            }
         }
     }
-    Row {
-        label: format!(
-            "{} MB messages, {} session(s) x {} (fast sink)",
-            sizes.tp_size >> 20,
-            sizes.tp_sessions,
-            sizes.tp_messages
-        ),
-        unit: "MiB/s",
-        cells: samples.map(|s| Some(median(s))),
-        compare: Compare::Ratio,
-        target: ">= 1.14",
-    }
+    let label = format!(
+        "{} MB messages, {} session(s) x {} (fast sink)",
+        sizes.tp_size >> 20,
+        sizes.tp_sessions,
+        sizes.tp_messages
+    );
+    [
+        Row {
+            label: label.clone(),
+            unit: "MiB/s",
+            cells: samples.map(|s| Some(median(s))),
+            compare: Compare::Ratio,
+            target: ">= 1.14",
+        },
+        Row {
+            label: format!("{label}: proxy CPU per MiB"),
+            unit: "us",
+            cells: cpu.map(|s| (!s.is_empty()).then(|| median(s))),
+            compare: Compare::Ratio,
+            target: "(reported)",
+        },
+    ]
 }
 
 async fn idle_row(sizes: &Sizes, ctx: &mut Ctx, fast: &sink::Sink) -> Row {
@@ -578,25 +593,41 @@ async fn latency_rows(sizes: &Sizes, ctx: &mut Ctx, sink: SocketAddr) -> Vec<Row
     rows
 }
 
-/// One throughput sample for `path`, checked against what the sink saw.
+/// One throughput sample for `path`, checked against what the sink saw, and the proxy's CPU
+/// time per MiB in it (all its threads; none for the direct path).
 async fn throughput(
     sizes: &Sizes,
     ctx: &mut Ctx,
     path: Path,
     fast: &sink::Sink,
-) -> Result<f64, String> {
+) -> (Result<f64, String>, Option<Result<f64, String>>) {
     let before = fast.messages.load(Ordering::Relaxed);
     let want = (sizes.tp_sessions * sizes.tp_messages) as u64;
-    let f = ctx.front(path, fast.addr)?;
-    let v =
-        workloads::throughput(f.addr, sizes.tp_sessions, sizes.tp_messages, sizes.tp_size).await?;
+    let f = match ctx.front(path, fast.addr) {
+        Ok(f) => f,
+        // Only a proxy can fail to start: its CPU cell carries the error too.
+        Err(e) => return (Err(e.clone()), Some(Err(e))),
+    };
+    let cpu_before = f.pid.map(procs::cpu_micros);
+    let rate =
+        workloads::throughput(f.addr, sizes.tp_sessions, sizes.tp_messages, sizes.tp_size).await;
+    let mib = (sizes.tp_size * sizes.tp_sessions * sizes.tp_messages) as f64 / f64::from(1 << 20);
+    let used = match (cpu_before, f.pid, &rate) {
+        (Some(before), Some(pid), Ok(_)) => {
+            Some(procs::cpu_micros(pid).and_then(|after| Ok((after - before?) / mib)))
+        }
+        _ => None,
+    };
     // Each 250 the client saw must be a message the sink ended, not a proxy's own.
     let got = fast.messages.load(Ordering::Relaxed) - before;
-    if got == want {
-        Ok(v)
-    } else {
-        Err(format!("sink got {got} messages, sent {want}"))
-    }
+    let rate = rate.and_then(|v| {
+        if got == want {
+            Ok(v)
+        } else {
+            Err(format!("sink got {got} messages, sent {want}"))
+        }
+    });
+    (rate, used)
 }
 
 /// (p50, p99) per path. The sessions are interleaved, one per path in rotating order, so a
